@@ -1,0 +1,252 @@
+"""The network and learning configuration: one frozen dataclass shared by golden, hdl_gen and host.
+
+Every quantity is stated in the units docs/fixed_point.md defines. Integer-mode constants are
+*derived* from these fields (see :meth:`NetConfig.derived`); nothing else in the project defines a
+width, a shift or a threshold. ``NetConfig.to_json`` / ``from_json`` give the manifest that
+``python -m hdl_gen`` writes next to the Verilog and that the host reads back.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["NetConfig", "Derived", "DEFAULT", "tiny_config"]
+
+OPTIMIZERS = ("bso", "tbso")
+MODES = ("float", "int")
+RESETS = ("soft", "hard")
+
+
+@dataclass(frozen=True)
+class Derived:
+    """Integer constants that follow from a :class:`NetConfig` (all in LSB units)."""
+
+    theta: tuple[int, ...]        # per hidden layer, membrane LSB (2^-membrane_frac)
+    one_spike: int                # one +1 synaptic input in membrane LSB
+    trace_one: int                # one presynaptic spike in trace LSB
+    target: int                   # output target for the label class, membrane LSB
+    mem_max: int                  # membrane saturation bound (symmetric)
+    trace_max: int
+    delta_max: int
+    mom_max: int
+    v_max: int
+    tbso_recip: tuple[int, ...]   # per layer: round(2^(32+v_frac-2*grad_shift) / (n_pre*n_post))
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    """Network, fixed-point and learning parameters.
+
+    Sizes: ``layers = (n_in, n_hidden..., n_out)``; every weight is binary +-1.
+    Hidden layers are LIF neurons that fire at ``u >= theta``; the last layer is a non-spiking
+    leaky integrator whose membrane is the class score.
+    """
+
+    # --- topology and time -------------------------------------------------------------------
+    layers: tuple[int, ...] = (128, 256, 10)
+    T: int = 8
+    # --- neuron ------------------------------------------------------------------------------
+    leak_shift: int = 1              # lambda_m = 1 - 2^-leak_shift (1 -> 0.5, the paper's tau=2)
+    membrane_frac: int = 4           # fraction bits of the membrane
+    membrane_bits: int = 16          # signed width of the membrane, saturating
+    theta: tuple[float, ...] = (4.0,)  # per hidden layer threshold, in synaptic units
+    reset: str = "soft"
+    # --- presynaptic trace a <- lambda_a * a + s ------------------------------------------------
+    trace_shift: int = 1             # lambda_a = 1 - 2^-trace_shift
+    trace_frac: int = 3              # trace LSB = 2^-trace_frac spikes
+    trace_bits: int = 5              # unsigned width, saturating
+    # --- error ---------------------------------------------------------------------------------
+    target: float = 8.0              # output membrane target for the label class (others: 0)
+    err_shift: int = 2               # delta_out = (o - target*y) >> err_shift
+    delta_bits: int = 10             # signed width of every delta, saturating
+    surrogate_shift: int = 6         # triangle surrogate half-width = 2^surrogate_shift LSB
+    # --- optimizer ------------------------------------------------------------------------------
+    optimizer: str = "bso"           # "bso" | "tbso"
+    momentum_bits: int = 8           # signed width of M, saturating symmetric
+    grad_shift: tuple[int, ...] = (4, 6)  # per layer: M tracks G * 2^-grad_shift
+    rate_shift: int = 12             # momentum EMA rate = 2^-rate_shift
+    gamma: tuple[int, ...] = (24, 24)  # BSO flip threshold per layer, momentum LSB
+    reset_momentum: bool | None = None  # None: True for BSO, False for T-BSO (as released)
+    tbso_gamma: float = 0.5          # T-BSO: thr = tbso_gamma * sqrt(V[t])
+    tbso_gamma_frac: int = 8         # fixed-point fraction bits of tbso_gamma
+    v_rate_shift: int = 10           # V EMA rate = 2^-v_rate_shift
+    v_frac: int = 8                  # V LSB = 2^-v_frac momentum LSB^2 (must be even)
+    v_bits: int = 32                 # unsigned width of V, saturating
+    # --- schedule (applied at the end of an epoch whose 0-based index e>0, e % every == 0) ----
+    schedule_every: int = 0          # 0: off
+    schedule_gamma_num: int = 1      # gamma <- gamma * num // den  (BSO; T-BSO scales tbso_gamma)
+    schedule_gamma_den: int = 1
+    schedule_rate_step: int = 0      # rate_shift += step
+    # --- bookkeeping ----------------------------------------------------------------------------
+    seed: int = 1                    # weight init and stochastic-rounding key
+    init_theta_scale: bool = True    # (documentation only) theta was chosen ~ sqrt(fan-in active)
+
+    # ------------------------------------------------------------------------------------------
+    def __post_init__(self):
+        object.__setattr__(self, "layers", tuple(int(x) for x in self.layers))
+        object.__setattr__(self, "theta", tuple(float(x) for x in self.theta))
+        object.__setattr__(self, "grad_shift", tuple(int(x) for x in self.grad_shift))
+        object.__setattr__(self, "gamma", tuple(int(x) for x in self.gamma))
+        self.validate()
+
+    @property
+    def n_layers(self) -> int:
+        """Number of weight layers."""
+        return len(self.layers) - 1
+
+    @property
+    def do_reset_momentum(self) -> bool:
+        """Whether a flip zeroes the synapse's momentum."""
+        if self.reset_momentum is None:
+            return self.optimizer == "bso"
+        return bool(self.reset_momentum)
+
+    @property
+    def bits_per_synapse(self) -> int:
+        """Learning state stored per synapse: the weight bit plus the momentum bits."""
+        return 1 + self.momentum_bits
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first field outside its allowed range."""
+
+        def need(ok, name, allowed, value):
+            if not ok:
+                raise ValueError(f"NetConfig.{name}={value!r} is invalid: allowed {allowed}")
+
+        L = self.layers
+        need(len(L) >= 2, "layers", "at least (n_in, n_out)", L)
+        need(len(L) <= 16, "layers", "at most 15 weight layers", L)
+        for n in L:
+            # synapse addresses are (layer << 28) | (post << 14) | pre (golden/fixed.py)
+            need(1 <= n <= 16384, "layers", "each size in 1..16384", L)
+        need(1 <= self.T <= 256, "T", "1..256", self.T)
+        need(1 <= self.leak_shift <= 15, "leak_shift", "1..15", self.leak_shift)
+        need(0 <= self.membrane_frac <= 24, "membrane_frac", "0..24", self.membrane_frac)
+        need(self.membrane_bits <= 48, "membrane_bits", "<= 48", self.membrane_bits)
+        need(self.reset in RESETS, "reset", RESETS, self.reset)
+        need(len(self.theta) == self.n_layers - 1, "theta",
+             f"one value per hidden layer ({self.n_layers - 1})", self.theta)
+        for th in self.theta:
+            need(th > 0, "theta", "> 0", self.theta)
+        need(1 <= self.trace_shift <= 15, "trace_shift", "1..15", self.trace_shift)
+        need(0 <= self.trace_frac <= 16, "trace_frac", "0..16", self.trace_frac)
+        need(self.trace_frac + 1 <= self.trace_bits <= 32, "trace_bits",
+             f"trace_frac+1..32 (one spike must fit)", self.trace_bits)
+        need(self.target >= 0, "target", ">= 0", self.target)
+        need(0 <= self.err_shift <= 24, "err_shift", "0..24", self.err_shift)
+        need(2 <= self.delta_bits <= 32, "delta_bits", "2..32", self.delta_bits)
+        need(0 <= self.surrogate_shift <= 24, "surrogate_shift", "0..24", self.surrogate_shift)
+        need(self.optimizer in OPTIMIZERS, "optimizer", OPTIMIZERS, self.optimizer)
+        need(2 <= self.momentum_bits <= 32, "momentum_bits", "2..32", self.momentum_bits)
+        need(len(self.grad_shift) == self.n_layers, "grad_shift",
+             f"one value per layer ({self.n_layers})", self.grad_shift)
+        for g in self.grad_shift:
+            need(0 <= g <= 24, "grad_shift", "each 0..24", self.grad_shift)
+        need(0 <= self.rate_shift <= 24, "rate_shift", "0..24", self.rate_shift)
+        need(len(self.gamma) == self.n_layers, "gamma",
+             f"one value per layer ({self.n_layers})", self.gamma)
+        mom_max = (1 << (self.momentum_bits - 1)) - 1
+        for g in self.gamma:
+            need(0 <= g <= mom_max, "gamma", f"each 0..{mom_max} (momentum_bits)", self.gamma)
+        need(self.tbso_gamma >= 0, "tbso_gamma", ">= 0", self.tbso_gamma)
+        need(0 <= self.tbso_gamma_frac <= 16, "tbso_gamma_frac", "0..16", self.tbso_gamma_frac)
+        q = self.tbso_gamma * (1 << self.tbso_gamma_frac)
+        need(q == int(q) and q < (1 << 16), "tbso_gamma",
+             f"a multiple of 2^-{self.tbso_gamma_frac} below 2^{16 - self.tbso_gamma_frac}",
+             self.tbso_gamma)
+        need(0 <= self.v_rate_shift <= 24, "v_rate_shift", "0..24", self.v_rate_shift)
+        need(0 <= self.v_frac <= 32 and self.v_frac % 2 == 0, "v_frac", "even, 0..32",
+             self.v_frac)
+        need(8 <= self.v_bits <= 48, "v_bits", "8..48", self.v_bits)
+        need(self.schedule_every >= 0, "schedule_every", ">= 0", self.schedule_every)
+        need(self.schedule_gamma_den >= 1 and self.schedule_gamma_num >= 0,
+             "schedule_gamma_num/den", "num >= 0, den >= 1",
+             (self.schedule_gamma_num, self.schedule_gamma_den))
+        need(self.schedule_rate_step >= 0, "schedule_rate_step", ">= 0",
+             self.schedule_rate_step)
+        need(0 <= self.seed < 2**32, "seed", "0..2^32-1", self.seed)
+        # widths must hold the values the config itself puts into them
+        d = self.derived()
+        for th in d.theta:
+            need(th <= d.mem_max, "theta", f"<= membrane max {d.mem_max} LSB "
+                 f"(membrane_bits={self.membrane_bits})", self.theta)
+        need(d.target <= d.mem_max, "target",
+             f"<= membrane max {d.mem_max} LSB (membrane_bits={self.membrane_bits})", self.target)
+        need(d.one_spike <= d.mem_max, "membrane_frac",
+             f"one synaptic input (2^membrane_frac) must fit membrane_bits={self.membrane_bits}",
+             self.membrane_frac)
+        for th, raw in zip(d.theta, self.theta):
+            need(th / d.one_spike == raw, "theta",
+                 f"multiples of 2^-{self.membrane_frac} (membrane_frac)", self.theta)
+        need(d.target / d.one_spike == self.target, "target",
+             f"a multiple of 2^-{self.membrane_frac} (membrane_frac)", self.target)
+
+    def derived(self) -> Derived:
+        """Integer constants used by int mode and by the RTL generator."""
+        one = 1 << self.membrane_frac
+        recip = []
+        for l in range(self.n_layers):
+            n = self.layers[l] * self.layers[l + 1]
+            e = 32 + self.v_frac - 2 * self.grad_shift[l]
+            recip.append(int(round(2.0 ** e / n)))
+        return Derived(
+            theta=tuple(int(round(t * one)) for t in self.theta),
+            one_spike=one,
+            trace_one=1 << self.trace_frac,
+            target=int(round(self.target * one)),
+            mem_max=(1 << (self.membrane_bits - 1)) - 1,
+            trace_max=(1 << self.trace_bits) - 1,
+            delta_max=(1 << (self.delta_bits - 1)) - 1,
+            mom_max=(1 << (self.momentum_bits - 1)) - 1,
+            v_max=(1 << self.v_bits) - 1,
+            tbso_recip=tuple(recip),
+        )
+
+    # --- serialisation ---------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """Plain-JSON view of the config (tuples become lists)."""
+        d = dataclasses.asdict(self)
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        """Serialise to JSON (sorted keys); write it to ``path`` when given."""
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "NetConfig":
+        """Build from a dict; unknown keys are an error naming them."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"NetConfig: unknown field(s) {unknown}; allowed {sorted(names)}")
+        return cls(**d)
+
+    @classmethod
+    def from_json(cls, path_or_text: str | Path) -> "NetConfig":
+        """Load from a JSON file path or a JSON string."""
+        p = Path(path_or_text) if not str(path_or_text).lstrip().startswith("{") else None
+        text = p.read_text() if p is not None else str(path_or_text)
+        d = json.loads(text)
+        if "config" in d and isinstance(d["config"], dict):   # an hdl_gen manifest
+            d = d["config"]
+        return cls.from_dict(d)
+
+    def replace(self, **kw) -> "NetConfig":
+        """Copy with some fields changed (validated)."""
+        return dataclasses.replace(self, **kw)
+
+
+DEFAULT = NetConfig()
+
+
+def tiny_config(**kw) -> NetConfig:
+    """A small network for unit tests and fast RTL benches."""
+    base = dict(layers=(16, 8, 4), T=4, theta=(2.0,), grad_shift=(2, 3), gamma=(8, 8))
+    base.update(kw)
+    return NetConfig(**base)
