@@ -49,7 +49,8 @@ def tbso_update(ar, cfg, layer: int, V, t: int, delta, a, gamma_q: int):
 def flip_step(ar, cfg, layer: int, w_sign, M, delta, a, key: int, rate_shift: int, thr):
     """Update momentum and flip weights in place; return flipped ``(post, pre)`` index arrays.
 
-    The arrays are in row-major order (post, then pre), the order the RTL emits flip events.
+    The arrays are ordered by pre, then post: the RTL walks the weight memory row by row (one
+    row per presynaptic neuron) and emits flips in that order.
     """
     d = cfg.derived()
     gs = cfg.grad_shift[layer]
@@ -73,5 +74,5 @@ def flip_step(ar, cfg, layer: int, w_sign, M, delta, a, key: int, rate_shift: in
         m = np.where(flip, 0, m)
     M[ix] = m
     w_sign[ix] = np.where(flip, -w, w)
-    fr, fc = np.nonzero(flip)
+    fc, fr = np.nonzero(flip.T)          # pre-major: the order of the weight-memory rows
     return rows[fr], cols[fc]
