@@ -109,8 +109,9 @@ def ecp5_pll_params(f_in: float, f_out: float) -> dict:
 # Clock and reset generators
 # ------------------------------------------------------------------------------------------------
 
-def _por(m: Module, clk: Value, lock: Value, delay_cycles: int, domain: str):
-    """Create ``domain`` on ``clk``; hold its reset until ``lock`` has been high for ``delay_cycles``.
+def _por(m: Module, clk: Value, lock: Value, delay_cycles: int, domain: str) -> Signal:
+    """Drive ``domain`` (defined by the parent) from ``clk``; hold its reset until ``lock`` has been
+    high for ``delay_cycles``. Returns the (synchronised) "running" flag.
 
     iCE40 BRAMs read as zeroes for ~3 us after configuration (see amaranth's
     ``SiliconBluePlatform.create_missing_domain``), so the delay is generous; it also covers the
@@ -126,15 +127,16 @@ def _por(m: Module, clk: Value, lock: Value, delay_cycles: int, domain: str):
         m.d.por += ready.eq(1)
     with m.Else():
         m.d.por += timer.eq(timer + 1)
-    cd = ClockDomain(domain)
-    m.domains += cd
-    m.d.comb += cd.clk.eq(clk)
+    m.d.comb += ClockSignal(domain).eq(clk)
     m.submodules.reset_sync = cdc.ResetSynchronizer(~ready, domain=domain)
-    return cd
+    return ~ResetSignal(domain)
 
 
 class ICE40ClockGen(Elaboratable):
     """12 MHz board oscillator -> iCE40 PLL -> the ``sync`` domain (reset until lock + 20 us).
+
+    The parent module defines the domain (``m.domains.sync = ClockDomain()``); this drives its
+    clock and reset.
 
     ``pll="pad"`` uses ``SB_PLL40_PAD`` on the clock pad (the iCEBreaker's pin 35 is the PLL pad);
     ``pll="core"`` buffers the pin and uses ``SB_PLL40_CORE``. ``locked`` is high once the domain
@@ -164,14 +166,17 @@ class ICE40ClockGen(Elaboratable):
         else:
             m.submodules.clk_buf = buf = io.Buffer("i", pin)
             m.submodules.pll = Instance("SB_PLL40_CORE", i_REFERENCECLK=buf.i, **common)
-        cd = _por(m, clk, lock, max(16, int(20e-6 * self.f_out)), self.domain)
-        m.d.comb += self.locked.eq(~cd.rst)
+        m.d.comb += self.locked.eq(_por(m, clk, lock, max(16, int(20e-6 * self.f_out)),
+                                        self.domain))
         platform.add_clock_constraint(clk, self.f_out)
         return m
 
 
 class ECP5ClockGen(Elaboratable):
-    """25 MHz board oscillator -> ECP5 ``EHXPLLL`` -> the ``sync`` domain (reset until lock + 20 us)."""
+    """25 MHz board oscillator -> ECP5 ``EHXPLLL`` -> the ``sync`` domain (reset until lock + 20 us).
+
+    The parent module defines the domain; this drives its clock and reset.
+    """
 
     def __init__(self, *, clk_resource: str, f_in: float, f_out: float, domain: str = "sync"):
         self.clk_resource, self.f_in, self.domain = clk_resource, f_in, domain
@@ -198,8 +203,8 @@ class ECP5ClockGen(Elaboratable):
             i_PHASESEL0=Const(0), i_PHASESEL1=Const(0), i_PHASEDIR=Const(1),
             i_PHASESTEP=Const(1), i_PHASELOADREG=Const(1), i_PLLWAKESYNC=Const(0),
             i_ENCLKOP=Const(0), o_CLKOP=clk, o_LOCK=lock)
-        cd = _por(m, clk, lock, max(16, int(20e-6 * self.f_out)), self.domain)
-        m.d.comb += self.locked.eq(~cd.rst)
+        m.d.comb += self.locked.eq(_por(m, clk, lock, max(16, int(20e-6 * self.f_out)),
+                                        self.domain))
         platform.add_clock_constraint(clk, self.f_out)
         return m
 

@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 
 from amaranth import *
-from amaranth.lib import wiring
+from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.config import NetConfig
@@ -77,20 +77,25 @@ class BoardTop(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
+        m.domains.sync = ClockDomain("sync")
         m.submodules.crg = self.crg
         m.submodules.design = d = self.design
         rx, tx = _port(d, ("rx", "uart_rx")), _port(d, ("tx", "uart_tx"))
         if rx is not None or tx is not None:
-            uart = platform.request("uart", 0)
+            uart = platform.request("uart", 0, dir="-")
             if rx is not None:
-                m.d.comb += rx.eq(uart.rx.i)
+                m.submodules.rx_buf = rx_buf = io.Buffer("i", uart.rx)
+                m.d.comb += rx.eq(rx_buf.i)
             if tx is not None:
-                m.d.comb += uart.tx.o.eq(tx)
+                m.submodules.tx_buf = tx_buf = io.Buffer("o", uart.tx)
+                m.d.comb += tx_buf.o.eq(tx)
         try:
-            led = platform.request("led", 0)
-            m.d.comb += led.o.eq(self.crg.locked)
+            led = platform.request("led", 0, dir="-")
         except Exception:            # boards without an LED resource
-            pass
+            led = None
+        if led is not None:
+            m.submodules.led_buf = led_buf = io.Buffer("o", led)
+            m.d.comb += led_buf.o.eq(self.crg.locked)
         return m
 
 
