@@ -1,0 +1,64 @@
+"""Figures of a training run, drawn with matplotlib's object API (no pyplot, no display needed:
+``Figure.savefig`` renders with Agg)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+__all__ = ["plot_accuracy", "plot_flips_per_step", "plot_raster"]
+
+
+def plot_accuracy(history, path: str | Path) -> Path:
+    """Train and held-out accuracy per epoch."""
+    fig = Figure(figsize=(5, 3.5), layout="constrained")
+    ax = fig.add_subplot()
+    ep = np.arange(1, len(history.train_accuracy) + 1)
+    ax.plot(ep, history.train_accuracy, "o-", label="train (while learning)")
+    if history.test_accuracy:
+        ax.plot(ep, history.test_accuracy, "s-", label="held-out")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1)
+    ax.set_xticks(ep)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title("accuracy per epoch")
+    fig.savefig(path, dpi=120)
+    return Path(path)
+
+
+def plot_flips_per_step(history, path: str | Path) -> Path:
+    """Weight flips per time step index, one line per epoch."""
+    fig = Figure(figsize=(5, 3.5), layout="constrained")
+    ax = fig.add_subplot()
+    for e, per in enumerate(history.flips_per_step):
+        ax.plot(np.arange(len(per)), per, "o-", label=f"epoch {e + 1}")
+    ax.set_xlabel("time step t")
+    ax.set_ylabel("flips (sum over the epoch)")
+    ax.grid(alpha=0.3)
+    if history.flips_per_step:
+        ax.legend(fontsize="small")
+    ax.set_title("weight flips per time step")
+    fig.savefig(path, dpi=120)
+    return Path(path)
+
+
+def plot_raster(events, spikes, path: str | Path, title: str = "") -> Path:
+    """Input events ``(T, n_in)`` and hidden spikes (a list of ``(T, n)``) of one sample."""
+    layers = [("input", np.asarray(events, bool))] + \
+        [(f"hidden {l}", np.asarray(s, bool)) for l, s in enumerate(spikes or [])]
+    fig = Figure(figsize=(6, 1.8 + 1.6 * len(layers)), layout="constrained")
+    axes = fig.subplots(len(layers), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, (name, r) in zip(axes, layers):
+        t, n = np.nonzero(r)
+        ax.scatter(t, n, s=4, marker="|", color="k")
+        ax.set_ylabel(f"{name}\nneuron")
+        ax.set_ylim(-0.5, r.shape[1] - 0.5)
+        ax.set_title(f"{name}: {int(r.sum())} spikes", fontsize="small")
+    axes[-1].set_xlabel("time step t")
+    if title:
+        fig.suptitle(title)
+    fig.savefig(path, dpi=120)
+    return Path(path)
