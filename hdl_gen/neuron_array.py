@@ -1,0 +1,284 @@
+"""NeuronArray: event-driven XNOR-accumulate and the LIF pass of one weight layer (golden twin:
+``golden/neuron_array.py``).
+
+The layer's ``n_post`` neurons are stored ``P`` (lanes) to a word: neuron ``j`` is lane ``j % P``
+of word ``j // P``, ``C = ceil(n_post / P)`` words. The weight memory (owned by the top, read
+here through ``w_addr``/``w_data`` with one cycle of latency) holds at word ``i * C + c`` the
+weights of presynaptic neuron ``i`` to posts ``c*P .. c*P+P-1`` (bit ``k`` = 1 means +1).
+
+Accumulation: every input event ``i`` reads its ``C`` weight words, one per cycle, and adds +-1
+to the ``P`` accumulators of word ``c`` (read-modify-write of the ``z`` memory through a
+transparent read port, so back-to-back events need no bubble): ``P`` synaptic operations per
+cycle, ``C`` cycles per event, and the next event is taken in the cycle the last word issues.
+
+LIF pass (``start``): word by word, ``u = sat(v - (v >> leak_shift) + z * 2^membrane_frac +
+bias)``; spiking layers fire at ``u >= theta`` with a soft (``v = sat(u - theta)``) or hard
+(``v = 0``) reset and emit one ``o_spike`` event per spike, lowest post first; the output layer
+keeps ``v = u`` and adds ``u`` to its score. ``u`` (pre-reset) is kept for the ErrorUnit; ``z`` is
+cleared. Padding lanes (``j >= n_post``) are forced to zero and never fire or count.
+"""
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from .common import check_lanes, lowest_set, popcount, sat_sym, uidx, words
+
+__all__ = ["NeuronArray"]
+
+
+class NeuronArray(wiring.Component):
+    """One weight layer's neurons: XNOR-accumulate of input events, then the LIF pass.
+
+    Parameters
+    ----------
+    cfg : golden.config.NetConfig
+    layer : int
+        Weight-layer index ``l``: ``n_pre = layers[l]``, ``n_post = layers[l + 1]``; the last
+        layer is the non-spiking output layer.
+    lanes : int
+        ``P``, neurons per word (a power of two).
+
+    Members
+    -------
+    i_event : In(stream {pre})
+        Presynaptic events to accumulate; taken only between passes.
+    w_addr : Out, w_data : In(P)
+        Weight-memory read (the top registers the address: ``w_data`` is the word of the
+        address presented one cycle earlier).
+    start : In(1)
+        Pulse: begin the LIF pass (all events of the step have been delivered).
+    clear : In(1)
+        Pulse: begin the clear pass (membranes, scores and accumulators to zero).
+    busy : Out(1)
+        An event or a pass is in flight.
+    o_spike : Out(stream {post})
+        Spiking layers only: output spikes of the LIF pass in ascending post order.
+    sat : Out
+        Membrane saturations counted in this cycle (golden counter ``membrane``).
+    x_addr : In
+        Auxiliary read word address; ``x_u``, ``x_v``, ``x_theta``, ``x_bias``, ``x_score``
+        (``ArrayLayout`` words) follow one cycle later.
+    h_addr, h_data, h_we_theta, h_we_bias : In
+        Host write of one neuron's threshold or bias.
+    """
+
+    def __init__(self, cfg, layer: int, lanes: int):
+        check_lanes(lanes)
+        if not 0 <= layer < cfg.n_layers:
+            raise ValueError(f"layer={layer} is invalid: allowed 0..{cfg.n_layers - 1}")
+        self._cfg = cfg
+        self._layer = layer
+        self._lanes = P = lanes
+        self.n_pre = cfg.layers[layer]
+        self.n_post = cfg.layers[layer + 1]
+        self.spiking = layer < cfg.n_layers - 1
+        self.C = C = words(self.n_post, P)
+        mb = cfg.membrane_bits
+        self.mem_shape = data.ArrayLayout(signed(mb), P)
+        self.score_width = mb + ceil_log2(cfg.T)
+        self.score_shape = data.ArrayLayout(signed(self.score_width), P)
+        self.z_shape = data.ArrayLayout(signed(self.n_pre.bit_length() + 1), P)
+        members = {
+            "i_event": In(stream.Signature(data.StructLayout({"pre": uidx(self.n_pre)}))),
+            "w_addr": Out(uidx(self.n_pre * C)),
+            "w_data": In(P),
+            "start": In(1),
+            "clear": In(1),
+            "busy": Out(1),
+            "sat": Out(uidx(2 * P + 1)),
+            "x_addr": In(uidx(C)),
+            "x_u": Out(self.mem_shape),
+            "x_v": Out(self.mem_shape),
+            "x_bias": Out(self.mem_shape),
+            "h_addr": In(uidx(self.n_post)),
+            "h_data": In(signed(mb)),
+            "h_we_bias": In(1),
+        }
+        if self.spiking:
+            members["x_theta"] = Out(self.mem_shape)
+            members["h_we_theta"] = In(1)
+            members["o_spike"] = Out(stream.Signature(
+                data.StructLayout({"post": uidx(self.n_post)})))
+        else:
+            members["x_score"] = Out(self.score_shape)
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        cfg, P, C = self._cfg, self._lanes, self.C
+        d = cfg.derived()
+        mb = cfg.membrane_bits
+        m = Module()
+
+        theta0 = d.theta[self._layer] if self.spiking else 0
+        m.submodules.z_mem = z_mem = memory.Memory(shape=self.z_shape, depth=C, init=[])
+        m.submodules.v_mem = v_mem = memory.Memory(shape=self.mem_shape, depth=C, init=[])
+        m.submodules.u_mem = u_mem = memory.Memory(shape=self.mem_shape, depth=C, init=[])
+        m.submodules.b_mem = b_mem = memory.Memory(shape=self.mem_shape, depth=C, init=[])
+        if self.spiking:
+            m.submodules.t_mem = t_mem = memory.Memory(
+                shape=self.mem_shape, depth=C,
+                init=[[theta0 if c * P + k < self.n_post else 0 for k in range(P)]
+                      for c in range(C)])
+        else:
+            m.submodules.s_mem = s_mem = memory.Memory(shape=self.score_shape, depth=C,
+                                                        init=[])
+
+        z_wr = z_mem.write_port()
+        z_rd = z_mem.read_port(transparent_for=(z_wr,))
+        v_wr = v_mem.write_port()
+        v_rd = v_mem.read_port()
+        u_wr = u_mem.write_port()
+        b_wr = b_mem.write_port(granularity=1)
+        b_rd = b_mem.read_port()
+        aux = [(u_mem, self.x_u), (v_mem, self.x_v), (b_mem, self.x_bias)]
+        host_wr = [(b_wr, self.h_we_bias)]
+        if self.spiking:
+            t_wr = t_mem.write_port(granularity=1)
+            t_rd = t_mem.read_port()
+            lif_rd = [v_rd, b_rd, t_rd]
+            aux.append((t_mem, self.x_theta))
+            host_wr.append((t_wr, self.h_we_theta))
+        else:
+            s_wr = s_mem.write_port()
+            s_rd = s_mem.read_port()
+            lif_rd = [v_rd, b_rd, s_rd]
+            aux.append((s_mem, self.x_score))
+
+        # auxiliary reads (ErrorUnit, argmax, host) and host writes of theta / bias
+        for mem, out in aux:
+            rp = mem.read_port()
+            m.d.comb += [rp.addr.eq(self.x_addr), out.eq(rp.data)]
+        lane_bits = ceil_log2(P)
+        h_addr = Signal(lane_bits + ceil_log2(C) + 1)
+        m.d.comb += h_addr.eq(self.h_addr)
+        h_word = h_addr >> lane_bits
+        h_lane = h_addr[:lane_bits]
+        for wp, we in host_wr:
+            m.d.comb += [wp.addr.eq(h_word), wp.en.eq(Mux(we, 1 << h_lane, 0))]
+            m.d.comb += [wp.data[k].eq(self.h_data) for k in range(P)]
+
+        # --- accumulation: stage 0 expands an event into C word reads ------------------------
+        ACC, LIF, CLR = 0, 1, 2
+        state = Signal(2, init=ACC)
+        e_busy = Signal()
+        e_addr = Signal.like(self.w_addr)
+        e_c = Signal(uidx(C))
+        s1_valid = Signal()
+        s1_c = Signal(uidx(C))
+        e_last = e_c == C - 1
+        take = (state == ACC) & (~e_busy | e_last)
+        m.d.comb += [self.i_event.ready.eq(take), self.w_addr.eq(e_addr)]
+        m.d.sync += s1_valid.eq(e_busy)
+        with m.If(e_busy):
+            m.d.sync += [s1_c.eq(e_c), e_addr.eq(e_addr + 1),
+                         e_c.eq(Mux(e_last, 0, e_c + 1))]
+            with m.If(e_last):
+                m.d.sync += e_busy.eq(0)
+        with m.If(self.i_event.valid & take):
+            m.d.sync += [e_busy.eq(1), e_addr.eq(self.i_event.p.pre * C), e_c.eq(0)]
+
+        # stage 1: +-1 into the P accumulators of word s1_c
+        acc_word = Signal(self.z_shape)
+        for k in range(P):
+            m.d.comb += acc_word[k].eq(z_rd.data[k] + Mux(self.w_data[k], 1, -1))
+
+        # --- LIF pass ---------------------------------------------------------------------
+        l_rd_c = Signal(range(C + 1))
+        l_have = Signal()
+        l_cur = Signal(uidx(C))
+        pend = Signal(P)
+        pend_word = Signal(uidx(C))
+        if self.spiking:
+            transfer = self.o_spike.valid & self.o_spike.ready
+            one_left = (pend & (pend - 1)) == 0
+            pend_free = (pend == 0) | (one_left & transfer)
+            m.d.comb += [self.o_spike.valid.eq(pend != 0),
+                         self.o_spike.p.post.eq(Cat(lowest_set(pend, P), pend_word))]
+            with m.If(transfer):
+                m.d.sync += pend.eq(pend & (pend - 1))
+        else:
+            pend_free = Const(1)
+        consume = (state == LIF) & l_have & pend_free
+        issue = (state == LIF) & (~l_have | consume) & (l_rd_c < C)
+        with m.If(issue):
+            m.d.sync += [l_have.eq(1), l_cur.eq(l_rd_c), l_rd_c.eq(l_rd_c + 1)]
+        with m.Elif(consume):
+            m.d.sync += l_have.eq(0)
+
+        for rp in lif_rd:
+            m.d.comb += [rp.addr.eq(l_rd_c), rp.en.eq(issue)]
+        m.d.comb += [z_rd.addr.eq(Mux(state == LIF, l_rd_c, e_c)),
+                     z_rd.en.eq(Mux(state == LIF, issue, e_busy))]
+
+        # lane arithmetic of the word l_cur
+        mem_max = d.mem_max
+        valid_lanes = Signal(P)
+        last_lanes = self.n_post - (C - 1) * P
+        m.d.comb += valid_lanes.eq(Mux(l_cur == C - 1, (1 << last_lanes) - 1, (1 << P) - 1))
+        u_word = Signal(self.mem_shape)
+        v_word = Signal(self.mem_shape)
+        s_word = Signal(self.score_shape)
+        fire = Signal(P)
+        sats = []
+        for k in range(P):
+            v = v_rd.data[k]
+            raw = v - (v >> cfg.leak_shift) + (z_rd.data[k] << cfg.membrane_frac) + b_rd.data[k]
+            u_sat, u_ovf = sat_sym(raw, mem_max)
+            ok = valid_lanes[k]
+            m.d.comb += u_word[k].eq(Mux(ok, u_sat, 0))
+            sats.append(ok & u_ovf)
+            if self.spiking:
+                th = t_rd.data[k]
+                f = ok & (u_word[k] >= th)
+                m.d.comb += fire[k].eq(f)
+                if cfg.reset == "soft":
+                    vn, vn_ovf = sat_sym(u_word[k] - th, mem_max)
+                    m.d.comb += v_word[k].eq(Mux(f, vn, u_word[k]))
+                    sats.append(f & vn_ovf)
+                else:
+                    m.d.comb += v_word[k].eq(Mux(f, 0, u_word[k]))
+            else:
+                m.d.comb += v_word[k].eq(u_word[k])
+                m.d.comb += s_word[k].eq(s_rd.data[k] + u_word[k])
+        m.d.comb += self.sat.eq(Mux(consume, popcount(sats), 0))
+
+        with m.If(consume):
+            m.d.sync += [pend.eq(fire), pend_word.eq(l_cur)]
+
+        # --- clear pass ---------------------------------------------------------------------
+        c_c = Signal(uidx(C))
+
+        # --- memory writes: accumulation, LIF, clear ----------------------------------------
+        with m.If(state == ACC):
+            m.d.comb += [z_wr.addr.eq(s1_c), z_wr.data.eq(acc_word), z_wr.en.eq(s1_valid)]
+        with m.Elif(state == LIF):
+            m.d.comb += [z_wr.addr.eq(l_cur), z_wr.data.eq(0), z_wr.en.eq(consume),
+                         v_wr.addr.eq(l_cur), v_wr.data.eq(v_word), v_wr.en.eq(consume),
+                         u_wr.addr.eq(l_cur), u_wr.data.eq(u_word), u_wr.en.eq(consume),
+                         ]
+            if not self.spiking:
+                m.d.comb += [s_wr.addr.eq(l_cur), s_wr.data.eq(s_word), s_wr.en.eq(consume)]
+        with m.Else():
+            for wp in (z_wr, v_wr) + (() if self.spiking else (s_wr,)):
+                m.d.comb += [wp.addr.eq(c_c), wp.data.eq(0), wp.en.eq(1)]
+
+        # --- control -----------------------------------------------------------------------
+        acc_idle = ~e_busy & ~s1_valid
+        with m.Switch(state):
+            with m.Case(ACC):
+                with m.If(self.start & acc_idle):
+                    m.d.sync += [state.eq(LIF), l_rd_c.eq(0), l_have.eq(0)]
+                with m.Elif(self.clear & acc_idle):
+                    m.d.sync += [state.eq(CLR), c_c.eq(0)]
+            with m.Case(LIF):
+                with m.If((l_rd_c == C) & ~l_have & (pend == 0)):
+                    m.d.sync += state.eq(ACC)
+            with m.Case(CLR):
+                m.d.sync += c_c.eq(c_c + 1)
+                with m.If(c_c == C - 1):
+                    m.d.sync += state.eq(ACC)
+        m.d.comb += self.busy.eq((state != ACC) | ~acc_idle)
+        return m

