@@ -1,0 +1,379 @@
+"""FlipUnit: momentum update, BSO / T-BSO flip decision and weight flip for one layer, P lanes wide.
+
+The RTL twin of :func:`golden.flip_unit.flip_step` in int mode. One pass per layer and learning
+step: the unit walks the active presynaptic rows (ascending ``pre``), and for each row every
+chunk of ``P`` postsynaptic lanes, reading one weight word, one momentum word and one delta word
+per cycle, and writing both back two cycles later. Flips leave as a stream in golden order.
+"""
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import bits_for
+
+from .srand import srand_lanes
+
+__all__ = ["FlipUnit", "RATE_SHIFT_BITS", "COUNTER_BITS"]
+
+#: Width of the ``rate_shift`` input: ``rate_shift`` may take the values 0..31.
+RATE_SHIFT_BITS = 5
+#: Width of the saturation and flip counters (they wrap modulo 2^32).
+COUNTER_BITS = 32
+
+
+def _ubits(n_values: int) -> int:
+    """Bits of an unsigned index into ``n_values`` entries (at least 1)."""
+    return max(1, bits_for(max(0, n_values - 1)))
+
+
+class FlipUnit(wiring.Component):
+    """Momentum update and flip of one weight layer, ``lanes`` synapses per cycle.
+
+    Contract (``golden.flip_unit.flip_step`` in int mode, bit for bit): for each active row
+    ``pre`` (trace ``a != 0``) and each post lane with ``delta != 0`` and ``post < n_post``::
+
+        G  = delta * a
+        k  = rate_shift + gs                       gs = cfg.grad_shift[layer]
+        M' = sat(M + ((G - (M << gs) + rnd) >> k))  rnd = srand(synapse_address(layer, post, pre),
+                                                           key, k), sat to +-mom_max, counted
+        flip = w * M' > thr                        strict; w = +1 for bit 1, -1 for bit 0
+        w <- -w, and M' <- 0 if cfg.do_reset_momentum, where flip
+
+    Lanes with ``delta == 0`` and padding lanes (``post >= n_post``) keep their weight and momentum.
+
+    Memory layout (word address ``i * C + c`` for pre ``i`` and chunk ``c``, ``C = ceil(n_post / P)``):
+    weight word = ``P`` bits, bit ``k`` = weight of post ``c * P + k`` (1 = +1, 0 = -1); momentum word
+    = ``P`` lanes of ``momentum_bits`` two's complement, lane ``k`` at bits ``[k*mb, (k+1)*mb)``.
+    The delta memory holds ``C`` words of ``P`` lanes x ``delta_bits`` (same lane packing).
+    The weight memory lives outside (the top owns it); momentum and delta memories live here.
+
+    Pass protocol: a pass starts with the first ``i_pre`` transfer while idle; ``busy`` is high from
+    the cycle after that transfer until ``done``; ``done`` is a one-cycle pulse after the item with
+    ``last=1`` has been processed and every flip has left on ``o_flip``. ``key``, ``rate_shift``
+    and ``thr`` must be stable from the first transfer until ``done``; the delta memory must not be
+    written during a pass. The host momentum port and the delta write port are for idle time.
+
+    Parameters
+    ----------
+    cfg : golden.config.NetConfig
+        Network and fixed-point parameters.
+    layer : int
+        Weight layer, ``0 .. cfg.n_layers - 1``.
+    lanes : int
+        ``P``, synapses per word; a power of two from 1 to 1024.
+    fifo_depth : int
+        Flip words (words with at least one flip) buffered in front of the ``o_flip``
+        serialiser; at least 3 for one word per cycle.
+
+    Members
+    -------
+    w_rd_addr : Out(addr_bits)
+        Weight word address to read; the top returns ``w_rd_data`` one cycle later.
+    w_rd_data : In(P)
+        Weight word at the ``w_rd_addr`` of the previous cycle (synchronous read port).
+    w_wr_addr, w_wr_data, w_wr_en : Out(addr_bits), Out(P), Out(1)
+        Weight word write (only words with at least one flip are written).
+    d_wr_addr, d_wr_data, d_wr_en : In(chunk_bits), In(P * delta_bits), In(1)
+        Delta memory write port (error unit), word ``c`` = deltas of posts ``c*P .. c*P+P-1``.
+    i_pre : In(stream.Signature(pre_layout))
+        Active presynaptic rows, ascending ``pre``: payload ``{pre, a, last}`` (LSB first).
+        Items with ``a == 0`` are consumed and skipped; ``last`` ends the pass.
+    key : In(32)
+        Step key (``golden.fixed.step_key``).
+    rate_shift : In(RATE_SHIFT_BITS)
+        Momentum EMA rate shift, 0..31.
+    thr : In(signed(momentum_bits + 1))
+        Flip threshold: BSO ``gamma``, T-BSO the :class:`~hdl_gen.tbso_unit.TbsoUnit` threshold
+        clamped to ``mom_max`` (equivalent, since ``|w*M| <= mom_max``).
+    o_flip : Out(stream.Signature(flip_layout))
+        Flip events ``{pre, post}`` (LSB first) in golden order: ascending pre, then post.
+    busy, done : Out(1)
+        Pass in progress; one-cycle pulse at the end of a pass.
+    mom_addr, mom_wdata, mom_we, mom_re : In(addr_bits), In(P * momentum_bits), In(1), In(1)
+        Host access to momentum words while not busy (ignored while busy).
+    mom_rdata, mom_rvalid : Out(P * momentum_bits), Out(1)
+        Read data, valid (``mom_rvalid`` high) the cycle after ``mom_re``.
+    n_sat, n_flip : Out(COUNTER_BITS)
+        Momentum elements clipped by saturation (``IntArith.counters['momentum']``) and flips,
+        since reset or ``cnt_clear``.
+    cnt_clear : In(1)
+        Zero both counters.
+    """
+
+    def __init__(self, cfg, layer: int, *, lanes: int = 8, fifo_depth: int = 4):
+        if not 0 <= layer < cfg.n_layers:
+            raise ValueError(f"layer={layer} is invalid: allowed 0..{cfg.n_layers - 1}")
+        if lanes < 1 or lanes & (lanes - 1) or lanes > 1024:
+            raise ValueError(f"lanes={lanes} is invalid: allowed a power of two 1..1024")
+        if fifo_depth < 3:
+            raise ValueError(f"fifo_depth={fifo_depth} is invalid: allowed >= 3")
+        self._cfg = cfg
+        self._layer = layer
+        self._lanes = lanes
+        self._fifo_depth = fifo_depth
+        self._n_pre = cfg.layers[layer]
+        self._n_post = cfg.layers[layer + 1]
+        self._chunks = -(-self._n_post // lanes)
+        self._depth = self._n_pre * self._chunks
+        P, mb, db = lanes, cfg.momentum_bits, cfg.delta_bits
+        ab = _ubits(self._depth)
+        cb = _ubits(self._chunks)
+        self._pre_layout = data.StructLayout({
+            "pre": unsigned(_ubits(self._n_pre)),
+            "a": unsigned(cfg.trace_bits),
+            "last": unsigned(1),
+        })
+        self._flip_layout = data.StructLayout({
+            "pre": unsigned(_ubits(self._n_pre)),
+            "post": unsigned(_ubits(self._n_post)),
+        })
+        super().__init__({
+            "w_rd_addr": Out(ab),
+            "w_rd_data": In(P),
+            "w_wr_addr": Out(ab),
+            "w_wr_data": Out(P),
+            "w_wr_en": Out(1),
+            "d_wr_addr": In(cb),
+            "d_wr_data": In(P * db),
+            "d_wr_en": In(1),
+            "i_pre": In(stream.Signature(self._pre_layout)),
+            "key": In(32),
+            "rate_shift": In(RATE_SHIFT_BITS),
+            "thr": In(signed(mb + 1)),
+            "o_flip": Out(stream.Signature(self._flip_layout)),
+            "busy": Out(1),
+            "done": Out(1),
+            "mom_addr": In(ab),
+            "mom_wdata": In(P * mb),
+            "mom_we": In(1),
+            "mom_re": In(1),
+            "mom_rdata": Out(P * mb),
+            "mom_rvalid": Out(1),
+            "n_sat": Out(COUNTER_BITS),
+            "n_flip": Out(COUNTER_BITS),
+            "cnt_clear": In(1),
+        })
+
+    # --- parameters, for the top and the benches ------------------------------------------------
+    @property
+    def cfg(self):
+        """The :class:`~golden.config.NetConfig`."""
+        return self._cfg
+
+    @property
+    def layer(self) -> int:
+        """Weight layer index."""
+        return self._layer
+
+    @property
+    def lanes(self) -> int:
+        """``P``, synapses per memory word."""
+        return self._lanes
+
+    @property
+    def chunks(self) -> int:
+        """``C = ceil(n_post / P)``, words per presynaptic row."""
+        return self._chunks
+
+    @property
+    def depth(self) -> int:
+        """Words of the weight and momentum memories, ``n_pre * C``."""
+        return self._depth
+
+    @property
+    def pre_layout(self) -> data.StructLayout:
+        """Payload layout of ``i_pre``."""
+        return self._pre_layout
+
+    @property
+    def flip_layout(self) -> data.StructLayout:
+        """Payload layout of ``o_flip``."""
+        return self._flip_layout
+
+    # --------------------------------------------------------------------------------------------
+    def elaborate(self, platform):
+        m = Module()
+        cfg, layer = self._cfg, self._layer
+        P, C = self._lanes, self._chunks
+        mb, db, tb = cfg.momentum_bits, cfg.delta_bits, cfg.trace_bits
+        gs = cfg.grad_shift[layer]
+        mom_max = cfg.derived().mom_max
+        lg = P.bit_length() - 1                      # log2(P): post = c * P + k is Cat(k, c)
+        ab, cb = len(self.w_rd_addr), len(self.d_wr_addr)
+        pre_w = _ubits(self._n_pre)
+        n_valid_last = self._n_post - (C - 1) * P    # real lanes in the last chunk
+
+        m.submodules.mom = mom = Memory(shape=P * mb, depth=self._depth, init=[])
+        m.submodules.dmem = dmem = Memory(shape=P * db, depth=C, init=[])
+        mom_rd, mom_wr = mom.read_port(), mom.write_port()
+        d_rd, d_wr = dmem.read_port(), dmem.write_port()
+        m.d.comb += [d_wr.addr.eq(self.d_wr_addr), d_wr.data.eq(self.d_wr_data),
+                     d_wr.en.eq(self.d_wr_en)]
+
+        m.submodules.ffifo = ff = fifo.SyncFIFO(width=P + cb + pre_w, depth=self._fifo_depth)
+
+        running = Signal()        # a pass is in progress (= busy)
+        ended = Signal()          # the last=1 item has been consumed
+        # issue stage: the current row
+        have_row = Signal()
+        row_pre = Signal(pre_w)
+        row_a = Signal(tb)
+        row_c = Signal(cb)
+        row_addr = Signal(ab)
+        # stage 1: memory data valid, random numbers registered
+        s1_valid = Signal()
+        s1_pre = Signal(pre_w)
+        s1_a = Signal(tb)
+        s1_c = Signal(cb)
+        s1_addr = Signal(ab)
+        s1_rnd = [Signal(32, name=f"s1_rnd{k}") for k in range(P)]
+        # stage 2: results registered; write back, push flips
+        s2_valid = Signal()
+        s2_pre = Signal(pre_w)
+        s2_c = Signal(cb)
+        s2_addr = Signal(ab)
+        s2_w = Signal(P)
+        s2_m = Signal(P * mb)
+        s2_flip = Signal(P)
+        s2_visit = Signal()
+        s2_nsat = Signal(range(P + 1))
+
+        # ---- issue -------------------------------------------------------------------------------
+        inflight = Signal(range(self._fifo_depth + 3))
+        m.d.comb += inflight.eq(ff.level + s1_valid + s2_valid)
+        credit_ok = inflight < self._fifo_depth      # a flip word issued now always fits
+        issue = Signal()
+        last_chunk = row_c == C - 1
+        m.d.comb += issue.eq(have_row & credit_ok)
+        pre_ready = Signal()
+        m.d.comb += [
+            pre_ready.eq(~ended & (~have_row | (issue & last_chunk))),
+            self.i_pre.ready.eq(pre_ready),
+            self.busy.eq(running),
+            self.w_rd_addr.eq(row_addr),
+            d_rd.addr.eq(row_c),
+            mom_rd.addr.eq(Mux(running, row_addr, self.mom_addr)),
+        ]
+        with m.If(issue):
+            m.d.sync += [row_c.eq(row_c + 1), row_addr.eq(row_addr + 1)]
+            with m.If(last_chunk):
+                m.d.sync += have_row.eq(0)
+        p = self.i_pre.payload
+        with m.If(self.i_pre.valid & pre_ready):
+            m.d.sync += running.eq(1)
+            with m.If(p.last):
+                m.d.sync += ended.eq(1)
+            with m.If(p.a != 0):
+                m.d.sync += [have_row.eq(1), row_pre.eq(p.pre), row_a.eq(p.a), row_c.eq(0),
+                             row_addr.eq(p.pre * C)]
+
+        # random numbers of this word's lanes, masked to k = rate_shift + gs bits
+        k_total = Signal(RATE_SHIFT_BITS + 1)
+        m.d.comb += k_total.eq(self.rate_shift + gs)
+        rnd_mask = Signal(32)
+        m.d.comb += rnd_mask.eq(~(Const(0xFFFFFFFF, 32) << k_total)[:32])
+        addrs = []
+        for k in range(P):
+            post_k = Cat(Const(k, lg), row_c) if lg else row_c
+            addr = Signal(32, name=f"syn_addr{k}")    # golden.fixed.synapse_address
+            m.d.comb += addr.eq(row_pre | (post_k[:14] << 14) | (layer << 28))
+            addrs.append(addr)
+        rnds = srand_lanes(m, addrs, self.key, bits=32)
+        m.d.sync += [s1_valid.eq(issue), s1_pre.eq(row_pre), s1_a.eq(row_a), s1_c.eq(row_c),
+                     s1_addr.eq(row_addr)]
+        m.d.sync += [s1_rnd[k].eq(rnds[k] & rnd_mask) for k in range(P)]
+
+        # ---- stage 1: per-lane momentum update and flip decision ----------------------------------
+        reset_m = cfg.do_reset_momentum
+        new_w, new_m, flips, sats, visits = [], [], [], [], []
+        for k in range(P):
+            d = d_rd.data[k * db:(k + 1) * db].as_signed()
+            mo = mom_rd.data[k * mb:(k + 1) * mb].as_signed()
+            wb = self.w_rd_data[k]
+            if k < n_valid_last:
+                lane_ok = Const(1)
+            else:
+                lane_ok = s1_c != C - 1
+            visit = Signal(name=f"visit{k}")
+            m.d.comb += visit.eq(lane_ok & (d != 0))
+            g = d * s1_a
+            s = g - (mo << gs) + s1_rnd[k]
+            u = (s >> gs) >> self.rate_shift          # floor(s / 2^(gs+rate_shift)), exact
+            mn = Signal(signed(len(u) + 2), name=f"mn{k}")
+            m.d.comb += mn.eq(mo + u)
+            hi, lo = Signal(name=f"sat_hi{k}"), Signal(name=f"sat_lo{k}")
+            m.d.comb += [hi.eq(mn > mom_max), lo.eq(mn < -mom_max)]
+            ms = Signal(signed(mb), name=f"ms{k}")
+            m.d.comb += ms.eq(Mux(hi, mom_max, Mux(lo, -mom_max, mn)))
+            wm = Mux(wb, ms, -ms)
+            flip = Signal(name=f"flip{k}")
+            m.d.comb += flip.eq(visit & (wm > self.thr))
+            mf = Mux(visit, Mux(flip, 0, ms) if reset_m else ms, mo)
+            new_w.append(wb ^ flip)
+            new_m.append(mf[:mb])
+            flips.append(flip)
+            sats.append(visit & (hi | lo))
+            visits.append(visit)
+        m.d.sync += [
+            s2_valid.eq(s1_valid), s2_pre.eq(s1_pre), s2_c.eq(s1_c), s2_addr.eq(s1_addr),
+            s2_w.eq(Cat(*new_w)), s2_m.eq(Cat(*new_m)), s2_flip.eq(Cat(*flips)),
+            s2_visit.eq(Cat(*visits).any()), s2_nsat.eq(sum(sats)),
+        ]
+
+        # ---- stage 2: write back, flips into the FIFO, counters -----------------------------------
+        any_flip = s2_flip.any()
+        m.d.comb += [
+            self.w_wr_addr.eq(s2_addr), self.w_wr_data.eq(s2_w),
+            self.w_wr_en.eq(s2_valid & any_flip),
+            mom_wr.addr.eq(Mux(running, s2_addr, self.mom_addr)),
+            mom_wr.data.eq(Mux(running, s2_m, self.mom_wdata)),
+            mom_wr.en.eq(Mux(running, s2_valid & s2_visit, self.mom_we)),
+            ff.w_data.eq(Cat(s2_flip, s2_c, s2_pre)),
+            ff.w_en.eq(s2_valid & any_flip),
+            self.mom_rdata.eq(mom_rd.data),
+        ]
+        m.d.sync += self.mom_rvalid.eq(self.mom_re & ~running)
+        n_sat = Signal(COUNTER_BITS)
+        n_flip = Signal(COUNTER_BITS)
+        m.d.comb += [self.n_sat.eq(n_sat), self.n_flip.eq(n_flip)]
+        with m.If(self.cnt_clear):
+            m.d.sync += [n_sat.eq(0), n_flip.eq(0)]
+        with m.Elif(s2_valid):
+            m.d.sync += [n_sat.eq(n_sat + s2_nsat),
+                         n_flip.eq(n_flip + sum(s2_flip[k] for k in range(P)))]
+
+        # ---- o_flip serialiser: lowest set lane first --------------------------------------------
+        ser_have = Signal()
+        ser_mask = Signal(P)
+        ser_pre = Signal(pre_w)
+        ser_c = Signal(cb)
+        idx = Signal(max(1, lg))
+        for k in reversed(range(P)):
+            with m.If(ser_mask[k]):
+                m.d.comb += idx.eq(k)
+        rest = Signal(P)
+        m.d.comb += rest.eq(ser_mask & (ser_mask - 1))
+        post = Cat(idx[:lg], ser_c) if lg else ser_c
+        m.d.comb += [
+            self.o_flip.valid.eq(ser_have),
+            self.o_flip.payload.pre.eq(ser_pre),
+            self.o_flip.payload.post.eq(post),
+        ]
+        sent = self.o_flip.valid & self.o_flip.ready
+        with m.If(sent):
+            m.d.sync += ser_mask.eq(rest)
+        m.d.comb += ff.r_en.eq(~ser_have | (sent & (rest == 0)))
+        with m.If(ff.r_en):
+            m.d.sync += ser_have.eq(ff.r_rdy)
+            with m.If(ff.r_rdy):
+                m.d.sync += [ser_mask.eq(ff.r_data[:P]), ser_c.eq(ff.r_data[P:P + cb]),
+                             ser_pre.eq(ff.r_data[P + cb:])]
+
+        # ---- end of pass -------------------------------------------------------------------------
+        drained = ended & ~have_row & ~s1_valid & ~s2_valid & (ff.level == 0) & ~ser_have
+        m.d.comb += self.done.eq(running & drained)
+        with m.If(running & drained):
+            m.d.sync += [running.eq(0), ended.eq(0)]
+        return m
