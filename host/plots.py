@@ -52,10 +52,10 @@ def plot_raster(events, spikes, path: str | Path, title: str = "") -> Path:
     fig = Figure(figsize=(6, 1.8 + 1.6 * len(layers)), layout="constrained")
     axes = fig.subplots(len(layers), 1, sharex=True, squeeze=False)[:, 0]
     for ax, (name, r) in zip(axes, layers):
-        t, n = np.nonzero(r)
-        ax.scatter(t, n, s=4, marker="|", color="k")
+        ax.imshow(r.T, aspect="auto", origin="lower", cmap="Greys", interpolation="nearest",
+                  vmin=0, vmax=1, extent=(-0.5, r.shape[0] - 0.5, -0.5, r.shape[1] - 0.5))
         ax.set_ylabel(f"{name}\nneuron")
-        ax.set_ylim(-0.5, r.shape[1] - 0.5)
+        ax.set_xticks(np.arange(r.shape[0]))
         ax.set_title(f"{name}: {int(r.sum())} spikes", fontsize="small")
     axes[-1].set_xlabel("time step t")
     if title:

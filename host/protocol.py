@@ -604,19 +604,18 @@ class Deframer:
         return out
 
     def idle(self) -> list:
-        """The line went idle: a partial frame becomes a ``TRUNCATED`` error."""
+        """The line went idle: a partial frame becomes a ``TRUNCATED`` error (the host re-hunts
+        inside it, which may find more frames and more partial ones)."""
         out = []
-        if self.in_frame:
-            op = self._buf[2] if len(self._buf) > 2 else None
-            seq = self._buf[3] if len(self._buf) > 3 else None
-            out.append(FrameError(ErrorCode.TRUNCATED, op, seq))
-            if self.rescan:
-                rest = bytes(self._buf[1:])
-                self._buf.clear()
-                out.extend(self.feed(rest))
-                if self.in_frame:      # a second partial frame inside: drop it too
-                    self._buf.clear()
-                return out
+        while self.in_frame:
+            buf = self._buf
+            out.append(FrameError(ErrorCode.TRUNCATED, buf[2] if len(buf) > 2 else None,
+                                  buf[3] if len(buf) > 3 else None))
+            if not self.rescan:
+                break
+            rest = bytes(buf[1:])
+            buf.clear()
+            out.extend(self.feed(rest))
         self._buf.clear()
         return out
 
