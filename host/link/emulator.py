@@ -54,6 +54,10 @@ class EmulatorDevice:
         self.cfg = None
         self.core = None
         self.config_crc = 0
+        self.slots = None
+        self.learn = False
+        self.label = None
+        self.outputs = OutputMask.ALL
         if cfg is not None:
             self._configure(cfg)
 
@@ -175,7 +179,7 @@ class EmulatorDevice:
         m32 = 0xFFFFFFFF
         values = {
             "version": P.PROTOCOL_VERSION, "flags": flags,
-            "outputs": int(self.outputs) if c is not None else 0, "reserved": 0,
+            "outputs": int(self.outputs), "reserved": 0,
             "t": c.t if c is not None else 0,
             "label": self.label if self.label is not None else 0,
             "step": (c.step & m32) if c is not None else 0, "config_crc": self.config_crc,

@@ -1,0 +1,111 @@
+"""SerialLink: a silent board times out naming the port (never hangs); a pty-attached emulator
+works end to end."""
+from __future__ import annotations
+
+import os
+import select
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from golden.core import Core
+from host.accelerator import Accelerator
+from host.link import LinkError, LinkTimeout, SerialLink
+from host.link.emulator import EmulatorDevice
+
+from .conftest import random_dataset
+
+
+@pytest.fixture
+def pty_pair():
+    master, slave = os.openpty()
+    yield master, os.ttyname(slave)
+    os.close(master)
+    os.close(slave)
+
+
+def test_silent_pty_raises_timeout_naming_the_port(pty_pair):
+    _, port = pty_pair
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError, match=port) as e:
+        Accelerator(SerialLink(port, timeout=0.1), sync_attempts=2)
+    assert isinstance(e.value, LinkTimeout)
+    assert time.monotonic() - t0 < 3
+
+
+def test_loop_url_with_nothing_answering_times_out():
+    # loop:// echoes our own frames: they are commands, not answers, and are ignored
+    link = SerialLink("loop://", timeout=0.1)
+    with pytest.raises(TimeoutError, match="loop://"):
+        Accelerator(link, sync_attempts=2)
+    link.close()
+
+
+def test_missing_port_is_a_link_error_naming_it():
+    with pytest.raises(LinkError, match="/dev/no-such-tty"):
+        SerialLink("/dev/no-such-tty")
+
+
+def test_silent_board_after_connect_times_out(tiny, pty_pair):
+    """A board that answered once and then went silent: the command fails within the bounds."""
+    master, port = pty_pair
+    dev = EmulatorDevice()
+    stop = threading.Event()
+    answering = threading.Event()
+    answering.set()
+    th = threading.Thread(target=_serve, args=(master, dev, stop, answering), daemon=True)
+    th.start()
+    try:
+        acc = Accelerator(SerialLink(port, timeout=0.2), retries=1, sync_attempts=1)
+        acc.configure(tiny)
+        answering.clear()
+        t0 = time.monotonic()
+        with pytest.raises(TimeoutError, match=port):
+            acc.status()
+        assert time.monotonic() - t0 < 3
+    finally:
+        stop.set()
+        th.join(2)
+
+
+def _serve(fd, device, stop, answering, idle=0.02):
+    """The device end of the pty: bytes in, device answers out; a quiet line is 'idle'."""
+    while not stop.is_set():
+        r, _, _ = select.select([fd], [], [], idle)
+        try:
+            data = os.read(fd, 65536) if r else b""
+        except OSError:
+            return
+        if not answering.is_set():
+            continue
+        out = device.receive(data) if data else device.idle()
+        if out:
+            os.write(fd, out)
+
+
+def test_serial_link_to_a_pty_emulator_matches_golden(tiny, pty_pair):
+    master, port = pty_pair
+    dev = EmulatorDevice()
+    stop, answering = threading.Event(), threading.Event()
+    answering.set()
+    th = threading.Thread(target=_serve, args=(master, dev, stop, answering), daemon=True)
+    th.start()
+    data = random_dataset(tiny, n_train=4)
+    core = Core(tiny, "int")
+    try:
+        with Accelerator(SerialLink(port, baud=115200, timeout=0.5)) as acc:
+            acc.configure(tiny)
+            for k in range(4):
+                y = int(data.y_train[k])
+                r1 = core.run_sample(data.x_train[k], y, learn=True)
+                r2 = acc.run_sample(data.x_train[k], y, learn=True)
+                assert r1.prediction == r2.prediction
+                assert r1.flips.as_tuples() == r2.flips.as_tuples()
+            sd = acc.state_dict()
+        for k, v in core.state_dict().items():
+            assert np.array_equal(v, sd[k]), k
+    finally:
+        stop.set()
+        th.join(2)
