@@ -29,18 +29,16 @@ def pty_pair():
 def test_silent_pty_raises_timeout_naming_the_port(pty_pair):
     _, port = pty_pair
     t0 = time.monotonic()
-    with pytest.raises(TimeoutError, match=port) as e:
-        Accelerator(SerialLink(port, timeout=0.1), sync_attempts=2)
+    with SerialLink(port, timeout=0.1) as link, pytest.raises(TimeoutError, match=port) as e:
+        Accelerator(link, sync_attempts=2)
     assert isinstance(e.value, LinkTimeout)
     assert time.monotonic() - t0 < 3
 
 
 def test_loop_url_with_nothing_answering_times_out():
     # loop:// echoes our own frames: they are commands, not answers, and are ignored
-    link = SerialLink("loop://", timeout=0.1)
-    with pytest.raises(TimeoutError, match="loop://"):
+    with SerialLink("loop://", timeout=0.1) as link, pytest.raises(TimeoutError, match="loop://"):
         Accelerator(link, sync_attempts=2)
-    link.close()
 
 
 def test_missing_port_is_a_link_error_naming_it():
@@ -58,13 +56,13 @@ def test_silent_board_after_connect_times_out(tiny, pty_pair):
     th = threading.Thread(target=_serve, args=(master, dev, stop, answering), daemon=True)
     th.start()
     try:
-        acc = Accelerator(SerialLink(port, timeout=0.2), retries=1, sync_attempts=1)
-        acc.configure(tiny)
-        answering.clear()
-        t0 = time.monotonic()
-        with pytest.raises(TimeoutError, match=port):
-            acc.status()
-        assert time.monotonic() - t0 < 3
+        with Accelerator(SerialLink(port, timeout=0.2), retries=1, sync_attempts=1) as acc:
+            acc.configure(tiny)
+            answering.clear()
+            t0 = time.monotonic()
+            with pytest.raises(TimeoutError, match=port):
+                acc.status()
+            assert time.monotonic() - t0 < 3
     finally:
         stop.set()
         th.join(2)
