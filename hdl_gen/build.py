@@ -101,7 +101,7 @@ class BoardTop(Elaboratable):
 
 class ShiftHarness(wiring.Component):
     """Pin-limited harness: every core input bit comes from a shift register clocked in on ``rx``;
-    every core output bit is XOR-reduced into a register driving ``tx``.
+    every core output bit is XOR-reduced (pipelined, 4 inputs per level) into ``tx``.
 
     Nothing can be optimised away (all inputs are unknown, all outputs observed), so it gives the
     core's real resources and register-to-register Fmax on a package with few pins (the UP5K SG48
@@ -129,9 +129,17 @@ class ShiftHarness(wiring.Component):
                 m.d.comb += v.eq(sr[off:off + len(v)])
                 off += len(v)
         if outs:
-            q = Signal()
-            m.d.sync += q.eq(Cat(*outs).xor())
-            m.d.comb += self.tx.eq(q)
+            # XOR-reduce in registered levels of 4 (one LUT4 each), so the harness never
+            # lengthens the core's critical path by more than one LUT.
+            level = list(Cat(*outs))
+            while len(level) > 1:
+                nxt = []
+                for i in range(0, len(level), 4):
+                    r = Signal()
+                    m.d.sync += r.eq(Cat(*level[i:i + 4]).xor())
+                    nxt.append(r)
+                level = nxt
+            m.d.comb += self.tx.eq(level[0])
         return m
 
 
