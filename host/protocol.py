@@ -34,7 +34,7 @@ __all__ = [
     "MAX_BATCH_EVENTS", "REPLAY_BYTES", "CRC16", "CrcSpec", "crc16", "config_bytes", "config_crc",
     "Cmd", "Rsp", "ErrorCode", "Mem", "Reg", "SyncFlags", "EventFlags", "OutputMask",
     "StatusFlags", "SpikeFormat", "TERMINAL", "TRANSPORT_ERRORS", "Field", "Layout",
-    "CMD_LAYOUTS", "RSP_LAYOUTS", "ACK_LAYOUTS", "ElementFormat", "mem_format", "mem_size",
+    "CMD_LAYOUTS", "RSP_LAYOUTS", "ACK_LAYOUTS", "STATUS_LAYOUT", "ElementFormat", "mem_format", "mem_size",
     "mem_layers", "reg_count", "REG_BITS", "score_bytes", "encode_elements", "decode_elements",
     "Frame", "FrameError", "encode_frame", "Deframer", "ProtocolError", "PayloadLengthError",
     "pack", "unpack", "max_items", "FRAME_FORMAT",
