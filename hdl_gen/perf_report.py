@@ -1,0 +1,423 @@
+"""``python -m hdl_gen report``: build both boards, measure throughput in simulation, write
+docs/performance.md (and its plots in docs/img/).
+
+Throughput is measured in Amaranth's simulator on the engines themselves, for P in {8, 16, 32, 64}
+on the default digits network:
+
+* accumulation: :class:`hdl_gen.neuron_array.NeuronArray` of layer 0 (128 -> 256) with its
+  weight memory; back-to-back input events, cycles from the first accepted event until ``busy``
+  falls; SOP = events x n_post.
+* learning: :class:`hdl_gen.flip_unit.FlipUnit` of layer 0 with its weight memory; every row
+  active and every delta non-zero, back-to-back rows, cycles from the first accepted row until
+  ``done``; updates = rows x n_post (momentum read-modify-write + flip test per synapse).
+
+The board numbers come from ``report.json`` of each build (``build/<board>/``).
+"""
+import json
+import math
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Anchors (../shared/reference/anchors.md). None = not published.
+ANCHORS = [
+    # name, platform, learning, SOP/cycle, bit/synapse, logic, BRAM, clock / throughput note
+    ("ODIN (Frenkel 2019)", "28 nm ASIC (RTL)", "SDSP on-chip", 0.5, "4 (3 w + 1 map)",
+     None, None, "2 cycles/SOP in RTL; 12.7 pJ/SOP"),
+    ("ReckOn (Frenkel 2022)", "28 nm ASIC", "e-prop on-chip", None, "8 w; traces per neuron",
+     None, None, "0.8 % memory overhead for learning; 5.3 pJ/SOP"),
+    ("Spiker+ (2024), MNIST", "PYNQ-Z2 (Artix-7)", "none", None, "6 w (tutorial)",
+     "7,612 LC", "18", "780 us/img, 180 mW"),
+    ("Flexi-NeurA", "FPGA", "none", None, "-", "1,623 LC", "7", "MNIST 97.23 %, 1.1 ms"),
+    ("FireFly v1", "Zynq US+", "none", None, "8 w", "DSP48E2-based", "-",
+     "5.53 TSOP/s at 300 MHz"),
+    ("FireFly-P", "Artix-7 35T", "plasticity", None, "-", "~10k LUT", "-", "8 us inf+update"),
+]
+
+
+# ------------------------------------------------------------------------------------------------
+# Throughput in simulation
+# ------------------------------------------------------------------------------------------------
+
+def _sim_accumulate(cfg, P: int, n_events: int | None = None) -> dict:
+    from amaranth import Module
+    from amaranth.lib import memory
+    from amaranth.sim import Simulator
+    from hdl_gen.neuron_array import NeuronArray
+
+    na = NeuronArray(cfg, 0, P)
+    m = Module()
+    m.submodules.na = na
+    m.submodules.wmem = wmem = memory.Memory(shape=P, depth=na.n_pre * na.C,
+                                             init=[0x5A5A5A5A5A5A5A5A & ((1 << P) - 1)]
+                                             * (na.n_pre * na.C))
+    rp = wmem.read_port()
+    m.d.comb += [rp.addr.eq(na.w_addr), na.w_data.eq(rp.data)]
+    events = list(range(n_events or na.n_pre))
+    res = {}
+
+    async def bench(ctx):
+        for s in ("start", "clear", "h_we_bias", "x_addr"):
+            ctx.set(getattr(na, s), 0)
+        if na.spiking:
+            ctx.set(na.h_we_theta, 0)
+            ctx.set(na.o_spike.ready, 1)
+        await ctx.tick().repeat(3)
+        cyc, first = 0, None
+        k = 0
+        ctx.set(na.i_event.valid, 1)
+        ctx.set(na.i_event.payload.pre, events[0])
+        while True:
+            acc = ctx.get(na.i_event.valid) and ctx.get(na.i_event.ready)
+            busy = ctx.get(na.busy)
+            await ctx.tick()
+            cyc += 1
+            if acc:
+                if first is None:
+                    first = cyc
+                k += 1
+                if k < len(events):
+                    ctx.set(na.i_event.payload.pre, events[k])
+                else:
+                    ctx.set(na.i_event.valid, 0)
+            if k == len(events) and not ctx.get(na.busy):
+                break
+            if cyc > 100 * len(events) * na.C + 1000:
+                raise RuntimeError("accumulate bench timed out")
+        res["cycles"] = cyc - first + 1
+
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    sop = len(events) * na.n_post
+    return {"lanes": P, "events": len(events), "n_post": na.n_post, "sop": sop,
+            "cycles": res["cycles"], "sop_per_cycle": sop / res["cycles"]}
+
+
+def _sim_learning(cfg, P: int, n_rows: int | None = None) -> dict:
+    from amaranth import Module
+    from amaranth.lib import memory
+    from amaranth.sim import Simulator
+    from hdl_gen.flip_unit import FlipUnit
+
+    fu = FlipUnit(cfg, 0, lanes=P)
+    n_pre, n_post = cfg.layers[0], cfg.layers[1]
+    C = math.ceil(n_post / P)
+    m = Module()
+    m.submodules.fu = fu
+    m.submodules.wmem = wmem = memory.Memory(shape=P, depth=n_pre * C, init=[])
+    rp, wp = wmem.read_port(), wmem.write_port()
+    m.d.comb += [rp.addr.eq(fu.w_rd_addr), fu.w_rd_data.eq(rp.data),
+                 wp.addr.eq(fu.w_wr_addr), wp.data.eq(fu.w_wr_data), wp.en.eq(fu.w_wr_en)]
+    rows = list(range(n_rows or n_pre))
+    db = cfg.delta_bits
+    one_lanes = sum(1 << (k * db) for k in range(P))          # delta = +1 in every lane
+    res = {}
+
+    async def bench(ctx):
+        for s in ("mom_we", "mom_re", "cnt_clear", "d_wr_en"):
+            ctx.set(getattr(fu, s), 0)
+        ctx.set(fu.o_flip.ready, 1)
+        ctx.set(fu.key, 1)
+        ctx.set(fu.rate_shift, cfg.rate_shift)
+        ctx.set(fu.thr, (1 << (cfg.momentum_bits - 1)) - 1)   # no flips: steady-state rate
+        for c in range(C):
+            ctx.set(fu.d_wr_addr, c)
+            ctx.set(fu.d_wr_data, one_lanes)
+            ctx.set(fu.d_wr_en, 1)
+            await ctx.tick()
+        ctx.set(fu.d_wr_en, 0)
+        await ctx.tick().repeat(2)
+        cyc, first, k, done = 0, None, 0, False
+
+        def put(i):
+            ctx.set(fu.i_pre.payload.pre, rows[i])
+            ctx.set(fu.i_pre.payload.a, 1 << cfg.trace_frac)
+            ctx.set(fu.i_pre.payload.last, int(i == len(rows) - 1))
+        put(0)
+        ctx.set(fu.i_pre.valid, 1)
+        while not done:
+            acc = ctx.get(fu.i_pre.valid) and ctx.get(fu.i_pre.ready)
+            done = bool(ctx.get(fu.done))
+            await ctx.tick()
+            cyc += 1
+            if acc:
+                if first is None:
+                    first = cyc
+                k += 1
+                if k < len(rows):
+                    put(k)
+                else:
+                    ctx.set(fu.i_pre.valid, 0)
+            if cyc > 100 * len(rows) * C + 1000:
+                raise RuntimeError("learning bench timed out")
+        res["cycles"] = cyc - first + 1
+
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    upd = len(rows) * n_post
+    return {"lanes": P, "rows": len(rows), "n_post": n_post, "updates": upd,
+            "cycles": res["cycles"], "updates_per_cycle": upd / res["cycles"]}
+
+
+def _cocotb_accumulate(P: int) -> dict | None:
+    """Fallback when Amaranth's Python simulator cannot compile the design (P=64 NeuronArray:
+    "too many levels of indentation"): the NeuronArray bench's own throughput test on Icarus,
+    which writes out/sop_p<P>.json."""
+    import os
+    import subprocess
+    import sys
+    path = ROOT / "out" / f"sop_p{P}.json"
+    if not path.exists():
+        subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        "verif/test_neuron_array.py", "-k", f"accumulate_throughput and {P}"],
+                       cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       env=dict(os.environ))
+    if not path.exists():
+        return None
+    d = json.loads(path.read_text())
+    d["simulator"] = "icarus (verif/test_neuron_array.py)"
+    return d
+
+
+def measure_throughput(lanes=(8, 16, 32, 64), cfg=None, log=print) -> list[dict]:
+    from golden.config import NetConfig
+    cfg = cfg or NetConfig()
+    out = []
+    for P in lanes:
+        row = {"lanes": P}
+        t0 = time.monotonic()
+        try:
+            row["accumulate"] = _sim_accumulate(cfg, P)
+            row["accumulate"]["simulator"] = "amaranth"
+        except Exception as e:                      # the engines are other engineers' WIP
+            row["accumulate"] = _cocotb_accumulate(P) or {"error": f"{type(e).__name__}: {e}"}
+        try:
+            row["learning"] = _sim_learning(cfg, P)
+            row["learning"]["simulator"] = "amaranth"
+        except Exception as e:
+            row["learning"] = {"error": f"{type(e).__name__}: {e}"}
+        row["sim_s"] = round(time.monotonic() - t0, 1)
+        log(f"[report] P={P}: {row}")
+        out.append(row)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# The document
+# ------------------------------------------------------------------------------------------------
+
+def _fmt(x, nd=1):
+    if x is None:
+        return "—"
+    if isinstance(x, float):
+        return f"{x:,.{nd}f}"
+    return f"{x:,}" if isinstance(x, int) else str(x)
+
+
+def _util_row(rep, cells):
+    u = rep["utilization"]
+    return [f'{u[c]["used"]:,} / {u[c]["available"]:,}' if c in u else "—" for c in cells]
+
+
+def _bram_bound(rep) -> dict:
+    """Block-RAM port bandwidth of the whole device, in bits per cycle (both ports, widest mode)."""
+    fam = "ice40" if "ICESTORM_LC" in rep["utilization"] else "ecp5"
+    if fam == "ice40":
+        n = rep["utilization"].get("ICESTORM_RAM", {}).get("available", 30)
+        # SB_RAM40_4K: one 16-bit read + one 16-bit write port; SPRAM: one 16-bit port each
+        sp = rep["utilization"].get("ICESTORM_SPRAM", {}).get("available", 4)
+        return {"read_bits": 16 * n + 16 * sp, "note": f"{n} EBR x 16 bit + {sp} SPRAM x 16 bit"}
+    n = rep["utilization"].get("DP16KD", {}).get("available", 208)
+    return {"read_bits": 2 * 18 * n, "note": f"{n} DP16KD x 2 ports x 18 bit"}
+
+
+def write_doc(doc: Path, reports: dict, thr: list, plots: dict) -> str:
+    L = []
+    w = L.append
+    w("# FPGA performance: resources, Fmax, throughput\n")
+    w("Generated by `python -m hdl_gen report` (hdl_gen/perf_report.py) from the builds' "
+      "`report.json` (nextpnr `--report`) and Amaranth simulations. Do not edit by hand; rerun.\n")
+    w("Build any board yourself: `python -m hdl_gen build --board icebreaker|ulx3s-85f "
+      "[--config FILE] [--out DIR] [--program]` (open toolchain from PyPI: YoWASP Yosys, "
+      "nextpnr, icepack/ecppack; nothing from a vendor).\n")
+
+    # ---- per board
+    w("## Boards\n")
+    for name, rep in reports.items():
+        if rep is None:
+            w(f"### {name}\n\nnot built.\n")
+            continue
+        cfg = rep["config"]
+        w(f"### {rep['title']}\n")
+        w(f"Design: `{rep['top']}` top, network {' x '.join(map(str, cfg['layers']))}, "
+          f"T = {cfg['T']}, {cfg['optimizer'].upper()} learning, momentum {cfg['momentum_bits']} "
+          f"bit ({1 + cfg['momentum_bits']} bit of learning state per synapse), "
+          f"lanes {rep.get('design_kw', {}).get('lanes', 'default')}.\n")
+        met = "met" if rep["meets_target"] else "**missed**"
+        w(f"| quantity | value |\n|---|---|")
+        w(f"| core clock Fmax (nextpnr) | **{_fmt(rep['fmax_mhz'], 2)} MHz** |")
+        w(f"| target | {rep['target_mhz']:g} MHz ({met}); PLL set to {rep['clock_mhz']:g} MHz |")
+        fam_cells = (("ICESTORM_LC", "ICESTORM_RAM", "ICESTORM_SPRAM", "ICESTORM_DSP", "SB_IO")
+                     if "ICESTORM_LC" in rep["utilization"] else
+                     ("TRELLIS_COMB", "TRELLIS_FF", "TRELLIS_RAMW", "DP16KD", "MULT18X18D",
+                      "TRELLIS_IO"))
+        for c, v in zip(fam_cells, _util_row(rep, fam_cells)):
+            w(f"| {c} | {v} |")
+        mem = rep.get("memory", {})
+        w(f"| block RAM bits used | {_fmt(mem.get('bram_used_bits'))} of "
+          f"{_fmt(mem.get('board_bram_bits'))} ({mem.get('bram_fill', 0):.0%}) |")
+        w(f"| synapses / state bits | {_fmt(mem.get('synapses'))} / "
+          f"{_fmt(mem.get('synapse_state_bits'))} |")
+        t = rep["timings_s"]
+        w(f"| build time (synth / pnr / pack) | {t.get('synth')} / {t.get('pnr')} / "
+          f"{t.get('pack')} s |")
+        w("")
+        if not rep["meets_target"]:
+            w(f"What limits it: {rep.get('limits')}\n")
+            cp = rep.get("critical_path") or {}
+            if cp.get("sources"):
+                w("Critical-path source lines: " + ", ".join(f"`{s}`" for s in cp["sources"])
+                  + "\n")
+
+    # ---- throughput
+    w("## Throughput in simulation (default digits network, layer 0: 128 -> 256)\n")
+    fmaxes = {n: r["fmax_mhz"] for n, r in reports.items() if r}
+    hdr = "| P | SOP/cycle | SOP/cycle / P | updates/cycle | updates/cycle / P |"
+    hdr += "".join(f" GSOP/s at {n} Fmax |" for n in fmaxes)
+    w(hdr)
+    w("|---" * (5 + len(fmaxes)) + "|")
+    for row in thr:
+        a, l = row["accumulate"], row["learning"]
+        sa = a.get("sop_per_cycle")
+        su = l.get("updates_per_cycle")
+        cells = [str(row["lanes"]), _fmt(sa, 2), _fmt(sa / row["lanes"] if sa else None, 3),
+                 _fmt(su, 2), _fmt(su / row["lanes"] if su else None, 3)]
+        cells += [_fmt(sa * f / 1e3 if sa and f else None, 2) for f in fmaxes.values()]
+        w("| " + " | ".join(cells) + " |")
+    errs = [(r["lanes"], k, r[k]["error"]) for r in thr for k in ("accumulate", "learning")
+            if "error" in r[k]]
+    for P, k, e in errs:
+        w(f"\nP={P} {k}: not measured ({e}).")
+    w("")
+    if plots.get("throughput"):
+        w(f"![throughput vs P]({plots['throughput']})\n")
+
+    # ---- memory bandwidth
+    w("## Memory bandwidth against the block-RAM port bound\n")
+    w("Accumulation reads one weight bit per SOP; learning reads and writes one weight bit and "
+      "`momentum_bits` of momentum per update. The bound is every block-RAM read port of the "
+      "device delivering its widest word every cycle.\n")
+    w("| board | P | achieved read bits/cycle (accumulate) | achieved (learning) | "
+      "device bound bits/cycle | ratio acc / learn |")
+    w("|---|---|---|---|---|---|")
+    for name, rep in reports.items():
+        if not rep:
+            continue
+        P = rep.get("design_kw", {}).get("lanes")
+        row = next((r for r in thr if r["lanes"] == P), None)
+        if row is None:
+            continue
+        b = _bram_bound(rep)
+        mb = rep["config"]["momentum_bits"]
+        acc = row["accumulate"].get("sop_per_cycle")
+        lrn = row["learning"].get("updates_per_cycle")
+        lrn_bits = lrn * (1 + mb) if lrn else None
+        w(f"| {name} | {P} | {_fmt(acc, 1)} | {_fmt(lrn_bits, 1)} | {b['read_bits']:,} "
+          f"({b['note']}) | {_fmt(acc / b['read_bits'] if acc else None, 4)} / "
+          f"{_fmt(lrn_bits / b['read_bits'] if lrn_bits else None, 4)} |")
+    w("")
+
+    # ---- anchors
+    w("## Anchors side by side\n")
+    w("| design | platform | learning | SOP/cycle | bit/synapse | logic | BRAM | note |")
+    w("|---|---|---|---|---|---|---|---|")
+    for name, rep in reports.items():
+        if not rep:
+            continue
+        cfg = rep["config"]
+        P = rep.get("design_kw", {}).get("lanes")
+        row = next((r for r in thr if r["lanes"] == P), None)
+        sa = row["accumulate"].get("sop_per_cycle") if row else None
+        u = rep["utilization"]
+        logic = (f'{u["ICESTORM_LC"]["used"]:,} LC' if "ICESTORM_LC" in u
+                 else f'{u["TRELLIS_COMB"]["used"]:,} LUT4')
+        bram = (u.get("ICESTORM_RAM", {}).get("used") if "ICESTORM_LC" in u
+                else u.get("DP16KD", {}).get("used"))
+        gsops = f"{sa * rep['fmax_mhz'] / 1e3:.2f} GSOP/s at Fmax" if sa else ""
+        w(f"| **this work, {name}** | {rep['title']} | {cfg['optimizer'].upper()} on-chip | "
+          f"{_fmt(sa, 1)} | {1 + cfg['momentum_bits']} (1 w + {cfg['momentum_bits']} M) | "
+          f"{logic} | {bram} | {_fmt(rep['fmax_mhz'], 1)} MHz; {gsops} |")
+    for a in ANCHORS:
+        w("| " + " | ".join(_fmt(x) for x in a) + " |")
+    w("")
+    if plots.get("resources"):
+        w(f"![resources vs network size]({plots['resources']})\n")
+    text = "\n".join(L) + "\n"
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(text)
+    return text
+
+
+def plot_throughput(thr, path: Path) -> str | None:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    P = [r["lanes"] for r in thr]
+    acc = [r["accumulate"].get("sop_per_cycle") for r in thr]
+    lrn = [r["learning"].get("updates_per_cycle") for r in thr]
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot(P, P, "k:", label="P (ideal)")
+    if all(acc):
+        ax.plot(P, acc, "o-", label="accumulate SOP/cycle")
+    if all(lrn):
+        ax.plot(P, lrn, "s-", label="learning updates/cycle")
+    ax.axhline(0.5, color="gray", lw=0.8)
+    ax.text(P[0], 0.55, "ODIN 0.5 SOP/cycle", fontsize=8, color="gray")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log", base=2)
+    ax.set_xlabel("lanes P")
+    ax.set_ylabel("per cycle")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path.name
+
+
+def main(args) -> int:
+    from hdl_gen.build import build, BuildError
+    out = Path(args.out)
+    reports = {}
+    for b in args.boards:
+        d = out / b
+        if args.no_build:
+            p = d / "report.json"
+            reports[b] = json.loads(p.read_text()) if p.exists() else None
+            continue
+        try:
+            reports[b] = build(b, "auto", None, d)
+        except BuildError as e:
+            print(f"[report] {b}: build failed: {e}")
+            reports[b] = None
+    thr = measure_throughput(tuple(args.lanes))
+    doc = Path(args.doc)
+    img = doc.parent / "img"
+    plots = {}
+    name = plot_throughput(thr, img / "throughput_vs_p.png")
+    if name:
+        plots["throughput"] = f"img/{name}"
+    (out / "throughput.json").parent.mkdir(parents=True, exist_ok=True)
+    (out / "throughput.json").write_text(json.dumps(thr, indent=2) + "\n")
+    write_doc(doc, reports, thr, plots)
+    print(f"[report] wrote {doc}")
+    return 0
