@@ -66,6 +66,10 @@ class FlipUnit(wiring.Component):
     fifo_depth : int
         Flip words (words with at least one flip) buffered in front of the ``o_flip``
         serialiser; at least 3 for one word per cycle.
+    flip_events : bool
+        With ``False`` the unit never emits on ``o_flip`` (``valid`` stays low; the FIFO and the
+        serialiser are left out): a flip-dense pass then still runs at one word per cycle, and
+        only ``n_flip`` counts the flips. The weight and momentum results are the same.
 
     Members
     -------
@@ -102,7 +106,8 @@ class FlipUnit(wiring.Component):
         Zero both counters.
     """
 
-    def __init__(self, cfg, layer: int, *, lanes: int = 8, fifo_depth: int = 4):
+    def __init__(self, cfg, layer: int, *, lanes: int = 8, fifo_depth: int = 4,
+                 flip_events: bool = True):
         if not 0 <= layer < cfg.n_layers:
             raise ValueError(f"layer={layer} is invalid: allowed 0..{cfg.n_layers - 1}")
         if lanes < 1 or lanes & (lanes - 1) or lanes > 1024:
@@ -113,6 +118,7 @@ class FlipUnit(wiring.Component):
         self._layer = layer
         self._lanes = lanes
         self._fifo_depth = fifo_depth
+        self._flip_events = bool(flip_events)
         self._n_pre = cfg.layers[layer]
         self._n_post = cfg.layers[layer + 1]
         self._chunks = -(-self._n_post // lanes)
@@ -212,7 +218,10 @@ class FlipUnit(wiring.Component):
         m.d.comb += [d_wr.addr.eq(self.d_wr_addr), d_wr.data.eq(self.d_wr_data),
                      d_wr.en.eq(self.d_wr_en)]
 
-        m.submodules.ffifo = ff = fifo.SyncFIFO(width=P + cb + pre_w, depth=self._fifo_depth)
+        events = self._flip_events
+        if events:
+            m.submodules.ffifo = ff = fifo.SyncFIFO(width=P + cb + pre_w,
+                                                    depth=self._fifo_depth)
 
         running = Signal()        # a pass is in progress (= busy)
         ended = Signal()          # the last=1 item has been consumed
@@ -241,9 +250,12 @@ class FlipUnit(wiring.Component):
         s2_nsat = Signal(range(P + 1))
 
         # ---- issue -------------------------------------------------------------------------------
-        inflight = Signal(range(self._fifo_depth + 3))
-        m.d.comb += inflight.eq(ff.level + s1_valid + s2_valid)
-        credit_ok = inflight < self._fifo_depth      # a flip word issued now always fits
+        if events:
+            inflight = Signal(range(self._fifo_depth + 3))
+            m.d.comb += inflight.eq(ff.level + s1_valid + s2_valid)
+            credit_ok = inflight < self._fifo_depth  # a flip word issued now always fits
+        else:
+            credit_ok = Const(1)
         issue = Signal()
         last_chunk = row_c == C - 1
         m.d.comb += issue.eq(have_row & credit_ok)
@@ -330,10 +342,11 @@ class FlipUnit(wiring.Component):
             mom_wr.addr.eq(Mux(running, s2_addr, self.mom_addr)),
             mom_wr.data.eq(Mux(running, s2_m, self.mom_wdata)),
             mom_wr.en.eq(Mux(running, s2_valid & s2_visit, self.mom_we)),
-            ff.w_data.eq(Cat(s2_flip, s2_c, s2_pre)),
-            ff.w_en.eq(s2_valid & any_flip),
             self.mom_rdata.eq(mom_rd.data),
         ]
+        if events:
+            m.d.comb += [ff.w_data.eq(Cat(s2_flip, s2_c, s2_pre)),
+                         ff.w_en.eq(s2_valid & any_flip)]
         m.d.sync += self.mom_rvalid.eq(self.mom_re & ~running)
         n_sat = Signal(COUNTER_BITS)
         n_flip = Signal(COUNTER_BITS)
@@ -345,34 +358,37 @@ class FlipUnit(wiring.Component):
                          n_flip.eq(n_flip + sum(s2_flip[k] for k in range(P)))]
 
         # ---- o_flip serialiser: lowest set lane first --------------------------------------------
-        ser_have = Signal()
-        ser_mask = Signal(P)
-        ser_pre = Signal(pre_w)
-        ser_c = Signal(cb)
-        idx = Signal(max(1, lg))
-        for k in reversed(range(P)):
-            with m.If(ser_mask[k]):
-                m.d.comb += idx.eq(k)
-        rest = Signal(P)
-        m.d.comb += rest.eq(ser_mask & (ser_mask - 1))
-        post = Cat(idx[:lg], ser_c) if lg else ser_c
-        m.d.comb += [
-            self.o_flip.valid.eq(ser_have),
-            self.o_flip.payload.pre.eq(ser_pre),
-            self.o_flip.payload.post.eq(post),
-        ]
-        sent = self.o_flip.valid & self.o_flip.ready
-        with m.If(sent):
-            m.d.sync += ser_mask.eq(rest)
-        m.d.comb += ff.r_en.eq(~ser_have | (sent & (rest == 0)))
-        with m.If(ff.r_en):
-            m.d.sync += ser_have.eq(ff.r_rdy)
-            with m.If(ff.r_rdy):
-                m.d.sync += [ser_mask.eq(ff.r_data[:P]), ser_c.eq(ff.r_data[P:P + cb]),
-                             ser_pre.eq(ff.r_data[P + cb:])]
+        drained_events = Const(1)
+        if events:
+            ser_have = Signal()
+            ser_mask = Signal(P)
+            ser_pre = Signal(pre_w)
+            ser_c = Signal(cb)
+            idx = Signal(max(1, lg))
+            for k in reversed(range(P)):
+                with m.If(ser_mask[k]):
+                    m.d.comb += idx.eq(k)
+            rest = Signal(P)
+            m.d.comb += rest.eq(ser_mask & (ser_mask - 1))
+            post = Cat(idx[:lg], ser_c) if lg else ser_c
+            m.d.comb += [
+                self.o_flip.valid.eq(ser_have),
+                self.o_flip.payload.pre.eq(ser_pre),
+                self.o_flip.payload.post.eq(post),
+            ]
+            sent = self.o_flip.valid & self.o_flip.ready
+            with m.If(sent):
+                m.d.sync += ser_mask.eq(rest)
+            m.d.comb += ff.r_en.eq(~ser_have | (sent & (rest == 0)))
+            with m.If(ff.r_en):
+                m.d.sync += ser_have.eq(ff.r_rdy)
+                with m.If(ff.r_rdy):
+                    m.d.sync += [ser_mask.eq(ff.r_data[:P]), ser_c.eq(ff.r_data[P:P + cb]),
+                                 ser_pre.eq(ff.r_data[P + cb:])]
+            drained_events = (ff.level == 0) & ~ser_have
 
         # ---- end of pass -------------------------------------------------------------------------
-        drained = ended & ~have_row & ~s1_valid & ~s2_valid & (ff.level == 0) & ~ser_have
+        drained = ended & ~have_row & ~s1_valid & ~s2_valid & drained_events
         m.d.comb += self.done.eq(running & drained)
         with m.If(running & drained):
             m.d.sync += [running.eq(0), ended.eq(0)]

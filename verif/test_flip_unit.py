@@ -11,6 +11,7 @@ on ``o_flip``; the scoreboard is :func:`golden.flip_unit.flip_step` on the same 
 """
 from __future__ import annotations
 
+import gc
 import json
 import os
 import random
@@ -134,10 +135,11 @@ def test_flip_unit_elaborates(lanes):
 
 @pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 def test_flip_unit_rejects_bad_lanes():
-    with pytest.raises(ValueError, match="lanes=12"):
-        FlipUnit(tiny_config(), 0, lanes=12)
-    with pytest.raises(ValueError, match="layer=2"):
-        FlipUnit(tiny_config(), 2)
+    for kw, msg in (({"layer": 0, "lanes": 12}, "lanes=12"), ({"layer": 2}, "layer=2")):
+        with pytest.raises(ValueError, match=msg) as info:
+            FlipUnit(tiny_config(), **kw)
+        del info
+        gc.collect()              # the half-built unit's UnusedElaboratable warning, filtered here
 
 
 # ------------------------------------------------------------------------------------------------
@@ -299,12 +301,24 @@ class UnitDriver:
             self.src.send_nowait(p | (av << self.pre_w) | (last << (self.pre_w + self.tb)))
         # wait for done, measuring the pass length from the first busy cycle
         start = None
+        poke = False
         for n in range(200000):
             await FallingEdge(dut.clk)
-            if start is None and int(self.sig("busy").value):
+            if poke:                                      # host writes while busy: ignored
+                self.sig("mom_we").value = self.sig("wh_we").value = 0
+                poke = False
+            busy = int(self.sig("busy").value)
+            if start is None and busy:
                 start = self.cycle()
             if int(self.sig("done").value):
                 break
+            if busy and rng.random() < 0.05:
+                poke = True
+                for port in ("mom", "wh"):
+                    self.sig(f"{port}_addr").value = rng.randrange(self.n_pre * self.C)
+                    self.sig(f"{port}_wdata").value = rng.randrange(
+                        1 << (self.P * (self.mb if port == "mom" else 1)))
+                    self.sig(f"{port}_we").value = 1
         else:
             raise AssertionError(f"{self.pfx}: step {step} never finished")
         cycles = self.cycle() - start + 1
@@ -381,3 +395,117 @@ async def flip_unit_vs_golden(dut):
     for t in tasks:
         await t
     await RisingEdge(dut.clk)
+
+
+# ------------------------------------------------------------------------------------------------
+# throughput per P (Amaranth's simulator: the same RTL, no Verilog build per lane count)
+# ------------------------------------------------------------------------------------------------
+def pysim_pass(lanes: int, n_post: int = 100, n_pre: int = 16, seed: int = 1,
+               thr: int | None = None, flip_events: bool = True):
+    """Run one dense pass (every delta and trace non-zero, no stalls) on a ``lanes``-wide unit.
+
+    Return ``(cycles, flips_ok, state_ok, n_flips, C)``: cycles from the first ``i_pre`` transfer
+    to ``done`` (inclusive), whether the flip events (or, without events, ``n_flip``) and every
+    momentum and weight word equal golden.
+    """
+    from amaranth.sim import Simulator
+
+    cfg = tiny_config(layers=(n_pre, n_post, 4))
+    unit = FlipUnit(cfg, 0, lanes=lanes, flip_events=flip_events)
+    dut = FlipHarness({"u": unit})
+    rng = np.random.default_rng(seed)
+    d = cfg.derived()
+    delta = rng.integers(1, d.delta_max, n_post) * rng.choice([-1, 1], n_post)
+    a = rng.integers(1, d.trace_max, n_pre)
+    w = rng.choice([-1, 1], (n_post, n_pre)).astype(np.int64)
+    M = np.zeros((n_post, n_pre), np.int64)
+    key, rate = step_key(cfg.seed, 0), 6
+    thr = d.mom_max if thr is None else thr
+    w0 = w.copy()
+    post, pre = flip_step(IntArith(), cfg, 0, w, M, delta.astype(np.int64), a, key, rate, thr)
+    expect = list(zip(pre.tolist(), post.tolist()))
+    P, C, db, mb = lanes, unit.chunks, cfg.delta_bits, cfg.momentum_bits
+    pre_w = max(1, (n_pre - 1).bit_length())
+    g = lambda n: getattr(dut, f"u_{n}")
+    result = {}
+
+    def lanes_word(vals, bits, c):
+        return sum((int(vals[c * P + k]) & ((1 << bits) - 1)) << (k * bits)
+                   for k in range(P) if c * P + k < n_post)
+
+    async def bench(ctx):
+        for i in range(n_pre):
+            for c in range(C):
+                ctx.set(g("wh_addr"), i * C + c)
+                ctx.set(g("wh_wdata"), lanes_word(w0[:, i] > 0, 1, c))
+                ctx.set(g("wh_we"), 1)
+                await ctx.tick()
+        ctx.set(g("wh_we"), 0)
+        for c in range(C):
+            ctx.set(g("d_wr_addr"), c)
+            ctx.set(g("d_wr_data"), lanes_word(delta, db, c))
+            ctx.set(g("d_wr_en"), 1)
+            await ctx.tick()
+        ctx.set(g("d_wr_en"), 0)
+        ctx.set(g("key"), key)
+        ctx.set(g("rate_shift"), rate)
+        ctx.set(g("thr"), thr)
+        ctx.set(g("o_flip").ready, 1)
+        cycles, n, got = 0, 0, []
+        while True:
+            if n < n_pre:
+                ctx.set(g("i_pre").valid, 1)
+                ctx.set(g("i_pre").payload.as_value(),
+                        n | (int(a[n]) << pre_w) | (int(n == n_pre - 1) << (pre_w + cfg.trace_bits)))
+            else:
+                ctx.set(g("i_pre").valid, 0)
+            took = n < n_pre and ctx.get(g("i_pre").ready)
+            if ctx.get(g("o_flip").valid):
+                v = ctx.get(g("o_flip").payload)
+                got.append((int(v.pre), int(v.post)))
+            done = ctx.get(g("done"))
+            if n > 0 or took:
+                cycles += 1
+            await ctx.tick()
+            n += int(bool(took))
+            if done:
+                break
+        ctx.set(g("i_pre").valid, 0)
+        state_ok = True
+        for i in range(n_pre):
+            for c in range(C):
+                ctx.set(g("mom_addr"), i * C + c)
+                ctx.set(g("wh_addr"), i * C + c)
+                await ctx.tick()
+                state_ok &= ctx.get(g("mom_rdata")) == lanes_word(M[:, i], mb, c)
+                state_ok &= ctx.get(g("wh_rdata")) == lanes_word(w[:, i] > 0, 1, c)
+        flips_ok = got == expect if flip_events else (not got and
+                                                      ctx.get(g("n_flip")) == len(expect))
+        result.update(cycles=cycles, flips_ok=flips_ok, state_ok=state_ok)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return result["cycles"], result["flips_ok"], result["state_ok"], len(expect), C
+
+
+@pytest.mark.parametrize("lanes", [8, 16, 32, 64])
+def test_flip_unit_throughput(lanes):
+    """Dense 16 x 100 passes: >= P/4 synapse updates per cycle, results equal golden.
+
+    Three passes: no flips; about half of the synapses flip (then ``o_flip``, one event per
+    cycle, sets the pace); the same with ``flip_events=False`` (one word per cycle again).
+    """
+    n_pre, n_post = 16, 100
+    for thr, events in ((None, True), (8, True), (8, False)):
+        cycles, flips_ok, state_ok, n_flips, C = pysim_pass(lanes, n_post, n_pre, thr=thr,
+                                                            flip_events=events)
+        ups = n_pre * n_post / cycles
+        print(f"P={lanes}: C={C}, {cycles} cycles for {n_pre}x{n_post} synapses ({n_flips} flips,"
+              f" events {'on' if events else 'off'}): {ups:.2f} updates/cycle, "
+              f"{n_pre * C * lanes / cycles:.2f} lane-slots/cycle")
+        assert flips_ok, "flip events differ from golden"
+        assert state_ok, "momentum or weights differ from golden"
+        if thr is None or not events:
+            assert ups >= lanes / 4
