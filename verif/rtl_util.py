@@ -15,8 +15,50 @@ from cocotb.triggers import ReadOnly, RisingEdge
 if "CFG_CXXFLAGS_PCH_I" not in os.environ.get("MAKEFLAGS", ""):
     os.environ["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "") + " CFG_CXXFLAGS_PCH_I=-include").strip()
 
-__all__ = ["forward_ports", "unpack_lanes", "pulse", "CycleCounter", "SumMonitor",
+
+def _icarus_verilog_2005() -> None:
+    """Compile with Icarus in Verilog-2005 mode (after the runner's ``-g2012``).
+
+    Under ``-g2012`` a declaration initialiser (``reg x = 0;``) raises no event at time 0, so the
+    ``always @*`` blocks that yosys triggers with its ``dump_module$1`` register never run until
+    one of their inputs changes: an FSM output that depends only on the state register (e.g. the
+    Core's ``o_result__valid``) stays X after reset. Verilog-2005 semantics run them at time 0.
+    """
+    from cocotb_tools import runner
+
+    build = runner.Icarus.build
+    if getattr(build, "_bsnn_v2005", False):
+        return
+
+    def patched(self, *args, build_args=(), **kw):
+        return build(self, *args, build_args=[*build_args, "-g2005"], **kw)
+
+    patched._bsnn_v2005 = True
+    runner.Icarus.build = patched
+
+
+_icarus_verilog_2005()
+
+__all__ = ["pack", "unpack", "forward_ports", "unpack_lanes", "pulse", "CycleCounter", "SumMonitor",
            "wait_low"]
+
+
+def pack(layout, **fields) -> int:
+    """Integer value of a ``data.StructLayout`` payload (fields LSB first, enums by value)."""
+    v = 0
+    names = {name for name, _ in layout}
+    unknown = set(fields) - names
+    if unknown:
+        raise KeyError(f"no field(s) {sorted(unknown)} in {layout}")
+    for name, f in layout:
+        x = int(getattr(fields.get(name, 0), "value", fields.get(name, 0)))
+        v |= (x & ((1 << f.width) - 1)) << f.offset
+    return v
+
+
+def unpack(layout, value: int) -> dict:
+    """Fields of a ``data.StructLayout`` payload as unsigned integers."""
+    return {name: (int(value) >> f.offset) & ((1 << f.width) - 1) for name, f in layout}
 
 
 def forward_ports(m: Module, outer, inner, skip=()) -> None:
