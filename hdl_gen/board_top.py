@@ -15,8 +15,8 @@ Flow control, so that nothing is lost when the host sends faster than the core c
   taking spikes, flips and results from the core, whose output FIFOs then stall it.
 
 ``idle`` (nothing received, queued, executing or being sent) lets the simulation bridge stop
-simulated time while the host thinks; ``core_busy`` is the Core's own busy flag (for
-measurements).
+simulated time while the host thinks; ``core_busy`` is the Core's own busy flag and
+``core_cycles`` counts the cycles it was set (for measurements; unconnected on a board).
 """
 from __future__ import annotations
 
@@ -86,6 +86,7 @@ class BoardTop(wiring.Component):
             "cts": Out(1),
             "idle": Out(1),
             "core_busy": Out(1),
+            "core_cycles": Out(32),
         })
 
     def elaborate(self, platform):
@@ -107,6 +108,8 @@ class BoardTop(wiring.Component):
             self.cts.eq(rxq.level < self.rx_fifo - self.cts_margin),
             self.core_busy.eq(core.status.busy),
         ]
+        with m.If(core.status.busy):
+            m.d.sync += self.core_cycles.eq(self.core_cycles + 1)
         wiring.connect(m, frm.o_tx, utx.i_data)
         m.d.comb += self.idle.eq(dfr.hunting & ~rxq.r_rdy & ~urx.busy & ~urx.o_data.valid
                                  & ex.idle & ~utx.busy)
