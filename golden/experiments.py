@@ -478,6 +478,15 @@ def _observations(res: dict) -> list[str]:
         if len(ste) == 3:
             obs.append(f"{ds}: hybrid − Adam = {(ste['STE+hybrid'] - ste['STE+Adam']) * 100:+.1f}, "
                        f"hybrid − SGD = {(ste['STE+hybrid'] - ste['STE+SGD']) * 100:+.1f} points.")
+    cf = res.get("meta", {}).get("configs", {})
+    if "bso" in cf and "tbso" in cf:
+        diff = sorted(k for k in cf["bso"] if k != "optimizer" and cf["bso"][k] != cf["tbso"][k])
+        obs.append("T-BSO ran with NetConfig.default_for('tbso'), which "
+                   + (f"differs from the BSO defaults in {diff}." if diff else
+                      "at run time had no T-BSO-specific values: every field, `tbso_gamma = "
+                      f"{cf['tbso'].get('tbso_gamma')}` and `v_rate_shift = "
+                      f"{cf['tbso'].get('v_rate_shift')}` included, is the BSO-tuned default, "
+                      "so T-BSO is compared untuned."))
     m = res.get("memory")
     if m:
         i = m["T"].index(64) if 64 in m["T"] else -1
