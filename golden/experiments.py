@@ -333,7 +333,7 @@ def load_datasets(names, quick: bool, cache: Path, T: int, log) -> dict:
     return out
 
 
-SIZES = {"mnist": (4000, 1000), "nmnist": (3000, 1000)}   # (train, test) samples
+SIZES = {"mnist": (2000, 500), "nmnist": (2000, 500)}   # (train, test) samples
 
 
 # ------------------------------------------------------------------------------------------
