@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["NetConfig", "Derived", "DEFAULT", "tiny_config"]
+__all__ = ["NetConfig", "Derived", "DEFAULT", "TBSO_DEFAULTS", "tiny_config"]
 
 OPTIMIZERS = ("bso", "tbso")
 MODES = ("float", "int")
@@ -52,23 +52,23 @@ class NetConfig:
     leak_shift: int = 1              # lambda_m = 1 - 2^-leak_shift (1 -> 0.5, the paper's tau=2)
     membrane_frac: int = 4           # fraction bits of the membrane
     membrane_bits: int = 16          # signed width of the membrane, saturating
-    theta: tuple[float, ...] = (4.0,)  # per hidden layer threshold, in synaptic units
+    theta: tuple[float, ...] = (8.0,)  # per hidden layer threshold, in synaptic units
     reset: str = "soft"
     # --- presynaptic trace a <- lambda_a * a + s ------------------------------------------------
     trace_shift: int = 1             # lambda_a = 1 - 2^-trace_shift
-    trace_frac: int = 3              # trace LSB = 2^-trace_frac spikes
-    trace_bits: int = 5              # unsigned width, saturating
+    trace_frac: int = 5              # trace LSB = 2^-trace_frac spikes
+    trace_bits: int = 7              # unsigned width, saturating
     # --- error ---------------------------------------------------------------------------------
-    target: float = 8.0              # output membrane target for the label class (others: 0)
-    err_shift: int = 2               # delta_out = (o - target*y) >> err_shift
-    delta_bits: int = 10             # signed width of every delta, saturating
+    target: float = 15.5             # output membrane target for the label class (others: 0)
+    err_shift: int = 0               # delta_out = (o - target*y) >> err_shift
+    delta_bits: int = 16             # signed width of every delta, saturating
     surrogate_shift: int = 6         # triangle surrogate half-width = 2^surrogate_shift LSB
     # --- optimizer ------------------------------------------------------------------------------
     optimizer: str = "bso"           # "bso" | "tbso"
     momentum_bits: int = 8           # signed width of M, saturating symmetric
-    grad_shift: tuple[int, ...] = (4, 6)  # per layer: M tracks G * 2^-grad_shift
+    grad_shift: tuple[int, ...] = (2, 4)  # per layer: M tracks G * 2^-grad_shift
     rate_shift: int = 12             # momentum EMA rate = 2^-rate_shift
-    gamma: tuple[int, ...] = (24, 24)  # BSO flip threshold per layer, momentum LSB
+    gamma: tuple[int, ...] = (64, 64)  # BSO flip threshold per layer, momentum LSB
     reset_momentum: bool | None = None  # None: True for BSO, False for T-BSO (as released)
     tbso_gamma: float = 0.5          # T-BSO: thr = tbso_gamma * sqrt(V[t])
     tbso_gamma_frac: int = 8         # fixed-point fraction bits of tbso_gamma
@@ -76,10 +76,10 @@ class NetConfig:
     v_frac: int = 8                  # V LSB = 2^-v_frac momentum LSB^2 (must be even)
     v_bits: int = 32                 # unsigned width of V, saturating
     # --- schedule (applied at the end of an epoch whose 0-based index e>0, e % every == 0) ----
-    schedule_every: int = 0          # 0: off
+    schedule_every: int = 3          # 0: off
     schedule_gamma_num: int = 1      # gamma <- gamma * num // den  (BSO; T-BSO scales tbso_gamma)
     schedule_gamma_den: int = 1
-    schedule_rate_step: int = 0      # rate_shift += step
+    schedule_rate_step: int = 1      # rate_shift += step
     # --- bookkeeping ----------------------------------------------------------------------------
     seed: int = 1                    # weight init and stochastic-rounding key
     init_theta_scale: bool = True    # (documentation only) theta was chosen ~ sqrt(fan-in active)
@@ -240,6 +240,25 @@ class NetConfig:
     def replace(self, **kw) -> "NetConfig":
         """Copy with some fields changed (validated)."""
         return dataclasses.replace(self, **kw)
+
+    @classmethod
+    def default_for(cls, optimizer: str = "bso", **kw) -> "NetConfig":
+        """The tuned default for ``optimizer``: the field defaults plus :data:`TBSO_DEFAULTS`
+        for ``"tbso"``; ``kw`` overrides fields (``python -m golden.bench`` runs these)."""
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer={optimizer!r} is invalid: allowed {OPTIMIZERS}")
+        base = dict(TBSO_DEFAULTS) if optimizer == "tbso" else {}
+        base.update(kw)
+        return cls(optimizer=optimizer, **base)
+
+
+# T-BSO values that differ from the (BSO-tuned) field defaults, tuned on digits (golden.bench).
+TBSO_DEFAULTS: dict = {
+    "grad_shift": (4, 3),      # puts tbso_gamma * sqrt(V) of both layers near 50-100 momentum LSB
+    "tbso_gamma": 0.375,
+    "v_rate_shift": 6,         # V settles within ~64 samples (the threshold starts at 0)
+    "reset_momentum": True,    # reset on flip (as BSO): without it int mode jitters on M noise
+}
 
 
 DEFAULT = NetConfig()
