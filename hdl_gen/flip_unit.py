@@ -13,12 +13,12 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
-from .srand import srand_lanes
+from .srand import lane_constant, lane_select, srand_value
 
 __all__ = ["FlipUnit", "RATE_SHIFT_BITS", "COUNTER_BITS"]
 
-#: Width of the ``rate_shift`` input: ``rate_shift`` may take the values 0..31.
-RATE_SHIFT_BITS = 5
+#: Width of the ``rate_shift`` input: ``rate_shift`` may take the values 0..63.
+RATE_SHIFT_BITS = 6
 #: Width of the saturation and flip counters (they wrap modulo 2^32).
 COUNTER_BITS = 32
 
@@ -26,6 +26,31 @@ COUNTER_BITS = 32
 def _ubits(n_values: int) -> int:
     """Bits of an unsigned index into ``n_values`` entries (at least 1)."""
     return max(1, bits_for(max(0, n_values - 1)))
+
+
+def _narrow_sshr(m: Module, x, amount, out_bits: int, *, name: str) -> Signal:
+    """Add the low ``out_bits`` bits of ``x >> amount`` (``x`` signed, arithmetic) to ``m``.
+
+    A logarithmic shifter, largest step first, that keeps after each step only the bits that can
+    still reach the output: about ``out_bits * log2(range) + 2^(n-1)`` multiplexers instead of
+    ``len(x) * n`` for a full-width shifter.
+    """
+    width = len(x)
+    sign = x[width - 1]
+    cur, cur_len = x, width                        # cur[p] for p >= width is the sign
+    for j in reversed(range(len(amount))):
+        step = 1 << j
+        keep = min(width, out_bits + step - 1)     # remaining shift after this step < step
+        nxt = Signal(keep, name=f"{name}_sh{j}")
+        bits = []
+        for i in range(keep):
+            far = cur[i + step] if i + step < cur_len else sign
+            bits.append(Mux(amount[j], far, cur[i]))
+        m.d.comb += nxt.eq(Cat(*bits))
+        cur, cur_len = nxt, keep
+    out = Signal(out_bits, name=f"{name}_low")
+    m.d.comb += out.eq(Cat(*(cur[i] if i < cur_len else sign for i in range(out_bits))))
+    return out
 
 
 class FlipUnit(wiring.Component):
@@ -87,7 +112,7 @@ class FlipUnit(wiring.Component):
     key : In(32)
         Step key (``golden.fixed.step_key``).
     rate_shift : In(RATE_SHIFT_BITS)
-        Momentum EMA rate shift, 0..31.
+        Momentum EMA rate shift, 0..63 (the schedule may raise it beyond the validated 24).
     thr : In(signed(momentum_bits + 1))
         Flip threshold: BSO ``gamma``, T-BSO the :class:`~hdl_gen.tbso_unit.TbsoUnit` threshold
         clamped to ``mom_max`` (equivalent, since ``|w*M| <= mom_max``).
@@ -237,7 +262,6 @@ class FlipUnit(wiring.Component):
         s1_a = Signal(tb)
         s1_c = Signal(cb)
         s1_addr = Signal(ab)
-        s1_rnd = [Signal(32, name=f"s1_rnd{k}") for k in range(P)]
         # stage 2: results registered; write back, push flips
         s2_valid = Signal()
         s2_pre = Signal(pre_w)
@@ -286,19 +310,22 @@ class FlipUnit(wiring.Component):
         m.d.comb += k_total.eq(self.rate_shift + gs)
         rnd_mask = Signal(32)
         m.d.comb += rnd_mask.eq(~(Const(0xFFFFFFFF, 32) << k_total)[:32])
-        addrs = []
-        for k in range(P):
-            post_k = Cat(Const(k, lg), row_c) if lg else row_c
-            addr = Signal(32, name=f"syn_addr{k}")    # golden.fixed.synapse_address
-            m.d.comb += addr.eq(row_pre | (post_k[:14] << 14) | (layer << 28))
-            addrs.append(addr)
-        rnds = srand_lanes(m, addrs, self.key, bits=32)
+        # one xorshift core per word: lane k's number is lane 0's XOR a constant (hdl_gen.srand)
+        base = Signal(32)                            # synapse_address(layer, c * P, pre)
+        m.d.comb += base.eq(row_pre | (Cat(Const(0, lg), row_c)[:14] << 14) | (layer << 28))
+        r0 = srand_value(m, base, self.key)
+        s1_rm = Signal(32)                           # R & mask
+        s1_rn = Signal(32)                           # ~R & mask
         m.d.sync += [s1_valid.eq(issue), s1_pre.eq(row_pre), s1_a.eq(row_a), s1_c.eq(row_c),
-                     s1_addr.eq(row_addr)]
-        m.d.sync += [s1_rnd[k].eq(rnds[k] & rnd_mask) for k in range(P)]
+                     s1_addr.eq(row_addr), s1_rm.eq(r0 & rnd_mask), s1_rn.eq(~r0 & rnd_mask)]
 
         # ---- stage 1: per-lane momentum update and flip decision ----------------------------------
         reset_m = cfg.do_reset_momentum
+        # s = G - (M << gs) + rnd: |G| < 2^(db+tb-1), |M << gs| < 2^(mb-1+gs), rnd < 2^32
+        s_bits = max(db + tb - 1, mb - 1 + gs, 32) + 3
+        w2 = s_bits - gs
+        hi_mask = Signal(w2)                          # bits of s2 at positions >= rate_shift + mb
+        m.d.comb += hi_mask.eq((Const((1 << w2) - 1, w2) << (self.rate_shift + mb))[:w2])
         new_w, new_m, flips, sats, visits = [], [], [], [], []
         for k in range(P):
             d = d_rd.data[k * db:(k + 1) * db].as_signed()
@@ -311,10 +338,20 @@ class FlipUnit(wiring.Component):
             visit = Signal(name=f"visit{k}")
             m.d.comb += visit.eq(lane_ok & (d != 0))
             g = d * s1_a
-            s = g - (mo << gs) + s1_rnd[k]
-            u = (s >> gs) >> self.rate_shift          # floor(s / 2^(gs+rate_shift)), exact
-            mn = Signal(signed(len(u) + 2), name=f"mn{k}")
-            m.d.comb += mn.eq(mo + u)
+            rnd = lane_select(s1_rm, s1_rn, lane_constant(k))
+            s = Signal(signed(s_bits), name=f"s{k}")
+            m.d.comb += s.eq(g - (mo << gs) + rnd)
+            s2 = s[gs:]                               # floor(s / 2^gs): wiring
+            # u = s2 >> rate_shift = floor(s / 2^k). Only u's low mb+1 bits and whether u fits
+            # signed(mb+1) are needed: M + u saturates the same way as M + (+-(2^mb (+1))).
+            u_low = _narrow_sshr(m, s2, self.rate_shift, mb + 1, name=f"u{k}")
+            sign = s2[-1]
+            fits = ~((s2 ^ sign.replicate(len(s2))) & hi_mask).any()
+            u_c = Signal(signed(mb + 2), name=f"uc{k}")
+            m.d.comb += u_c.eq(Mux(fits, u_low.as_signed(),
+                                   Mux(sign, -(1 << mb) - 1, 1 << mb)))
+            mn = Signal(signed(mb + 3), name=f"mn{k}")
+            m.d.comb += mn.eq(mo + u_c)
             hi, lo = Signal(name=f"sat_hi{k}"), Signal(name=f"sat_lo{k}")
             m.d.comb += [hi.eq(mn > mom_max), lo.eq(mn < -mom_max)]
             ms = Signal(signed(mb), name=f"ms{k}")

@@ -133,6 +133,39 @@ def test_flip_unit_elaborates(lanes):
             assert "module" in text
 
 
+def test_srand_matches_golden():
+    """SRand (one lane) and SRandLanes (shared core + per-lane constants) equal golden srand."""
+    from amaranth.sim import Simulator
+
+    from golden.fixed import srand, synapse_address
+    from hdl_gen.srand import SRand, SRandLanes
+
+    rng = random.Random(int(os.environ.get("BSNN_SEED", "1")))
+    one, lanes = SRand(bits=32), SRandLanes(lanes=64)
+    m = Module()
+    m.submodules.one, m.submodules.lanes = one, lanes
+
+    async def bench(ctx):
+        for _ in range(200):
+            layer, pre, c = rng.randrange(15), rng.randrange(1 << 14), rng.randrange(1 << 8)
+            key, k = rng.randrange(1 << 32), rng.choice([0, 1, 5, 13, 31, 32, 40])
+            addr = int(synapse_address(layer, c * 64 + rng.randrange(64), pre))
+            ctx.set(one.addr, addr)
+            ctx.set(one.key, key)
+            base = int(synapse_address(layer, c * 64, pre))
+            ctx.set(lanes.base, base)
+            ctx.set(lanes.key, key)
+            ctx.set(lanes.mask, (1 << min(k, 32)) - 1)
+            assert ctx.get(one.rnd) == int(srand(addr, key, 32))
+            got = ctx.get(lanes.rnd)
+            expect = srand(synapse_address(layer, c * 64 + np.arange(64), pre), key, k)
+            assert [int(x) for x in got] == expect.tolist()
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+
+
 @pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 def test_flip_unit_rejects_bad_lanes():
     for kw, msg in (({"layer": 0, "lanes": 12}, "lanes=12"), ({"layer": 2}, "layer=2")):
@@ -245,7 +278,8 @@ class UnitDriver:
                       for _ in range(self.n_pre)], np.int64)
         if rng.random() < 0.05:
             delta[:] = 0                                   # nothing visited at all
-        rate = {"sat": rng.randint(0, 2), "k32": 31, "throughput": cfg.rate_shift}.get(
+        rate = {"sat": rng.randint(0, 2), "k32": rng.choice([26, 31, 40, 63]),
+                "throughput": cfg.rate_shift}.get(
             kind, rng.choice([cfg.rate_shift, rng.randint(0, 6), rng.randint(0, 31)]))
         if kind == "bso":
             thr = cfg.gamma[self.layer]
