@@ -283,20 +283,28 @@ class Core(wiring.Component):
         m.d.comb += [self.o_flip.valid.eq(ffifo.r_rdy), self.o_flip.payload.eq(ffifo.r_data),
                      ffifo.r_en.eq(self.o_flip.ready)]
 
+        phase_fwd = Signal()
+        phase_err = Signal()
+        phase_flip = Signal()
+        phase_argmax = Signal()
+
         # --- learning datapath ------------------------------------------------------------------
         rs = Signal(RATE_SHIFT_BITS)
         m.d.comb += rs.eq(Mux(rate_shift > 31, 31, rate_shift))
         for l in range(L):
             if l < L - 1:
-                m.d.comb += [eu[l].x_theta.eq(na[l].x_theta), eu[l].w_data.eq(wrd[l + 1].data),
+                m.d.comb += [eu[l].x_theta.eq(na[l].x_theta),
+                             eu[l].w_data.eq(Mux(phase_err, wrd[l + 1].data, 0)),
                              eu[l].dn_data.eq(eu[l + 1].dl_data),
                              eu[l + 1].dl_addr.eq(eu[l].dn_addr)]
             m.d.comb += [
                 eu[l].x_u.eq(na[l].x_u),
                 fu[l].d_wr_addr.eq(eu[l].d_wr_addr), fu[l].d_wr_data.eq(eu[l].d_wr_data),
                 fu[l].d_wr_en.eq(eu[l].d_wr_en),
-                fu[l].w_rd_data.eq(wrd[l].data),
-                na[l].w_data.eq(wrd[l].data),
+                # operand isolation: a unit sees weight words only in its own phase (no
+                # toggling in the idle lanes; also what keeps Icarus fast)
+                fu[l].w_rd_data.eq(Mux(phase_flip & (lay == l), wrd[l].data, 0)),
+                na[l].w_data.eq(Mux(phase_fwd, wrd[l].data, 0)),
                 fu[l].key.eq(key), fu[l].rate_shift.eq(rs),
                 fu[l].cnt_clear.eq(clear_cnt),
             ]
@@ -362,9 +370,6 @@ class Core(wiring.Component):
                 m.d.comb += [tb[l].v_addr.eq(mq_idx), tb[l].v_wdata.eq(mq.data)]
 
         # --- weight-memory ports: owner by phase --------------------------------------------------
-        phase_err = Signal()
-        phase_flip = Signal()
-        phase_argmax = Signal()
         am_addr = Signal(uidx(words(lay_n[-1], P)))
         for l in range(L):
             rd_addr = na[l].w_addr
@@ -462,7 +467,7 @@ class Core(wiring.Component):
 
         with m.FSM(name="core"):
             with m.State("IDLE"):
-                m.d.comb += ev_open.eq(1)
+                m.d.comb += [ev_open.eq(1), phase_fwd.eq(1)]
                 take_ctrl = self.i_ctrl.valid & ~self.i_event.valid & drained
                 take_mem = self.i_mem.valid & ~self.i_event.valid & drained & ~self.i_ctrl.valid
                 m.d.comb += [self.i_ctrl.ready.eq(take_ctrl), self.i_mem.ready.eq(take_mem)]
@@ -506,11 +511,13 @@ class Core(wiring.Component):
 
             # forward: LIF pass of layer `lay` once its inputs have drained
             with m.State("FWD_START"):
+                m.d.comb += phase_fwd.eq(1)
                 for l in range(L):
                     with m.If((lay == l) & ~tu[l].busy & ~na[l].busy):
                         m.d.comb += pulse_na_start[l].eq(1)
                         m.next = "FWD_RUN"
             with m.State("FWD_RUN"):
+                m.d.comb += phase_fwd.eq(1)
                 for l in range(L):
                     with m.If((lay == l) & ~na[l].busy):
                         if l == L - 1:

@@ -127,7 +127,8 @@ class NeuronArray(wiring.Component):
                                                         init=[])
 
         z_wr = z_mem.write_port()
-        z_rd = z_mem.read_port(transparent_for=(z_wr,))
+        z_rd = z_mem.read_port(transparent_for=(z_wr,))      # accumulation
+        z_lrd = z_mem.read_port()                            # LIF pass
         v_wr = v_mem.write_port()
         v_rd = v_mem.read_port()
         u_wr = u_mem.write_port()
@@ -208,10 +209,10 @@ class NeuronArray(wiring.Component):
         with m.Elif(consume):
             m.d.sync += l_have.eq(0)
 
-        for rp in lif_rd:
+        # the LIF arithmetic has its own read ports, which hold still during accumulation
+        for rp in lif_rd + [z_lrd]:
             m.d.comb += [rp.addr.eq(l_rd_c), rp.en.eq(issue)]
-        m.d.comb += [z_rd.addr.eq(Mux(state == LIF, l_rd_c, e_c)),
-                     z_rd.en.eq(Mux(state == LIF, issue, e_busy))]
+        m.d.comb += [z_rd.addr.eq(e_c), z_rd.en.eq(e_busy)]
 
         # lane arithmetic of the word l_cur
         mem_max = d.mem_max
@@ -225,7 +226,7 @@ class NeuronArray(wiring.Component):
         sats = []
         for k in range(P):
             v = v_rd.data[k]
-            raw = v - (v >> cfg.leak_shift) + (z_rd.data[k] << cfg.membrane_frac) + b_rd.data[k]
+            raw = v - (v >> cfg.leak_shift) + (z_lrd.data[k] << cfg.membrane_frac) + b_rd.data[k]
             u_sat, u_ovf = sat_sym(raw, mem_max)
             ok = valid_lanes[k]
             m.d.comb += u_word[k].eq(Mux(ok, u_sat, 0))

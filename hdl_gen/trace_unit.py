@@ -103,7 +103,8 @@ class TraceUnit(wiring.Component):
         a_wr = a_mem.write_port()
         a_rd = a_mem.read_port()
         s_wr = s_mem.write_port(granularity=1)
-        s_rd = s_mem.read_port(transparent_for=(s_wr,))
+        s_rd = s_mem.read_port(transparent_for=(s_wr,))      # spike filter
+        s_prd = s_mem.read_port()                            # trace pass (still while filtering)
         x_rd = a_mem.read_port()
         m.d.comb += [x_rd.addr.eq(self.x_addr), self.x_a.eq(x_rd.data)]
 
@@ -143,7 +144,7 @@ class TraceUnit(wiring.Component):
         sats, squares = [], []
         for k in range(P):
             a = a_rd.data[k]
-            raw = a - (a >> cfg.trace_shift) + Mux(s_rd.data[k], d.trace_one, 0)
+            raw = a - (a >> cfg.trace_shift) + Mux(s_prd.data[k], d.trace_one, 0)
             ovf = raw > d.trace_max
             m.d.comb += new_a[k].eq(Mux(ovf, d.trace_max, raw))
             sats.append(ovf)
@@ -190,6 +191,8 @@ class TraceUnit(wiring.Component):
         with m.If(e_consume):
             m.d.sync += [pend.eq(nz), held.eq(a_rd.data), pend_word.eq(e_cur)]
 
+        m.d.comb += s_prd.en.eq(state == UPD)
+
         # --- memory ports by state --------------------------------------------------------------
         c_c = Signal(uidx(C))
         with m.Switch(state):
@@ -200,7 +203,7 @@ class TraceUnit(wiring.Component):
                              s_wr.en.eq(Mux(f_pass, 1 << f_pre[:lg], 0)),
                              s_wr.data.eq(-1)]
             with m.Case(UPD):
-                m.d.comb += [a_rd.addr.eq(p_c), s_rd.addr.eq(p_c),
+                m.d.comb += [a_rd.addr.eq(p_c), s_prd.addr.eq(p_c),
                              a_wr.addr.eq(p1_c), a_wr.data.eq(new_a), a_wr.en.eq(p1_valid),
                              s_wr.addr.eq(p1_c), s_wr.data.eq(0),
                              s_wr.en.eq(Mux(p1_valid, (1 << P) - 1, 0))]

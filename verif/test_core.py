@@ -51,6 +51,7 @@ def case_config(name: str) -> tuple[NetConfig, int, int]:
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_core(sim, case, tmp_path):
     cfg, lanes, n = case_config(case)
+    n = int(os.environ.get("BSNN_CORE_SAMPLES", n))      # a quicker look while debugging
     data = load_digits_events(T=cfg.T)            # here, not in the simulator's interpreter
     samples = tmp_path / "samples.npz"
     np.savez(samples, x=data.x_train[:n], y=data.y_train[:n])
