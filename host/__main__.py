@@ -27,7 +27,8 @@ def _parser() -> argparse.ArgumentParser:
 
     def link_args(sp):
         sp.add_argument("--link", default="emulator",
-                        help="emulator | sim | serial:PORT[@BAUD] | tcp:HOST:PORT")
+                        help="emulator | sim[:verilator|:icarus] | serial:PORT[@BAUD] | "
+                             "tcp:HOST:PORT")
         sp.add_argument("--baud", type=int, default=None, help="serial baud rate (115200)")
         sp.add_argument("--timeout", type=float, default=None,
                         help="seconds to wait for an answer (serial/tcp, default 1)")
@@ -57,11 +58,13 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _open(args):
+def _open(args, cfg=None):
     from .accelerator import Accelerator
     from .link import open_link
 
-    link = open_link(args.link, timeout=args.timeout, baud=args.baud)
+    # cfg: what a simulated RTL is generated for (the emulator stays reconfigurable)
+    link = open_link(args.link, timeout=args.timeout, baud=args.baud,
+                     cfg=cfg if args.link.startswith("sim") else None)
     try:
         return Accelerator(link, retries=args.retries)
     except BaseException:
@@ -100,7 +103,7 @@ def cmd_train(args) -> dict:
     if args.optimizer:
         cfg = cfg.replace(optimizer=args.optimizer)
     t_start = time.perf_counter()
-    with _open(args) as acc:              # fail fast on a missing device before loading data
+    with _open(args, cfg) as acc:         # fail fast on a missing device before loading data
         data = _data(args.data, cfg, args.test_samples)
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -161,7 +164,7 @@ def cmd_eval(args) -> float:
     from .accelerator import Accelerator
 
     cfg, _ = Accelerator.read_checkpoint(args.checkpoint)
-    with _open(args) as acc:
+    with _open(args, cfg) as acc:
         data = _data(args.data, cfg, args.test_samples)
         acc.restore(args.checkpoint)
         prog = _progress(args, "eval") or (lambda it: it)

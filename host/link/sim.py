@@ -2,8 +2,8 @@
 
 ``SimLink(simulator="verilator"|"icarus", cfg=...)`` generates the board top
 (:class:`hdl_gen.board_top.BoardTop`: UART -> deframer -> executor -> Core -> framer -> UART),
-builds it with the cocotb runner (``verif.simulate.run_bench``: one build per design hash, so a
-second start skips the compile) and runs the cocotb bench :mod:`verif.uart_bridge` in a child
+builds it with the cocotb runner (``verif.uart_bridge.build_board``: one build per design hash,
+so a second start skips the compile; the clock toggles inside the simulator) and runs the cocotb bench :mod:`verif.uart_bridge` in a child
 process (``python -m host.link.sim SPEC``). The bench bridges a TCP socket on 127.0.0.1 to the
 UART pins through cocotbext-uart models; SimLink is a :class:`SocketLink` to it. ``close()``
 closes the socket, which ends the bench and the simulator (killed if it does not stop).
@@ -159,7 +159,7 @@ def _serve(spec: dict) -> None:
     from golden.config import NetConfig
     from hdl_gen.board_top import BoardTop
     from hdl_gen.core import DEFAULT_LANES
-    from verif.simulate import run_bench
+    from verif.uart_bridge import build_board
 
     cfg = NetConfig.from_dict(spec["cfg"])
     lanes = spec.get("lanes") or DEFAULT_LANES
@@ -167,11 +167,10 @@ def _serve(spec: dict) -> None:
     if spec.get("replay_bytes"):
         kw["replay_bytes"] = spec["replay_bytes"]
     top = BoardTop(cfg, lanes=lanes, baud_divisor=spec["baud_divisor"], **kw)
-    run_bench(spec["simulator"], top, "board_top", "verif.uart_bridge", testcase="uart_bridge",
-              name="bridge",
-              env={"BSNN_DIVISOR": spec["baud_divisor"], "BSNN_PORTFILE": spec["portfile"],
-                   "BSNN_STATSFILE": spec["statsfile"], "BSNN_FAULTS": spec["faults"],
-                   "BSNN_ACCEPT_TIMEOUT": spec["accept_timeout"]})
+    build_board(spec["simulator"], top, "verif.uart_bridge", testcase="uart_bridge", name="bridge",
+                env={"BSNN_DIVISOR": spec["baud_divisor"], "BSNN_PORTFILE": spec["portfile"],
+                     "BSNN_STATSFILE": spec["statsfile"], "BSNN_FAULTS": spec["faults"],
+                     "BSNN_ACCEPT_TIMEOUT": spec["accept_timeout"]})
 
 
 if __name__ == "__main__":
