@@ -102,6 +102,11 @@ STATUS_LAYOUT = data.StructLayout({
     "sat_membrane": unsigned(CNT_BITS), "sat_trace": unsigned(CNT_BITS),
     "sat_delta": unsigned(CNT_BITS), "sat_momentum": unsigned(CNT_BITS),
     "sat_v": unsigned(CNT_BITS), "spikes": unsigned(CNT_BITS), "flips": unsigned(CNT_BITS),
+    # clock cycles spent in the phases of STEP: forward (from STEP to the output layer's LIF
+    # pass done; the input events' accumulation before STEP is not included), errors and
+    # traces, learning (T-BSO and flip passes), and whole steps (STEP taken .. result sent)
+    "cyc_fwd": unsigned(CNT_BITS), "cyc_err": unsigned(CNT_BITS),
+    "cyc_learn": unsigned(CNT_BITS), "cyc_step": unsigned(CNT_BITS),
 })
 
 
@@ -225,14 +230,18 @@ class Core(wiring.Component):
         flips_on = Signal(init=1)
         step = Signal(32)
         key = Signal(32, init=cfg.seed & 0xFFFFFFFF)
-        rate_shift = Signal(6, init=cfg.rate_shift)
+        rate_shift = Signal(RATE_SHIFT_BITS, init=cfg.rate_shift)
         gamma_q = Signal(16, init=int(round(cfg.tbso_gamma * (1 << cfg.tbso_gamma_frac))))
         gamma = [Signal(16, init=g, name=f"gamma{l}") for l, g in enumerate(cfg.gamma)]
         pred = Signal(uidx(lay_n[-1]))
         lay = Signal(range(L))
         cnt = {k: Signal(CNT_BITS, name=f"cnt_{k}") for k in
                ("dropped", "duplicate", "bad_cmd", "sat_membrane", "sat_trace", "sat_delta",
-                "spikes")}
+                "spikes", "cyc_fwd", "cyc_err", "cyc_learn", "cyc_step")}
+        in_fwd = Signal()
+        in_err = Signal()
+        in_learn = Signal()
+        in_tail = Signal()
         clear_cnt = Signal()
         bad_cmd = Signal()
 
@@ -289,8 +298,6 @@ class Core(wiring.Component):
         phase_argmax = Signal()
 
         # --- learning datapath ------------------------------------------------------------------
-        rs = Signal(RATE_SHIFT_BITS)
-        m.d.comb += rs.eq(Mux(rate_shift > 31, 31, rate_shift))
         for l in range(L):
             if l < L - 1:
                 m.d.comb += [eu[l].x_theta.eq(na[l].x_theta),
@@ -305,7 +312,7 @@ class Core(wiring.Component):
                 # toggling in the idle lanes; also what keeps Icarus fast)
                 fu[l].w_rd_data.eq(Mux(phase_flip & (lay == l), wrd[l].data, 0)),
                 na[l].w_data.eq(Mux(phase_fwd, wrd[l].data, 0)),
-                fu[l].key.eq(key), fu[l].rate_shift.eq(rs),
+                fu[l].key.eq(key), fu[l].rate_shift.eq(rate_shift),
                 fu[l].cnt_clear.eq(clear_cnt),
             ]
             wiring.connect(m, tu[l].o_act, fu[l].i_pre)
@@ -511,13 +518,13 @@ class Core(wiring.Component):
 
             # forward: LIF pass of layer `lay` once its inputs have drained
             with m.State("FWD_START"):
-                m.d.comb += phase_fwd.eq(1)
+                m.d.comb += [phase_fwd.eq(1), in_fwd.eq(1)]
                 for l in range(L):
                     with m.If((lay == l) & ~tu[l].busy & ~na[l].busy):
                         m.d.comb += pulse_na_start[l].eq(1)
                         m.next = "FWD_RUN"
             with m.State("FWD_RUN"):
-                m.d.comb += phase_fwd.eq(1)
+                m.d.comb += [phase_fwd.eq(1), in_fwd.eq(1)]
                 for l in range(L):
                     with m.If((lay == l) & ~na[l].busy):
                         if l == L - 1:
@@ -534,7 +541,7 @@ class Core(wiring.Component):
 
             # errors, last layer first (the trace passes run meanwhile)
             with m.State("ERR_RUN"):
-                m.d.comb += phase_err.eq(1)
+                m.d.comb += [phase_err.eq(1), in_err.eq(1)]
                 for l in range(L):
                     with m.If((lay == l) & ~eu[l].busy):
                         if l == 0:
@@ -543,6 +550,7 @@ class Core(wiring.Component):
                             m.d.comb += pulse_eu_start[l - 1].eq(1)
                             m.d.sync += lay.eq(l - 1)
             with m.State("TRACE_WAIT"):
+                m.d.comb += in_err.eq(1)
                 with m.If(all_idle(tu)):
                     m.d.sync += lay.eq(0)
                     with m.If(learn):
@@ -553,34 +561,43 @@ class Core(wiring.Component):
             # learning, layer 0 first
             if self.tbso:
                 with m.State("TBSO_START"):
+                    m.d.comb += in_learn.eq(1)
                     for l in range(L):
                         with m.If(lay == l):
                             m.d.comb += pulse_tb_start[l].eq(1)
                     m.next = "TBSO_RUN"
                 with m.State("TBSO_RUN"):
+                    m.d.comb += in_learn.eq(1)
                     for l in range(L):
                         with m.If((lay == l) & ~tb[l].busy):
                             m.next = "FLIP_START"
+            def layer_learned(l):
+                if l == L - 1:
+                    m.d.sync += [step.eq(step + 1), key.eq(key + GOLDEN32)]
+                    m.next = "ARGMAX"
+                else:
+                    m.d.sync += lay.eq(l + 1)
+                    m.next = "TBSO_START" if self.tbso else "FLIP_START"
+
             with m.State("FLIP_START"):
-                m.d.comb += phase_flip.eq(1)
+                # all deltas zero (S_d = 0): no synapse is visited, the pass is skipped
+                m.d.comb += [phase_flip.eq(1), in_learn.eq(1)]
                 for l in range(L):
                     with m.If(lay == l):
-                        m.d.comb += pulse_emit[l].eq(1)
-                m.next = "FLIP_RUN"
+                        with m.If(eu[l].s_d == 0):
+                            layer_learned(l)
+                        with m.Else():
+                            m.d.comb += pulse_emit[l].eq(1)
+                            m.next = "FLIP_RUN"
             with m.State("FLIP_RUN"):
-                m.d.comb += phase_flip.eq(1)
+                m.d.comb += [phase_flip.eq(1), in_learn.eq(1)]
                 for l in range(L):
                     with m.If((lay == l) & ~tu[l].busy & ~fu[l].busy):
-                        if l == L - 1:
-                            m.d.sync += [step.eq(step + 1), key.eq(key + GOLDEN32)]
-                            m.next = "ARGMAX"
-                        else:
-                            m.d.sync += lay.eq(l + 1)
-                            m.next = "TBSO_START" if self.tbso else "FLIP_START"
+                        layer_learned(l)
 
             # argmax over the output scores, lowest index on ties
             with m.State("ARGMAX"):
-                m.d.comb += phase_argmax.eq(1)
+                m.d.comb += [phase_argmax.eq(1), in_tail.eq(1)]
                 with m.If(am_j < n_out):
                     m.d.sync += am_j.eq(am_j + 1)
                 m.d.sync += [am_v.eq(am_j < n_out), am_jd.eq(am_j)]
@@ -593,9 +610,11 @@ class Core(wiring.Component):
 
             # every spike and flip of the step has left the core
             with m.State("DRAIN"):
+                m.d.comb += in_tail.eq(res_kind == ResultKind.STEP)
                 with m.If((sfifo.level == 0) & (ffifo.level == 0)):
                     m.next = "RESULT"
             with m.State("RESULT"):
+                m.d.comb += in_tail.eq(res_kind == ResultKind.STEP)
                 m.d.comb += self.o_result.valid.eq(1)
                 with m.If(self.o_result.ready):
                     with m.If(res_kind == ResultKind.STEP):
@@ -688,6 +707,10 @@ class Core(wiring.Component):
             "sat_trace": sum(u.sat for u in tu),
             "sat_delta": sum(u.sat for u in eu),
             "spikes": spike_cnt,
+            "cyc_fwd": in_fwd,
+            "cyc_err": in_err,
+            "cyc_learn": in_learn,
+            "cyc_step": in_fwd | in_err | in_learn | in_tail,
         }
         for k, sig in cnt.items():
             with m.If(clear_cnt):

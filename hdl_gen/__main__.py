@@ -1,0 +1,176 @@
+"""``python -m hdl_gen``: generate the core's Verilog and its JSON manifest (and, as subcommands,
+the FPGA flow).
+
+::
+
+    python -m hdl_gen [--out DIR] [--config FILE] [--lanes P]     # rtl/core.v + rtl/core.json
+    python -m hdl_gen generate [--out DIR] [--config FILE] [--lanes P]
+    python -m hdl_gen build --board ...                           # hdl_gen.build
+    python -m hdl_gen report ...
+
+Generation is deterministic: the same config and lanes give byte-identical files on every host
+(no source paths, no timestamps). The manifest holds the config, the derived constants, the
+top's ports, the stream payload layouts, the control operations, the memory map and the list of
+Verilog modules; verif/test_generated_rtl.py checks the committed rtl/ against a fresh run and
+against a pyverilog parse of the Verilog.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import re
+import sys
+from pathlib import Path
+
+__all__ = ["generate", "manifest", "main", "TOP_NAME"]
+
+ROOT = Path(__file__).resolve().parent.parent
+TOP_NAME = "core"
+
+
+def _layout_fields(layout) -> list[dict]:
+    out = []
+    for name, f in layout:
+        item = {"name": name, "offset": f.offset, "width": f.width}
+        shape = f.shape
+        members = getattr(shape, "__members__", None)
+        if members:
+            item["enum"] = {k: int(v.value) for k, v in members.items()}
+        out.append(item)
+    return out
+
+
+def _ports(core) -> list[dict]:
+    from amaranth.hdl import Value
+    from amaranth.lib import wiring
+
+    ports = [{"name": "clk", "dir": "input", "width": 1},
+             {"name": "rst", "dir": "input", "width": 1}]
+    for path, member, value in core.signature.flatten(core):
+        ports.append({"name": "__".join(str(p) for p in path),
+                      "dir": "input" if member.flow == wiring.In else "output",
+                      "width": len(Value.cast(value))})
+    return ports
+
+
+def manifest(core, verilog: str) -> dict:
+    """The JSON manifest of ``core`` (a :class:`hdl_gen.core.Core`) and its Verilog text."""
+    import amaranth
+
+    from . import core as core_mod
+    from .common import words
+
+    cfg, P = core.cfg, core.lanes
+    L = cfg.n_layers
+    d = cfg.derived()
+    streams = {}
+    for name in core.signature.members:
+        iface = getattr(core, name)
+        if hasattr(iface, "payload") and hasattr(iface, "valid"):
+            shape = iface.payload.shape()
+            streams[name] = {"direction": "input" if name.startswith("i_") else "output",
+                             "payload_width": shape.size, "fields": _layout_fields(shape)}
+    layers = []
+    for l in range(L):
+        n_pre, n_post = cfg.layers[l], cfg.layers[l + 1]
+        C = words(n_post, P)
+        ent = {
+            "layer": l, "n_pre": n_pre, "n_post": n_post, "words_per_row": C,
+            "spiking": l < L - 1,
+            "weight": {"depth": n_pre * C, "width": P,
+                       "layout": "word i*C+c, bit k = weight(pre=i, post=c*P+k), 1 = +1"},
+            "momentum": {"depth": n_pre * C, "width": P * cfg.momentum_bits,
+                         "layout": "word i*C+c, lane k (bits k*momentum_bits..) = post c*P+k"},
+            "neuron_words": {"depth": C, "width": P * cfg.membrane_bits,
+                             "memories": ["z", "v", "u", "bias"] + (
+                                 ["theta"] if l < L - 1 else ["score"])},
+            "trace_words": {"depth": words(n_pre, P), "width": P * cfg.trace_bits},
+            "delta_words": {"depth": C, "width": P * cfg.delta_bits},
+        }
+        if cfg.optimizer == "tbso":
+            ent["v"] = {"depth": cfg.T, "width": cfg.v_bits}
+        layers.append(ent)
+    modules = re.findall(r"^module\s+(\\?\S+?)\s*\(", verilog, flags=re.M)
+    return {
+        "top": TOP_NAME,
+        "generator": {"module": "hdl_gen", "amaranth": amaranth.__version__},
+        "lanes": P,
+        "config": cfg.to_dict(),
+        "derived": dataclasses.asdict(d),
+        "ports": _ports(core),
+        "streams": streams,
+        "status": {"width": core_mod.STATUS_LAYOUT.size,
+                   "fields": _layout_fields(core_mod.STATUS_LAYOUT)},
+        "ctrl_ops": {op.name: op.value for op in core_mod.CtrlOp},
+        "result_kinds": {k.name: k.value for k in core_mod.ResultKind},
+        "mem_spaces": {s.name: s.value for s in core_mod.MemSpace},
+        "regs": {r.name: int(r) for r in core_mod.Reg},
+        "mem_data_width": core_mod.data_width(cfg, P),
+        "mem_addr": "synapse spaces: (pre << 14) | post; others: index",
+        "layers": layers,
+        "modules": modules,
+    }
+
+
+def generate(cfg=None, out=None, lanes: int | None = None) -> tuple[Path, Path]:
+    """Write ``<out>/core.v`` and ``<out>/core.json``; return their paths."""
+    from golden.config import DEFAULT
+
+    from .core import DEFAULT_LANES, Core
+    from .emit import to_verilog
+
+    cfg = cfg if cfg is not None else DEFAULT
+    out = Path(out) if out is not None else ROOT / "rtl"
+    out.mkdir(parents=True, exist_ok=True)
+    core = Core(cfg, lanes=lanes or DEFAULT_LANES)
+    text = to_verilog(core, TOP_NAME)
+    v_path, j_path = out / f"{TOP_NAME}.v", out / f"{TOP_NAME}.json"
+    v_path.write_text(text)
+    j_path.write_text(json.dumps(manifest(core, text), indent=1, sort_keys=True) + "\n")
+    return v_path, j_path
+
+
+def _cmd_generate(args) -> int:
+    from golden.config import NetConfig
+
+    cfg = NetConfig.from_json(args.config) if args.config else None
+    v, j = generate(cfg, args.out, args.lanes)
+    print(f"wrote {v} and {j}")
+    return 0
+
+
+def _add_generate_options(p) -> None:
+    p.add_argument("--out", help="output folder (default: rtl/)")
+    p.add_argument("--config", help="NetConfig JSON file (or an hdl_gen manifest); "
+                                    "default: golden.config.DEFAULT")
+    p.add_argument("--lanes", type=int, help="lanes P (8, 16, 32, 64; default 32)")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m hdl_gen", description="Generate the core's Verilog and manifest (default), or run the FPGA flow.")
+    _add_generate_options(p)
+    sub = p.add_subparsers(dest="cmd")
+    g = sub.add_parser("generate", help="write core.v and core.json (the default command)")
+    _add_generate_options(g)
+    g.set_defaults(func=_cmd_generate)
+    try:
+        from .build import add_subcommands
+    except ImportError as e:                     # the FPGA flow is optional for generation
+        err = str(e)
+
+        def _missing(args):
+            print(f"the FPGA flow is unavailable: {err}", file=sys.stderr)
+            return 2
+        for name in ("build", "report"):
+            sub.add_parser(name, help="(unavailable)").set_defaults(func=_missing)
+    else:
+        add_subcommands(sub)
+    args = p.parse_args(argv)
+    if args.cmd is None:
+        return _cmd_generate(args)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
