@@ -254,10 +254,13 @@ class NetConfig:
 
 # T-BSO values that differ from the (BSO-tuned) field defaults, tuned on digits (golden.bench).
 TBSO_DEFAULTS: dict = {
-    "grad_shift": (4, 3),      # puts tbso_gamma * sqrt(V) of both layers near 50-100 momentum LSB
-    "tbso_gamma": 0.375,
+    "grad_shift": (4, 2),      # puts tbso_gamma * sqrt(V) of both layers near 50-100 momentum LSB
+    "tbso_gamma": 0.5,
     "v_rate_shift": 6,         # V settles within ~64 samples (the threshold starts at 0)
     "reset_momentum": True,    # reset on flip (as BSO): without it int mode jitters on M noise
+    "schedule_rate_step": 0,   # anneal by raising the threshold instead of slowing the EMA:
+    "schedule_gamma_num": 3,   # tbso_gamma *= 3/2 every schedule_every epochs (a slower EMA
+    "schedule_gamma_den": 2,   # adds stochastic-rounding noise that T-BSO's threshold follows)
 }
 
 
