@@ -321,11 +321,24 @@ class FlipUnit(wiring.Component):
 
         # ---- stage 1: per-lane momentum update and flip decision ----------------------------------
         reset_m = cfg.do_reset_momentum
-        # s = G - (M << gs) + rnd: |G| < 2^(db+tb-1), |M << gs| < 2^(mb-1+gs), rnd < 2^32
-        s_bits = max(db + tb - 1, mb - 1 + gs, 32) + 3
-        w2 = s_bits - gs
-        hi_mask = Signal(w2)                          # bits of s2 at positions >= rate_shift + mb
-        m.d.comb += hi_mask.eq((Const((1 << w2) - 1, w2) << (self.rate_shift + mb))[:w2])
+        # u = floor((X + rnd) / 2^k) with X = G - (M << gs), exact but narrow:
+        # |G| < 2^(db+tb-1) and |M << gs| < 2^(mb-1+gs), so X lies in [-2^W, 2^W). With
+        # t = X + rnd[0:W] (W+2 bits) and rnd_hi = rnd >> W:
+        #   k <= W: rnd < 2^k, so rnd_hi = 0 and u = t >> k (a narrow shifter on t);
+        #   k >  W: u = floor(((t >> W) + rnd_hi) / 2^(k-W)) with t >> W in {-1, 0, 1}, so
+        #           u = +1 if t >> W == 1 and rnd_hi has all its k-W bits set (k <= 32),
+        #           u = -1 if t >> W == -1 and rnd_hi == 0, else u = 0.
+        W = max(db + tb - 1, mb - 1 + gs) + 1
+        t_bits = W + 2
+        k_small = Signal()                            # k <= W
+        k_le_32 = Signal()
+        t_mask = Signal(t_bits)                       # bits of t at positions >= k + mb
+        m.d.comb += [
+            k_small.eq(k_total <= W), k_le_32.eq(k_total <= 32),
+            t_mask.eq((Const((1 << t_bits) - 1, t_bits) << (k_total + mb))[:t_bits]),
+        ]
+        k_amt = k_total[:max(1, W.bit_length())]      # the shift when k <= W
+        mask_hi = (s1_rm | s1_rn)[W:32] if W < 32 else None   # = rnd_mask bits [W, 32)
         new_w, new_m, flips, sats, visits = [], [], [], [], []
         for k in range(P):
             d = d_rd.data[k * db:(k + 1) * db].as_signed()
@@ -339,17 +352,26 @@ class FlipUnit(wiring.Component):
             m.d.comb += visit.eq(lane_ok & (d != 0))
             g = d * s1_a
             rnd = lane_select(s1_rm, s1_rn, lane_constant(k))
-            s = Signal(signed(s_bits), name=f"s{k}")
-            m.d.comb += s.eq(g - (mo << gs) + rnd)
-            s2 = s[gs:]                               # floor(s / 2^gs): wiring
-            # u = s2 >> rate_shift = floor(s / 2^k). Only u's low mb+1 bits and whether u fits
-            # signed(mb+1) are needed: M + u saturates the same way as M + (+-(2^mb (+1))).
-            u_low = _narrow_sshr(m, s2, self.rate_shift, mb + 1, name=f"u{k}")
-            sign = s2[-1]
-            fits = ~((s2 ^ sign.replicate(len(s2))) & hi_mask).any()
+            t = Signal(signed(t_bits), name=f"t{k}")
+            m.d.comb += t.eq(g - (mo << gs) + rnd[:min(W, 32)])
+            # small k: only u's low mb+1 bits and whether u fits signed(mb+1) are needed,
+            # since M + u saturates the same way as M + 2^mb or M - 2^mb - 1 otherwise
+            u_low = _narrow_sshr(m, t, k_amt, mb + 1, name=f"u{k}")
+            sign = t[-1]
+            fits = ~((t ^ sign.replicate(t_bits)) & t_mask).any()
+            t_hi = t[W:]                              # t >> W: 2-bit signed, -1, 0 or +1
+            if mask_hi is not None:
+                r_hi = rnd[W:32]
+                up = (t_hi == 1) & k_le_32 & (r_hi == mask_hi)
+                down = (t_hi == 3) & (r_hi == 0)
+            else:
+                up, down = Const(0), t_hi == 3
             u_c = Signal(signed(mb + 2), name=f"uc{k}")
-            m.d.comb += u_c.eq(Mux(fits, u_low.as_signed(),
-                                   Mux(sign, -(1 << mb) - 1, 1 << mb)))
+            with m.If(k_small):
+                m.d.comb += u_c.eq(Mux(fits, u_low.as_signed(),
+                                       Mux(sign, -(1 << mb) - 1, 1 << mb)))
+            with m.Else():
+                m.d.comb += u_c.eq(Mux(up, 1, Mux(down, -1, 0)))
             mn = Signal(signed(mb + 3), name=f"mn{k}")
             m.d.comb += mn.eq(mo + u_c)
             hi, lo = Signal(name=f"sat_hi{k}"), Signal(name=f"sat_lo{k}")
