@@ -65,7 +65,8 @@ class SimLink(SocketLink):
                  replay_bytes: int | None = None, log: str | os.PathLike | None = None):
         simulator = simulator or "verilator"
         if simulator not in SIMULATORS:
-            raise ValueError(f"simulator {simulator!r} is invalid: allowed {SIMULATORS}")
+            self.closed = True
+            raise LinkError(f"SimLink: simulator {simulator!r} is invalid: allowed {SIMULATORS}")
         if cfg is None:
             from golden.config import NetConfig
             cfg = NetConfig()

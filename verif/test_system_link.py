@@ -1,0 +1,116 @@
+"""End to end: the same K-sample training run through EmulatorLink and SimLink gives identical
+predictions, output scores, spikes, flips (per step, in order), final memories and status counters.
+
+SimLink simulates the whole board top (UART at 8 clocks per bit, deframer, executor, Core,
+framer) behind its cocotb TCP bridge; the host code is the unchanged :class:`Accelerator`.
+Verilator runs K = 16 digits samples, Icarus a shorter run. Each run writes its wall time,
+link bytes per sample and simulated cycles to ``out/link_perf_<simulator>.json``.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from golden.config import DEFAULT
+from golden.data import load_digits_events
+from host.accelerator import Accelerator
+from host.link import EmulatorLink, SimLink
+
+ROOT = Path(__file__).resolve().parents[1]
+# digits (128 inputs, 10 classes), a 32-neuron hidden layer, BSO tuned to flip often
+CFG = DEFAULT.replace(layers=(128, 32, 10), rate_shift=5, gamma=(24, 24), trace_bits=6,
+                      membrane_bits=11)
+LANES = 8
+
+
+def training_run(link, k: int):
+    """Configure, load the seeded weights and learn ``k`` samples with every event reported,
+    then one inference sample; return what the host saw and measured."""
+    data = load_digits_events(T=CFG.T)
+    out = {}
+    t0 = time.perf_counter()
+    with Accelerator(link) as acc:
+        acc.configure(CFG)
+        acc.set_outputs(spikes=True, flips=True)
+        b0 = link.bytes_sent + link.bytes_received
+        t1 = time.perf_counter()
+        out["samples"] = [acc.run_sample(data.x_train[i], int(data.y_train[i]), learn=True)
+                          for i in range(k)]
+        t2 = time.perf_counter()
+        b1 = link.bytes_sent + link.bytes_received
+        out["inference"] = acc.run_sample(data.x_test[0], learn=False)
+        acc.end_epoch(0)
+        out["state"] = acc.state_dict()
+        out["status"] = acc.status().fields
+        out["host_stats"] = dict(acc.stats)
+    out["perf"] = {"wall_total_s": time.perf_counter() - t0, "wall_samples_s": t2 - t1,
+                   "samples": k, "wall_per_sample_s": (t2 - t1) / k,
+                   "link_bytes_per_sample": (b1 - b0) / k}
+    return out
+
+
+def assert_same(a, b):
+    for i, (x, y) in enumerate(zip(a["samples"] + [a["inference"]],
+                                   b["samples"] + [b["inference"]])):
+        assert x.prediction == y.prediction, f"sample {i}: prediction"
+        assert np.array_equal(x.scores, y.scores), f"sample {i}: scores"
+        for l, (s, t) in enumerate(zip(x.spikes, y.spikes)):
+            assert np.array_equal(s, t), f"sample {i}: spikes of hidden layer {l}"
+        assert x.flips.as_tuples() == y.flips.as_tuples(), f"sample {i}: flips"
+        assert np.array_equal(x.flips_per_step, y.flips_per_step)
+    assert a["state"].keys() == b["state"].keys()
+    for key in a["state"]:
+        assert np.array_equal(a["state"][key], b["state"][key]), f"final {key}"
+    skip = {"flags", "frames_ok", "crc_errors", "length_errors", "cmd_errors", "replay_bytes"}
+    sa = {k: v for k, v in a["status"].items() if k not in skip}
+    sb = {k: v for k, v in b["status"].items() if k not in skip}
+    assert sa == sb, "status"
+
+
+@pytest.mark.parametrize("simulator,k", [("verilator", 16), ("icarus", 3)])
+def test_training_run_matches_emulator(simulator, k):
+    ref = training_run(EmulatorLink(CFG), k)
+    link = SimLink(simulator, CFG, lanes=LANES)
+    got = training_run(link, k)
+    assert_same(got, ref)
+    n_flips = sum(len(r.flips) for r in ref["samples"])
+    assert n_flips > 0 and got["state"]["step"] == k
+    stats = link.stats
+    perf = {"simulator": simulator, "config": CFG.to_dict(), "lanes": LANES,
+            "baud_divisor": stats.get("divisor"), "flips": n_flips,
+            "sim": got["perf"], "emulator": ref["perf"], "bridge": stats,
+            "host_stats": got["host_stats"]}
+    if stats.get("cycles"):
+        perf["core_busy_cycles_per_sample"] = stats["core_busy_cycles"] / (k + 1)
+    path = ROOT / "out" / f"link_perf_{simulator}.json"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(perf, indent=1) + "\n")
+    print(json.dumps(perf["sim"]), json.dumps(perf["emulator"]), stats)
+
+
+def test_cli_train_on_sim(tmp_path, capsys):
+    """``python -m host train --link sim:icarus`` learns on the simulated board exactly as
+    ``--link emulator`` does (accuracy, flips per step, checkpoint)."""
+    from host.__main__ import main
+
+    cfg_path = tmp_path / "cfg.json"
+    CFG.to_json(cfg_path)
+    summaries = {}
+    for link in ("emulator", "sim:icarus"):
+        out = tmp_path / link.replace(":", "_")
+        rc = main(["train", "--link", link, "--config", str(cfg_path), "--epochs", "1",
+                   "--samples", "2", "--test-samples", "2", "--out", str(out), "--no-progress"])
+        assert rc == 0, capsys.readouterr().err
+        summaries[link] = json.loads((out / "history.json").read_text())
+        assert (out / "checkpoint.npz").exists() and (out / "raster.png").exists()
+    e, s = summaries["emulator"], summaries["sim:icarus"]
+    for key in ("test_accuracy", "train_accuracy", "flips", "flips_per_step"):
+        assert e[key] == s[key], key
+    ce = np.load(tmp_path / "emulator" / "checkpoint.npz")
+    cs = np.load(tmp_path / "sim_icarus" / "checkpoint.npz")
+    for key in ce.files:
+        assert np.array_equal(ce[key], cs[key]), key
