@@ -21,8 +21,11 @@ from amaranth.utils import bits_for
 
 __all__ = ["TbsoUnit", "GAMMA_Q_BITS"]
 
-#: Width of ``gamma_q`` (``NetConfig.validate`` keeps ``tbso_gamma * 2^tbso_gamma_frac < 2^16``).
-GAMMA_Q_BITS = 16
+#: Width of ``gamma_q``. ``NetConfig.validate`` keeps the configured ``tbso_gamma_q`` below 2^16,
+#: but the schedule multiplies it by ``schedule_gamma_num / schedule_gamma_den`` every
+#: ``schedule_every`` epochs (T-BSO defaults: 3/2 every 3 epochs, 2^16 after ~48 epochs), so the
+#: port has room up to 2^32 - 1 (~120 epochs of that schedule).
+GAMMA_Q_BITS = 32
 
 
 class TbsoUnit(wiring.Component):
@@ -47,7 +50,7 @@ class TbsoUnit(wiring.Component):
     s_a : In(sa_bits)
         ``sum(a^2)`` over the layer's pres, ``sa_bits = bits_for(n_pre * trace_max^2)``.
     gamma_q : In(GAMMA_Q_BITS)
-        ``tbso_gamma * 2^tbso_gamma_frac`` (after the schedule).
+        ``tbso_gamma * 2^tbso_gamma_frac`` after the schedule, 0 .. 2^32 - 1.
     busy, done : Out(1)
         Update in progress; one-cycle pulse when ``thr`` and ``V[t]`` are updated.
     thr : Out(thr_bits)

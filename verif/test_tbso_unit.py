@@ -133,7 +133,8 @@ class UnitDriver:
             delta[:] = d.delta_max * np.where(np.arange(self.n_post) % 2, 1, -1)
             a[:] = d.trace_max
         q0 = int(self.cfg.tbso_gamma * (1 << self.cfg.tbso_gamma_frac))
-        gamma_q = rng.choice([q0, 0, (1 << 16) - 1, rng.randrange(1 << 16)])
+        gamma_q = rng.choice([q0, 0, (1 << 16) - 1, rng.randrange(1 << 16),
+                              rng.randrange(1 << 32), (1 << 32) - 1])
         return delta, a, gamma_q
 
     async def run(self, steps):
