@@ -13,7 +13,10 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["NetConfig", "Derived", "DEFAULT", "TBSO_DEFAULTS", "tiny_config"]
+__all__ = ["NetConfig", "Derived", "DEFAULT", "TBSO_DEFAULTS", "SCHEDULE_LIMITS", "tiny_config"]
+
+# Widths of the schedule-adjusted registers (the link's REG_BITS): the schedule saturates here.
+SCHEDULE_LIMITS = {"rate_shift": 63, "gamma": 0xFFFF, "tbso_gamma_q": 0xFFFF}
 
 OPTIMIZERS = ("bso", "tbso")
 MODES = ("float", "int")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .config import NetConfig
+from .config import SCHEDULE_LIMITS, NetConfig
 from .error_unit import hidden_error, output_error
 from .fixed import FloatArith, IntArith, step_key
 from .flip_unit import flip_step, tbso_update
@@ -182,12 +182,19 @@ class Core:
 
     # --- schedule ---------------------------------------------------------------------------------
     def end_epoch(self, epoch: int) -> None:
-        """Apply the gamma / rate schedule after 0-based ``epoch`` (as the released code does)."""
+        """Apply the gamma / rate schedule after 0-based ``epoch`` (as the released code does).
+
+        The scheduled values saturate at the width of the registers that hold them
+        (``SCHEDULE_LIMITS``), so a long run never asks the hardware for an unrepresentable value.
+        """
         c = self.cfg
         if c.schedule_every and epoch > 0 and epoch % c.schedule_every == 0:
-            self.rate_shift += c.schedule_rate_step
-            self.gamma = [g * c.schedule_gamma_num // c.schedule_gamma_den for g in self.gamma]
-            self.tbso_gamma_q = self.tbso_gamma_q * c.schedule_gamma_num // c.schedule_gamma_den
+            lim = SCHEDULE_LIMITS
+            self.rate_shift = min(self.rate_shift + c.schedule_rate_step, lim["rate_shift"])
+            self.gamma = [min(g * c.schedule_gamma_num // c.schedule_gamma_den, lim["gamma"])
+                          for g in self.gamma]
+            self.tbso_gamma_q = min(self.tbso_gamma_q * c.schedule_gamma_num
+                                    // c.schedule_gamma_den, lim["tbso_gamma_q"])
 
     # --- checkpoints ------------------------------------------------------------------------------
     def state_dict(self) -> dict:

@@ -29,6 +29,8 @@ import json
 import struct
 from dataclasses import dataclass, field
 
+from golden.config import SCHEDULE_LIMITS
+
 __all__ = [
     "PROTOCOL_VERSION", "SYNC", "HEADER_SIZE", "TRAILER_SIZE", "OVERHEAD", "MAX_PAYLOAD",
     "MAX_BATCH_EVENTS", "REPLAY_BYTES", "CRC16", "CrcSpec", "crc16", "config_bytes", "config_crc",
@@ -170,7 +172,11 @@ class Reg(enum.IntEnum):
     GAMMA = 3           # BSO flip threshold of layer 0; layer l at GAMMA + l
 
 
-REG_BITS = {Reg.STEP: 32, Reg.RATE_SHIFT: 6, Reg.TBSO_GAMMA_Q: 16, Reg.GAMMA: 16}
+# widths follow the golden schedule limits (the schedule saturates at what a register holds)
+REG_BITS = {Reg.STEP: 32,
+            Reg.RATE_SHIFT: SCHEDULE_LIMITS["rate_shift"].bit_length(),
+            Reg.TBSO_GAMMA_Q: SCHEDULE_LIMITS["tbso_gamma_q"].bit_length(),
+            Reg.GAMMA: SCHEDULE_LIMITS["gamma"].bit_length()}
 
 
 class SyncFlags(enum.IntFlag):

@@ -159,3 +159,17 @@ def test_membrane_saturation_is_counted():
     core.reset_sample()
     core.step_once(np.ones(40, bool))                                # 40 * 16 > 255
     assert core.v[0][0] <= 255 and core.counters["membrane"] >= 1
+
+
+def test_schedule_saturates_at_register_limits():
+    from golden.config import SCHEDULE_LIMITS
+    cfg = NetConfig(layers=(1, 1, 1), T=4, theta=(1.0,), grad_shift=(0, 0), gamma=(100, 100),
+                    momentum_bits=8, rate_shift=24, schedule_every=1, schedule_rate_step=30,
+                    schedule_gamma_num=1000, schedule_gamma_den=1, tbso_gamma=100.0,
+                    tbso_gamma_frac=8)
+    core = Core(cfg, "int")
+    core.end_epoch(1)
+    core.end_epoch(2)
+    assert core.rate_shift == SCHEDULE_LIMITS["rate_shift"] == 63
+    assert core.gamma == [SCHEDULE_LIMITS["gamma"]] * 2
+    assert core.tbso_gamma_q == SCHEDULE_LIMITS["tbso_gamma_q"]
