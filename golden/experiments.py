@@ -338,7 +338,7 @@ def load_datasets(names, quick: bool, cache: Path, T: int, log) -> dict:
     return out
 
 
-SIZES = {"mnist": (2000, 500), "nmnist": (2000, 500)}   # (train, test) samples
+SIZES = {"mnist": (2000, 500), "nmnist": (1000, 300)}   # (train, test) samples
 
 
 # ------------------------------------------------------------------------------------------
@@ -815,7 +815,7 @@ def main(argv=None) -> int:
         dsn = (a.datasets.split(",") if a.datasets else
                (["digits"] if q else ["digits", "mnist", "nmnist"]))
         seeds = [0, 1] if q else [0, 1, 2]
-        plan = {"digits": (2, 600) if q else (3, None), "mnist": (3, None), "nmnist": (3, None)}
+        plan = {"digits": (2, 600) if q else (3, None), "mnist": (3, None), "nmnist": (2, None)}
         data = load_datasets(dsn, q, cache, T, log)
         acc = {"seeds": seeds, "epochs": max(plan[d][0] for d in dsn), "runs": {}, "data": {}}
         methods = a.methods.split(",") if a.methods else METHODS
