@@ -319,12 +319,13 @@ def _tail(path: Path, n=30) -> str:
         return ""
 
 
-def _run_steps(out: Path, name: str, env: dict, log=print, after=None, only=None) -> dict:
+def _run_steps(out: Path, name: str, env: dict, log=print, after=None, only=None,
+               times=None) -> dict:
     """Run the build script's tool commands one by one (timed). ``after(step, ok)`` may return
     True to run that step once more (it has changed the step's inputs); a failed step that is not
     retried raises :class:`BuildError`."""
     pre, cmds = _split_script((out / f"build_{name}.sh").read_text())
-    times = {}
+    times = {} if times is None else times
     queue = [c for c in cmds if only is None or c[0] in only]
     while queue:
         step, line = queue.pop(0)
@@ -490,8 +491,8 @@ def build(board: str | Board, top="auto", cfg: NetConfig | None = None,
 
     fail = None
     try:
-        times.update(_run_steps(out, name, env, log, after,
-                                only=("synth",) if synth_only else None))
+        _run_steps(out, name, env, log, after, only=("synth",) if synth_only else None,
+                   times=times)
     except BuildError as e:
         if e.step != "pnr":
             raise

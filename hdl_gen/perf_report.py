@@ -308,7 +308,7 @@ def write_doc(doc: Path, reports: dict, thr: list, plots: dict, extra: dict | No
         fits = rep.get("fits", True)
         w("| quantity | value |\n|---|---|")
         if not fits:
-            w(f"| result | **does not fit**: {rep.get('limits')} |")
+            w(f"| result | **{rep.get('limits')}** |")
         else:
             met = "met" if rep["meets_target"] else "**missed**"
             w(f"| core clock Fmax (nextpnr) | **{_fmt(rep['fmax_mhz'], 2)} MHz** |")
@@ -377,12 +377,15 @@ def write_doc(doc: Path, reports: dict, thr: list, plots: dict, extra: dict | No
 
     # ---- memory bandwidth
     w("## Memory bandwidth against the block-RAM port bound\n")
-    w("Accumulation reads one weight bit per SOP; learning reads and writes one weight bit and "
-      "`momentum_bits` of momentum per update. The bound is every block-RAM read port of the "
-      "device delivering its widest word every cycle.\n")
-    w("| board | P | achieved read bits/cycle (accumulate) | achieved (learning) | "
-      "device bound bits/cycle | ratio acc / learn |")
-    w("|---|---|---|---|---|---|")
+    w("Accumulation reads one weight bit per SOP from the layer's weight memory, whose port is "
+      "P bits wide; learning reads (and writes back) one weight bit and `momentum_bits` of "
+      "momentum per update, from ports P and P x momentum_bits wide. *Port* ratio: achieved "
+      "bits per cycle over those ports' width (1.0 = a word every cycle). *Device* ratio: over "
+      "every block-RAM port of the FPGA delivering its widest word every cycle (the ceiling "
+      "for wider P or more layers in parallel).\n")
+    w("| board | P | accumulate bits/cycle | port ratio | learning bits/cycle | port ratio | "
+      "device bound bits/cycle | device ratio acc / learn |")
+    w("|---|---|---|---|---|---|---|---|")
     for name, rep in reports.items():
         if not rep:
             continue
@@ -395,7 +398,8 @@ def write_doc(doc: Path, reports: dict, thr: list, plots: dict, extra: dict | No
         acc = row["accumulate"].get("sop_per_cycle")
         lrn = row["learning"].get("updates_per_cycle")
         lrn_bits = lrn * (1 + mb) if lrn else None
-        w(f"| {name} | {P} | {_fmt(acc, 1)} | {_fmt(lrn_bits, 1)} | {b['read_bits']:,} "
+        w(f"| {name} | {P} | {_fmt(acc, 1)} | {_fmt(acc / P if acc else None, 3)} | "
+          f"{_fmt(lrn_bits, 1)} | {_fmt(lrn / P if lrn else None, 3)} | {b['read_bits']:,} "
           f"({b['note']}) | {_fmt(acc / b['read_bits'] if acc else None, 4)} / "
           f"{_fmt(lrn_bits / b['read_bits'] if lrn_bits else None, 4)} |")
     w("")
