@@ -282,10 +282,13 @@ class Core(wiring.Component):
                                                                depth=self._out_fifo)
         flip_rec = Signal(FLIP_LAYOUT)
         flip_we = Signal()
+        # all layers' flip passes run at once; their events leave in layer order (golden's):
+        # only layer `flay` may hand over flips, the others stall on a full flip FIFO
+        flay = Signal(range(L + 1))
         for l in range(L):
             src = fu[l].o_flip
-            m.d.comb += src.ready.eq(ffifo.w_rdy | ~flips_on)
-            with m.If(src.valid):
+            m.d.comb += src.ready.eq((flay == l) & (ffifo.w_rdy | ~flips_on))
+            with m.If(src.valid & (flay == l)):
                 m.d.comb += [flip_we.eq(flips_on), flip_rec.t.eq(t), flip_rec.layer.eq(l),
                              flip_rec.pre.eq(src.p.pre), flip_rec.post.eq(src.p.post)]
         m.d.comb += [ffifo.w_data.eq(flip_rec), ffifo.w_en.eq(flip_we & ffifo.w_rdy)]
@@ -310,7 +313,7 @@ class Core(wiring.Component):
                 fu[l].d_wr_en.eq(eu[l].d_wr_en),
                 # operand isolation: a unit sees weight words only in its own phase (no
                 # toggling in the idle lanes; also what keeps Icarus fast)
-                fu[l].w_rd_data.eq(Mux(phase_flip & (lay == l), wrd[l].data, 0)),
+                fu[l].w_rd_data.eq(Mux(phase_flip, wrd[l].data, 0)),
                 na[l].w_data.eq(Mux(phase_fwd, wrd[l].data, 0)),
                 fu[l].key.eq(key), fu[l].rate_shift.eq(rate_shift),
                 fu[l].cnt_clear.eq(clear_cnt),
@@ -382,14 +385,14 @@ class Core(wiring.Component):
             rd_addr = na[l].w_addr
             if l >= 1:
                 rd_addr = Mux(phase_err, eu[l - 1].w_addr, rd_addr)
-            rd_addr = Mux(phase_flip & (lay == l), fu[l].w_rd_addr, rd_addr)
+            rd_addr = Mux(phase_flip, fu[l].w_rd_addr, rd_addr)
             rd_addr = Mux(in_mem, host_w_rd[l], rd_addr)
             m.d.comb += wrd[l].addr.eq(rd_addr)
             x_addr = Mux(in_mem, mq_idx >> lg, eu[l].x_addr)
             if l == L - 1:
                 x_addr = Mux(phase_argmax, am_addr, x_addr)
             m.d.comb += na[l].x_addr.eq(x_addr)
-            with m.If(phase_flip & (lay == l)):
+            with m.If(phase_flip):
                 m.d.comb += [wwr[l].addr.eq(fu[l].w_wr_addr), wwr[l].data.eq(fu[l].w_wr_data),
                              wwr[l].en.eq(fu[l].w_wr_en)]
 
@@ -552,48 +555,36 @@ class Core(wiring.Component):
             with m.State("TRACE_WAIT"):
                 m.d.comb += in_err.eq(1)
                 with m.If(all_idle(tu)):
-                    m.d.sync += lay.eq(0)
                     with m.If(learn):
                         m.next = "TBSO_START" if self.tbso else "FLIP_START"
                     with m.Else():
                         m.next = "ARGMAX"
 
-            # learning, layer 0 first
+            # learning: the layers are independent (own weights, momenta, deltas, traces, V),
+            # so all T-BSO updates run at once, then all flip passes at once
             if self.tbso:
                 with m.State("TBSO_START"):
-                    m.d.comb += in_learn.eq(1)
-                    for l in range(L):
-                        with m.If(lay == l):
-                            m.d.comb += pulse_tb_start[l].eq(1)
+                    m.d.comb += [in_learn.eq(1), pulse_tb_start.eq((1 << L) - 1)]
                     m.next = "TBSO_RUN"
                 with m.State("TBSO_RUN"):
                     m.d.comb += in_learn.eq(1)
-                    for l in range(L):
-                        with m.If((lay == l) & ~tb[l].busy):
-                            m.next = "FLIP_START"
-            def layer_learned(l):
-                if l == L - 1:
-                    m.d.sync += [step.eq(step + 1), key.eq(key + GOLDEN32)]
-                    m.next = "ARGMAX"
-                else:
-                    m.d.sync += lay.eq(l + 1)
-                    m.next = "TBSO_START" if self.tbso else "FLIP_START"
-
+                    with m.If(all_idle(tb)):
+                        m.next = "FLIP_START"
             with m.State("FLIP_START"):
-                # all deltas zero (S_d = 0): no synapse is visited, the pass is skipped
+                # a layer whose deltas are all zero (S_d = 0) visits no synapse: no pass
                 m.d.comb += [phase_flip.eq(1), in_learn.eq(1)]
                 for l in range(L):
-                    with m.If(lay == l):
-                        with m.If(eu[l].s_d == 0):
-                            layer_learned(l)
-                        with m.Else():
-                            m.d.comb += pulse_emit[l].eq(1)
-                            m.next = "FLIP_RUN"
+                    m.d.comb += pulse_emit[l].eq(eu[l].s_d != 0)
+                m.d.sync += flay.eq(0)
+                m.next = "FLIP_RUN"
             with m.State("FLIP_RUN"):
                 m.d.comb += [phase_flip.eq(1), in_learn.eq(1)]
                 for l in range(L):
-                    with m.If((lay == l) & ~tu[l].busy & ~fu[l].busy):
-                        layer_learned(l)
+                    with m.If((flay == l) & ~tu[l].busy & ~fu[l].busy):
+                        m.d.sync += flay.eq(l + 1)
+                with m.If(flay == L):
+                    m.d.sync += [step.eq(step + 1), key.eq(key + GOLDEN32)]
+                    m.next = "ARGMAX"
 
             # argmax over the output scores, lowest index on ties
             with m.State("ARGMAX"):

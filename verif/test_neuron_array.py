@@ -26,7 +26,7 @@ from golden.fixed import IntArith
 from golden.neuron_array import accumulate, lif_step
 from hdl_gen.common import weight_words
 from hdl_gen.neuron_array import NeuronArray
-from verif.rtl_util import CycleCounter, SumMonitor, forward_ports, pulse, unpack_lanes, wait_low
+from verif.rtl_util import SumMonitor, forward_ports, pulse, unpack_lanes, wait_low
 from verif.simulate import run_bench
 from verif.streams import StreamSink, StreamSource, reset_dut
 
@@ -201,17 +201,12 @@ async def accumulate_throughput(dut):
     StreamSink(dut, "o_spike", backpressure=0.0)
     await reset_dut(dut)
     events = list(range(0, n_pre, 2))          # 64 distinct events
+    busy = SumMonitor(dut.clk, dut.busy)       # cycles with an event in flight
     for i in events:
         src.send_nowait(i)
-    cyc = CycleCounter(dut.clk)
-    # first accept happens at the first edge with valid & ready
-    while not (int(dut.i_event__valid.value) and int(dut.i_event__ready.value)):
-        await RisingEdge(dut.clk)
-        await ReadOnly()
-    c0 = cyc.cycles
-    await RisingEdge(dut.clk)
+    await src.wait_empty()
     await wait_low(dut.clk, dut.busy)
-    cycles = cyc.cycles - c0 - 1               # wait_low returns one edge after busy fell
+    cycles = busy.total
     sop = len(events) * n_post
     rate = sop / cycles
     dut._log.info("P=%d: %d events x %d posts = %d SOP in %d cycles: %.2f SOP/cycle",
