@@ -57,7 +57,9 @@ def case_config(name):
     return tiny_config(**kw), lanes
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+# Icarus is ~8x slower per cycle on this design: one case, shorter script
+@pytest.mark.parametrize("sim,case", [("verilator", "bso"), ("verilator", "tbso"),
+                                      ("icarus", "bso")])
 def test_link_matches_emulator(sim, case):
     from hdl_gen.board_top import BoardTop
     cfg, lanes = case_config(case)
@@ -379,8 +381,9 @@ def test_fault_injection():
     rng = np.random.default_rng(3)
     samples = [(rng.random((cfg.T, cfg.layers[0])) < 0.4, int(rng.integers(cfg.layers[-1])))
                for _ in range(6)]
-    faults = {"seed": 11, "tx_flip": 0.004, "rx_flip": 0.002, "tx_truncate": 0.03,
-              "rx_truncate": 0.02}
+    # after the set-up (config JSON, weights) is through: ~1 fault per 6 frames each way
+    faults = {"seed": 11, "tx_flip": 0.003, "rx_flip": 0.002, "tx_truncate": 0.03,
+              "tx_skip": 1600, "rx_skip": 200}
     ref = Accelerator(EmulatorLink(cfg))
     link = SimLink("icarus", cfg, lanes=lanes, timeout=3.0, faults=faults)
     with Accelerator(link, retries=12, sync_attempts=6) as acc:

@@ -78,7 +78,7 @@ def test_training_run_matches_emulator(simulator, k):
     got = training_run(link, k)
     assert_same(got, ref)
     n_flips = sum(len(r.flips) for r in ref["samples"])
-    assert n_flips > 0 and got["state"]["step"] == k
+    assert n_flips > 0 and got["state"]["step"] == k * CFG.T
     stats = link.stats
     perf = {"simulator": simulator, "config": CFG.to_dict(), "lanes": LANES,
             "baud_divisor": stats.get("divisor"), "flips": n_flips,

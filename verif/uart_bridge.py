@@ -10,7 +10,8 @@ bytes both ways until the client closes; then the test ends and the simulator ex
   simulated time stops while the host thinks. Inside a frame it never blocks, so the device's
   inter-byte timeout (``TRUNCATED``) runs as on a board.
 * ``BSNN_FAULTS`` (JSON: ``seed``, ``tx_flip``/``rx_flip`` per byte, ``tx_truncate``/
-  ``rx_truncate`` per chunk) injects bit errors and truncations into the UART byte stream.
+  ``rx_truncate`` per chunk, ``tx_skip``/``rx_skip`` bytes left intact first) injects bit
+  errors and truncations into the UART byte stream (``tx``: host to device).
 * At the end, ``BSNN_STATSFILE`` receives cycles, bytes, injected faults and the core's busy
   cycles (for throughput measurements).
 """
@@ -131,11 +132,15 @@ class Faults:
         self.rng = random.Random(spec.get("seed", 0))
         self.p = {k: float(spec.get(k, 0.0)) for k in
                   ("tx_flip", "rx_flip", "tx_truncate", "rx_truncate")}
+        self.skip = {d: int(spec.get(f"{d}_skip", 0)) for d in ("tx", "rx")}
         self.count = {k: 0 for k in self.p}
         self.enabled = any(self.p.values())
 
     def __call__(self, data: bytes, d: str) -> bytes:
         if not self.enabled:
+            return data
+        if self.skip[d] > 0:                 # the first bytes pass untouched (e.g. the set-up)
+            self.skip[d] -= len(data)
             return data
         b = bytearray(data)
         if len(b) > 1 and self.rng.random() < self.p[f"{d}_truncate"]:
