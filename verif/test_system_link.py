@@ -5,6 +5,10 @@ SimLink simulates the whole board top (UART at 8 clocks per bit, deframer, execu
 framer) behind its cocotb TCP bridge; the host code is the unchanged :class:`Accelerator`.
 Verilator runs K = 16 digits samples, Icarus a shorter run. Each run writes its wall time,
 link bytes per sample and simulated cycles to ``out/link_perf_<simulator>.json``.
+
+``test_fault_injection``: random bit errors (both directions) and truncated frames injected into
+the UART byte stream by the bridge; the host detects every one, recovers (resync, resend, the
+device replays) and the run still equals the emulator's.
 """
 from __future__ import annotations
 
@@ -114,3 +118,40 @@ def test_cli_train_on_sim(tmp_path, capsys):
     cs = np.load(tmp_path / "sim_icarus" / "checkpoint.npz")
     for key in ce.files:
         assert np.array_equal(ce[key], cs[key]), key
+
+
+def test_fault_injection():
+    """Bit errors in both directions and truncated host frames, injected into the UART stream
+    once the set-up is through: every one is detected (device ERROR CRC/TRUNCATED/TOO_LONG, a
+    bad frame or silence at the host), the host resynchronises and resends (the device replays
+    what it already executed), and predictions, flips and final memories equal the emulator's."""
+    k = 4
+    data = load_digits_events(T=CFG.T)
+    faults = {"seed": 11, "tx_flip": 0.003, "rx_flip": 0.001, "tx_truncate": 0.05,
+              "tx_skip": 1500, "rx_skip": 100}
+    ref = Accelerator(EmulatorLink(CFG))
+    link = SimLink("verilator", CFG, lanes=LANES, timeout=10.0, faults=faults)
+    with Accelerator(link, retries=12, sync_attempts=6) as acc:
+        for a in (ref, acc):
+            a.configure(CFG)
+            a.set_outputs(spikes=True, flips=True)
+        for i in range(k):
+            x, y = data.x_train[i], int(data.y_train[i])
+            r_ref, r = ref.run_sample(x, y, learn=True), acc.run_sample(x, y, learn=True)
+            assert r.prediction == r_ref.prediction and np.array_equal(r.scores, r_ref.scores)
+            assert r.flips.as_tuples() == r_ref.flips.as_tuples(), f"sample {i}: flips"
+            for s, t in zip(r.spikes, r_ref.spikes):
+                assert np.array_equal(s, t), f"sample {i}: spikes"
+        st = acc.status()
+        got, want = acc.state_dict(), ref.state_dict()
+        for key in want:
+            assert np.array_equal(got[key], want[key]), key
+        host = dict(acc.stats)
+    inj = link.stats["faults"]
+    print(f"injected {inj}; host {host}; device: crc {st.crc_errors}, length "
+          f"{st.length_errors}, cmd {st.cmd_errors}")
+    assert inj["tx_flip"] + inj["tx_truncate"] >= 3 and inj["rx_flip"] >= 1, inj
+    # the device saw the host's damaged frames (those whose SYNC survived) ...
+    assert st.crc_errors + st.length_errors >= 1
+    # ... and every fault cost the host a recovery (a resend, or a SYNC that found garbage)
+    assert host["retries"] >= 1 and host["bad_frames"] + host["transport_errors"] >= 1
