@@ -148,7 +148,9 @@ def _add_generate_options(p) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m hdl_gen", description="Generate the core's Verilog and manifest (default), or run the FPGA flow.")
+    p = argparse.ArgumentParser(
+        prog="python -m hdl_gen",
+        description="Generate the core's Verilog and manifest (default), or run the FPGA flow.")
     _add_generate_options(p)
     sub = p.add_subparsers(dest="cmd")
     g = sub.add_parser("generate", help="write core.v and core.json (the default command)")

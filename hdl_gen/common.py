@@ -6,7 +6,7 @@ the top's stream layouts (and the host protocol built on them) never change with
 """
 from __future__ import annotations
 
-from amaranth import Cat, Const, Mux, Signal, signed, unsigned
+from amaranth import Const, Mux, unsigned
 from amaranth.utils import ceil_log2
 
 __all__ = ["NEURON_BITS", "LAYER_BITS", "T_BITS", "uidx", "words", "check_lanes",

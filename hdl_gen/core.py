@@ -328,7 +328,7 @@ class Core(wiring.Component):
                 m.d.comb += fu[l].thr.eq(Mux(gamma[l] > d.mom_max, d.mom_max, gamma[l]))
         m.d.comb += eu[L - 1].label.eq(label)
 
-        # --- memory-port request (latched) ---------------------------------------------------------
+        # --- memory-port request (latched) --------------------------------------------------------
         mq = Signal(self.mem_layout)
         mq_pre = mq.addr[NEURON_BITS:2 * NEURON_BITS]
         mq_post = mq.addr[:NEURON_BITS]
@@ -396,7 +396,7 @@ class Core(wiring.Component):
                 m.d.comb += [wwr[l].addr.eq(fu[l].w_wr_addr), wwr[l].data.eq(fu[l].w_wr_data),
                              wwr[l].en.eq(fu[l].w_wr_en)]
 
-        # --- memory port: read data (valid in MEM_B) ------------------------------------------------
+        # --- memory port: read data (valid in MEM_B) ----------------------------------------------
         def sx(v, width):
             """Sign-extend the ``width``-bit value ``v`` to DW."""
             return v[:width].as_signed()
@@ -443,7 +443,7 @@ class Core(wiring.Component):
                     with m.Case(int(Reg.GAMMA) + l):
                         m.d.comb += rdata.eq(gamma[l])
 
-        # --- argmax of the scores -------------------------------------------------------------------
+        # --- argmax of the scores -----------------------------------------------------------------
         n_out = lay_n[-1]
         am_j = Signal(range(n_out + 1))
         am_v = Signal()
@@ -454,7 +454,7 @@ class Core(wiring.Component):
                      am_score.eq(na[L - 1].x_score.as_value().word_select(am_jd[:lg], sw)
                                  .as_signed())]
 
-        # --- control FSM ------------------------------------------------------------------------------
+        # --- control FSM --------------------------------------------------------------------------
         op = self.i_ctrl.p.op
         arg = self.i_ctrl.p.arg
         drained = ~tu[0].busy & ~na[0].busy
@@ -474,6 +474,10 @@ class Core(wiring.Component):
 
         def all_idle(units):
             return ~Cat(*[u.busy for u in units]).any()
+
+        def clamp(v, reg):
+            top = (1 << len(reg)) - 1
+            return Mux(v > top, top, v)
 
         with m.FSM(name="core"):
             with m.State("IDLE"):
@@ -636,15 +640,17 @@ class Core(wiring.Component):
                         with m.Case(int(Reg.STEP)):
                             m.d.sync += [step.eq(mq.data), key.eq(cfg.seed & 0xFFFFFFFF),
                                          key_bit.eq(0)]
+                        # schedule registers saturate at their widths, as golden's schedule
+                        # does (golden.config.SCHEDULE_LIMITS)
                         with m.Case(int(Reg.RATE_SHIFT)):
-                            m.d.sync += rate_shift.eq(mq.data)
+                            m.d.sync += rate_shift.eq(clamp(mq.data, rate_shift))
                         with m.Case(int(Reg.TBSO_GAMMA_Q)):
-                            m.d.sync += gamma_q.eq(mq.data)
+                            m.d.sync += gamma_q.eq(clamp(mq.data, gamma_q))
                         with m.Case(int(Reg.KEY)):
                             m.d.sync += key.eq(mq.data)
                         for l in range(L):
                             with m.Case(int(Reg.GAMMA) + l):
-                                m.d.sync += gamma[l].eq(mq.data)
+                                m.d.sync += gamma[l].eq(clamp(mq.data, gamma[l]))
                 with m.If(~mq_ok):
                     m.d.comb += bad_cmd.eq(1)
                 with m.If(w & is_(sp.REG) & (mq_idx == int(Reg.STEP))):
@@ -689,7 +695,7 @@ class Core(wiring.Component):
                 with m.If(key_bit == 31):
                     m.next = "IDLE"
 
-        # --- counters and status ----------------------------------------------------------------------
+        # --- counters and status ------------------------------------------------------------------
         incs = {
             "dropped": tu[0].bad,
             "duplicate": Cat(*[u.dup for u in tu]).any(),

@@ -464,91 +464,99 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   wire \$511 ;
   wire \$512 ;
   wire \$513 ;
-  wire \$514 ;
+  wire [31:0] \$514 ;
   wire \$515 ;
-  wire \$516 ;
+  wire [31:0] \$516 ;
   wire \$517 ;
-  wire \$518 ;
+  wire [31:0] \$518 ;
   wire \$519 ;
   wire \$52 ;
-  wire \$520 ;
+  wire [31:0] \$520 ;
   wire \$521 ;
   wire \$522 ;
   wire \$523 ;
   wire \$524 ;
   wire \$525 ;
   wire \$526 ;
-  wire [31:0] \$527 ;
+  wire \$527 ;
   wire \$528 ;
-  wire [62:0] \$529 ;
+  wire \$529 ;
   wire \$53 ;
-  wire [32:0] \$530 ;
-  wire [6:0] \$531 ;
+  wire \$530 ;
+  wire \$531 ;
   wire \$532 ;
-  wire [32:0] \$533 ;
+  wire \$533 ;
   wire \$534 ;
-  wire [32:0] \$535 ;
-  wire [32:0] \$536 ;
-  wire [7:0] \$537 ;
-  wire [8:0] \$538 ;
-  wire [32:0] \$539 ;
+  wire [31:0] \$535 ;
+  wire \$536 ;
+  wire [62:0] \$537 ;
+  wire [32:0] \$538 ;
+  wire [6:0] \$539 ;
   wire \$54 ;
-  wire [6:0] \$540 ;
-  wire [7:0] \$541 ;
-  wire [32:0] \$542 ;
-  wire [1:0] \$543 ;
-  wire [2:0] \$544 ;
-  wire [32:0] \$545 ;
-  wire [32:0] \$546 ;
+  wire \$540 ;
+  wire [32:0] \$541 ;
+  wire \$542 ;
+  wire [32:0] \$543 ;
+  wire [32:0] \$544 ;
+  wire [7:0] \$545 ;
+  wire [8:0] \$546 ;
   wire [32:0] \$547 ;
-  wire [32:0] \$548 ;
-  wire [32:0] \$549 ;
+  wire [6:0] \$548 ;
+  wire [7:0] \$549 ;
   wire \$55 ;
-  wire \$550 ;
-  wire \$551 ;
-  wire \$552 ;
+  wire [32:0] \$550 ;
+  wire [1:0] \$551 ;
+  wire [2:0] \$552 ;
   wire [32:0] \$553 ;
-  reg [1:0] \$554 ;
-  reg [3:0] \$555 ;
-  reg [3:0] \$556 ;
-  reg \$557 ;
-  reg \$558 ;
-  reg \$559 ;
+  wire [32:0] \$554 ;
+  wire [32:0] \$555 ;
+  wire [32:0] \$556 ;
+  wire [32:0] \$557 ;
+  wire \$558 ;
+  wire \$559 ;
   wire \$56 ;
-  reg \$560 ;
-  reg [68:0] \$561 ;
-  reg [8:0] \$562 ;
-  reg [1:0] \$563 ;
-  reg [31:0] \$564 ;
-  reg [31:0] \$565 ;
-  reg [3:0] \$566 ;
+  wire \$560 ;
+  wire [32:0] \$561 ;
+  reg [1:0] \$562 ;
+  reg [3:0] \$563 ;
+  reg [3:0] \$564 ;
+  reg \$565 ;
+  reg \$566 ;
   reg \$567 ;
-  reg [3:0] \$568 ;
-  reg [18:0] \$569 ;
+  reg \$568 ;
+  reg [68:0] \$569 ;
   wire \$57 ;
-  reg [3:0] \$570 ;
-  reg [5:0] \$571 ;
-  reg [5:0] \$572 ;
-  reg [15:0] \$573 ;
-  reg [15:0] \$574 ;
-  reg [15:0] \$575 ;
-  reg [31:0] \$576 ;
-  reg [31:0] \$577 ;
-  reg [31:0] \$578 ;
-  reg [31:0] \$579 ;
+  reg [8:0] \$570 ;
+  reg [1:0] \$571 ;
+  reg [31:0] \$572 ;
+  reg [31:0] \$573 ;
+  reg [3:0] \$574 ;
+  reg \$575 ;
+  reg [3:0] \$576 ;
+  reg [18:0] \$577 ;
+  reg [3:0] \$578 ;
+  reg [5:0] \$579 ;
   wire \$58 ;
-  reg [31:0] \$580 ;
-  reg [31:0] \$581 ;
-  reg [31:0] \$582 ;
-  reg [31:0] \$583 ;
+  reg [5:0] \$580 ;
+  reg [15:0] \$581 ;
+  reg [15:0] \$582 ;
+  reg [15:0] \$583 ;
   reg [31:0] \$584 ;
   reg [31:0] \$585 ;
   reg [31:0] \$586 ;
   reg [31:0] \$587 ;
-  wire [4:0] \$588 ;
-  wire [2:0] \$589 ;
+  reg [31:0] \$588 ;
+  reg [31:0] \$589 ;
   wire \$59 ;
-  wire [5:0] \$590 ;
+  reg [31:0] \$590 ;
+  reg [31:0] \$591 ;
+  reg [31:0] \$592 ;
+  reg [31:0] \$593 ;
+  reg [31:0] \$594 ;
+  reg [31:0] \$595 ;
+  wire [4:0] \$596 ;
+  wire [2:0] \$597 ;
+  wire [5:0] \$598 ;
   wire \$6 ;
   wire \$60 ;
   wire \$61 ;
@@ -567,25 +575,25 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   wire \$73 ;
   wire \$74 ;
   wire \$75 ;
-  wire [8:0] \$752 ;
-  wire [9:0] \$758 ;
   wire \$76 ;
-  wire [9:0] \$764 ;
+  wire [8:0] \$760 ;
+  wire [9:0] \$766 ;
   wire \$77 ;
-  wire [7:0] \$770 ;
-  wire [9:0] \$776 ;
+  wire [9:0] \$772 ;
+  wire [7:0] \$778 ;
   wire \$78 ;
-  wire [8:0] \$789 ;
+  wire [9:0] \$784 ;
   wire \$79 ;
-  wire [9:0] \$795 ;
+  wire [8:0] \$797 ;
   wire \$8 ;
   wire \$80 ;
-  wire [9:0] \$801 ;
-  wire [7:0] \$807 ;
+  wire [9:0] \$803 ;
+  wire [9:0] \$809 ;
   wire \$81 ;
-  wire [9:0] \$811 ;
-  wire [8:0] \$816 ;
+  wire [7:0] \$815 ;
+  wire [9:0] \$819 ;
   wire \$82 ;
+  wire [8:0] \$824 ;
   wire \$83 ;
   wire \$84 ;
   wire \$85 ;
@@ -2726,6 +2734,14 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     _1_ <= wmem1[\$signature__addr$156 ];
   end
   assign \$signature__data  = _1_;
+  assign \$364  = \$363  ? mq[44:37] : \mom_rdata$175 [47:40];
+  assign \$365  = mq[13:9] == 3'h6;
+  assign \$366  = \$365  ? mq[44:37] : \mom_rdata$175 [55:48];
+  assign \$367  = mq[13:9] == 3'h7;
+  assign \$368  = \$367  ? mq[44:37] : \mom_rdata$175 [63:56];
+  assign \$369  = mq[13:9] == 4'h8;
+  assign \$370  = \$369  ? mq[44:37] : \mom_rdata$175 [71:64];
+  assign \$371  = mq[13:9] == 4'h9;
   assign \$372  = \$371  ? mq[44:37] : \mom_rdata$175 [79:72];
   assign \$373  = mq[13:9] == 4'ha;
   assign \$374  = \$373  ? mq[44:37] : \mom_rdata$175 [87:80];
@@ -2864,115 +2880,123 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   assign \$510  = mq[0] & mq_ok;
   assign \$511  = mq[4:1] == 3'h5;
   assign \$512  = \$510  & \$511 ;
-  assign \$513  = mq[0] & mq_ok;
-  assign \$514  = mq[4:1] == 3'h5;
-  assign \$515  = \$513  & \$514 ;
-  assign \$516  = ! mq[36:9];
-  assign \$517  = \$515  & \$516 ;
-  assign \$518  = mq[0] & mq_ok;
-  assign \$519  = ! mq[4:1];
-  assign \$520  = ~ \$519 ;
-  assign \$521  = \$518  & \$520 ;
-  assign \$522  = mq[4:1] == 1'h1;
-  assign \$523  = ~ \$522 ;
-  assign \$524  = \$521  & \$523 ;
-  assign \$525  = ~ mq_ok;
-  assign \$526  = mq[0] & \$525 ;
-  assign \$527  = mq_ok ? rdata : 32'd0;
-  assign \$528  = step >> key_bit[4:0];
-  assign \$529  = 32'd2654435769 << key_bit[4:0];
-  assign \$530  = key + \$529 [31:0];
-  assign \$531  = key_bit + 1'h1;
-  assign \$532  = key_bit == 5'h1f;
-  assign \$533  = cnt_dropped + bad;
-  assign \$534  = | { \dup$252 , dup };
-  assign \$535  = cnt_duplicate + \$534 ;
-  assign \$536  = cnt_bad_cmd + bad_cmd;
-  assign \$537  = 1'h0 + sat;
-  assign \$538  = \$537  + \$590 ;
-  assign \$539  = cnt_sat_membrane + \$538 ;
-  assign \$540  = 1'h0 + \sat$255 ;
-  assign \$541  = \$540  + \sat$256 ;
-  assign \$542  = cnt_sat_trace + \$541 ;
-  assign \$543  = 1'h0 + \sat$257 ;
-  assign \$544  = \$543  + \sat$258 ;
-  assign \$545  = cnt_sat_delta + \$544 ;
-  assign \$546  = cnt_spikes + spike_cnt;
-  assign \$547  = cnt_cyc_fwd + in_fwd;
-  assign \$548  = cnt_cyc_err + in_err;
-  assign \$549  = cnt_cyc_learn + in_learn;
-  assign \$550  = in_fwd | in_err;
-  assign \$551  = \$550  | in_learn;
-  assign \$552  = \$551  | in_tail;
-  assign \$553  = cnt_cyc_step + \$552 ;
+  assign \$513  = mq[68:37] > 6'h3f;
+  assign \$514  = \$513  ? 32'd63 : mq[68:37];
+  assign \$515  = mq[68:37] > 16'hffff;
+  assign \$516  = \$515  ? 32'd65535 : mq[68:37];
+  assign \$517  = mq[68:37] > 16'hffff;
+  assign \$518  = \$517  ? 32'd65535 : mq[68:37];
+  assign \$519  = mq[68:37] > 16'hffff;
+  assign \$520  = \$519  ? 32'd65535 : mq[68:37];
+  assign \$521  = mq[0] & mq_ok;
+  assign \$522  = mq[4:1] == 3'h5;
+  assign \$523  = \$521  & \$522 ;
+  assign \$524  = ! mq[36:9];
+  assign \$525  = \$523  & \$524 ;
+  assign \$526  = mq[0] & mq_ok;
+  assign \$527  = ! mq[4:1];
+  assign \$528  = ~ \$527 ;
+  assign \$529  = \$526  & \$528 ;
+  assign \$530  = mq[4:1] == 1'h1;
+  assign \$531  = ~ \$530 ;
+  assign \$532  = \$529  & \$531 ;
+  assign \$533  = ~ mq_ok;
+  assign \$534  = mq[0] & \$533 ;
+  assign \$535  = mq_ok ? rdata : 32'd0;
+  assign \$536  = step >> key_bit[4:0];
+  assign \$537  = 32'd2654435769 << key_bit[4:0];
+  assign \$538  = key + \$537 [31:0];
+  assign \$539  = key_bit + 1'h1;
+  assign \$540  = key_bit == 5'h1f;
+  assign \$541  = cnt_dropped + bad;
+  assign \$542  = | { \dup$252 , dup };
+  assign \$543  = cnt_duplicate + \$542 ;
+  assign \$544  = cnt_bad_cmd + bad_cmd;
+  assign \$545  = 1'h0 + sat;
+  assign \$546  = \$545  + \$598 ;
+  assign \$547  = cnt_sat_membrane + \$546 ;
+  assign \$548  = 1'h0 + \sat$255 ;
+  assign \$549  = \$548  + \sat$256 ;
+  assign \$550  = cnt_sat_trace + \$549 ;
+  assign \$551  = 1'h0 + \sat$257 ;
+  assign \$552  = \$551  + \sat$258 ;
+  assign \$553  = cnt_sat_delta + \$552 ;
+  assign \$554  = cnt_spikes + spike_cnt;
+  assign \$555  = cnt_cyc_fwd + in_fwd;
+  assign \$556  = cnt_cyc_err + in_err;
+  assign \$557  = cnt_cyc_learn + in_learn;
+  assign \$558  = in_fwd | in_err;
+  assign \$559  = \$558  | in_learn;
+  assign \$560  = \$559  | in_tail;
+  assign \$561  = cnt_cyc_step + \$560 ;
   always @(posedge clk)
-    res_kind <= \$554 ;
+    res_kind <= \$562 ;
   always @(posedge clk)
-    core_state <= \$555 ;
+    core_state <= \$563 ;
   always @(posedge clk)
-    label <= \$556 ;
+    label <= \$564 ;
   always @(posedge clk)
-    learn <= \$557 ;
+    learn <= \$565 ;
   always @(posedge clk)
-    spikes_on <= \$558 ;
+    spikes_on <= \$566 ;
   always @(posedge clk)
-    flips_on <= \$559 ;
+    flips_on <= \$567 ;
   always @(posedge clk)
-    lay <= \$560 ;
+    lay <= \$568 ;
   always @(posedge clk)
-    mq <= \$561 ;
+    mq <= \$569 ;
   always @(posedge clk)
-    t <= \$562 ;
+    t <= \$570 ;
   always @(posedge clk)
-    flay <= \$563 ;
+    flay <= \$571 ;
   always @(posedge clk)
-    step <= \$564 ;
+    step <= \$572 ;
   always @(posedge clk)
-    key <= \$565 ;
+    key <= \$573 ;
   always @(posedge clk)
-    am_j <= \$566 ;
+    am_j <= \$574 ;
   always @(posedge clk)
-    am_v <= \$567 ;
+    am_v <= \$575 ;
   always @(posedge clk)
-    am_jd <= \$568 ;
+    am_jd <= \$576 ;
   always @(posedge clk)
-    am_best <= \$569 ;
+    am_best <= \$577 ;
   always @(posedge clk)
-    pred <= \$570 ;
+    pred <= \$578 ;
   always @(posedge clk)
-    key_bit <= \$571 ;
+    key_bit <= \$579 ;
   always @(posedge clk)
-    rate_shift <= \$572 ;
+    rate_shift <= \$580 ;
   always @(posedge clk)
-    gamma_q <= \$573 ;
+    gamma_q <= \$581 ;
   always @(posedge clk)
-    gamma0 <= \$574 ;
+    gamma0 <= \$582 ;
   always @(posedge clk)
-    gamma1 <= \$575 ;
+    gamma1 <= \$583 ;
   always @(posedge clk)
-    resp <= \$576 ;
+    resp <= \$584 ;
   always @(posedge clk)
-    cnt_dropped <= \$577 ;
+    cnt_dropped <= \$585 ;
   always @(posedge clk)
-    cnt_duplicate <= \$578 ;
+    cnt_duplicate <= \$586 ;
   always @(posedge clk)
-    cnt_bad_cmd <= \$579 ;
+    cnt_bad_cmd <= \$587 ;
   always @(posedge clk)
-    cnt_sat_membrane <= \$580 ;
+    cnt_sat_membrane <= \$588 ;
   always @(posedge clk)
-    cnt_sat_trace <= \$581 ;
+    cnt_sat_trace <= \$589 ;
   always @(posedge clk)
-    cnt_sat_delta <= \$582 ;
+    cnt_sat_delta <= \$590 ;
   always @(posedge clk)
-    cnt_spikes <= \$583 ;
+    cnt_spikes <= \$591 ;
   always @(posedge clk)
-    cnt_cyc_fwd <= \$584 ;
+    cnt_cyc_fwd <= \$592 ;
   always @(posedge clk)
-    cnt_cyc_err <= \$585 ;
+    cnt_cyc_err <= \$593 ;
   always @(posedge clk)
-    cnt_cyc_learn <= \$586 ;
+    cnt_cyc_learn <= \$594 ;
   always @(posedge clk)
-    cnt_cyc_step <= \$587 ;
+    cnt_cyc_step <= \$595 ;
   assign i_spike__valid = i_event__valid & ev_open;
   assign i_event__ready = i_spike__ready & ev_open;
   assign \$1  = ~ spikes_on;
@@ -3126,28 +3150,28 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   assign \$144  = ! mq[8:5];
   assign \$145  = mq[4:1] == 1'h1;
   assign \$146  = \$144  & \$145 ;
-  assign \$752  = mq[13:9] * 4'h8;
-  assign \$147  = mom_rdata >> \$752 ;
+  assign \$760  = mq[13:9] * 4'h8;
+  assign \$147  = mom_rdata >> \$760 ;
   assign \$148  = ! mq[8:5];
   assign \$149  = mq[4:1] == 3'h4;
   assign \$150  = \$148  & \$149 ;
-  assign \$758  = mq[13:9] * 5'h10;
-  assign \$151  = x_bias >> \$758 ;
+  assign \$766  = mq[13:9] * 5'h10;
+  assign \$151  = x_bias >> \$766 ;
   assign \$152  = ! mq[8:5];
   assign \$153  = mq[4:1] == 4'h8;
   assign \$154  = \$152  & \$153 ;
-  assign \$764  = mq[13:9] * 5'h10;
-  assign \$155  = x_v >> \$764 ;
+  assign \$772  = mq[13:9] * 5'h10;
+  assign \$155  = x_v >> \$772 ;
   assign \$156  = ! mq[8:5];
   assign \$157  = mq[4:1] == 4'h9;
   assign \$158  = \$156  & \$157 ;
-  assign \$770  = mq[13:9] * 3'h7;
-  assign \$159  = x_a >> \$770 ;
+  assign \$778  = mq[13:9] * 3'h7;
+  assign \$159  = x_a >> \$778 ;
   assign \$160  = ! mq[8:5];
   assign \$161  = mq[4:1] == 2'h3;
   assign \$162  = \$160  & \$161 ;
-  assign \$776  = mq[13:9] * 5'h10;
-  assign \$163  = x_theta >> \$776 ;
+  assign \$784  = mq[13:9] * 5'h10;
+  assign \$163  = x_theta >> \$784 ;
   assign \$164  = mq[8:5] == 1'h1;
   assign \$165  = ! mq[4:1];
   assign \$166  = \$164  & \$165 ;
@@ -3158,29 +3182,29 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   assign \$171  = mq[8:5] == 1'h1;
   assign \$172  = mq[4:1] == 1'h1;
   assign \$173  = \$171  & \$172 ;
-  assign \$789  = mq[13:9] * 4'h8;
-  assign \$174  = \mom_rdata$175  >> \$789 ;
+  assign \$797  = mq[13:9] * 4'h8;
+  assign \$174  = \mom_rdata$175  >> \$797 ;
   assign \$175  = mq[8:5] == 1'h1;
   assign \$176  = mq[4:1] == 3'h4;
   assign \$177  = \$175  & \$176 ;
-  assign \$795  = mq[13:9] * 5'h10;
-  assign \$178  = \x_bias$176  >> \$795 ;
+  assign \$803  = mq[13:9] * 5'h10;
+  assign \$178  = \x_bias$176  >> \$803 ;
   assign \$179  = mq[8:5] == 1'h1;
   assign \$180  = mq[4:1] == 4'h8;
   assign \$181  = \$179  & \$180 ;
-  assign \$801  = mq[13:9] * 5'h10;
-  assign \$182  = \x_v$177  >> \$801 ;
+  assign \$809  = mq[13:9] * 5'h10;
+  assign \$182  = \x_v$177  >> \$809 ;
   assign \$183  = mq[8:5] == 1'h1;
   assign \$184  = mq[4:1] == 4'h9;
   assign \$185  = \$183  & \$184 ;
-  assign \$807  = mq[13:9] * 3'h7;
-  assign \$186  = \x_a$178  >> \$807 ;
+  assign \$815  = mq[13:9] * 3'h7;
+  assign \$186  = \x_a$178  >> \$815 ;
   assign \$187  = mq[4:1] == 3'h7;
-  assign \$811  = mq[13:9] * 5'h13;
-  assign \$188  = x_score >> \$811 ;
+  assign \$819  = mq[13:9] * 5'h13;
+  assign \$188  = x_score >> \$819 ;
   assign \$189  = mq[4:1] == 3'h5;
-  assign \$816  = am_jd * 5'h13;
-  assign am_score = x_score >> \$816 ;
+  assign \$824  = am_jd * 5'h13;
+  assign am_score = x_score >> \$824 ;
   assign \$191  = ~ i_event__valid;
   assign \$192  = i_ctrl__valid & \$191 ;
   assign \$193  = ~ busy;
@@ -3351,14 +3375,6 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   assign \$361  = mq[13:9] == 3'h4;
   assign \$362  = \$361  ? mq[44:37] : \mom_rdata$175 [39:32];
   assign \$363  = mq[13:9] == 3'h5;
-  assign \$364  = \$363  ? mq[44:37] : \mom_rdata$175 [47:40];
-  assign \$365  = mq[13:9] == 3'h6;
-  assign \$366  = \$365  ? mq[44:37] : \mom_rdata$175 [55:48];
-  assign \$367  = mq[13:9] == 3'h7;
-  assign \$368  = \$367  ? mq[44:37] : \mom_rdata$175 [63:56];
-  assign \$369  = mq[13:9] == 4'h8;
-  assign \$370  = \$369  ? mq[44:37] : \mom_rdata$175 [71:64];
-  assign \$371  = mq[13:9] == 4'h9;
   \core.eu0  eu0 (
     .busy(\busy$242 ),
     .clk(clk),
@@ -3477,8 +3493,8 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     .i_event__valid(\i_event__valid$32 ),
     .o_spike__ready(\o_spike__ready$46 ),
     .o_spike__valid(\o_spike__valid$41 ),
-    .pend_word(\$589 ),
-    .\port$847$0 (\$588 ),
+    .pend_word(\$597 ),
+    .\port$855$0 (\$596 ),
     .rp__addr(\$131 [2:0]),
     .rst(rst),
     .sat(sat),
@@ -3500,7 +3516,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     .i_event__payload(\i_event__payload$34 ),
     .i_event__ready(\o_spike__ready$36 ),
     .i_event__valid(\i_event__valid$38 ),
-    .\port$9121$0 (\$590 ),
+    .\port$9129$0 (\$598 ),
     .rst(rst),
     .start(pulse_na_start[1]),
     .w_addr(\w_addr$157 ),
@@ -3558,8 +3574,8 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     .o_spike__payload(\i_event__payload$34 ),
     .o_spike__ready(\o_spike__ready$36 ),
     .o_spike__valid(\i_event__valid$38 ),
-    .\port$14338$0 (\$589 ),
-    .\port$847$0 (\$588 ),
+    .\port$14346$0 (\$597 ),
+    .\port$855$0 (\$596 ),
     .rst(rst),
     .sat(\sat$256 ),
     .update(\update$209 ),
@@ -3586,7 +3602,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (\$5 ) begin
       spike_rec[7:0] = t[7:0];
       spike_rec[11:8] = 4'h0;
-      spike_rec[25:12] = { 6'h00, \$589 , \$588  };
+      spike_rec[25:12] = { 6'h00, \$597 , \$596  };
     end
   end
   always @* begin
@@ -4744,13 +4760,13 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$554  = res_kind;
+    \$562  = res_kind;
     casez (core_state)
       4'h0:
           if (\$446 ) begin
             casez (i_ctrl__payload[3:0])
               4'h0:
-                  \$554  = 2'h1;
+                  \$562  = 2'h1;
               4'h1:
                   /* empty */;
               4'h2:
@@ -4762,29 +4778,29 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
               4'h5:
                   (* full_case = 32'd1 *)
                   if (\$448 ) begin
-                    \$554  = 2'h2;
+                    \$562  = 2'h2;
                   end else begin
-                    \$554  = 2'h0;
+                    \$562  = 2'h0;
                   end
             endcase
           end
     endcase
     if (rst) begin
-      \$554  = 2'h0;
+      \$562  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$555  = core_state;
+    \$563  = core_state;
     casez (core_state)
       4'h0:
         begin
           if (\$446 ) begin
             casez (i_ctrl__payload[3:0])
               4'h0:
-                  \$555  = 4'h1;
+                  \$563  = 4'h1;
               4'h1:
-                  \$555  = 4'h2;
+                  \$563  = 4'h2;
               4'h2:
                   /* empty */;
               4'h3:
@@ -4794,108 +4810,108 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
               4'h5:
                   (* full_case = 32'd1 *)
                   if (\$448 ) begin
-                    \$555  = 4'h3;
+                    \$563  = 4'h3;
                   end else begin
-                    \$555  = 4'h4;
+                    \$563  = 4'h4;
                   end
             endcase
           end
           if (\$456 ) begin
-            \$555  = 4'h5;
+            \$563  = 4'h5;
           end
         end
       4'h2:
           if (\$458 ) begin
-            \$555  = 4'h0;
+            \$563  = 4'h0;
           end
       4'h4:
         begin
           if (\$463 ) begin
-            \$555  = 4'h6;
+            \$563  = 4'h6;
           end
           if (\$468 ) begin
-            \$555  = 4'h6;
+            \$563  = 4'h6;
           end
         end
       4'h6:
         begin
           if (\$471 ) begin
-            \$555  = 4'h4;
+            \$563  = 4'h4;
           end
           if (\$474 ) begin
             (* full_case = 32'd1 *)
             if (learn) begin
-              \$555  = 4'h7;
+              \$563  = 4'h7;
             end else begin
-              \$555  = 4'h8;
+              \$563  = 4'h8;
             end
           end
         end
       4'h7:
           if (\$477 ) begin
-            \$555  = 4'h8;
+            \$563  = 4'h8;
           end
       4'h8:
           if (\$482 ) begin
             (* full_case = 32'd1 *)
             if (learn) begin
-              \$555  = 4'h9;
+              \$563  = 4'h9;
             end else begin
-              \$555  = 4'ha;
+              \$563  = 4'ha;
             end
           end
       4'h9:
-          \$555  = 4'hb;
+          \$563  = 4'hb;
       4'hb:
           if (\$493 ) begin
-            \$555  = 4'ha;
+            \$563  = 4'ha;
           end
       4'ha:
           if (\$504 ) begin
-            \$555  = 4'h1;
+            \$563  = 4'h1;
           end
       4'h1:
           if (\$507 ) begin
-            \$555  = 4'h3;
+            \$563  = 4'h3;
           end
       4'h3:
           if (o_result__ready) begin
-            \$555  = 4'h0;
+            \$563  = 4'h0;
           end
       4'h5:
           (* full_case = 32'd1 *)
-          if (\$517 ) begin
-            \$555  = 4'hc;
-          end else if (\$524 ) begin
-            \$555  = 4'h0;
-          end else if (\$526 ) begin
-            \$555  = 4'h0;
+          if (\$525 ) begin
+            \$563  = 4'hc;
+          end else if (\$532 ) begin
+            \$563  = 4'h0;
+          end else if (\$534 ) begin
+            \$563  = 4'h0;
           end else begin
-            \$555  = 4'hd;
+            \$563  = 4'hd;
           end
       4'hd:
           (* full_case = 32'd1 *)
           if (mq[0]) begin
-            \$555  = 4'h0;
+            \$563  = 4'h0;
           end else begin
-            \$555  = 4'he;
+            \$563  = 4'he;
           end
       4'he:
           if (o_mem__ready) begin
-            \$555  = 4'h0;
+            \$563  = 4'h0;
           end
       4'hc:
-          if (\$532 ) begin
-            \$555  = 4'h0;
+          if (\$540 ) begin
+            \$563  = 4'h0;
           end
     endcase
     if (rst) begin
-      \$555  = 4'h0;
+      \$563  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$556  = label;
+    \$564  = label;
     casez (core_state)
       4'h0:
           if (\$446 ) begin
@@ -4906,18 +4922,18 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
                   /* empty */;
               4'h2:
                   if (\$447 ) begin
-                    \$556  = i_ctrl__payload[7:4];
+                    \$564  = i_ctrl__payload[7:4];
                   end
             endcase
           end
     endcase
     if (rst) begin
-      \$556  = 4'h0;
+      \$564  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$557  = learn;
+    \$565  = learn;
     casez (core_state)
       4'h0:
           if (\$446 ) begin
@@ -4929,41 +4945,17 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
               4'h2:
                   /* empty */;
               4'h3:
-                  \$557  = i_ctrl__payload[4];
+                  \$565  = i_ctrl__payload[4];
             endcase
           end
     endcase
     if (rst) begin
-      \$557  = 1'h0;
+      \$565  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$558  = spikes_on;
-    casez (core_state)
-      4'h0:
-          if (\$446 ) begin
-            casez (i_ctrl__payload[3:0])
-              4'h0:
-                  /* empty */;
-              4'h1:
-                  /* empty */;
-              4'h2:
-                  /* empty */;
-              4'h3:
-                  /* empty */;
-              4'h4:
-                  \$558  = i_ctrl__payload[4];
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$558  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$559  = flips_on;
+    \$566  = spikes_on;
     casez (core_state)
       4'h0:
           if (\$446 ) begin
@@ -4977,17 +4969,41 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
               4'h3:
                   /* empty */;
               4'h4:
-                  \$559  = i_ctrl__payload[5];
+                  \$566  = i_ctrl__payload[4];
             endcase
           end
     endcase
     if (rst) begin
-      \$559  = 1'h1;
+      \$566  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$560  = lay;
+    \$567  = flips_on;
+    casez (core_state)
+      4'h0:
+          if (\$446 ) begin
+            casez (i_ctrl__payload[3:0])
+              4'h0:
+                  /* empty */;
+              4'h1:
+                  /* empty */;
+              4'h2:
+                  /* empty */;
+              4'h3:
+                  /* empty */;
+              4'h4:
+                  \$567  = i_ctrl__payload[5];
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$567  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$568  = lay;
     casez (core_state)
       4'h0:
           if (\$446 ) begin
@@ -5006,7 +5022,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
                   (* full_case = 32'd1 *)
                   if (\$448 ) begin
                   end else begin
-                    \$560  = 1'h0;
+                    \$568  = 1'h0;
                   end
             endcase
           end
@@ -5017,45 +5033,45 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
       4'h6:
         begin
           if (\$471 ) begin
-            \$560  = 1'h1;
+            \$568  = 1'h1;
           end
           if (\$474 ) begin
             if (learn) begin
-              \$560  = 1'h1;
+              \$568  = 1'h1;
             end
           end
         end
       4'h7:
           if (\$480 ) begin
-            \$560  = 1'h0;
+            \$568  = 1'h0;
           end
     endcase
     if (rst) begin
-      \$560  = 1'h0;
+      \$568  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$561  = mq;
+    \$569  = mq;
     casez (core_state)
       4'h0:
           if (\$456 ) begin
-            \$561  = i_mem__payload;
+            \$569  = i_mem__payload;
           end
     endcase
     if (rst) begin
-      \$561  = 69'h000000000000000000;
+      \$569  = 69'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$562  = t;
+    \$570  = t;
     casez (core_state)
       4'h0:
           /* empty */;
       4'h2:
           if (\$458 ) begin
-            \$562  = 9'h000;
+            \$570  = 9'h000;
           end
       4'h4:
           /* empty */;
@@ -5076,17 +5092,17 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
       4'h3:
           if (o_result__ready) begin
             if (\$508 ) begin
-              \$562  = \$509 [8:0];
+              \$570  = \$509 [8:0];
             end
           end
     endcase
     if (rst) begin
-      \$562  = 9'h000;
+      \$570  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$563  = flay;
+    \$571  = flay;
     casez (core_state)
       4'h0:
           /* empty */;
@@ -5101,24 +5117,24 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
       4'h8:
           /* empty */;
       4'h9:
-          \$563  = 2'h0;
+          \$571  = 2'h0;
       4'hb:
         begin
           if (\$487 ) begin
-            \$563  = 2'h1;
+            \$571  = 2'h1;
           end
           if (\$492 ) begin
-            \$563  = 2'h2;
+            \$571  = 2'h2;
           end
         end
     endcase
     if (rst) begin
-      \$563  = 2'h0;
+      \$571  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$564  = step;
+    \$572  = step;
     casez (core_state)
       4'h0:
           /* empty */;
@@ -5136,7 +5152,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
           /* empty */;
       4'hb:
           if (\$493 ) begin
-            \$564  = \$494 [31:0];
+            \$572  = \$494 [31:0];
           end
       4'ha:
           /* empty */;
@@ -5148,17 +5164,17 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
           if (\$512 ) begin
             casez (mq[36:9])
               28'h0000000:
-                  \$564  = mq[68:37];
+                  \$572  = mq[68:37];
             endcase
           end
     endcase
     if (rst) begin
-      \$564  = 32'd0;
+      \$572  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$565  = key;
+    \$573  = key;
     casez (core_state)
       4'h0:
           /* empty */;
@@ -5176,7 +5192,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
           /* empty */;
       4'hb:
           if (\$493 ) begin
-            \$565  = \$495 [31:0];
+            \$573  = \$495 [31:0];
           end
       4'ha:
           /* empty */;
@@ -5188,13 +5204,13 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
           if (\$512 ) begin
             casez (mq[36:9])
               28'h0000000:
-                  \$565  = 32'd1;
+                  \$573  = 32'd1;
               28'h0000001:
                   /* empty */;
               28'h0000002:
                   /* empty */;
               28'h0000100:
-                  \$565  = mq[68:37];
+                  \$573  = mq[68:37];
             endcase
           end
       4'hd:
@@ -5202,17 +5218,17 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
       4'he:
           /* empty */;
       4'hc:
-          if (\$528 ) begin
-            \$565  = \$530 [31:0];
+          if (\$536 ) begin
+            \$573  = \$538 [31:0];
           end
     endcase
     if (rst) begin
-      \$565  = 32'd1;
+      \$573  = 32'd1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$566  = am_j;
+    \$574  = am_j;
     casez (core_state)
       4'h0:
           /* empty */;
@@ -5233,20 +5249,20 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
       4'ha:
         begin
           if (\$496 ) begin
-            \$566  = \$497 [3:0];
+            \$574  = \$497 [3:0];
           end
           if (\$504 ) begin
-            \$566  = 4'h0;
+            \$574  = 4'h0;
           end
         end
     endcase
     if (rst) begin
-      \$566  = 4'h0;
+      \$574  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$567  = am_v;
+    \$575  = am_v;
     casez (core_state)
       4'h0:
           /* empty */;
@@ -5265,15 +5281,15 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
       4'hb:
           /* empty */;
       4'ha:
-          \$567  = \$498 ;
+          \$575  = \$498 ;
     endcase
     if (rst) begin
-      \$567  = 1'h0;
+      \$575  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$568  = am_jd;
+    \$576  = am_jd;
     casez (core_state)
       4'h0:
           /* empty */;
@@ -5292,46 +5308,15 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
       4'hb:
           /* empty */;
       4'ha:
-          \$568  = am_j;
+          \$576  = am_j;
     endcase
     if (rst) begin
-      \$568  = 4'h0;
+      \$576  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$569  = am_best;
-    casez (core_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'hb:
-          /* empty */;
-      4'ha:
-          if (am_v) begin
-            if (\$501 ) begin
-              \$569  = am_score;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$569  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$570  = pred;
+    \$577  = am_best;
     casez (core_state)
       4'h0:
           /* empty */;
@@ -5352,17 +5337,48 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
       4'ha:
           if (am_v) begin
             if (\$501 ) begin
-              \$570  = am_jd;
+              \$577  = am_score;
             end
           end
     endcase
     if (rst) begin
-      \$570  = 4'h0;
+      \$577  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$571  = key_bit;
+    \$578  = pred;
+    casez (core_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'hb:
+          /* empty */;
+      4'ha:
+          if (am_v) begin
+            if (\$501 ) begin
+              \$578  = am_jd;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$578  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$579  = key_bit;
     casez (core_state)
       4'h0:
           /* empty */;
@@ -5390,7 +5406,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
           if (\$512 ) begin
             casez (mq[36:9])
               28'h0000000:
-                  \$571  = 6'h00;
+                  \$579  = 6'h00;
             endcase
           end
       4'hd:
@@ -5398,15 +5414,15 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
       4'he:
           /* empty */;
       4'hc:
-          \$571  = \$531 [5:0];
+          \$579  = \$539 [5:0];
     endcase
     if (rst) begin
-      \$571  = 6'h00;
+      \$579  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$572  = rate_shift;
+    \$580  = rate_shift;
     casez (core_state)
       4'h0:
           /* empty */;
@@ -5436,17 +5452,17 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
               28'h0000000:
                   /* empty */;
               28'h0000001:
-                  \$572  = mq[42:37];
+                  \$580  = \$514 [5:0];
             endcase
           end
     endcase
     if (rst) begin
-      \$572  = 6'h0c;
+      \$580  = 6'h0c;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$573  = gamma_q;
+    \$581  = gamma_q;
     casez (core_state)
       4'h0:
           /* empty */;
@@ -5478,17 +5494,17 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
               28'h0000001:
                   /* empty */;
               28'h0000002:
-                  \$573  = mq[52:37];
+                  \$581  = \$516 [15:0];
             endcase
           end
     endcase
     if (rst) begin
-      \$573  = 16'h0080;
+      \$581  = 16'h0080;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$574  = gamma0;
+    \$582  = gamma0;
     casez (core_state)
       4'h0:
           /* empty */;
@@ -5524,17 +5540,17 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
               28'h0000100:
                   /* empty */;
               28'h0000003:
-                  \$574  = mq[52:37];
+                  \$582  = \$518 [15:0];
             endcase
           end
     endcase
     if (rst) begin
-      \$574  = 16'h0040;
+      \$582  = 16'h0040;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$575  = gamma1;
+    \$583  = gamma1;
     casez (core_state)
       4'h0:
           /* empty */;
@@ -5572,17 +5588,17 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
               28'h0000003:
                   /* empty */;
               28'h0000004:
-                  \$575  = mq[52:37];
+                  \$583  = \$520 [15:0];
             endcase
           end
     endcase
     if (rst) begin
-      \$575  = 16'h0040;
+      \$583  = 16'h0040;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$576  = resp;
+    \$584  = resp;
     casez (core_state)
       4'h0:
           /* empty */;
@@ -5609,105 +5625,9 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
       4'h5:
           /* empty */;
       4'hd:
-          \$576  = \$527 ;
+          \$584  = \$535 ;
     endcase
     if (rst) begin
-      \$576  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (cnt_clear) begin
-      \$577  = 32'd0;
-    end else begin
-      \$577  = \$533 [31:0];
-    end
-    if (rst) begin
-      \$577  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (cnt_clear) begin
-      \$578  = 32'd0;
-    end else begin
-      \$578  = \$535 [31:0];
-    end
-    if (rst) begin
-      \$578  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (cnt_clear) begin
-      \$579  = 32'd0;
-    end else begin
-      \$579  = \$536 [31:0];
-    end
-    if (rst) begin
-      \$579  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (cnt_clear) begin
-      \$580  = 32'd0;
-    end else begin
-      \$580  = \$539 [31:0];
-    end
-    if (rst) begin
-      \$580  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (cnt_clear) begin
-      \$581  = 32'd0;
-    end else begin
-      \$581  = \$542 [31:0];
-    end
-    if (rst) begin
-      \$581  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (cnt_clear) begin
-      \$582  = 32'd0;
-    end else begin
-      \$582  = \$545 [31:0];
-    end
-    if (rst) begin
-      \$582  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (cnt_clear) begin
-      \$583  = 32'd0;
-    end else begin
-      \$583  = \$546 [31:0];
-    end
-    if (rst) begin
-      \$583  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (cnt_clear) begin
-      \$584  = 32'd0;
-    end else begin
-      \$584  = \$547 [31:0];
-    end
-    if (rst) begin
       \$584  = 32'd0;
     end
   end
@@ -5717,7 +5637,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (cnt_clear) begin
       \$585  = 32'd0;
     end else begin
-      \$585  = \$548 [31:0];
+      \$585  = \$541 [31:0];
     end
     if (rst) begin
       \$585  = 32'd0;
@@ -5729,7 +5649,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (cnt_clear) begin
       \$586  = 32'd0;
     end else begin
-      \$586  = \$549 [31:0];
+      \$586  = \$543 [31:0];
     end
     if (rst) begin
       \$586  = 32'd0;
@@ -5741,10 +5661,106 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (cnt_clear) begin
       \$587  = 32'd0;
     end else begin
-      \$587  = \$553 [31:0];
+      \$587  = \$544 [31:0];
     end
     if (rst) begin
       \$587  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (cnt_clear) begin
+      \$588  = 32'd0;
+    end else begin
+      \$588  = \$547 [31:0];
+    end
+    if (rst) begin
+      \$588  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (cnt_clear) begin
+      \$589  = 32'd0;
+    end else begin
+      \$589  = \$550 [31:0];
+    end
+    if (rst) begin
+      \$589  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (cnt_clear) begin
+      \$590  = 32'd0;
+    end else begin
+      \$590  = \$553 [31:0];
+    end
+    if (rst) begin
+      \$590  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (cnt_clear) begin
+      \$591  = 32'd0;
+    end else begin
+      \$591  = \$554 [31:0];
+    end
+    if (rst) begin
+      \$591  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (cnt_clear) begin
+      \$592  = 32'd0;
+    end else begin
+      \$592  = \$555 [31:0];
+    end
+    if (rst) begin
+      \$592  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (cnt_clear) begin
+      \$593  = 32'd0;
+    end else begin
+      \$593  = \$556 [31:0];
+    end
+    if (rst) begin
+      \$593  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (cnt_clear) begin
+      \$594  = 32'd0;
+    end else begin
+      \$594  = \$557 [31:0];
+    end
+    if (rst) begin
+      \$594  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (cnt_clear) begin
+      \$595  = 32'd0;
+    end else begin
+      \$595  = \$561 [31:0];
+    end
+    if (rst) begin
+      \$595  = 32'd0;
     end
   end
   assign i_spike__payload = i_event__payload;
@@ -5754,8 +5770,8 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   assign \o_spike__payload$35  = \i_event__payload$34 ;
   assign \i_event__ready$37  = \o_spike__ready$36 ;
   assign \o_spike__valid$39  = \i_event__valid$38 ;
-  assign \i_spike__payload$44  = { \$589 , \$588  };
-  assign \o_spike__payload$45  = { \$589 , \$588  };
+  assign \i_spike__payload$44  = { \$597 , \$596  };
+  assign \o_spike__payload$45  = { \$597 , \$596  };
   assign w_data = spike_rec;
   assign w_en = spike_we;
   assign r_rdy = o_spike__valid;
@@ -5810,7 +5826,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   assign \start$193  = pulse_na_start[1];
   assign \start$194  = pulse_eu_start[1];
   assign \emit$195  = pulse_emit[1];
-  assign \sat$254  = { 1'h0, \$590  };
+  assign \sat$254  = { 1'h0, \$598  };
   assign \i_event__payload.pre  = i_event__payload;
   assign \i_ctrl__payload.op  = i_ctrl__payload[3:0];
   assign \i_ctrl__payload.arg  = i_ctrl__payload[35:4];
@@ -5857,8 +5873,8 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   assign \o_spike__payload$29.pre  = \i_event__payload$28 ;
   assign \i_event__payload$34.pre  = \i_event__payload$34 ;
   assign \o_spike__payload$35.pre  = \i_event__payload$34 ;
-  assign \i_spike__payload$44.pre  = { \$589 , \$588  };
-  assign \o_spike__payload$45.post  = { \$589 , \$588  };
+  assign \i_spike__payload$44.pre  = { \$597 , \$596  };
+  assign \o_spike__payload$45.post  = { \$597 , \$596  };
   assign \spike_rec.t  = spike_rec[7:0];
   assign \spike_rec.layer  = spike_rec[11:8];
   assign \spike_rec.neuron  = spike_rec[25:12];
@@ -17317,9 +17333,9 @@ module \core.fu0 (rst, o_flip__ready, w_rd_data, thr, mom_addr, i_pre__valid, d_
   \core.fu0.ffifo  ffifo (
     .clk(clk),
     .level(level),
-    .\port$14493$0 (s2_pre),
-    .\port$14495$0 (s2_c),
-    .\port$14503$0 (s2_flip),
+    .\port$14501$0 (s2_pre),
+    .\port$14503$0 (s2_c),
+    .\port$14511$0 (s2_flip),
     .r_data(r_data),
     .r_en(r_en),
     .r_rdy(r_rdy),
@@ -18328,7 +18344,7 @@ module \core.fu0 (rst, o_flip__ready, w_rd_data, thr, mom_addr, i_pre__valid, d_
   assign \$2999  = { \$signature__data$43 [255], \$signature__data$43 [255:248], 2'h0 };
 endmodule
 
-module \core.fu0.ffifo (rst, w_en, r_en, r_rdy, r_data, \port$14493$0 , \port$14495$0 , \port$14503$0 , level, clk);
+module \core.fu0.ffifo (rst, w_en, r_en, r_rdy, r_data, \port$14501$0 , \port$14503$0 , \port$14511$0 , level, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -18353,12 +18369,12 @@ module \core.fu0.ffifo (rst, w_en, r_en, r_rdy, r_data, \port$14493$0 , \port$14
   wire [1:0] consume;
   output [2:0] level;
   reg [2:0] level = 3'h0;
-  input [6:0] \port$14493$0 ;
-  wire [6:0] \port$14493$0 ;
-  input [2:0] \port$14495$0 ;
-  wire [2:0] \port$14495$0 ;
-  input [31:0] \port$14503$0 ;
-  wire [31:0] \port$14503$0 ;
+  input [6:0] \port$14501$0 ;
+  wire [6:0] \port$14501$0 ;
+  input [2:0] \port$14503$0 ;
+  wire [2:0] \port$14503$0 ;
+  input [31:0] \port$14511$0 ;
+  wire [31:0] \port$14511$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [41:0] r_data;
@@ -18391,7 +18407,7 @@ module \core.fu0.ffifo (rst, w_en, r_en, r_rdy, r_data, \port$14493$0 , \port$14
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$14493$0 , \port$14495$0 , \port$14503$0  };
+      storage[w_port__addr] <= { \port$14501$0 , \port$14503$0 , \port$14511$0  };
   end
   assign r_data = storage[r_port__addr];
   assign w_rdy = level != 3'h4;
@@ -18453,8 +18469,8 @@ module \core.fu0.ffifo (rst, w_en, r_en, r_rdy, r_data, \port$14493$0 , \port$14
   assign w_level = level;
   assign r_level = level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$14493$0 , \port$14495$0 , \port$14503$0  };
-  assign w_data = { \port$14493$0 , \port$14495$0 , \port$14503$0  };
+  assign w_port__data = { \port$14501$0 , \port$14503$0 , \port$14511$0  };
+  assign w_data = { \port$14501$0 , \port$14503$0 , \port$14511$0  };
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule
@@ -26324,9 +26340,9 @@ module \core.fu1 (rst, o_flip__ready, w_rd_data, thr, mom_addr, i_pre__valid, d_
   \core.fu1.ffifo  ffifo (
     .clk(clk),
     .level(level),
-    .\port$14702$0 (s2_pre),
-    .\port$14704$0 (s2_c),
-    .\port$14712$0 (s2_flip),
+    .\port$14710$0 (s2_pre),
+    .\port$14712$0 (s2_c),
+    .\port$14720$0 (s2_flip),
     .r_data(r_data),
     .r_en(r_en),
     .r_rdy(r_rdy),
@@ -27334,7 +27350,7 @@ module \core.fu1 (rst, o_flip__ready, w_rd_data, thr, mom_addr, i_pre__valid, d_
   assign \$3018  = s1_c;
 endmodule
 
-module \core.fu1.ffifo (rst, w_en, r_en, r_rdy, r_data, \port$14702$0 , \port$14704$0 , \port$14712$0 , level, clk);
+module \core.fu1.ffifo (rst, w_en, r_en, r_rdy, r_data, \port$14710$0 , \port$14712$0 , \port$14720$0 , level, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -27359,12 +27375,12 @@ module \core.fu1.ffifo (rst, w_en, r_en, r_rdy, r_data, \port$14702$0 , \port$14
   wire [1:0] consume;
   output [2:0] level;
   reg [2:0] level = 3'h0;
-  input [7:0] \port$14702$0 ;
-  wire [7:0] \port$14702$0 ;
-  input \port$14704$0 ;
-  wire \port$14704$0 ;
-  input [31:0] \port$14712$0 ;
-  wire [31:0] \port$14712$0 ;
+  input [7:0] \port$14710$0 ;
+  wire [7:0] \port$14710$0 ;
+  input \port$14712$0 ;
+  wire \port$14712$0 ;
+  input [31:0] \port$14720$0 ;
+  wire [31:0] \port$14720$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [40:0] r_data;
@@ -27397,7 +27413,7 @@ module \core.fu1.ffifo (rst, w_en, r_en, r_rdy, r_data, \port$14702$0 , \port$14
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$14702$0 , \port$14704$0 , \port$14712$0  };
+      storage[w_port__addr] <= { \port$14710$0 , \port$14712$0 , \port$14720$0  };
   end
   assign r_data = storage[r_port__addr];
   assign w_rdy = level != 3'h4;
@@ -27459,13 +27475,13 @@ module \core.fu1.ffifo (rst, w_en, r_en, r_rdy, r_data, \port$14702$0 , \port$14
   assign w_level = level;
   assign r_level = level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$14702$0 , \port$14704$0 , \port$14712$0  };
-  assign w_data = { \port$14702$0 , \port$14704$0 , \port$14712$0  };
+  assign w_port__data = { \port$14710$0 , \port$14712$0 , \port$14720$0  };
+  assign w_data = { \port$14710$0 , \port$14712$0 , \port$14720$0  };
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule
 
-module \core.na0 (rst, o_spike__ready, w_data, rp__addr, i_event__ready, o_spike__valid, \port$847$0 , sat, busy, x_v, x_u, x_bias, x_theta, i_event__valid, clear, start, h_we_bias, h_we_theta, \h_addr$14 , h_data, w_addr
+module \core.na0 (rst, o_spike__ready, w_data, rp__addr, i_event__ready, o_spike__valid, \port$855$0 , sat, busy, x_v, x_u, x_bias, x_theta, i_event__valid, clear, start, h_we_bias, h_we_theta, \h_addr$14 , h_data, w_addr
 , pend_word, i_event__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire [8:0] \$1 ;
@@ -29693,8 +29709,8 @@ module \core.na0 (rst, o_spike__ready, w_data, rp__addr, i_event__ready, o_spike
   reg [31:0] pend = 32'd0;
   output [2:0] pend_word;
   reg [2:0] pend_word = 3'h0;
-  output [4:0] \port$847$0 ;
-  wire [4:0] \port$847$0 ;
+  output [4:0] \port$855$0 ;
+  wire [4:0] \port$855$0 ;
   input [2:0] rp__addr;
   wire [2:0] rp__addr;
   wire [2:0] \rp__addr$10 ;
@@ -32476,7 +32492,7 @@ module \core.na0 (rst, o_spike__ready, w_data, rp__addr, i_event__ready, o_spike
   assign z_lrd__addr = l_rd_c[2:0];
   assign z_rd__addr = e_c;
   assign z_rd__en = e_busy;
-  assign \port$847$0  = \$104 ;
+  assign \port$855$0  = \$104 ;
   assign \x_u[0]  = x_u[15:0];
   assign \x_u[1]  = x_u[31:16];
   assign \x_u[2]  = x_u[47:32];
@@ -33828,7 +33844,7 @@ module \core.na0 (rst, o_spike__ready, w_data, rp__addr, i_event__ready, o_spike
   assign \$1954  = \$1953 ;
 endmodule
 
-module \core.na1 (rst, w_data, x_addr, i_event__ready, \port$9121$0 , busy, x_v, x_u, x_bias, x_score, i_event__valid, clear, start, h_we_bias, \h_addr$14 , h_data, w_addr, i_event__payload, clk);
+module \core.na1 (rst, w_data, x_addr, i_event__ready, \port$9129$0 , busy, x_v, x_u, x_bias, x_score, i_event__valid, clear, start, h_we_bias, \h_addr$14 , h_data, w_addr, i_event__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire [5:0] \$1 ;
   wire [10:0] \$10 ;
@@ -35296,8 +35312,8 @@ module \core.na1 (rst, w_data, x_addr, i_event__ready, \port$9121$0 , busy, x_v,
   reg l_rd_c = 1'h0;
   reg [31:0] pend = 32'd0;
   reg pend_word = 1'h0;
-  output [5:0] \port$9121$0 ;
-  wire [5:0] \port$9121$0 ;
+  output [5:0] \port$9129$0 ;
+  wire [5:0] \port$9129$0 ;
   wire [-1:0] rp__addr;
   wire [-1:0] \rp__addr$10 ;
   wire [-1:0] \rp__addr$4 ;
@@ -37388,7 +37404,7 @@ module \core.na1 (rst, w_data, x_addr, i_event__ready, \port$9121$0 , busy, x_v,
   assign z_rd__en = e_busy;
   assign sat = { 1'h0, \$1258  };
   assign fire = 32'd0;
-  assign \port$9121$0  = \$1258 ;
+  assign \port$9129$0  = \$1258 ;
   assign \x_u[0]  = x_u[15:0];
   assign \x_u[1]  = x_u[31:16];
   assign \x_u[2]  = x_u[47:32];
@@ -41556,7 +41572,7 @@ module \core.tu0 (clk, rst, i_spike__valid, x_rd__addr, o_spike__ready, i_spike_
   assign \$734  = { 5'h00, f_pre[7:5] };
 endmodule
 
-module \core.tu1 (rst, i_spike__valid, x_rd__addr, \port$847$0 , o_spike__ready, i_spike__ready, dup, o_spike__valid, sat, o_act__valid, busy, x_a, o_act__ready, clear, update, emit, \port$14338$0 , o_act__payload, o_spike__payload, clk);
+module \core.tu1 (rst, i_spike__valid, x_rd__addr, \port$855$0 , o_spike__ready, i_spike__ready, dup, o_spike__valid, sat, o_act__valid, busy, x_a, o_act__ready, clear, update, emit, \port$14346$0 , o_act__payload, o_spike__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire [31:0] \$1 ;
   wire \$10 ;
@@ -42582,10 +42598,10 @@ module \core.tu1 (rst, i_spike__valid, x_rd__addr, \port$847$0 , o_spike__ready,
   reg [3:0] p_c = 4'h0;
   reg [31:0] pend = 32'd0;
   reg [2:0] pend_word = 3'h0;
-  input [2:0] \port$14338$0 ;
-  wire [2:0] \port$14338$0 ;
-  input [4:0] \port$847$0 ;
-  wire [4:0] \port$847$0 ;
+  input [2:0] \port$14346$0 ;
+  wire [2:0] \port$14346$0 ;
+  input [4:0] \port$855$0 ;
+  wire [4:0] \port$855$0 ;
   input rst;
   wire rst;
   reg [22:0] s_a = 23'h000000;
@@ -43399,7 +43415,7 @@ module \core.tu1 (rst, i_spike__valid, x_rd__addr, \port$847$0 , o_spike__ready,
   assign \$762  = \$759  | \$761 ;
   assign \$763  = \$758  & \$762 ;
   assign \$764  = i_spike__valid & \$763 ;
-  assign \$765  = { \port$14338$0 , \port$847$0  } < 9'h100;
+  assign \$765  = { \port$14346$0 , \port$855$0  } < 9'h100;
   assign \$766  = \$764  & \$765 ;
   assign \$767  = \$1 [0] | o_spike__ready;
   assign \$768  = f_valid & \$767 ;
@@ -43504,7 +43520,7 @@ module \core.tu1 (rst, i_spike__valid, x_rd__addr, \port$847$0 , o_spike__ready,
   assign \$11  = \$8  | \$10 ;
   assign \$12  = \$7  & \$11 ;
   assign \$13  = i_spike__valid & \$12 ;
-  assign \$14  = { \port$14338$0 , \port$847$0  } < 9'h100;
+  assign \$14  = { \port$14346$0 , \port$855$0  } < 9'h100;
   assign \$15  = ~ \$14 ;
   assign bad = \$13  & \$15 ;
   assign dup = f_valid & \$1 [0];
@@ -43776,7 +43792,7 @@ module \core.tu1 (rst, i_spike__valid, x_rd__addr, \port$847$0 , o_spike__ready,
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$829  = f_pre;
     if (\$766 ) begin
-      \$829  = { 1'h0, \port$14338$0 , \port$847$0  };
+      \$829  = { 1'h0, \port$14346$0 , \port$855$0  };
     end
     if (rst) begin
       \$829  = 9'h000;
@@ -43974,7 +43990,7 @@ module \core.tu1 (rst, i_spike__valid, x_rd__addr, \port$847$0 , o_spike__ready,
   assign x_addr = x_rd__addr;
   assign x_rd__data = x_a;
   assign f_bit = \$1 [0];
-  assign i_spike__payload = { \port$14338$0 , \port$847$0  };
+  assign i_spike__payload = { \port$14346$0 , \port$855$0  };
   assign word_sq = \$400 [19:0];
   assign \s_a$22  = s_a;
   assign o_spike__payload = f_pre[7:0];
@@ -44042,7 +44058,7 @@ module \core.tu1 (rst, i_spike__valid, x_rd__addr, \port$847$0 , o_spike__ready,
   assign \x_rd__data[29]  = x_a[209:203];
   assign \x_rd__data[30]  = x_a[216:210];
   assign \x_rd__data[31]  = x_a[223:217];
-  assign \i_spike__payload.pre  = { \port$14338$0 , \port$847$0  };
+  assign \i_spike__payload.pre  = { \port$14346$0 , \port$855$0  };
   assign \o_spike__payload.pre  = f_pre[7:0];
   assign \new_a[0]  = new_a[6:0];
   assign \new_a[1]  = new_a[13:7];
@@ -44338,6 +44354,6 @@ module \core.tu1 (rst, i_spike__valid, x_rd__addr, \port$847$0 , o_spike__ready,
   assign \$571  = { 1'h0, a_rd__data[209:204] };
   assign \$577  = { 1'h0, a_rd__data[216:211] };
   assign \$582  = { 1'h0, a_rd__data[223:218] };
-  assign \$726  = { 5'h00, \port$14338$0  };
+  assign \$726  = { 5'h00, \port$14346$0  };
   assign \$734  = { 5'h00, f_pre[8:5] };
 endmodule

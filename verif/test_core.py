@@ -32,25 +32,26 @@ from verif.rtl_util import pack, unpack
 from verif.simulate import ROOT, SIMULATORS, run_bench
 from verif.streams import StreamSink, StreamSource, reset_dut
 
-# name: (NetConfig overrides of DEFAULT, lanes, samples, simulators, momentum readback)
+# name: (NetConfig overrides of DEFAULT, lanes, samples, simulators, momentum readback, marker)
 CASES = {
     # BSO, small P, narrow trace/membrane so that saturation counters move
     "bso_p8": (dict(layers=(128, 32, 10), rate_shift=5, gamma=(24, 24), trace_bits=6,
-                    membrane_bits=11), 8, 20, SIMULATORS, "all"),
+                    membrane_bits=11), 8, 20, SIMULATORS, "all", ""),
     # T-BSO, larger P, hard reset
     "tbso_p32": (dict(layers=(128, 64, 10), optimizer="tbso", rate_shift=5, tbso_gamma=0.25,
-                      reset="hard"), 32, 20, SIMULATORS, "all"),
+                      reset="hard"), 32, 20, SIMULATORS, "all", ""),
     # the default network and lanes (the committed rtl/): cycles per step, Icarus only
-    "default_p32": (dict(), 32, 2, ("icarus",), "sample"),
+    "default_p32": (dict(), 32, 2, ("icarus",), "sample", "slow"),
 }
 
 
 def case_config(name: str) -> tuple[NetConfig, int, int]:
-    kw, lanes, n, _, _ = CASES[name]
+    kw, lanes, n, *_ = CASES[name]
     return DEFAULT.replace(**kw), lanes, n
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("case", [pytest.param(c, marks=[pytest.mark.slow] if CASES[c][5] else [])
+                                  for c in sorted(CASES)])
 def test_core(sim, case, tmp_path):
     cfg, lanes, n = case_config(case)
     if sim not in CASES[case][3]:
@@ -195,6 +196,16 @@ async def core_trains_like_golden(dut):
             await tb.mem_write(MemSpace.THETA, l, enumerate(th.tolist()))
     gold.step = 1000
     await tb.mem_write(MemSpace.REG, 0, [(Reg.STEP, gold.step)])
+    # schedule registers as the host's epoch schedule would set them (saturating writes)
+    gold.rate_shift = cfg.rate_shift - 1
+    gold.gamma = [g - 4 for g in cfg.gamma]
+    gold.tbso_gamma_q = gold.tbso_gamma_q * 3 // 2
+    regs = [(Reg.RATE_SHIFT, gold.rate_shift), (Reg.TBSO_GAMMA_Q, gold.tbso_gamma_q)]
+    regs += [(Reg.GAMMA + l, g) for l, g in enumerate(gold.gamma)]
+    await tb.mem_write(MemSpace.REG, 0, [(Reg.RATE_SHIFT, 1000)])
+    assert await tb.mem_read(MemSpace.REG, 0, [Reg.RATE_SHIFT]) == [63], "saturating write"
+    await tb.mem_write(MemSpace.REG, 0, regs)
+    assert await tb.mem_read(MemSpace.REG, 0, [r for r, _ in regs]) == [v for _, v in regs]
     assert (await tb.mem_read(MemSpace.REG, 0, [Reg.KEY]))[0] == step_key(cfg.seed, gold.step)
     for l in range(L):
         got = await tb.mem_read(MemSpace.BIAS, l, range(cfg.layers[l + 1]),
@@ -274,7 +285,8 @@ async def core_trains_like_golden(dut):
     await tb.op(CtrlOp.SYNC)
     assert (await tb.result(n + 1))["kind"] == ResultKind.SYNC.value
 
-    # --- final state ---------------------------------------------------------------------------------
+    # --- final state ------------------------------------------------------------------------------
+    tb.memq.idle = tb.memr.backpressure = 0.0     # bulk readback: stalls were tested above
     for l in range(L):
         n_pre, n_post = cfg.layers[l], cfg.layers[l + 1]
         C = words(n_post, P)

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-import random
 
 import cocotb
 import numpy as np
-from amaranth import Module, Mux, Signal, signed
+from amaranth import Module, signed
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 from cocotb.clock import Clock
