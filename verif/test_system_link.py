@@ -127,10 +127,10 @@ def test_fault_injection():
     what it already executed), and predictions, flips and final memories equal the emulator's."""
     k = 4
     data = load_digits_events(T=CFG.T)
-    faults = {"seed": 11, "tx_flip": 0.003, "rx_flip": 0.001, "tx_truncate": 0.05,
+    faults = {"seed": 11, "tx_flip": 0.003, "rx_flip": 0.0005, "tx_truncate": 0.05,
               "tx_skip": 1500, "rx_skip": 100}
     ref = Accelerator(EmulatorLink(CFG))
-    link = SimLink("verilator", CFG, lanes=LANES, timeout=10.0, faults=faults)
+    link = SimLink("verilator", CFG, lanes=LANES, timeout=4.0, faults=faults)
     with Accelerator(link, retries=12, sync_attempts=6) as acc:
         for a in (ref, acc):
             a.configure(CFG)
