@@ -782,9 +782,11 @@ def main(argv=None) -> int:
                     "configs": {o: base_config(128, optimizer=o).to_dict()
                                 for o in ("bso", "tbso")}}}
     res["meta"]["section_seconds"] = {}
+    res["meta"]["section_config"] = {}
     if a.json and Path(a.json).exists():
         old = json.loads(Path(a.json).read_text())
         res["meta"]["section_seconds"] = dict(old.get("meta", {}).get("section_seconds", {}))
+        res["meta"]["section_config"] = dict(old.get("meta", {}).get("section_config", {}))
         for k in ("memory", "accuracy", "bits", "extras"):
             if k in old and k not in a.sections.split(","):
                 res[k] = old[k]
@@ -798,6 +800,7 @@ def main(argv=None) -> int:
             ss = res["meta"]["section_seconds"]
             ss[section] = ss.get(section, 0.0) + now - t_sec[0]
             t_sec[0] = now
+            res["meta"]["section_config"][section] = res["meta"]["config_commit"]
         if a.json:
             Path(a.json).parent.mkdir(parents=True, exist_ok=True)
             Path(a.json).write_text(json.dumps(res, indent=1))
