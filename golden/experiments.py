@@ -521,7 +521,8 @@ def write_report(res: dict, out: Path) -> Path:
       "weights, LIF hidden layer, leaky-integrator output, per-step squared-error loss, "
       f"golden/config.py defaults with the override `{meta.get('overrides', BASE_OVERRIDES)}` "
       f"(config commit `{meta.get('config_commit', '?')}`; the exact field values of the last "
-      "invocation are under `meta.configs` in the JSON). Float = the golden model's float "
+      "invocation are under `meta.configs` in the JSON; the config of each section is listed "
+      "under *Provenance* below). Float = the golden model's float "
       "mode; int = its bit-exact hardware mode. STE methods and BPTT keep a real latent weight "
       "per synapse (sign() in the forward pass); BSO / T-BSO / Bop keep only the weight bit and "
       "the momentum. STE methods use the same online gradient as the Core (δ[t] ⊗ trace[t], one "
@@ -663,6 +664,14 @@ def write_report(res: dict, out: Path) -> Path:
           f"{_ms([x['test_acc'][-1] for x in no_kd]) if no_kd else '—'} |\n")
     if "nmnist_style_example.png" in figs:
         w("![converted N-MNIST-style example](figures/nmnist_style_example.png)\n")
+    sc = meta.get("section_config", {})
+    if sc:
+        w("## Provenance\n")
+        w("golden/config.py was being tuned by another engineer while this study ran. Each "
+          "section used the defaults that were in the working tree when its process started:\n")
+        for k, v in sc.items():
+            w(f"* `{k}`: {v}")
+        w("")
     obs = _observations(res)
     if obs:
         w("## Observations (computed from the tables above)\n")
