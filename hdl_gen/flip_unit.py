@@ -3,7 +3,9 @@
 The RTL twin of :func:`golden.flip_unit.flip_step` in int mode. One pass per layer and learning
 step: the unit walks the active presynaptic rows (ascending ``pre``), and for each row every
 chunk of ``P`` postsynaptic lanes, reading one weight word, one momentum word and one delta word
-per cycle, and writing both back two cycles later. Flips leave as a stream in golden order.
+per cycle, and writing both back ``PIPE_STAGES + 1`` cycles later (deep, so that the ECP5 build
+reaches 80 MHz; a pass never visits a word twice, so there is no read-after-write hazard). Flips
+leave as a stream in golden order.
 """
 from __future__ import annotations
 
@@ -15,12 +17,14 @@ from amaranth.utils import bits_for
 
 from .srand import lane_constant, lane_select, srand_value
 
-__all__ = ["FlipUnit", "RATE_SHIFT_BITS", "COUNTER_BITS"]
+__all__ = ["FlipUnit", "RATE_SHIFT_BITS", "COUNTER_BITS", "PIPE_STAGES"]
 
 #: Width of the ``rate_shift`` input: ``rate_shift`` may take the values 0..63.
 RATE_SHIFT_BITS = 6
 #: Width of the saturation and flip counters (they wrap modulo 2^32).
 COUNTER_BITS = 32
+#: Register stages between the memory read (s1) and the write-back: A..E in ``elaborate``.
+PIPE_STAGES = 5
 
 
 def _ubits(n_values: int) -> int:
@@ -90,7 +94,9 @@ class FlipUnit(wiring.Component):
         ``P``, synapses per word; a power of two from 1 to 1024.
     fifo_depth : int
         Flip words (words with at least one flip) buffered in front of the ``o_flip``
-        serialiser; at least 3 for one word per cycle.
+        serialiser; at least 3. A word is issued only while the FIFO level plus the words in the
+        pipeline is below this depth, so one word per cycle needs ``PIPE_STAGES + 2`` (the
+        default, plus one).
     flip_events : bool
         With ``False`` the unit never emits on ``o_flip`` (``valid`` stays low; the FIFO and the
         serialiser are left out): a flip-dense pass then still runs at one word per cycle, and
@@ -131,7 +137,8 @@ class FlipUnit(wiring.Component):
         Zero both counters.
     """
 
-    def __init__(self, cfg, layer: int, *, lanes: int = 8, fifo_depth: int = 4,
+    def __init__(self, cfg, layer: int, *, lanes: int = 8,
+                 fifo_depth: int = PIPE_STAGES + 3,
                  flip_events: bool = True):
         if not 0 <= layer < cfg.n_layers:
             raise ValueError(f"layer={layer} is invalid: allowed 0..{cfg.n_layers - 1}")
@@ -262,22 +269,14 @@ class FlipUnit(wiring.Component):
         s1_a = Signal(tb)
         s1_c = Signal(cb)
         s1_addr = Signal(ab)
-        # stage 2: results registered; write back, push flips
-        s2_valid = Signal()
-        s2_pre = Signal(pre_w)
-        s2_c = Signal(cb)
-        s2_addr = Signal(ab)
-        s2_w = Signal(P)
-        s2_m = Signal(P * mb)
-        s2_flip = Signal(P)
-        s2_visit = Signal()
-        s2_nsat = Signal(range(P + 1))
 
         # ---- issue -------------------------------------------------------------------------------
+        # Every word in the pipeline may carry flips, so a word is issued only when the FIFO has
+        # room for all of them: this credit keeps the FIFO from overflowing under back-pressure.
+        pipe_valids = []                              # filled in below, one per stage after issue
+        inflight = Signal(range(self._fifo_depth + PIPE_STAGES + 2))
         if events:
-            inflight = Signal(range(self._fifo_depth + 3))
-            m.d.comb += inflight.eq(ff.level + s1_valid + s2_valid)
-            credit_ok = inflight < self._fifo_depth  # a flip word issued now always fits
+            credit_ok = inflight < self._fifo_depth
         else:
             credit_ok = Const(1)
         issue = Signal()
@@ -305,11 +304,12 @@ class FlipUnit(wiring.Component):
                 m.d.sync += [have_row.eq(1), row_pre.eq(p.pre), row_a.eq(p.a), row_c.eq(0),
                              row_addr.eq(p.pre * C)]
 
-        # random numbers of this word's lanes, masked to k = rate_shift + gs bits
+        # Pass constants (rate_shift is stable during a pass): registered, so that the path from
+        # the control registers does not add to the datapath stages.
         k_total = Signal(RATE_SHIFT_BITS + 1)
-        m.d.comb += k_total.eq(self.rate_shift + gs)
+        m.d.sync += k_total.eq(self.rate_shift + gs)
         rnd_mask = Signal(32)
-        m.d.comb += rnd_mask.eq(~(Const(0xFFFFFFFF, 32) << k_total)[:32])
+        m.d.sync += rnd_mask.eq(~(Const(0xFFFFFFFF, 32) << (self.rate_shift + gs))[:32])
         # one xorshift core per word: lane k's number is lane 0's XOR a constant (hdl_gen.srand)
         base = Signal(32)                            # synapse_address(layer, c * P, pre)
         m.d.comb += base.eq(row_pre | (Cat(Const(0, lg), row_c)[:14] << 14) | (layer << 28))
@@ -319,8 +319,7 @@ class FlipUnit(wiring.Component):
         m.d.sync += [s1_valid.eq(issue), s1_pre.eq(row_pre), s1_a.eq(row_a), s1_c.eq(row_c),
                      s1_addr.eq(row_addr), s1_rm.eq(r0 & rnd_mask), s1_rn.eq(~r0 & rnd_mask)]
 
-        # ---- stage 1: per-lane momentum update and flip decision ----------------------------------
-        reset_m = cfg.do_reset_momentum
+        # ---- momentum update and flip decision: five pipeline stages ------------------------------
         # u = floor((X + rnd) / 2^k) with X = G - (M << gs), exact but narrow:
         # |G| < 2^(db+tb-1) and |M << gs| < 2^(mb-1+gs), so X lies in [-2^W, 2^W). With
         # t = X + rnd[0:W] (W+2 bits) and rnd_hi = rnd >> W:
@@ -328,32 +327,74 @@ class FlipUnit(wiring.Component):
         #   k >  W: u = floor(((t >> W) + rnd_hi) / 2^(k-W)) with t >> W in {-1, 0, 1}, so
         #           u = +1 if t >> W == 1 and rnd_hi has all its k-W bits set (k <= 32),
         #           u = -1 if t >> W == -1 and rnd_hi == 0, else u = 0.
+        # The stages (one register each, so the ECP5 build closes timing at 80 MHz):
+        #   A  memory words registered (the block RAM output goes straight into flip-flops)
+        #   B  G = delta * a; the high random bits reduced to two flags per lane
+        #   C  t = G - (M << gs) + rnd_low
+        #   D  u from t (narrow shifter, range check)
+        #   E  M' = sat(M + u), flip = w * M' > thr, new weight and momentum
+        reset_m = cfg.do_reset_momentum
         W = max(db + tb - 1, mb - 1 + gs) + 1
         t_bits = W + 2
         k_small = Signal()                            # k <= W
         k_le_32 = Signal()
         t_mask = Signal(t_bits)                       # bits of t at positions >= k + mb
-        m.d.comb += [
+        m.d.sync += [
             k_small.eq(k_total <= W), k_le_32.eq(k_total <= 32),
             t_mask.eq((Const((1 << t_bits) - 1, t_bits) << (k_total + mb))[:t_bits]),
         ]
         k_amt = k_total[:max(1, W.bit_length())]      # the shift when k <= W
-        mask_hi = (s1_rm | s1_rn)[W:32] if W < 32 else None   # = rnd_mask bits [W, 32)
-        new_w, new_m, flips, sats, visits = [], [], [], [], []
+        lo_bits = min(W, 32)
+
+        def stage(name, prev_valid, fields):
+            """Register ``fields`` ({name: value}) and a valid bit; returns (valid, {name: reg})."""
+            v = Signal(name=f"{name}_valid")
+            m.d.sync += v.eq(prev_valid)
+            regs = {}
+            for fname, val in fields.items():
+                r = Signal.like(val, name=f"{name}_{fname}") if isinstance(val, Signal) else \
+                    Signal(len(val), name=f"{name}_{fname}")
+                m.d.sync += r.eq(val)
+                regs[fname] = r
+            pipe_valids.append(v)
+            return v, regs
+
+        meta = dict(pre=s1_pre, c=s1_c, addr=s1_addr)
+        # A: memory words
+        a_valid, A = stage("sa", s1_valid, dict(meta, d=d_rd.data, mo=mom_rd.data,
+                                                w=self.w_rd_data, a=s1_a, rm=s1_rm, rn=s1_rn))
+        # B: products, visits, random flags
+        mask_hi = (A["rm"] | A["rn"])[W:32] if W < 32 else None   # = rnd_mask bits [W, 32)
+        b_in = dict(pre=A["pre"], c=A["c"], addr=A["addr"], mo=A["mo"], w=A["w"])
         for k in range(P):
-            d = d_rd.data[k * db:(k + 1) * db].as_signed()
-            mo = mom_rd.data[k * mb:(k + 1) * mb].as_signed()
-            wb = self.w_rd_data[k]
-            if k < n_valid_last:
-                lane_ok = Const(1)
-            else:
-                lane_ok = s1_c != C - 1
-            visit = Signal(name=f"visit{k}")
-            m.d.comb += visit.eq(lane_ok & (d != 0))
-            g = d * s1_a
-            rnd = lane_select(s1_rm, s1_rn, lane_constant(k))
+            d = A["d"][k * db:(k + 1) * db].as_signed()
+            lane_ok = Const(1) if k < n_valid_last else (A["c"] != C - 1)
+            rnd = lane_select(A["rm"], A["rn"], lane_constant(k))
+            g = Signal(signed(db + tb), name=f"g{k}")
+            m.d.comb += g.eq(d * A["a"])
+            b_in[f"g{k}"] = g
+            b_in[f"visit{k}"] = lane_ok & (d != 0)
+            b_in[f"rlo{k}"] = rnd[:lo_bits]
+            if mask_hi is not None:
+                b_in[f"rup{k}"] = rnd[W:32] == mask_hi
+                b_in[f"rdn{k}"] = rnd[W:32] == 0
+        b_valid, B = stage("sb", a_valid, b_in)
+        # C: t
+        c_in = dict(pre=B["pre"], c=B["c"], addr=B["addr"], mo=B["mo"], w=B["w"])
+        for k in range(P):
+            mo = B["mo"][k * mb:(k + 1) * mb].as_signed()
             t = Signal(signed(t_bits), name=f"t{k}")
-            m.d.comb += t.eq(g - (mo << gs) + rnd[:min(W, 32)])
+            m.d.comb += t.eq(B[f"g{k}"] - (mo << gs) + B[f"rlo{k}"])
+            c_in[f"t{k}"] = t
+            c_in[f"visit{k}"] = B[f"visit{k}"]
+            if mask_hi is not None:
+                c_in[f"rup{k}"] = B[f"rup{k}"]
+                c_in[f"rdn{k}"] = B[f"rdn{k}"]
+        c_valid, Cs = stage("sc", b_valid, c_in)
+        # D: u
+        d_in = dict(pre=Cs["pre"], c=Cs["c"], addr=Cs["addr"], mo=Cs["mo"], w=Cs["w"])
+        for k in range(P):
+            t = Cs[f"t{k}"]
             # small k: only u's low mb+1 bits and whether u fits signed(mb+1) are needed,
             # since M + u saturates the same way as M + 2^mb or M - 2^mb - 1 otherwise
             u_low = _narrow_sshr(m, t, k_amt, mb + 1, name=f"u{k}")
@@ -361,9 +402,8 @@ class FlipUnit(wiring.Component):
             fits = ~((t ^ sign.replicate(t_bits)) & t_mask).any()
             t_hi = t[W:]                              # t >> W: 2-bit signed, -1, 0 or +1
             if mask_hi is not None:
-                r_hi = rnd[W:32]
-                up = (t_hi == 1) & k_le_32 & (r_hi == mask_hi)
-                down = (t_hi == 3) & (r_hi == 0)
+                up = (t_hi == 1) & k_le_32 & Cs[f"rup{k}"]
+                down = (t_hi == 3) & Cs[f"rdn{k}"]
             else:
                 up, down = Const(0), t_hi == 3
             u_c = Signal(signed(mb + 2), name=f"uc{k}")
@@ -372,8 +412,17 @@ class FlipUnit(wiring.Component):
                                        Mux(sign, -(1 << mb) - 1, 1 << mb)))
             with m.Else():
                 m.d.comb += u_c.eq(Mux(up, 1, Mux(down, -1, 0)))
+            d_in[f"u{k}"] = u_c
+            d_in[f"visit{k}"] = Cs[f"visit{k}"]
+        d_valid, D = stage("sd", c_valid, d_in)
+        # E: saturate, decide, flip
+        new_w, new_m, flips, sats, visits = [], [], [], [], []
+        for k in range(P):
+            mo = D["mo"][k * mb:(k + 1) * mb].as_signed()
+            wb = D["w"][k]
+            visit = D[f"visit{k}"]
             mn = Signal(signed(mb + 3), name=f"mn{k}")
-            m.d.comb += mn.eq(mo + u_c)
+            m.d.comb += mn.eq(mo + D[f"u{k}"])
             hi, lo = Signal(name=f"sat_hi{k}"), Signal(name=f"sat_lo{k}")
             m.d.comb += [hi.eq(mn > mom_max), lo.eq(mn < -mom_max)]
             ms = Signal(signed(mb), name=f"ms{k}")
@@ -387,34 +436,43 @@ class FlipUnit(wiring.Component):
             flips.append(flip)
             sats.append(visit & (hi | lo))
             visits.append(visit)
-        m.d.sync += [
-            s2_valid.eq(s1_valid), s2_pre.eq(s1_pre), s2_c.eq(s1_c), s2_addr.eq(s1_addr),
-            s2_w.eq(Cat(*new_w)), s2_m.eq(Cat(*new_m)), s2_flip.eq(Cat(*flips)),
-            s2_visit.eq(Cat(*visits).any()), s2_nsat.eq(sum(sats)),
-        ]
+        s2_valid, S2 = stage("s2", d_valid, dict(
+            pre=D["pre"], c=D["c"], addr=D["addr"], w=Cat(*new_w), m=Cat(*new_m),
+            flip=Cat(*flips), sat=Cat(*sats), visit=Cat(*visits).any()))
+        s2_pre, s2_c, s2_addr, s2_flip = S2["pre"], S2["c"], S2["addr"], S2["flip"]
+        assert len(pipe_valids) == PIPE_STAGES
+        level = ff.level if events else 0
+        m.d.comb += inflight.eq(level + s1_valid + sum(pipe_valids))
 
-        # ---- stage 2: write back, flips into the FIFO, counters -----------------------------------
+        # ---- write back, flips into the FIFO ------------------------------------------------------
         any_flip = s2_flip.any()
         m.d.comb += [
-            self.w_wr_addr.eq(s2_addr), self.w_wr_data.eq(s2_w),
+            self.w_wr_addr.eq(s2_addr), self.w_wr_data.eq(S2["w"]),
             self.w_wr_en.eq(s2_valid & any_flip),
             mom_wr.addr.eq(Mux(running, s2_addr, self.mom_addr)),
-            mom_wr.data.eq(Mux(running, s2_m, self.mom_wdata)),
-            mom_wr.en.eq(Mux(running, s2_valid & s2_visit, self.mom_we)),
+            mom_wr.data.eq(Mux(running, S2["m"], self.mom_wdata)),
+            mom_wr.en.eq(Mux(running, s2_valid & S2["visit"], self.mom_we)),
             self.mom_rdata.eq(mom_rd.data),
         ]
         if events:
             m.d.comb += [ff.w_data.eq(Cat(s2_flip, s2_c, s2_pre)),
                          ff.w_en.eq(s2_valid & any_flip)]
         m.d.sync += self.mom_rvalid.eq(self.mom_re & ~running)
+
+        # ---- counters: population counts registered before the 32-bit additions -------------------
         n_sat = Signal(COUNTER_BITS)
         n_flip = Signal(COUNTER_BITS)
+        cnt_valid = Signal()
+        cnt_sat = Signal(range(P + 1))
+        cnt_flip = Signal(range(P + 1))
+        m.d.sync += [cnt_valid.eq(s2_valid),
+                     cnt_sat.eq(sum(S2["sat"][k] for k in range(P))),
+                     cnt_flip.eq(sum(s2_flip[k] for k in range(P)))]
         m.d.comb += [self.n_sat.eq(n_sat), self.n_flip.eq(n_flip)]
         with m.If(self.cnt_clear):
             m.d.sync += [n_sat.eq(0), n_flip.eq(0)]
-        with m.Elif(s2_valid):
-            m.d.sync += [n_sat.eq(n_sat + s2_nsat),
-                         n_flip.eq(n_flip + sum(s2_flip[k] for k in range(P)))]
+        with m.Elif(cnt_valid):
+            m.d.sync += [n_sat.eq(n_sat + cnt_sat), n_flip.eq(n_flip + cnt_flip)]
 
         # ---- o_flip serialiser: lowest set lane first --------------------------------------------
         drained_events = Const(1)
@@ -447,7 +505,8 @@ class FlipUnit(wiring.Component):
             drained_events = (ff.level == 0) & ~ser_have
 
         # ---- end of pass -------------------------------------------------------------------------
-        drained = ended & ~have_row & ~s1_valid & ~s2_valid & drained_events
+        drained = (ended & ~have_row & ~s1_valid & ~Cat(*pipe_valids).any() & ~cnt_valid
+                   & drained_events)
         m.d.comb += self.done.eq(running & drained)
         with m.If(running & drained):
             m.d.sync += [running.eq(0), ended.eq(0)]
