@@ -6,7 +6,7 @@ the top's stream layouts (and the host protocol built on them) never change with
 """
 from __future__ import annotations
 
-from amaranth import Const, Mux, unsigned
+from amaranth import Cat, Const, Mux, unsigned
 from amaranth.utils import ceil_log2
 
 __all__ = ["NEURON_BITS", "LAYER_BITS", "T_BITS", "uidx", "words", "check_lanes",
@@ -35,11 +35,17 @@ def check_lanes(lanes: int) -> None:
 
 
 def lowest_set(m, bits: int):
-    """Index of the lowest set bit of ``m`` (0 when ``m == 0``): a priority encoder."""
-    idx = Const(0, uidx(bits))
-    for k in reversed(range(bits)):
-        idx = Mux(m[k], k, idx)
-    return idx
+    """Index of the lowest set bit of ``m`` (0 when ``m == 0``): a priority encoder.
+
+    ``m & -m`` isolates the lowest set bit (one carry chain), then each index bit is an OR over
+    the lanes whose index has it set: logarithmic depth, not a chain of ``bits`` multiplexers.
+    """
+    width = uidx(bits).width
+    onehot = (m & (~m + 1))[:bits]
+    if width == 0 or bits == 1:
+        return Const(0, uidx(bits))
+    return Cat(*(Cat(*(onehot[k] for k in range(bits) if (k >> b) & 1)).any()
+                 for b in range(width)))
 
 
 def highest_set(m, bits: int):

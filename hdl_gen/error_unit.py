@@ -166,13 +166,18 @@ class ErrorUnit(wiring.Component):
         for k in range(P):
             with m.If(s1_j[:lg] == k):
                 m.d.comb += u.eq(self.x_u[k])
-        tgt = Mux(s1_j == self.label, d.target, 0)
-        delta, ovf = sat_sym(shr_round(u - tgt, cfg.err_shift), d.delta_max)
-        m.d.sync += [b_valid.eq(s1_valid), b_j.eq(s1_j), b_delta.eq(delta)]
-        m.d.comb += self.sat.eq(s1_valid & ovf)
+        # the lane's u and target registered before the arithmetic (timing)
+        s2_valid = Signal()
+        s2_j = Signal.like(b_j)
+        s2_diff = Signal(signed(cfg.membrane_bits + 1))
+        m.d.sync += [s2_valid.eq(s1_valid), s2_j.eq(s1_j),
+                     s2_diff.eq(u - Mux(s1_j == self.label, d.target, 0))]
+        delta, ovf = sat_sym(shr_round(s2_diff, cfg.err_shift), d.delta_max)
+        m.d.sync += [b_valid.eq(s2_valid), b_j.eq(s2_j), b_delta.eq(delta)]
+        m.d.comb += self.sat.eq(s2_valid & ovf)
         with m.If(self.start & ~running):
             m.d.sync += [running.eq(1), j.eq(0)]
-        with m.Elif(running & (j == n) & ~s1_valid & ~b_valid):
+        with m.Elif(running & (j == n) & ~s1_valid & ~s2_valid & ~b_valid):
             m.d.sync += running.eq(0)
         m.d.comb += self.busy.eq(running)
 
@@ -197,7 +202,8 @@ class ErrorUnit(wiring.Component):
                 m.d.sync += [c.eq(0), i.eq(i + 1)]
             with m.Else():
                 m.d.sync += c.eq(c + 1)
-        # stage 1: +-delta over the P lanes of one word, accumulated over the row
+        # stage 1: +-delta over the P lanes of one word (an adder tree, registered); the lane's
+        # u and theta picked out of the NeuronArray word and registered
         last_lanes = nn - (Cn - 1) * P
         terms = []
         for k in range(P):
@@ -210,33 +216,48 @@ class ErrorUnit(wiring.Component):
             terms = [terms[q] + terms[q + 1] if q + 1 < len(terms) else terms[q]
                      for q in range(0, len(terms), 2)]
         e_width = db + max(1, nn.bit_length()) + 1
-        e_acc = Signal(signed(e_width))
-        e_now = Signal(signed(e_width))
-        m.d.comb += e_now.eq(Mux(s1_c == 0, 0, e_acc) + terms[0])
-        with m.If(s1_valid):
-            m.d.sync += e_acc.eq(e_now)
         u = Signal(signed(mb))
         th = Signal(signed(mb))
         for k in range(P):
             with m.If(s1_i[:lg] == k):
                 m.d.comb += [u.eq(self.x_u[k]), th.eq(self.x_theta[k])]
+        r_valid = Signal()
+        r_i = Signal.like(b_j)
+        r_c = Signal.like(c)
+        r_sum = Signal(signed(e_width))
+        r_u = Signal(signed(mb))
+        r_th = Signal(signed(mb))
+        m.d.sync += [r_valid.eq(s1_valid), r_i.eq(s1_i), r_c.eq(s1_c), r_sum.eq(terms[0]),
+                     r_u.eq(u), r_th.eq(th)]
+        # stage 1b: e[i] accumulated over the row's C' words
+        e_acc = Signal(signed(e_width))
+        e_now = Signal(signed(e_width))
+        m.d.comb += e_now.eq(Mux(r_c == 0, 0, e_acc) + r_sum)
+        with m.If(r_valid):
+            m.d.sync += e_acc.eq(e_now)
         s2_valid = Signal()
         s2_i = Signal.like(b_j)
         s2_e = Signal(signed(e_width))
         s2_diff = Signal(signed(mb + 1))
-        m.d.sync += [s2_valid.eq(s1_valid & (s1_c == Cn - 1)), s2_i.eq(s1_i), s2_e.eq(e_now),
-                     s2_diff.eq(u - th)]
-        # stage 2: triangle surrogate, product, rounding, saturation
+        m.d.sync += [s2_valid.eq(r_valid & (r_c == Cn - 1)), s2_i.eq(r_i), s2_e.eq(e_now),
+                     s2_diff.eq(r_u - r_th)]
+        # stage 2: triangle surrogate
         width = 1 << ss
         mag = Mux(s2_diff < 0, -s2_diff, s2_diff)
-        sg = Signal(unsigned(ss + 1))
-        m.d.comb += sg.eq(Mux(mag < width, width - mag, 0))
-        prod = s2_e * sg
+        s3_valid = Signal()
+        s3_i = Signal.like(b_j)
+        s3_e = Signal(signed(e_width))
+        s3_sg = Signal(unsigned(ss + 1))
+        m.d.sync += [s3_valid.eq(s2_valid), s3_i.eq(s2_i), s3_e.eq(s2_e),
+                     s3_sg.eq(Mux(mag < width, width - mag, 0))]
+        # stage 3: product, rounding, saturation
+        prod = s3_e * s3_sg
         delta, ovf = sat_sym(shr_round(prod, ss), d.delta_max)
-        m.d.sync += [b_valid.eq(s2_valid), b_j.eq(s2_i), b_delta.eq(delta)]
-        m.d.comb += self.sat.eq(s2_valid & ovf)
+        m.d.sync += [b_valid.eq(s3_valid), b_j.eq(s3_i), b_delta.eq(delta)]
+        m.d.comb += self.sat.eq(s3_valid & ovf)
         with m.If(self.start & ~running):
             m.d.sync += [running.eq(1), i.eq(0), c.eq(0), k_addr.eq(0)]
-        with m.Elif(running & (i == n) & ~s1_valid & ~s2_valid & ~b_valid):
+        with m.Elif(running & (i == n) & ~s1_valid & ~r_valid & ~s2_valid & ~s3_valid
+                    & ~b_valid):
             m.d.sync += running.eq(0)
         m.d.comb += self.busy.eq(running)

@@ -15,6 +15,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
+from .common import lowest_set
 from .srand import lane_constant, lane_select, srand_value
 
 __all__ = ["FlipUnit", "RATE_SHIFT_BITS", "COUNTER_BITS", "PIPE_STAGES"]
@@ -23,8 +24,8 @@ __all__ = ["FlipUnit", "RATE_SHIFT_BITS", "COUNTER_BITS", "PIPE_STAGES"]
 RATE_SHIFT_BITS = 6
 #: Width of the saturation and flip counters (they wrap modulo 2^32).
 COUNTER_BITS = 32
-#: Register stages between the memory read (s1) and the write-back: A..E in ``elaborate``.
-PIPE_STAGES = 5
+#: Register stages between the memory read (s1) and the write-back: A..F in ``elaborate``.
+PIPE_STAGES = 6
 
 
 def _ubits(n_values: int) -> int:
@@ -319,7 +320,7 @@ class FlipUnit(wiring.Component):
         m.d.sync += [s1_valid.eq(issue), s1_pre.eq(row_pre), s1_a.eq(row_a), s1_c.eq(row_c),
                      s1_addr.eq(row_addr), s1_rm.eq(r0 & rnd_mask), s1_rn.eq(~r0 & rnd_mask)]
 
-        # ---- momentum update and flip decision: five pipeline stages ------------------------------
+        # ---- momentum update and flip decision: six pipeline stages ------------------------------
         # u = floor((X + rnd) / 2^k) with X = G - (M << gs), exact but narrow:
         # |G| < 2^(db+tb-1) and |M << gs| < 2^(mb-1+gs), so X lies in [-2^W, 2^W). With
         # t = X + rnd[0:W] (W+2 bits) and rnd_hi = rnd >> W:
@@ -332,7 +333,8 @@ class FlipUnit(wiring.Component):
         #   B  G = delta * a; the high random bits reduced to two flags per lane
         #   C  t = G - (M << gs) + rnd_low
         #   D  u from t (narrow shifter, range check)
-        #   E  M' = sat(M + u), flip = w * M' > thr, new weight and momentum
+        #   E  M' = sat(M + u)
+        #   F  flip = w * M' > thr, new weight and momentum
         reset_m = cfg.do_reset_momentum
         W = max(db + tb - 1, mb - 1 + gs) + 1
         t_bits = W + 2
@@ -415,29 +417,40 @@ class FlipUnit(wiring.Component):
             d_in[f"u{k}"] = u_c
             d_in[f"visit{k}"] = Cs[f"visit{k}"]
         d_valid, D = stage("sd", c_valid, d_in)
-        # E: saturate, decide, flip
-        new_w, new_m, flips, sats, visits = [], [], [], [], []
+        # E: M' = sat(M + u)
+        e_in = dict(pre=D["pre"], c=D["c"], addr=D["addr"], mo=D["mo"], w=D["w"])
         for k in range(P):
             mo = D["mo"][k * mb:(k + 1) * mb].as_signed()
-            wb = D["w"][k]
-            visit = D[f"visit{k}"]
             mn = Signal(signed(mb + 3), name=f"mn{k}")
             m.d.comb += mn.eq(mo + D[f"u{k}"])
             hi, lo = Signal(name=f"sat_hi{k}"), Signal(name=f"sat_lo{k}")
             m.d.comb += [hi.eq(mn > mom_max), lo.eq(mn < -mom_max)]
             ms = Signal(signed(mb), name=f"ms{k}")
             m.d.comb += ms.eq(Mux(hi, mom_max, Mux(lo, -mom_max, mn)))
-            wm = Mux(wb, ms, -ms)
+            e_in[f"ms{k}"] = ms
+            e_in[f"sat{k}"] = D[f"visit{k}"] & (hi | lo)
+            e_in[f"visit{k}"] = D[f"visit{k}"]
+        e_valid, E = stage("se", d_valid, e_in)
+        # F: flip = w * M' > thr, i.e. M' > thr for w = +1 and M' < -thr for w = -1 (no negation
+        # in the path: -thr is a pass constant)
+        thr_neg = Signal(signed(mb + 2))
+        m.d.sync += thr_neg.eq(-self.thr)
+        new_w, new_m, flips, sats, visits = [], [], [], [], []
+        for k in range(P):
+            mo = E["mo"][k * mb:(k + 1) * mb].as_signed()
+            wb = E["w"][k]
+            visit = E[f"visit{k}"]
+            ms = E[f"ms{k}"]
             flip = Signal(name=f"flip{k}")
-            m.d.comb += flip.eq(visit & (wm > self.thr))
+            m.d.comb += flip.eq(visit & Mux(wb, ms > self.thr, ms < thr_neg))
             mf = Mux(visit, Mux(flip, 0, ms) if reset_m else ms, mo)
             new_w.append(wb ^ flip)
             new_m.append(mf[:mb])
             flips.append(flip)
-            sats.append(visit & (hi | lo))
+            sats.append(E[f"sat{k}"])
             visits.append(visit)
-        s2_valid, S2 = stage("s2", d_valid, dict(
-            pre=D["pre"], c=D["c"], addr=D["addr"], w=Cat(*new_w), m=Cat(*new_m),
+        s2_valid, S2 = stage("s2", e_valid, dict(
+            pre=E["pre"], c=E["c"], addr=E["addr"], w=Cat(*new_w), m=Cat(*new_m),
             flip=Cat(*flips), sat=Cat(*sats), visit=Cat(*visits).any()))
         s2_pre, s2_c, s2_addr, s2_flip = S2["pre"], S2["c"], S2["addr"], S2["flip"]
         assert len(pipe_valids) == PIPE_STAGES
@@ -482,9 +495,7 @@ class FlipUnit(wiring.Component):
             ser_pre = Signal(pre_w)
             ser_c = Signal(cb)
             idx = Signal(max(1, lg))
-            for k in reversed(range(P)):
-                with m.If(ser_mask[k]):
-                    m.d.comb += idx.eq(k)
+            m.d.comb += idx.eq(lowest_set(ser_mask, P))
             rest = Signal(P)
             m.d.comb += rest.eq(ser_mask & (ser_mask - 1))
             post = Cat(idx[:lg], ser_c) if lg else ser_c

