@@ -275,7 +275,9 @@ class FlipUnit(wiring.Component):
         # Every word in the pipeline may carry flips, so a word is issued only when the FIFO has
         # room for all of them: this credit keeps the FIFO from overflowing under back-pressure.
         pipe_valids = []                              # filled in below, one per stage after issue
-        inflight = Signal(range(self._fifo_depth + PIPE_STAGES + 2))
+        # credits in use: words issued and not yet out of the pipeline, plus FIFO entries; a
+        # counter (not a sum of the stage valids) so the issue path stays short
+        inflight = Signal(range(self._fifo_depth + 1))
         if events:
             credit_ok = inflight < self._fifo_depth
         else:
@@ -454,8 +456,6 @@ class FlipUnit(wiring.Component):
             flip=Cat(*flips), sat=Cat(*sats), visit=Cat(*visits).any()))
         s2_pre, s2_c, s2_addr, s2_flip = S2["pre"], S2["c"], S2["addr"], S2["flip"]
         assert len(pipe_valids) == PIPE_STAGES
-        level = ff.level if events else 0
-        m.d.comb += inflight.eq(level + s1_valid + sum(pipe_valids))
 
         # ---- write back, flips into the FIFO ------------------------------------------------------
         any_flip = s2_flip.any()
@@ -508,6 +508,9 @@ class FlipUnit(wiring.Component):
             with m.If(sent):
                 m.d.sync += ser_mask.eq(rest)
             m.d.comb += ff.r_en.eq(~ser_have | (sent & (rest == 0)))
+            # a credit returns when a word leaves s2 without flips or leaves the FIFO
+            give = (s2_valid & ~any_flip) | (ff.r_en & ff.r_rdy)
+            m.d.sync += inflight.eq(inflight + issue - give)
             with m.If(ff.r_en):
                 m.d.sync += ser_have.eq(ff.r_rdy)
                 with m.If(ff.r_rdy):

@@ -141,20 +141,32 @@ class TraceUnit(wiring.Component):
         with m.If(p_issue):
             m.d.sync += p_c.eq(p_c + 1)
         new_a = Signal(self.a_shape)
-        sats, squares = [], []
+        sats = []
         for k in range(P):
             a = a_rd.data[k]
             raw = a - (a >> cfg.trace_shift) + Mux(s_prd.data[k], d.trace_one, 0)
             ovf = raw > d.trace_max
             m.d.comb += new_a[k].eq(Mux(ovf, d.trace_max, raw))
             sats.append(ovf)
-            squares.append(new_a[k] * new_a[k])
-        s_a = Signal.like(self.s_a)
+        # S_a (T-BSO's sum of squared traces) and the saturation count are pipelined behind the
+        # write-back: new traces registered (p2), squares registered (p3), word sum (p4)
+        p2_valid, p3_valid, p4_valid = Signal(), Signal(), Signal()
+        p2_a = Signal(self.a_shape)
+        p2_sats = Signal(P)
+        m.d.sync += [p2_valid.eq(p1_valid), p2_a.eq(new_a),
+                     p2_sats.eq(Mux(p1_valid, Cat(*sats), 0))]
+        p3_sq = [Signal(2 * cfg.trace_bits, name=f"sq{k}") for k in range(P)]
+        m.d.sync += p3_valid.eq(p2_valid)
+        m.d.sync += [p3_sq[k].eq(p2_a[k] * p2_a[k]) for k in range(P)]
+        sat_r = Signal.like(self.sat)
+        m.d.sync += sat_r.eq(popcount(list(p2_sats)))
         word_sq = Signal(2 * cfg.trace_bits + lg + 1)
-        m.d.comb += [word_sq.eq(sum(squares)), self.s_a.eq(s_a),
-                     self.sat.eq(Mux(p1_valid, popcount(sats), 0))]
-        with m.If(p1_valid):
+        m.d.sync += [p4_valid.eq(p3_valid), word_sq.eq(sum(p3_sq))]
+        s_a = Signal.like(self.s_a)
+        m.d.comb += [self.s_a.eq(s_a), self.sat.eq(sat_r)]
+        with m.If(p4_valid):
             m.d.sync += s_a.eq(s_a + word_sq)
+        upd_drained = ~p1_valid & ~p2_valid & ~p3_valid & ~p4_valid & (p2_sats == 0)
 
         # --- emit pass -------------------------------------------------------------------------
         e_rd_c = Signal(range(C + 1))
@@ -224,7 +236,7 @@ class TraceUnit(wiring.Component):
                     with m.Elif(self.clear):
                         m.d.sync += [state.eq(CLR), c_c.eq(0)]
             with m.Case(UPD):
-                with m.If((p_c == C) & ~p1_valid):
+                with m.If((p_c == C) & upd_drained):
                     m.d.sync += state.eq(IDLE)
             with m.Case(EMIT):
                 with m.If((e_rd_c == C) & ~e_have & (pend == 0)):
