@@ -175,16 +175,30 @@ class TraceUnit(wiring.Component):
         pend = Signal(P)
         held = Signal(self.a_shape)
         pend_word = Signal(uidx(C))
-        transfer = self.o_act.valid & self.o_act.ready
+        # o_act leaves from registers (timing: the selection below is a path of its own)
+        o_valid = Signal()
+        o_pre = Signal.like(self.o_act.p.pre)
+        o_a = Signal.like(self.o_act.p.a)
+        o_last = Signal()
+        load = (pend != 0) & (~o_valid | self.o_act.ready)
         one_left = (pend & (pend - 1)) == 0
-        e_consume = (state == EMIT) & e_have & ((pend == 0) | (one_left & transfer))
+        e_consume = (state == EMIT) & e_have & ((pend == 0) | (one_left & load))
         e_issue = (state == EMIT) & (~e_have | e_consume) & (e_rd_c < C)
         with m.If(e_issue):
             m.d.sync += [e_have.eq(1), e_cur.eq(e_rd_c), e_rd_c.eq(e_rd_c + 1)]
         with m.Elif(e_consume):
             m.d.sync += e_have.eq(0)
+        # the lowest pending lane, one-hot: its trace is an AND-OR over the lanes
+        onehot = Signal(P)
+        m.d.comb += onehot.eq(pend & (~pend + 1))
         lane = lowest_set(pend, P)
-        post = Cat(lane, pend_word)
+        sel_a = Signal.like(self.o_act.p.a)
+        ab = len(sel_a)
+        terms = [held[k][:ab] & onehot[k].replicate(ab) for k in range(P)]
+        while len(terms) > 1:
+            terms = [terms[q] | terms[q + 1] if q + 1 < len(terms) else terms[q]
+                     for q in range(0, len(terms), 2)]
+        m.d.comb += sel_a.eq(terms[0])
         last_word, last_lane = (n - 1) // P, (n - 1) % P
         nz = Signal(P)
         for k in range(P):
@@ -193,13 +207,17 @@ class TraceUnit(wiring.Component):
                 keep = keep | (e_cur == last_word)
             m.d.comb += nz[k].eq(keep)
         m.d.comb += [
-            self.o_act.valid.eq(pend != 0),
-            self.o_act.p.pre.eq(post),
-            self.o_act.p.a.eq(held[lane]),
-            self.o_act.p.last.eq((pend_word == last_word) & (lane == last_lane)),
+            self.o_act.valid.eq(o_valid),
+            self.o_act.p.pre.eq(o_pre),
+            self.o_act.p.a.eq(o_a),
+            self.o_act.p.last.eq(o_last),
         ]
-        with m.If(transfer):
-            m.d.sync += pend.eq(pend & (pend - 1))
+        with m.If(self.o_act.valid & self.o_act.ready):
+            m.d.sync += o_valid.eq(0)
+        with m.If(load):
+            m.d.sync += [o_valid.eq(1), o_pre.eq(Cat(lane, pend_word)), o_a.eq(sel_a),
+                         o_last.eq((pend_word == last_word) & onehot[last_lane]),
+                         pend.eq(pend & (pend - 1))]
         with m.If(e_consume):
             m.d.sync += [pend.eq(nz), held.eq(a_rd.data), pend_word.eq(e_cur)]
 
@@ -239,7 +257,7 @@ class TraceUnit(wiring.Component):
                 with m.If((p_c == C) & upd_drained):
                     m.d.sync += state.eq(IDLE)
             with m.Case(EMIT):
-                with m.If((e_rd_c == C) & ~e_have & (pend == 0)):
+                with m.If((e_rd_c == C) & ~e_have & (pend == 0) & ~o_valid):
                     m.d.sync += state.eq(IDLE)
             with m.Case(CLR):
                 m.d.sync += c_c.eq(c_c + 1)
