@@ -283,6 +283,49 @@ def board_breakdown(cfg, lanes: int, family: str, *, clk_hz: float = 40e6, log=p
             "blocks": blocks, "modules": mods, "total": total}
 
 
+def unit_fmax(lanes: int = 32, units=("NeuronArray", "TraceUnit", "ErrorUnit", "FlipUnit",
+                                        "Core"), out: Path = ROOT / "build" / "unit_fmax",
+              log=print) -> dict:
+    """Fmax of each hardware block alone on the ECP5-85F: the block behind
+    :class:`hdl_gen.build.ShiftHarness` (all inputs from a shift register, all outputs registered
+    and XOR-reduced), placed and routed at the board's 80 MHz target. Layer 0 of the digits
+    network 128-64-10 (the FlipUnit: layer 1, whose momentum memory is small; its logic per lane
+    is the same)."""
+    from golden.config import NetConfig
+    from hdl_gen.build import BuildError, ShiftHarness, build
+    cfg = NetConfig.default_for("bso", layers=(128, 64, 10))
+
+    def factory(unit):
+        def make(cfg, clk_hz):
+            if unit == "NeuronArray":
+                from hdl_gen.neuron_array import NeuronArray
+                return ShiftHarness(NeuronArray(cfg, 0, lanes))
+            if unit == "TraceUnit":
+                from hdl_gen.trace_unit import TraceUnit
+                return ShiftHarness(TraceUnit(cfg, 0, lanes))
+            if unit == "ErrorUnit":
+                from hdl_gen.error_unit import ErrorUnit
+                return ShiftHarness(ErrorUnit(cfg, 0, lanes))
+            if unit == "FlipUnit":
+                from hdl_gen.flip_unit import FlipUnit
+                return ShiftHarness(FlipUnit(cfg, 1, lanes=lanes))
+            from hdl_gen.core import Core
+            return ShiftHarness(Core(cfg, lanes=lanes))
+        make.__name__ = unit
+        return make
+
+    res = {}
+    for u in units:
+        try:
+            rep = build("ulx3s-85f", top=factory(u), cfg=cfg, out_dir=out / f"{u}_p{lanes}",
+                        log=lambda *a: None)
+        except BuildError as e:
+            rep = e.report or {"error": str(e)}
+        res[u] = {k: rep.get(k) for k in ("fmax_mhz", "limits", "error")}
+        log(f"[report] {u} P={lanes}: {res[u]}")
+    return {"layers": list(cfg.layers), "lanes": lanes, "units": res}
+
+
 def _luts(cells: dict) -> int:
     """LUT4 equivalents: ECP5 LUT4 + 2 per CCU2C; iCE40 SB_LUT4."""
     return cells.get("LUT4", 0) + 2 * cells.get("CCU2C", 0) + cells.get("SB_LUT4", 0)
@@ -354,6 +397,30 @@ def write_doc(doc: Path, reports: dict, thr: list, plots: dict, extra: dict | No
     w("Build any board yourself: `python -m hdl_gen build --board icebreaker|ulx3s-85f "
       "[--config FILE] [--out DIR] [--program]` (open toolchain from PyPI: YoWASP Yosys, "
       "nextpnr, icepack/ecppack; nothing from a vendor).\n")
+    w("## Summary\n")
+    w("| board | network, P | fits | core Fmax | target | learning state |")
+    w("|---|---|---|---|---|---|")
+    for name, rep in reports.items():
+        if rep is None:
+            w(f"| {name} | not built | | | | |")
+            continue
+        cfg = rep["config"]
+        net = f"{'-'.join(map(str, cfg['layers']))}, P = {rep.get('design_kw', {}).get('lanes')}"
+        if not rep.get("fits", True):
+            w(f"| {rep['title']} | {net} | **no**: {rep.get('limits')} | - | "
+              f"{rep['target_mhz']:g} MHz | - |")
+            continue
+        met = "met" if rep["meets_target"] else "**missed**"
+        w(f"| {rep['title']} | {net} | yes | {_fmt(rep['fmax_mhz'], 1)} MHz | "
+          f"{rep['target_mhz']:g} MHz ({met}) | {1 + cfg['momentum_bits']} bit/synapse |")
+    w("")
+    uf = extra.get("unit_fmax")
+    if uf:
+        w("Per-unit Fmax on the ECP5-85F (each unit alone behind the pin harness "
+          "`hdl_gen.build.ShiftHarness`, placed and routed at 80 MHz; network "
+          f"{'-'.join(map(str, uf['layers']))}, P = {uf['lanes']}): "
+          + ", ".join(f"{u} {_fmt(r.get('fmax_mhz'), 1)} MHz" for u, r in uf["units"].items())
+          + ". `python -m hdl_gen report --unit-fmax` reruns them.\n")
     w(FLOW_NOTES)
 
     # ---- per board
@@ -403,17 +470,26 @@ def write_doc(doc: Path, reports: dict, thr: list, plots: dict, extra: dict | No
                   + "\n")
 
     bd = extra.get("breakdown")
-    if bd:
-        w("### Where the logic goes (each Core unit synthesised alone, ECP5 LUT4 equivalents)\n")
-        w(f"Network {' x '.join(map(str, bd['config']['layers']))}, P = {bd['lanes']}. "
-          "LUT4 counts CCU2C carry cells as 2 LUT4; an iCE40 LC holds one LUT4 and one FF.\n")
-        w("| unit | LUT4 | FF | LUTRAM | BRAM | DSP |\n|---|---|---|---|---|---|")
-        for unit, c in bd["units"].items():
-            if "error" in c:
-                w(f"| {unit} | {c['error']} | | | | |")
-                continue
-            w(f"| {unit} | {_luts(c):,} | {_ffs(c):,} | {c.get('TRELLIS_DPR16X4', 0)} | "
-              f"{c.get('DP16KD', 0)} | {c.get('MULT18X18D', 0)} |")
+    if bd and "blocks" in bd:
+        fam = bd["family"]
+        w(f"### Where the logic goes ({fam}, hierarchical synthesis of the board top)\n")
+        w(f"Network {' x '.join(map(str, bd['config']['layers']))} with "
+          f"{bd['config']['optimizer'].upper()} learning, P = {bd['lanes']}; Yosys cell counts "
+          "per block (`-noflatten`, classic abc), summed over the block's instances. "
+          + ("An iCE40 logic cell (LC) holds one LUT4, one carry and one FF; the UP5K has "
+             "5,280." if fam == "ice40" else "CCU2C counts as 2 LUT4.") + "\n")
+        if fam == "ice40":
+            w("| block | SB_LUT4 | SB_CARRY | FF | EBR | DSP |\n|---|---|---|---|---|---|")
+            rows = list(bd["blocks"].items()) + [("**total**", bd["total"])]
+            for blk, c in rows:
+                w(f"| {blk} | {c.get('SB_LUT4', 0):,} | {c.get('SB_CARRY', 0):,} | "
+                  f"{_ffs(c):,} | {c.get('SB_RAM40_4K', 0)} | {c.get('SB_MAC16', 0)} |")
+        else:
+            w("| block | LUT4 | FF | LUTRAM | DP16KD | MULT18X18D |\n|---|---|---|---|---|---|")
+            rows = list(bd["blocks"].items()) + [("**total**", bd["total"])]
+            for blk, c in rows:
+                w(f"| {blk} | {_luts(c):,} | {_ffs(c):,} | {c.get('TRELLIS_DPR16X4', 0)} | "
+                  f"{c.get('DP16KD', 0)} | {c.get('MULT18X18D', 0)} |")
         w("")
 
     # ---- throughput
@@ -617,12 +693,15 @@ def main(args) -> int:
         thr = measure_throughput(tuple(args.lanes))
     extra["throughput"] = thr
     if args.breakdown:
-        from golden.config import NetConfig
-        cfg = get_board("icebreaker").default_config()
-        extra["breakdown"] = {"config": cfg.to_dict(), "lanes": args.breakdown,
-                              "units": unit_breakdown(cfg, args.breakdown)}
-    elif "breakdown" in old:
+        ib = get_board("icebreaker")
+        extra["breakdown"] = board_breakdown(ib.default_config(), args.breakdown, ib.family,
+                                             clk_hz=ib.f_target)
+    elif "breakdown" in old and "blocks" in old["breakdown"]:
         extra["breakdown"] = old["breakdown"]
+    if getattr(args, "unit_fmax", False):
+        extra["unit_fmax"] = unit_fmax()
+    elif "unit_fmax" in old:
+        extra["unit_fmax"] = old["unit_fmax"]
     if args.sweep:
         extra["sweep"] = resource_sweep(lanes=8, out=out / "sweep")
     elif "sweep" in old:
@@ -640,4 +719,13 @@ def main(args) -> int:
             plots["resources"] = f"img/{name}"
     write_doc(doc, reports, thr, plots, extra)
     print(f"[report] wrote {doc}")
+    if getattr(args, "json", None):
+        figures = {"boards": {b: None if r is None else {
+                       k: r.get(k) for k in ("board", "device", "fits", "fmax_mhz", "target_mhz",
+                                             "meets_target", "utilization", "memory", "limits",
+                                             "config", "design_kw")}
+                              for b, r in reports.items()},
+                   **extra}
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+        print(f"[report] wrote {args.json}")
     return 0
