@@ -173,8 +173,10 @@ class ErrorUnit(wiring.Component):
         m.d.sync += [s2_valid.eq(s1_valid), s2_j.eq(s1_j),
                      s2_diff.eq(u - Mux(s1_j == self.label, d.target, 0))]
         delta, ovf = sat_sym(shr_round(s2_diff, cfg.err_shift), d.delta_max)
-        m.d.sync += [b_valid.eq(s2_valid), b_j.eq(s2_j), b_delta.eq(delta)]
-        m.d.comb += self.sat.eq(s2_valid & ovf)
+        sat_r = Signal()                  # registered with the delta (the core counts it)
+        m.d.sync += [b_valid.eq(s2_valid), b_j.eq(s2_j), b_delta.eq(delta),
+                     sat_r.eq(s2_valid & ovf)]
+        m.d.comb += self.sat.eq(sat_r)
         with m.If(self.start & ~running):
             m.d.sync += [running.eq(1), j.eq(0)]
         with m.Elif(running & (j == n) & ~s1_valid & ~s2_valid & ~b_valid):
@@ -250,14 +252,20 @@ class ErrorUnit(wiring.Component):
         s3_sg = Signal(unsigned(ss + 1))
         m.d.sync += [s3_valid.eq(s2_valid), s3_i.eq(s2_i), s3_e.eq(s2_e),
                      s3_sg.eq(Mux(mag < width, width - mag, 0))]
-        # stage 3: product, rounding, saturation
-        prod = s3_e * s3_sg
-        delta, ovf = sat_sym(shr_round(prod, ss), d.delta_max)
-        m.d.sync += [b_valid.eq(s3_valid), b_j.eq(s3_i), b_delta.eq(delta)]
-        m.d.comb += self.sat.eq(s3_valid & ovf)
+        # stage 3: product (a hard multiplier with its output registered)
+        s4_valid = Signal()
+        s4_i = Signal.like(b_j)
+        s4_prod = Signal(signed(e_width + ss + 2))
+        m.d.sync += [s4_valid.eq(s3_valid), s4_i.eq(s3_i), s4_prod.eq(s3_e * s3_sg)]
+        # stage 4: rounding, saturation; the saturation flag registered with the delta
+        delta, ovf = sat_sym(shr_round(s4_prod, ss), d.delta_max)
+        sat_r = Signal()
+        m.d.sync += [b_valid.eq(s4_valid), b_j.eq(s4_i), b_delta.eq(delta),
+                     sat_r.eq(s4_valid & ovf)]
+        m.d.comb += self.sat.eq(sat_r)
         with m.If(self.start & ~running):
             m.d.sync += [running.eq(1), i.eq(0), c.eq(0), k_addr.eq(0)]
         with m.Elif(running & (i == n) & ~s1_valid & ~r_valid & ~s2_valid & ~s3_valid
-                    & ~b_valid):
+                    & ~s4_valid & ~b_valid):
             m.d.sync += running.eq(0)
         m.d.comb += self.busy.eq(running)
