@@ -755,6 +755,30 @@ class CommandExecutor(wiring.Component):
                         m.d.comb += len_ok.eq(plen == lay_.fixed_size)
         rp_hit = rp_valid & (rp_seq == seq) & (rp_op == op) & (rp_crc == dfr.item_crc)
 
+        # The checks of DISPATCH, computed from the held item in two registered steps (the FSM
+        # passes DECODE1 and DECODE2 first), so that DISPATCH's priority logic starts from
+        # flip-flops: one long combinational path became three short ones (ECP5 80 MHz).
+        d1_end = Signal(34)
+        d1_mem_size = Signal.like(mem_size)
+        d1_data_size = Signal.like(data_size)
+        m.d.sync += [d1_end.eq(f_offset + f_count), d1_mem_size.eq(mem_size),
+                     d1_data_size.eq(data_size)]
+        run_n = hdr_field(hdr, P.CMD_LAYOUTS[Cmd.RUN], "n")
+        chk = {k: Signal(name=f"chk_{k}") for k in (
+            "op_known", "len_ok", "rp_hit", "rp_ok", "crc_cfg", "mem_bad", "size0", "count0",
+            "mem_range", "oversize", "wlen_bad", "run_bad")}
+        m.d.sync += [
+            chk["op_known"].eq(op_known), chk["len_ok"].eq(len_ok), chk["rp_hit"].eq(rp_hit),
+            chk["rp_ok"].eq(rp_ok), chk["crc_cfg"].eq(dfr.item_crc32 != cfg_crc),
+            chk["mem_bad"].eq(f_mem > max(Mem)), chk["size0"].eq(d1_mem_size == 0),
+            chk["count0"].eq(f_count == 0),
+            chk["mem_range"].eq((d1_end > d1_mem_size) |
+                                ((f_mem == Mem.WEIGHT) & (f_offset[:3] != 0))),
+            chk["oversize"].eq(d1_data_size > room_data),
+            chk["wlen_bad"].eq(plen - wm_fixed != d1_data_size),
+            chk["run_bad"].eq((run_n == 0) | (st.t + run_n > T)),
+        ]
+
         # init: memory fill segments (space, layer, count, synapse n_post or 0, value)
         segs = []
         for l in range(NL):
@@ -815,7 +839,11 @@ class CommandExecutor(wiring.Component):
                         m.next = "SEND_ERR"
                     with m.Else():
                         m.d.sync += stats["frames_ok"].eq(stats["frames_ok"] + 1)
-                        m.next = "DISPATCH"
+                        m.next = "DECODE1"
+            with m.State("DECODE1"):          # d1_* registered from the item
+                m.next = "DECODE2"
+            with m.State("DECODE2"):          # chk_* registered
+                m.next = "DISPATCH"
 
             with m.State("CMD_ERR"):
                 m.d.sync += stats["cmd_errors"].eq(stats["cmd_errors"] + 1)
@@ -836,7 +864,7 @@ class CommandExecutor(wiring.Component):
             # --- decode -----------------------------------------------------------------------------
             with m.State("DISPATCH"):
                 sync_flags = hdr_field(hdr, P.CMD_LAYOUTS[Cmd.SYNC], "flags")
-                with m.If(~op_known):
+                with m.If(~chk["op_known"]):
                     cmd_error(ErrorCode.UNKNOWN_OPCODE, op)
                 with m.Elif(op == Cmd.SYNC):
                     with m.If(plen != P.CMD_LAYOUTS[Cmd.SYNC].fixed_size):
@@ -847,40 +875,37 @@ class CommandExecutor(wiring.Component):
                         with m.If(sync_flags & P.SyncFlags.NEW_SESSION):
                             m.d.sync += rp_valid.eq(0)
                         m.next = "SYNC_ACK"
-                with m.Elif(rp_hit):
-                    with m.If(rp_ok):
+                with m.Elif(chk["rp_hit"]):
+                    with m.If(chk["rp_ok"]):
                         m.next = "REPLAY"
                     with m.Else():
                         cmd_error(ErrorCode.NO_REPLAY, 0)
-                with m.Elif(~len_ok):
+                with m.Elif(~chk["len_ok"]):
                     cmd_error(ErrorCode.BAD_LENGTH, plen)
                 with m.Else():
                     with m.Switch(op):
                         with m.Case(Cmd.STATUS):
                             m.next = "X_START"
                         with m.Case(Cmd.WRITE_CONFIG):
-                            with m.If(dfr.item_crc32 != cfg_crc):
+                            with m.If(chk["crc_cfg"]):
                                 cmd_error(ErrorCode.CONFIG_MISMATCH, dfr.item_crc32)
                             with m.Else():
                                 m.next = "X_START"
                         with m.Case(Cmd.WRITE_MEM, Cmd.READ_MEM):
-                            end = Signal(34)
-                            m.d.comb += end.eq(f_offset + f_count)
-                            with m.If(f_mem > max(Mem)):
+                            with m.If(chk["mem_bad"]):
                                 cmd_error(ErrorCode.ADDRESS, f_mem)
-                            with m.Elif(mem_size == 0):
+                            with m.Elif(chk["size0"]):
                                 cmd_error(ErrorCode.ADDRESS, f_layer)
-                            with m.Elif(f_count == 0):
+                            with m.Elif(chk["count0"]):
                                 cmd_error(ErrorCode.RANGE, 0)
-                            with m.Elif((end > mem_size) |
-                                        ((f_mem == Mem.WEIGHT) & (f_offset[:3] != 0))):
+                            with m.Elif(chk["mem_range"]):
                                 cmd_error(ErrorCode.ADDRESS, f_offset)
                             with m.Elif(op == Cmd.READ_MEM):
-                                with m.If(data_size > room_data):
+                                with m.If(chk["oversize"]):
                                     cmd_error(ErrorCode.OVERSIZE, f_count)
                                 with m.Else():
                                     m.next = "X_START"
-                            with m.Elif(plen - wm_fixed != data_size):
+                            with m.Elif(chk["wlen_bad"]):
                                 cmd_error(ErrorCode.BAD_LENGTH, plen - wm_fixed)
                             with m.Elif(mem_nbytes == 0):
                                 # packed: only the padding bits of the last byte can be wrong
@@ -908,8 +933,8 @@ class CommandExecutor(wiring.Component):
                             with m.Else():
                                 m.next = "X_START"
                         with m.Case(Cmd.RUN):
-                            n_run = hdr_field(hdr, P.CMD_LAYOUTS[Cmd.RUN], "n")
-                            with m.If((n_run == 0) | (st.t + n_run > T)):
+                            n_run = run_n
+                            with m.If(chk["run_bad"]):
                                 cmd_error(ErrorCode.RANGE, n_run)
                             with m.Elif(learn & ~label_valid):
                                 cmd_error(ErrorCode.NO_LABEL, 0)
