@@ -436,6 +436,9 @@ BOARDS: dict[str, Board] = {
                   "ECPPACK": "yowasp-ecppack",
                   # amaranth-boards lists openFPGALoader as required even without programming
                   "OPENFPGALOADER": "true"},
+        # router2: on the 128-64-10 / P = 32 core, nextpnr's default router1 was still
+        # ripping up ~208k arcs after 20 min; router2 routed it in about 10 min
+        nextpnr_opts=("--router", "router2"),
         program_cmd=("-b", "ulx3s"), dsp_available=156, default_lanes=32, lut_mapper="abc",
         memory_bits=208 * 18 * 1024,
         memory_note="208 DP16KD x 18 kbit"),

@@ -598,7 +598,12 @@ class CommandExecutor(wiring.Component):
                     else:
                         f = P.mem_format(cfg, mem)
                         m.d.comb += [w_lo.eq(f.lo), w_hi.eq(f.hi)]
-        w_bad = (wsx < w_lo) | (wsx > w_hi)
+        # the limits registered: k is set the cycle before WM_SCAN, which lasts at least two
+        # cycles, so they are valid in WM_SCAN_CHK (and the address add stays off the compare)
+        w_lo_r = Signal.like(w_lo)
+        w_hi_r = Signal.like(w_hi)
+        m.d.sync += [w_lo_r.eq(w_lo), w_hi_r.eq(w_hi)]
+        w_bad = (wsx < w_lo_r) | (wsx > w_hi_r)
 
         # core address of word k: synapse (pre, post) or linear offset + k
         lin_addr = Signal(33)
