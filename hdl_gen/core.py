@@ -402,33 +402,50 @@ class Core(wiring.Component):
             return v[:width].as_signed()
 
         rdata = Signal(DW)
+        rdata_r = Signal(DW)
+        # The read-data selection uses copies of the request fields registered in MEM_A (the
+        # request register itself fans out to every memory's address): the selection path then
+        # starts next to the memories instead of at mq.
+        rq = Signal(self.mem_layout)
+        m.d.sync += rq.eq(mq)
+        rq_lane, rq_lane_i = rq.addr[:NEURON_BITS][:lg], rq.addr[:lg]
+
+        rq_ok = Signal()
+        m.d.sync += rq_ok.eq(mq_ok)
+
+        def rq_is(space):
+            return rq.mem == space
+
         mb = cfg.membrane_bits
         for l in range(L):
-            here = mq.layer == l
+            here = rq.layer == l
             word = wrd[l].data
-            with m.If(here & is_(sp.WEIGHT)):
-                m.d.comb += rdata.eq(word.bit_select(lane, 1))
-            with m.If(here & is_(sp.WEIGHT_WORD)):
+            with m.If(here & rq_is(sp.WEIGHT)):
+                m.d.comb += rdata.eq(word.bit_select(rq_lane, 1))
+            with m.If(here & rq_is(sp.WEIGHT_WORD)):
                 m.d.comb += rdata.eq(word)
-            with m.If(here & is_(sp.MOMENTUM)):
-                m.d.comb += rdata.eq(fu[l].mom_rdata.word_select(lane, cfg.momentum_bits)
+            with m.If(here & rq_is(sp.MOMENTUM)):
+                m.d.comb += rdata.eq(fu[l].mom_rdata.word_select(rq_lane, cfg.momentum_bits)
                                      .as_signed())
             if self.tbso:
-                with m.If(here & is_(sp.V)):
+                with m.If(here & rq_is(sp.V)):
                     m.d.comb += rdata.eq(tb[l].v_rdata)
-            with m.If(here & is_(sp.BIAS)):
-                m.d.comb += rdata.eq(na[l].x_bias.as_value().word_select(lane_i, mb).as_signed())
-            with m.If(here & is_(sp.MEMBRANE)):
-                m.d.comb += rdata.eq(na[l].x_v.as_value().word_select(lane_i, mb).as_signed())
-            with m.If(here & is_(sp.TRACE)):
-                m.d.comb += rdata.eq(tu[l].x_a.as_value().word_select(lane_i, cfg.trace_bits))
+            with m.If(here & rq_is(sp.BIAS)):
+                m.d.comb += rdata.eq(
+                    na[l].x_bias.as_value().word_select(rq_lane_i, mb).as_signed())
+            with m.If(here & rq_is(sp.MEMBRANE)):
+                m.d.comb += rdata.eq(
+                    na[l].x_v.as_value().word_select(rq_lane_i, mb).as_signed())
+            with m.If(here & rq_is(sp.TRACE)):
+                m.d.comb += rdata.eq(tu[l].x_a.as_value().word_select(rq_lane_i, cfg.trace_bits))
             if l < L - 1:
-                with m.If(here & is_(sp.THETA)):
+                with m.If(here & rq_is(sp.THETA)):
                     m.d.comb += rdata.eq(
-                        na[l].x_theta.as_value().word_select(lane_i, mb).as_signed())
+                        na[l].x_theta.as_value().word_select(rq_lane_i, mb).as_signed())
         sw = na[L - 1].score_width
-        with m.If(is_(sp.SCORE)):
-            m.d.comb += rdata.eq(na[L - 1].x_score.as_value().word_select(lane_i, sw).as_signed())
+        with m.If(rq_is(sp.SCORE)):
+            m.d.comb += rdata.eq(
+                na[L - 1].x_score.as_value().word_select(rq_lane_i, sw).as_signed())
         with m.If(is_(sp.REG)):
             with m.Switch(mq_idx):
                 with m.Case(int(Reg.STEP)):
@@ -663,7 +680,7 @@ class Core(wiring.Component):
                     m.next = "MEM_B"
             with m.State("MEM_B"):
                 m.d.comb += in_mem.eq(1)
-                m.d.sync += resp.eq(Mux(mq_ok, rdata, 0))
+                m.d.sync += rdata_r.eq(Mux(rq_ok, rdata, 0))
                 for l in range(L):
                     here = mq.layer == l
                     word = wrd[l].data
@@ -682,7 +699,10 @@ class Core(wiring.Component):
                 with m.If(mq.write):
                     m.next = "IDLE"
                 with m.Else():
-                    m.next = "MEM_C"
+                    m.next = "MEM_R"
+            with m.State("MEM_R"):            # the read data crosses to the response register
+                m.d.sync += resp.eq(rdata_r)
+                m.next = "MEM_C"
             with m.State("MEM_C"):
                 m.d.comb += [self.o_mem.valid.eq(1), self.o_mem.p.data.eq(resp)]
                 with m.If(self.o_mem.ready):

@@ -604,6 +604,7 @@ class CommandExecutor(wiring.Component):
         w_hi_r = Signal.like(w_hi)
         m.d.sync += [w_lo_r.eq(w_lo), w_hi_r.eq(w_hi)]
         w_bad = (wsx < w_lo_r) | (wsx > w_hi_r)
+        w_bad_r = Signal()
 
         # core address of word k: synapse (pre, post) or linear offset + k
         lin_addr = Signal(33)
@@ -976,9 +977,12 @@ class CommandExecutor(wiring.Component):
                     cmd_error(ErrorCode.RANGE, wd[:8])
                 with m.Else():
                     m.next = "X_START"
-            load_state("WM_SCAN", "WM_SCAN_CHK")
+            load_state("WM_SCAN", "WM_SCAN_CMP")
+            with m.State("WM_SCAN_CMP"):      # the range comparison registered (timing)
+                m.d.sync += w_bad_r.eq(w_bad)
+                m.next = "WM_SCAN_CHK"
             with m.State("WM_SCAN_CHK"):
-                with m.If(w_bad):
+                with m.If(w_bad_r):
                     cmd_error(ErrorCode.RANGE, wsx[:32])
                 with m.Elif(k + 1 == f_count):
                     m.next = "X_START"
