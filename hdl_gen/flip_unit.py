@@ -457,7 +457,7 @@ class FlipUnit(wiring.Component):
         s2_pre, s2_c, s2_addr, s2_flip = S2["pre"], S2["c"], S2["addr"], S2["flip"]
         assert len(pipe_valids) == PIPE_STAGES
 
-        # ---- write back, flips into the FIFO ------------------------------------------------------
+        # ---- write back, flips into the FIFO ---------------------------------------------------
         any_flip = s2_flip.any()
         m.d.comb += [
             self.w_wr_addr.eq(s2_addr), self.w_wr_data.eq(S2["w"]),
@@ -472,7 +472,7 @@ class FlipUnit(wiring.Component):
                          ff.w_en.eq(s2_valid & any_flip)]
         m.d.sync += self.mom_rvalid.eq(self.mom_re & ~running)
 
-        # ---- counters: population counts registered before the 32-bit additions -------------------
+        # ---- counters: population counts registered before the 32-bit additions ----------------
         n_sat = Signal(COUNTER_BITS)
         n_flip = Signal(COUNTER_BITS)
         cnt_valid = Signal()

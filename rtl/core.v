@@ -441,11 +441,11 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   wire \$491 ;
   wire \$492 ;
   wire \$493 ;
-  wire [32:0] \$494 ;
+  wire \$494 ;
   wire [32:0] \$495 ;
-  wire \$496 ;
-  wire [4:0] \$497 ;
-  wire \$498 ;
+  wire [32:0] \$496 ;
+  wire \$497 ;
+  wire [4:0] \$498 ;
   wire \$499 ;
   wire \$5 ;
   wire \$50 ;
@@ -458,21 +458,21 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   wire \$506 ;
   wire \$507 ;
   wire \$508 ;
-  wire [9:0] \$509 ;
+  wire \$509 ;
   wire \$51 ;
-  wire \$510 ;
+  wire [9:0] \$510 ;
   wire \$511 ;
   wire \$512 ;
   wire \$513 ;
-  wire [31:0] \$514 ;
-  wire \$515 ;
-  wire [31:0] \$516 ;
-  wire \$517 ;
-  wire [31:0] \$518 ;
-  wire \$519 ;
+  wire \$514 ;
+  wire [31:0] \$515 ;
+  wire \$516 ;
+  wire [31:0] \$517 ;
+  wire \$518 ;
+  wire [31:0] \$519 ;
   wire \$52 ;
-  wire [31:0] \$520 ;
-  wire \$521 ;
+  wire \$520 ;
+  wire [31:0] \$521 ;
   wire \$522 ;
   wire \$523 ;
   wire \$524 ;
@@ -487,63 +487,63 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   wire \$532 ;
   wire \$533 ;
   wire \$534 ;
-  wire [31:0] \$535 ;
-  wire \$536 ;
-  wire [62:0] \$537 ;
-  wire [32:0] \$538 ;
-  wire [6:0] \$539 ;
+  wire \$535 ;
+  wire [31:0] \$536 ;
+  wire \$537 ;
+  wire [62:0] \$538 ;
+  wire [32:0] \$539 ;
   wire \$54 ;
-  wire \$540 ;
-  wire [32:0] \$541 ;
-  wire \$542 ;
-  wire [32:0] \$543 ;
+  wire [6:0] \$540 ;
+  wire \$541 ;
+  wire [32:0] \$542 ;
+  wire \$543 ;
   wire [32:0] \$544 ;
-  wire [7:0] \$545 ;
-  wire [8:0] \$546 ;
-  wire [32:0] \$547 ;
-  wire [6:0] \$548 ;
-  wire [7:0] \$549 ;
+  wire [32:0] \$545 ;
+  wire [7:0] \$546 ;
+  wire [8:0] \$547 ;
+  wire [32:0] \$548 ;
+  wire [6:0] \$549 ;
   wire \$55 ;
-  wire [32:0] \$550 ;
-  wire [1:0] \$551 ;
-  wire [2:0] \$552 ;
-  wire [32:0] \$553 ;
+  wire [7:0] \$550 ;
+  wire [32:0] \$551 ;
+  wire [1:0] \$552 ;
+  wire [2:0] \$553 ;
   wire [32:0] \$554 ;
   wire [32:0] \$555 ;
   wire [32:0] \$556 ;
   wire [32:0] \$557 ;
-  wire \$558 ;
+  wire [32:0] \$558 ;
   wire \$559 ;
   wire \$56 ;
   wire \$560 ;
-  wire [32:0] \$561 ;
-  reg [1:0] \$562 ;
-  reg [3:0] \$563 ;
-  reg [3:0] \$564 ;
-  reg \$565 ;
-  reg \$566 ;
-  reg \$567 ;
+  wire \$561 ;
+  wire [32:0] \$562 ;
+  reg [68:0] \$563 ;
+  reg \$564 ;
+  reg [1:0] \$565 ;
+  reg [3:0] \$566 ;
+  reg [3:0] \$567 ;
   reg \$568 ;
-  reg [68:0] \$569 ;
+  reg \$569 ;
   wire \$57 ;
-  reg [8:0] \$570 ;
-  reg [1:0] \$571 ;
-  reg [31:0] \$572 ;
-  reg [31:0] \$573 ;
-  reg [3:0] \$574 ;
-  reg \$575 ;
-  reg [3:0] \$576 ;
-  reg [18:0] \$577 ;
-  reg [3:0] \$578 ;
-  reg [5:0] \$579 ;
+  reg \$570 ;
+  reg \$571 ;
+  reg [68:0] \$572 ;
+  reg [8:0] \$573 ;
+  reg [1:0] \$574 ;
+  reg [31:0] \$575 ;
+  reg [31:0] \$576 ;
+  reg [3:0] \$577 ;
+  reg \$578 ;
+  reg [3:0] \$579 ;
   wire \$58 ;
-  reg [5:0] \$580 ;
-  reg [15:0] \$581 ;
-  reg [15:0] \$582 ;
-  reg [15:0] \$583 ;
-  reg [31:0] \$584 ;
-  reg [31:0] \$585 ;
-  reg [31:0] \$586 ;
+  reg [18:0] \$580 ;
+  reg [3:0] \$581 ;
+  reg [5:0] \$582 ;
+  reg [5:0] \$583 ;
+  reg [15:0] \$584 ;
+  reg [15:0] \$585 ;
+  reg [15:0] \$586 ;
   reg [31:0] \$587 ;
   reg [31:0] \$588 ;
   reg [31:0] \$589 ;
@@ -554,14 +554,18 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   reg [31:0] \$593 ;
   reg [31:0] \$594 ;
   reg [31:0] \$595 ;
-  wire \$596 ;
-  wire \$597 ;
-  wire \$598 ;
-  wire \$599 ;
+  reg [31:0] \$596 ;
+  reg [31:0] \$597 ;
+  reg [31:0] \$598 ;
+  reg [31:0] \$599 ;
   wire \$6 ;
   wire \$60 ;
   wire \$600 ;
-  wire [2:0] \$601 ;
+  wire \$601 ;
+  wire \$602 ;
+  wire \$603 ;
+  wire \$604 ;
+  wire [2:0] \$605 ;
   wire \$61 ;
   wire \$62 ;
   wire \$63 ;
@@ -579,25 +583,25 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   wire \$74 ;
   wire \$75 ;
   wire \$76 ;
-  wire [8:0] \$763 ;
-  wire [9:0] \$769 ;
+  wire [8:0] \$767 ;
   wire \$77 ;
-  wire [9:0] \$775 ;
+  wire [9:0] \$773 ;
+  wire [9:0] \$779 ;
   wire \$78 ;
-  wire [7:0] \$781 ;
-  wire [9:0] \$787 ;
+  wire [7:0] \$785 ;
   wire \$79 ;
+  wire [9:0] \$791 ;
   wire \$8 ;
   wire \$80 ;
-  wire [8:0] \$800 ;
-  wire [9:0] \$806 ;
+  wire [8:0] \$804 ;
   wire \$81 ;
-  wire [9:0] \$812 ;
-  wire [7:0] \$818 ;
+  wire [9:0] \$810 ;
+  wire [9:0] \$816 ;
   wire \$82 ;
-  wire [9:0] \$822 ;
-  wire [8:0] \$827 ;
+  wire [7:0] \$822 ;
+  wire [9:0] \$826 ;
   wire \$83 ;
+  wire [8:0] \$831 ;
   wire \$84 ;
   wire \$85 ;
   wire \$86 ;
@@ -634,17 +638,17 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   wire bad;
   reg bad_cmd;
   wire busy;
-  wire \busy$198 ;
-  wire \busy$206 ;
+  wire \busy$199 ;
   wire \busy$207 ;
-  wire \busy$212 ;
-  wire \busy$242 ;
-  wire \busy$243 ;
+  wire \busy$208 ;
+  wire \busy$213 ;
   wire \busy$244 ;
+  wire \busy$245 ;
+  wire \busy$246 ;
   reg clear;
-  reg \clear$200 ;
   reg \clear$201 ;
   reg \clear$202 ;
+  reg \clear$203 ;
   wire clear_cnt;
   input clk;
   wire clk;
@@ -679,9 +683,9 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   wire dn_addr;
   wire [511:0] dn_data;
   wire dup;
-  wire \dup$252 ;
+  wire \dup$255 ;
   wire emit;
-  wire \emit$195 ;
+  wire \emit$196 ;
   reg ev_open;
   reg [1:0] flay = 2'h0;
   reg [39:0] flip_rec;
@@ -699,7 +703,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   wire [15:0] h_data;
   wire [15:0] \h_data$142 ;
   reg h_we_bias;
-  reg \h_we_bias$221 ;
+  reg \h_we_bias$222 ;
   reg h_we_theta;
   wire [9:0] host_waddr0;
   wire [7:0] host_waddr1;
@@ -793,17 +797,17 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   reg lay = 1'h0;
   reg learn = 1'h0;
   wire [4:0] level;
-  wire [4:0] \level$248 ;
+  wire [4:0] \level$250 ;
   wire [9:0] mom_addr;
   wire [7:0] \mom_addr$140 ;
   wire [255:0] mom_rdata;
-  wire [255:0] \mom_rdata$175 ;
+  wire [255:0] \mom_rdata$176 ;
   reg mom_re;
-  reg \mom_re$220 ;
+  reg \mom_re$221 ;
   reg [255:0] mom_wdata;
-  reg [255:0] \mom_wdata$224 ;
+  reg [255:0] \mom_wdata$225 ;
   reg mom_we;
-  reg \mom_we$225 ;
+  reg \mom_we$226 ;
   reg [68:0] mq = 69'h000000000000000000;
   wire [27:0] \mq.addr ;
   wire [31:0] \mq.data ;
@@ -823,9 +827,9 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   wire \mq.write ;
   wire mq_ok;
   wire [31:0] n_flip;
-  wire [31:0] \n_flip$230 ;
+  wire [31:0] \n_flip$231 ;
   wire [31:0] n_sat;
-  wire [31:0] \n_sat$228 ;
+  wire [31:0] \n_sat$229 ;
   wire [14:0] o_act__payload;
   wire [15:0] \o_act__payload$123 ;
   wire [6:0] \o_act__payload$123.a ;
@@ -919,22 +923,41 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   (* init = 6'h0c *)
   wire [5:0] \rate_shift$98 ;
   reg [31:0] rdata;
+  reg [31:0] rdata_r = 32'd0;
   (* enum_base_type = "ResultKind" *)
   (* enum_value_00 = "STEP" *)
   (* enum_value_01 = "SYNC" *)
   (* enum_value_10 = "REFUSED" *)
   reg [1:0] res_kind = 2'h0;
   reg [31:0] resp = 32'd0;
+  reg [68:0] rq = 69'h000000000000000000;
+  wire [27:0] \rq.addr ;
+  wire [31:0] \rq.data ;
+  wire [3:0] \rq.layer ;
+  (* enum_base_type = "MemSpace" *)
+  (* enum_value_0000 = "WEIGHT" *)
+  (* enum_value_0001 = "MOMENTUM" *)
+  (* enum_value_0010 = "V" *)
+  (* enum_value_0011 = "THETA" *)
+  (* enum_value_0100 = "BIAS" *)
+  (* enum_value_0101 = "REG" *)
+  (* enum_value_0110 = "WEIGHT_WORD" *)
+  (* enum_value_0111 = "SCORE" *)
+  (* enum_value_1000 = "MEMBRANE" *)
+  (* enum_value_1001 = "TRACE" *)
+  wire [3:0] \rq.mem ;
+  wire \rq.write ;
+  reg rq_ok = 1'h0;
   input rst;
   wire rst;
   wire [40:0] s_d;
-  wire [35:0] \s_d$215 ;
+  wire [35:0] \s_d$216 ;
   wire [6:0] sat;
-  wire [6:0] \sat$254 ;
-  wire [5:0] \sat$255 ;
-  wire [5:0] \sat$256 ;
-  wire \sat$257 ;
-  wire \sat$258 ;
+  wire [6:0] \sat$257 ;
+  wire [5:0] \sat$258 ;
+  wire [5:0] \sat$259 ;
+  wire \sat$260 ;
+  wire \sat$261 ;
   reg spike_cnt;
   reg [25:0] spike_rec;
   wire [3:0] \spike_rec.layer ;
@@ -943,9 +966,9 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   reg spike_we;
   reg spikes_on = 1'h1;
   wire start;
-  wire \start$189 ;
-  wire \start$193 ;
+  wire \start$190 ;
   wire \start$194 ;
+  wire \start$195 ;
   output [538:0] status;
   wire [538:0] status;
   wire [31:0] \status.bad_cmd ;
@@ -975,7 +998,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   wire [8:0] thr;
   wire [8:0] \thr$128 ;
   reg update;
-  reg \update$209 ;
+  reg \update$210 ;
   wire [9:0] w_addr;
   wire [7:0] \w_addr$157 ;
   wire [7:0] \w_addr$158 ;
@@ -999,39 +1022,39 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   wire w_wr_en;
   wire \w_wr_en$169 ;
   wire [223:0] x_a;
-  wire [223:0] \x_a$178 ;
-  wire [6:0] \x_a$178[0] ;
-  wire [6:0] \x_a$178[10] ;
-  wire [6:0] \x_a$178[11] ;
-  wire [6:0] \x_a$178[12] ;
-  wire [6:0] \x_a$178[13] ;
-  wire [6:0] \x_a$178[14] ;
-  wire [6:0] \x_a$178[15] ;
-  wire [6:0] \x_a$178[16] ;
-  wire [6:0] \x_a$178[17] ;
-  wire [6:0] \x_a$178[18] ;
-  wire [6:0] \x_a$178[19] ;
-  wire [6:0] \x_a$178[1] ;
-  wire [6:0] \x_a$178[20] ;
-  wire [6:0] \x_a$178[21] ;
-  wire [6:0] \x_a$178[22] ;
-  wire [6:0] \x_a$178[23] ;
-  wire [6:0] \x_a$178[24] ;
-  wire [6:0] \x_a$178[25] ;
-  wire [6:0] \x_a$178[26] ;
-  wire [6:0] \x_a$178[27] ;
-  wire [6:0] \x_a$178[28] ;
-  wire [6:0] \x_a$178[29] ;
-  wire [6:0] \x_a$178[2] ;
-  wire [6:0] \x_a$178[30] ;
-  wire [6:0] \x_a$178[31] ;
-  wire [6:0] \x_a$178[3] ;
-  wire [6:0] \x_a$178[4] ;
-  wire [6:0] \x_a$178[5] ;
-  wire [6:0] \x_a$178[6] ;
-  wire [6:0] \x_a$178[7] ;
-  wire [6:0] \x_a$178[8] ;
-  wire [6:0] \x_a$178[9] ;
+  wire [223:0] \x_a$179 ;
+  wire [6:0] \x_a$179[0] ;
+  wire [6:0] \x_a$179[10] ;
+  wire [6:0] \x_a$179[11] ;
+  wire [6:0] \x_a$179[12] ;
+  wire [6:0] \x_a$179[13] ;
+  wire [6:0] \x_a$179[14] ;
+  wire [6:0] \x_a$179[15] ;
+  wire [6:0] \x_a$179[16] ;
+  wire [6:0] \x_a$179[17] ;
+  wire [6:0] \x_a$179[18] ;
+  wire [6:0] \x_a$179[19] ;
+  wire [6:0] \x_a$179[1] ;
+  wire [6:0] \x_a$179[20] ;
+  wire [6:0] \x_a$179[21] ;
+  wire [6:0] \x_a$179[22] ;
+  wire [6:0] \x_a$179[23] ;
+  wire [6:0] \x_a$179[24] ;
+  wire [6:0] \x_a$179[25] ;
+  wire [6:0] \x_a$179[26] ;
+  wire [6:0] \x_a$179[27] ;
+  wire [6:0] \x_a$179[28] ;
+  wire [6:0] \x_a$179[29] ;
+  wire [6:0] \x_a$179[2] ;
+  wire [6:0] \x_a$179[30] ;
+  wire [6:0] \x_a$179[31] ;
+  wire [6:0] \x_a$179[3] ;
+  wire [6:0] \x_a$179[4] ;
+  wire [6:0] \x_a$179[5] ;
+  wire [6:0] \x_a$179[6] ;
+  wire [6:0] \x_a$179[7] ;
+  wire [6:0] \x_a$179[8] ;
+  wire [6:0] \x_a$179[9] ;
   wire [6:0] \x_a[0] ;
   wire [6:0] \x_a[10] ;
   wire [6:0] \x_a[11] ;
@@ -1071,39 +1094,39 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   wire \x_addr$160 ;
   wire \x_addr$162 ;
   wire [511:0] x_bias;
-  wire [511:0] \x_bias$176 ;
-  wire [15:0] \x_bias$176[0] ;
-  wire [15:0] \x_bias$176[10] ;
-  wire [15:0] \x_bias$176[11] ;
-  wire [15:0] \x_bias$176[12] ;
-  wire [15:0] \x_bias$176[13] ;
-  wire [15:0] \x_bias$176[14] ;
-  wire [15:0] \x_bias$176[15] ;
-  wire [15:0] \x_bias$176[16] ;
-  wire [15:0] \x_bias$176[17] ;
-  wire [15:0] \x_bias$176[18] ;
-  wire [15:0] \x_bias$176[19] ;
-  wire [15:0] \x_bias$176[1] ;
-  wire [15:0] \x_bias$176[20] ;
-  wire [15:0] \x_bias$176[21] ;
-  wire [15:0] \x_bias$176[22] ;
-  wire [15:0] \x_bias$176[23] ;
-  wire [15:0] \x_bias$176[24] ;
-  wire [15:0] \x_bias$176[25] ;
-  wire [15:0] \x_bias$176[26] ;
-  wire [15:0] \x_bias$176[27] ;
-  wire [15:0] \x_bias$176[28] ;
-  wire [15:0] \x_bias$176[29] ;
-  wire [15:0] \x_bias$176[2] ;
-  wire [15:0] \x_bias$176[30] ;
-  wire [15:0] \x_bias$176[31] ;
-  wire [15:0] \x_bias$176[3] ;
-  wire [15:0] \x_bias$176[4] ;
-  wire [15:0] \x_bias$176[5] ;
-  wire [15:0] \x_bias$176[6] ;
-  wire [15:0] \x_bias$176[7] ;
-  wire [15:0] \x_bias$176[8] ;
-  wire [15:0] \x_bias$176[9] ;
+  wire [511:0] \x_bias$177 ;
+  wire [15:0] \x_bias$177[0] ;
+  wire [15:0] \x_bias$177[10] ;
+  wire [15:0] \x_bias$177[11] ;
+  wire [15:0] \x_bias$177[12] ;
+  wire [15:0] \x_bias$177[13] ;
+  wire [15:0] \x_bias$177[14] ;
+  wire [15:0] \x_bias$177[15] ;
+  wire [15:0] \x_bias$177[16] ;
+  wire [15:0] \x_bias$177[17] ;
+  wire [15:0] \x_bias$177[18] ;
+  wire [15:0] \x_bias$177[19] ;
+  wire [15:0] \x_bias$177[1] ;
+  wire [15:0] \x_bias$177[20] ;
+  wire [15:0] \x_bias$177[21] ;
+  wire [15:0] \x_bias$177[22] ;
+  wire [15:0] \x_bias$177[23] ;
+  wire [15:0] \x_bias$177[24] ;
+  wire [15:0] \x_bias$177[25] ;
+  wire [15:0] \x_bias$177[26] ;
+  wire [15:0] \x_bias$177[27] ;
+  wire [15:0] \x_bias$177[28] ;
+  wire [15:0] \x_bias$177[29] ;
+  wire [15:0] \x_bias$177[2] ;
+  wire [15:0] \x_bias$177[30] ;
+  wire [15:0] \x_bias$177[31] ;
+  wire [15:0] \x_bias$177[3] ;
+  wire [15:0] \x_bias$177[4] ;
+  wire [15:0] \x_bias$177[5] ;
+  wire [15:0] \x_bias$177[6] ;
+  wire [15:0] \x_bias$177[7] ;
+  wire [15:0] \x_bias$177[8] ;
+  wire [15:0] \x_bias$177[9] ;
   wire [15:0] \x_bias[0] ;
   wire [15:0] \x_bias[10] ;
   wire [15:0] \x_bias[11] ;
@@ -1368,39 +1391,39 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   wire [15:0] \x_u[8] ;
   wire [15:0] \x_u[9] ;
   wire [511:0] x_v;
-  wire [511:0] \x_v$177 ;
-  wire [15:0] \x_v$177[0] ;
-  wire [15:0] \x_v$177[10] ;
-  wire [15:0] \x_v$177[11] ;
-  wire [15:0] \x_v$177[12] ;
-  wire [15:0] \x_v$177[13] ;
-  wire [15:0] \x_v$177[14] ;
-  wire [15:0] \x_v$177[15] ;
-  wire [15:0] \x_v$177[16] ;
-  wire [15:0] \x_v$177[17] ;
-  wire [15:0] \x_v$177[18] ;
-  wire [15:0] \x_v$177[19] ;
-  wire [15:0] \x_v$177[1] ;
-  wire [15:0] \x_v$177[20] ;
-  wire [15:0] \x_v$177[21] ;
-  wire [15:0] \x_v$177[22] ;
-  wire [15:0] \x_v$177[23] ;
-  wire [15:0] \x_v$177[24] ;
-  wire [15:0] \x_v$177[25] ;
-  wire [15:0] \x_v$177[26] ;
-  wire [15:0] \x_v$177[27] ;
-  wire [15:0] \x_v$177[28] ;
-  wire [15:0] \x_v$177[29] ;
-  wire [15:0] \x_v$177[2] ;
-  wire [15:0] \x_v$177[30] ;
-  wire [15:0] \x_v$177[31] ;
-  wire [15:0] \x_v$177[3] ;
-  wire [15:0] \x_v$177[4] ;
-  wire [15:0] \x_v$177[5] ;
-  wire [15:0] \x_v$177[6] ;
-  wire [15:0] \x_v$177[7] ;
-  wire [15:0] \x_v$177[8] ;
-  wire [15:0] \x_v$177[9] ;
+  wire [511:0] \x_v$178 ;
+  wire [15:0] \x_v$178[0] ;
+  wire [15:0] \x_v$178[10] ;
+  wire [15:0] \x_v$178[11] ;
+  wire [15:0] \x_v$178[12] ;
+  wire [15:0] \x_v$178[13] ;
+  wire [15:0] \x_v$178[14] ;
+  wire [15:0] \x_v$178[15] ;
+  wire [15:0] \x_v$178[16] ;
+  wire [15:0] \x_v$178[17] ;
+  wire [15:0] \x_v$178[18] ;
+  wire [15:0] \x_v$178[19] ;
+  wire [15:0] \x_v$178[1] ;
+  wire [15:0] \x_v$178[20] ;
+  wire [15:0] \x_v$178[21] ;
+  wire [15:0] \x_v$178[22] ;
+  wire [15:0] \x_v$178[23] ;
+  wire [15:0] \x_v$178[24] ;
+  wire [15:0] \x_v$178[25] ;
+  wire [15:0] \x_v$178[26] ;
+  wire [15:0] \x_v$178[27] ;
+  wire [15:0] \x_v$178[28] ;
+  wire [15:0] \x_v$178[29] ;
+  wire [15:0] \x_v$178[2] ;
+  wire [15:0] \x_v$178[30] ;
+  wire [15:0] \x_v$178[31] ;
+  wire [15:0] \x_v$178[3] ;
+  wire [15:0] \x_v$178[4] ;
+  wire [15:0] \x_v$178[5] ;
+  wire [15:0] \x_v$178[6] ;
+  wire [15:0] \x_v$178[7] ;
+  wire [15:0] \x_v$178[8] ;
+  wire [15:0] \x_v$178[9] ;
   wire [15:0] \x_v[0] ;
   wire [15:0] \x_v[10] ;
   wire [15:0] \x_v[11] ;
@@ -2737,71 +2760,75 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     _1_ <= wmem1[\$signature__addr$156 ];
   end
   assign \$signature__data  = _1_;
+  assign \$357  = mq[13:9] == 2'h2;
+  assign \$358  = \$357  ? mq[44:37] : \mom_rdata$176 [23:16];
+  assign \$359  = mq[13:9] == 2'h3;
+  assign \$360  = \$359  ? mq[44:37] : \mom_rdata$176 [31:24];
   assign \$361  = mq[13:9] == 3'h4;
-  assign \$362  = \$361  ? mq[44:37] : \mom_rdata$175 [39:32];
+  assign \$362  = \$361  ? mq[44:37] : \mom_rdata$176 [39:32];
   assign \$363  = mq[13:9] == 3'h5;
-  assign \$364  = \$363  ? mq[44:37] : \mom_rdata$175 [47:40];
+  assign \$364  = \$363  ? mq[44:37] : \mom_rdata$176 [47:40];
   assign \$365  = mq[13:9] == 3'h6;
-  assign \$366  = \$365  ? mq[44:37] : \mom_rdata$175 [55:48];
+  assign \$366  = \$365  ? mq[44:37] : \mom_rdata$176 [55:48];
   assign \$367  = mq[13:9] == 3'h7;
-  assign \$368  = \$367  ? mq[44:37] : \mom_rdata$175 [63:56];
+  assign \$368  = \$367  ? mq[44:37] : \mom_rdata$176 [63:56];
   assign \$369  = mq[13:9] == 4'h8;
-  assign \$370  = \$369  ? mq[44:37] : \mom_rdata$175 [71:64];
+  assign \$370  = \$369  ? mq[44:37] : \mom_rdata$176 [71:64];
   assign \$371  = mq[13:9] == 4'h9;
-  assign \$372  = \$371  ? mq[44:37] : \mom_rdata$175 [79:72];
+  assign \$372  = \$371  ? mq[44:37] : \mom_rdata$176 [79:72];
   assign \$373  = mq[13:9] == 4'ha;
-  assign \$374  = \$373  ? mq[44:37] : \mom_rdata$175 [87:80];
+  assign \$374  = \$373  ? mq[44:37] : \mom_rdata$176 [87:80];
   assign \$375  = mq[13:9] == 4'hb;
-  assign \$376  = \$375  ? mq[44:37] : \mom_rdata$175 [95:88];
+  assign \$376  = \$375  ? mq[44:37] : \mom_rdata$176 [95:88];
   assign \$377  = mq[13:9] == 4'hc;
-  assign \$378  = \$377  ? mq[44:37] : \mom_rdata$175 [103:96];
+  assign \$378  = \$377  ? mq[44:37] : \mom_rdata$176 [103:96];
   assign \$379  = mq[13:9] == 4'hd;
-  assign \$380  = \$379  ? mq[44:37] : \mom_rdata$175 [111:104];
+  assign \$380  = \$379  ? mq[44:37] : \mom_rdata$176 [111:104];
   assign \$381  = mq[13:9] == 4'he;
-  assign \$382  = \$381  ? mq[44:37] : \mom_rdata$175 [119:112];
+  assign \$382  = \$381  ? mq[44:37] : \mom_rdata$176 [119:112];
   assign \$383  = mq[13:9] == 4'hf;
-  assign \$384  = \$383  ? mq[44:37] : \mom_rdata$175 [127:120];
+  assign \$384  = \$383  ? mq[44:37] : \mom_rdata$176 [127:120];
   assign \$385  = mq[13:9] == 5'h10;
-  assign \$386  = \$385  ? mq[44:37] : \mom_rdata$175 [135:128];
+  assign \$386  = \$385  ? mq[44:37] : \mom_rdata$176 [135:128];
   assign \$387  = mq[13:9] == 5'h11;
-  assign \$388  = \$387  ? mq[44:37] : \mom_rdata$175 [143:136];
+  assign \$388  = \$387  ? mq[44:37] : \mom_rdata$176 [143:136];
   assign \$389  = mq[13:9] == 5'h12;
-  assign \$390  = \$389  ? mq[44:37] : \mom_rdata$175 [151:144];
+  assign \$390  = \$389  ? mq[44:37] : \mom_rdata$176 [151:144];
   assign \$391  = mq[13:9] == 5'h13;
-  assign \$392  = \$391  ? mq[44:37] : \mom_rdata$175 [159:152];
+  assign \$392  = \$391  ? mq[44:37] : \mom_rdata$176 [159:152];
   assign \$393  = mq[13:9] == 5'h14;
-  assign \$394  = \$393  ? mq[44:37] : \mom_rdata$175 [167:160];
+  assign \$394  = \$393  ? mq[44:37] : \mom_rdata$176 [167:160];
   assign \$395  = mq[13:9] == 5'h15;
-  assign \$396  = \$395  ? mq[44:37] : \mom_rdata$175 [175:168];
+  assign \$396  = \$395  ? mq[44:37] : \mom_rdata$176 [175:168];
   assign \$397  = mq[13:9] == 5'h16;
-  assign \$398  = \$397  ? mq[44:37] : \mom_rdata$175 [183:176];
+  assign \$398  = \$397  ? mq[44:37] : \mom_rdata$176 [183:176];
   assign \$399  = mq[13:9] == 5'h17;
-  assign \$400  = \$399  ? mq[44:37] : \mom_rdata$175 [191:184];
+  assign \$400  = \$399  ? mq[44:37] : \mom_rdata$176 [191:184];
   assign \$401  = mq[13:9] == 5'h18;
-  assign \$402  = \$401  ? mq[44:37] : \mom_rdata$175 [199:192];
+  assign \$402  = \$401  ? mq[44:37] : \mom_rdata$176 [199:192];
   assign \$403  = mq[13:9] == 5'h19;
-  assign \$404  = \$403  ? mq[44:37] : \mom_rdata$175 [207:200];
+  assign \$404  = \$403  ? mq[44:37] : \mom_rdata$176 [207:200];
   assign \$405  = mq[13:9] == 5'h1a;
-  assign \$406  = \$405  ? mq[44:37] : \mom_rdata$175 [215:208];
+  assign \$406  = \$405  ? mq[44:37] : \mom_rdata$176 [215:208];
   assign \$407  = mq[13:9] == 5'h1b;
-  assign \$408  = \$407  ? mq[44:37] : \mom_rdata$175 [223:216];
+  assign \$408  = \$407  ? mq[44:37] : \mom_rdata$176 [223:216];
   assign \$409  = mq[13:9] == 5'h1c;
-  assign \$410  = \$409  ? mq[44:37] : \mom_rdata$175 [231:224];
+  assign \$410  = \$409  ? mq[44:37] : \mom_rdata$176 [231:224];
   assign \$411  = mq[13:9] == 5'h1d;
-  assign \$412  = \$411  ? mq[44:37] : \mom_rdata$175 [239:232];
+  assign \$412  = \$411  ? mq[44:37] : \mom_rdata$176 [239:232];
   assign \$413  = mq[13:9] == 5'h1e;
-  assign \$414  = \$413  ? mq[44:37] : \mom_rdata$175 [247:240];
+  assign \$414  = \$413  ? mq[44:37] : \mom_rdata$176 [247:240];
   assign \$415  = mq[13:9] == 5'h1f;
-  assign \$416  = \$415  ? mq[44:37] : \mom_rdata$175 [255:248];
+  assign \$416  = \$415  ? mq[44:37] : \mom_rdata$176 [255:248];
   assign \$417  = mq[8:5] == 1'h1;
   assign \$418  = mq[0] & \$417 ;
   assign \$419  = mq[4:1] == 1'h1;
   assign \$420  = \$418  & \$419 ;
   assign \$421  = ~ ev_open;
   assign \$422  = 1'h0 + n_sat;
-  assign \$423  = \$422  + \n_sat$228 ;
+  assign \$423  = \$422  + \n_sat$229 ;
   assign \$424  = 1'h0 + n_flip;
-  assign \$425  = \$424  + \n_flip$230 ;
+  assign \$425  = \$424  + \n_flip$231 ;
   assign \$426  = ! core_state;
   assign \$427  = core_state == 1'h1;
   assign \$428  = core_state == 2'h2;
@@ -2817,192 +2844,199 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   assign \$438  = core_state == 4'hc;
   assign \$439  = core_state == 4'hd;
   assign \$440  = core_state == 4'he;
-  assign \$441  = ~ i_event__valid;
-  assign \$442  = i_ctrl__valid & \$441 ;
-  assign \$443  = ~ busy;
-  assign \$444  = ~ \busy$198 ;
-  assign \$445  = \$443  & \$444 ;
-  assign \$446  = \$442  & \$445 ;
-  assign \$447  = i_ctrl__payload[35:4] < 4'ha;
-  assign \$448  = t >= 4'h8;
-  assign \$449  = ~ i_event__valid;
-  assign \$450  = i_mem__valid & \$449 ;
-  assign \$451  = ~ busy;
-  assign \$452  = ~ \busy$198 ;
-  assign \$453  = \$451  & \$452 ;
-  assign \$454  = \$450  & \$453 ;
-  assign \$455  = ~ i_ctrl__valid;
-  assign \$456  = \$454  & \$455 ;
-  assign \$457  = | { \busy$206 , busy, \busy$207 , \busy$198  };
-  assign \$458  = ~ \$457 ;
-  assign \$459  = ! lay;
-  assign \$460  = ~ busy;
-  assign \$461  = \$459  & \$460 ;
-  assign \$462  = ~ \busy$198 ;
-  assign \$463  = \$461  & \$462 ;
-  assign \$465  = ~ \busy$206 ;
-  assign \$466  = \$464  & \$465 ;
-  assign \$467  = ~ \busy$207 ;
-  assign \$468  = \$466  & \$467 ;
-  assign \$469  = ! lay;
-  assign \$470  = ~ \busy$198 ;
-  assign \$471  = \$469  & \$470 ;
-  assign \$473  = ~ \busy$207 ;
-  assign \$474  = \$472  & \$473 ;
-  assign \$475  = ! lay;
-  assign \$476  = ~ \busy$242 ;
-  assign \$477  = \$475  & \$476 ;
-  assign \$479  = ~ \busy$212 ;
-  assign \$480  = \$478  & \$479 ;
-  assign \$481  = | { \busy$206 , busy };
-  assign \$482  = ~ \$481 ;
-  assign \$483  = ! flay;
-  assign \$484  = ~ busy;
-  assign \$485  = \$483  & \$484 ;
-  assign \$486  = ~ \busy$243 ;
-  assign \$487  = \$485  & \$486 ;
-  assign \$488  = flay == 1'h1;
-  assign \$489  = ~ \busy$206 ;
-  assign \$490  = \$488  & \$489 ;
-  assign \$491  = ~ \busy$244 ;
-  assign \$492  = \$490  & \$491 ;
-  assign \$493  = flay == 2'h2;
-  assign \$494  = step + 1'h1;
-  assign \$495  = key + 32'd2654435769;
-  assign \$496  = am_j < 4'ha;
-  assign \$497  = am_j + 1'h1;
-  assign \$498  = am_j < 4'ha;
-  assign \$499  = ! am_jd;
-  assign \$500  = $signed(am_score) > $signed(am_best);
-  assign \$501  = \$499  | \$500 ;
-  assign \$502  = ~ am_v;
-  assign \$503  = am_j == 4'ha;
-  assign \$504  = \$502  & \$503 ;
-  assign \$505  = ! level;
-  assign \$506  = ! \level$248 ;
-  assign \$507  = \$505  & \$506 ;
-  assign \$508  = ! res_kind;
-  assign \$509  = t + 1'h1;
-  assign \$510  = mq[0] & mq_ok;
-  assign \$511  = mq[4:1] == 3'h5;
-  assign \$512  = \$510  & \$511 ;
-  assign \$513  = mq[68:37] > 6'h3f;
-  assign \$514  = \$513  ? 32'd63 : mq[68:37];
-  assign \$515  = mq[68:37] > 16'hffff;
-  assign \$516  = \$515  ? 32'd65535 : mq[68:37];
-  assign \$517  = mq[68:37] > 16'hffff;
-  assign \$518  = \$517  ? 32'd65535 : mq[68:37];
-  assign \$519  = mq[68:37] > 16'hffff;
-  assign \$520  = \$519  ? 32'd65535 : mq[68:37];
-  assign \$521  = mq[0] & mq_ok;
-  assign \$522  = mq[4:1] == 3'h5;
-  assign \$523  = \$521  & \$522 ;
-  assign \$524  = ! mq[36:9];
-  assign \$525  = \$523  & \$524 ;
-  assign \$526  = mq[0] & mq_ok;
-  assign \$527  = ! mq[4:1];
-  assign \$528  = ~ \$527 ;
-  assign \$529  = \$526  & \$528 ;
-  assign \$530  = mq[4:1] == 1'h1;
-  assign \$531  = ~ \$530 ;
-  assign \$532  = \$529  & \$531 ;
-  assign \$533  = ~ mq_ok;
-  assign \$534  = mq[0] & \$533 ;
-  assign \$535  = mq_ok ? rdata : 32'd0;
-  assign \$536  = step >> key_bit[4:0];
-  assign \$537  = 32'd2654435769 << key_bit[4:0];
-  assign \$538  = key + \$537 [31:0];
-  assign \$539  = key_bit + 1'h1;
-  assign \$540  = key_bit == 5'h1f;
-  assign \$541  = cnt_dropped + bad;
-  assign \$542  = | { \dup$252 , dup };
-  assign \$543  = cnt_duplicate + \$542 ;
-  assign \$544  = cnt_bad_cmd + bad_cmd;
-  assign \$545  = 1'h0 + sat;
-  assign \$546  = \$545  + \sat$254 ;
-  assign \$547  = cnt_sat_membrane + \$546 ;
-  assign \$548  = 1'h0 + \sat$255 ;
-  assign \$549  = \$548  + \sat$256 ;
-  assign \$550  = cnt_sat_trace + \$549 ;
-  assign \$551  = 1'h0 + \sat$257 ;
-  assign \$552  = \$551  + \sat$258 ;
-  assign \$553  = cnt_sat_delta + \$552 ;
-  assign \$554  = cnt_spikes + spike_cnt;
-  assign \$555  = cnt_cyc_fwd + in_fwd;
-  assign \$556  = cnt_cyc_err + in_err;
-  assign \$557  = cnt_cyc_learn + in_learn;
-  assign \$558  = in_fwd | in_err;
-  assign \$559  = \$558  | in_learn;
-  assign \$560  = \$559  | in_tail;
-  assign \$561  = cnt_cyc_step + \$560 ;
+  assign \$441  = core_state == 4'hf;
+  assign \$442  = ~ i_event__valid;
+  assign \$443  = i_ctrl__valid & \$442 ;
+  assign \$444  = ~ busy;
+  assign \$445  = ~ \busy$199 ;
+  assign \$446  = \$444  & \$445 ;
+  assign \$447  = \$443  & \$446 ;
+  assign \$448  = i_ctrl__payload[35:4] < 4'ha;
+  assign \$449  = t >= 4'h8;
+  assign \$450  = ~ i_event__valid;
+  assign \$451  = i_mem__valid & \$450 ;
+  assign \$452  = ~ busy;
+  assign \$453  = ~ \busy$199 ;
+  assign \$454  = \$452  & \$453 ;
+  assign \$455  = \$451  & \$454 ;
+  assign \$456  = ~ i_ctrl__valid;
+  assign \$457  = \$455  & \$456 ;
+  assign \$458  = | { \busy$207 , busy, \busy$208 , \busy$199  };
+  assign \$459  = ~ \$458 ;
+  assign \$460  = ! lay;
+  assign \$461  = ~ busy;
+  assign \$462  = \$460  & \$461 ;
+  assign \$463  = ~ \busy$199 ;
+  assign \$464  = \$462  & \$463 ;
+  assign \$466  = ~ \busy$207 ;
+  assign \$467  = \$465  & \$466 ;
+  assign \$468  = ~ \busy$208 ;
+  assign \$469  = \$467  & \$468 ;
+  assign \$470  = ! lay;
+  assign \$471  = ~ \busy$199 ;
+  assign \$472  = \$470  & \$471 ;
+  assign \$474  = ~ \busy$208 ;
+  assign \$475  = \$473  & \$474 ;
+  assign \$476  = ! lay;
+  assign \$477  = ~ \busy$244 ;
+  assign \$478  = \$476  & \$477 ;
+  assign \$480  = ~ \busy$213 ;
+  assign \$481  = \$479  & \$480 ;
+  assign \$482  = | { \busy$207 , busy };
+  assign \$483  = ~ \$482 ;
+  assign \$484  = ! flay;
+  assign \$485  = ~ busy;
+  assign \$486  = \$484  & \$485 ;
+  assign \$487  = ~ \busy$245 ;
+  assign \$488  = \$486  & \$487 ;
+  assign \$489  = flay == 1'h1;
+  assign \$490  = ~ \busy$207 ;
+  assign \$491  = \$489  & \$490 ;
+  assign \$492  = ~ \busy$246 ;
+  assign \$493  = \$491  & \$492 ;
+  assign \$494  = flay == 2'h2;
+  assign \$495  = step + 1'h1;
+  assign \$496  = key + 32'd2654435769;
+  assign \$497  = am_j < 4'ha;
+  assign \$498  = am_j + 1'h1;
+  assign \$499  = am_j < 4'ha;
+  assign \$500  = ! am_jd;
+  assign \$501  = $signed(am_score) > $signed(am_best);
+  assign \$502  = \$500  | \$501 ;
+  assign \$503  = ~ am_v;
+  assign \$504  = am_j == 4'ha;
+  assign \$505  = \$503  & \$504 ;
+  assign \$506  = ! level;
+  assign \$507  = ! \level$250 ;
+  assign \$508  = \$506  & \$507 ;
+  assign \$509  = ! res_kind;
+  assign \$510  = t + 1'h1;
+  assign \$511  = mq[0] & mq_ok;
+  assign \$512  = mq[4:1] == 3'h5;
+  assign \$513  = \$511  & \$512 ;
+  assign \$514  = mq[68:37] > 6'h3f;
+  assign \$515  = \$514  ? 32'd63 : mq[68:37];
+  assign \$516  = mq[68:37] > 16'hffff;
+  assign \$517  = \$516  ? 32'd65535 : mq[68:37];
+  assign \$518  = mq[68:37] > 16'hffff;
+  assign \$519  = \$518  ? 32'd65535 : mq[68:37];
+  assign \$520  = mq[68:37] > 16'hffff;
+  assign \$521  = \$520  ? 32'd65535 : mq[68:37];
+  assign \$522  = mq[0] & mq_ok;
+  assign \$523  = mq[4:1] == 3'h5;
+  assign \$524  = \$522  & \$523 ;
+  assign \$525  = ! mq[36:9];
+  assign \$526  = \$524  & \$525 ;
+  assign \$527  = mq[0] & mq_ok;
+  assign \$528  = ! mq[4:1];
+  assign \$529  = ~ \$528 ;
+  assign \$530  = \$527  & \$529 ;
+  assign \$531  = mq[4:1] == 1'h1;
+  assign \$532  = ~ \$531 ;
+  assign \$533  = \$530  & \$532 ;
+  assign \$534  = ~ mq_ok;
+  assign \$535  = mq[0] & \$534 ;
+  assign \$536  = rq_ok ? rdata : 32'd0;
+  assign \$537  = step >> key_bit[4:0];
+  assign \$538  = 32'd2654435769 << key_bit[4:0];
+  assign \$539  = key + \$538 [31:0];
+  assign \$540  = key_bit + 1'h1;
+  assign \$541  = key_bit == 5'h1f;
+  assign \$542  = cnt_dropped + bad;
+  assign \$543  = | { \dup$255 , dup };
+  assign \$544  = cnt_duplicate + \$543 ;
+  assign \$545  = cnt_bad_cmd + bad_cmd;
+  assign \$546  = 1'h0 + sat;
+  assign \$547  = \$546  + \sat$257 ;
+  assign \$548  = cnt_sat_membrane + \$547 ;
+  assign \$549  = 1'h0 + \sat$258 ;
+  assign \$550  = \$549  + \sat$259 ;
+  assign \$551  = cnt_sat_trace + \$550 ;
+  assign \$552  = 1'h0 + \sat$260 ;
+  assign \$553  = \$552  + \sat$261 ;
+  assign \$554  = cnt_sat_delta + \$553 ;
+  assign \$555  = cnt_spikes + spike_cnt;
+  assign \$556  = cnt_cyc_fwd + in_fwd;
+  assign \$557  = cnt_cyc_err + in_err;
+  assign \$558  = cnt_cyc_learn + in_learn;
+  assign \$559  = in_fwd | in_err;
+  assign \$560  = \$559  | in_learn;
+  assign \$561  = \$560  | in_tail;
+  assign \$562  = cnt_cyc_step + \$561 ;
   always @(posedge clk)
-    res_kind <= \$562 ;
+    rq <= \$563 ;
   always @(posedge clk)
-    core_state <= \$563 ;
+    rq_ok <= \$564 ;
   always @(posedge clk)
-    label <= \$564 ;
+    res_kind <= \$565 ;
   always @(posedge clk)
-    learn <= \$565 ;
+    core_state <= \$566 ;
   always @(posedge clk)
-    spikes_on <= \$566 ;
+    label <= \$567 ;
   always @(posedge clk)
-    flips_on <= \$567 ;
+    learn <= \$568 ;
   always @(posedge clk)
-    lay <= \$568 ;
+    spikes_on <= \$569 ;
   always @(posedge clk)
-    mq <= \$569 ;
+    flips_on <= \$570 ;
   always @(posedge clk)
-    t <= \$570 ;
+    lay <= \$571 ;
   always @(posedge clk)
-    flay <= \$571 ;
+    mq <= \$572 ;
   always @(posedge clk)
-    step <= \$572 ;
+    t <= \$573 ;
   always @(posedge clk)
-    key <= \$573 ;
+    flay <= \$574 ;
   always @(posedge clk)
-    am_j <= \$574 ;
+    step <= \$575 ;
   always @(posedge clk)
-    am_v <= \$575 ;
+    key <= \$576 ;
   always @(posedge clk)
-    am_jd <= \$576 ;
+    am_j <= \$577 ;
   always @(posedge clk)
-    am_best <= \$577 ;
+    am_v <= \$578 ;
   always @(posedge clk)
-    pred <= \$578 ;
+    am_jd <= \$579 ;
   always @(posedge clk)
-    key_bit <= \$579 ;
+    am_best <= \$580 ;
   always @(posedge clk)
-    rate_shift <= \$580 ;
+    pred <= \$581 ;
   always @(posedge clk)
-    gamma_q <= \$581 ;
+    key_bit <= \$582 ;
   always @(posedge clk)
-    gamma0 <= \$582 ;
+    rate_shift <= \$583 ;
   always @(posedge clk)
-    gamma1 <= \$583 ;
+    gamma_q <= \$584 ;
   always @(posedge clk)
-    resp <= \$584 ;
+    gamma0 <= \$585 ;
   always @(posedge clk)
-    cnt_dropped <= \$585 ;
+    gamma1 <= \$586 ;
   always @(posedge clk)
-    cnt_duplicate <= \$586 ;
+    rdata_r <= \$587 ;
   always @(posedge clk)
-    cnt_bad_cmd <= \$587 ;
+    resp <= \$588 ;
   always @(posedge clk)
-    cnt_sat_membrane <= \$588 ;
+    cnt_dropped <= \$589 ;
   always @(posedge clk)
-    cnt_sat_trace <= \$589 ;
+    cnt_duplicate <= \$590 ;
   always @(posedge clk)
-    cnt_sat_delta <= \$590 ;
+    cnt_bad_cmd <= \$591 ;
   always @(posedge clk)
-    cnt_spikes <= \$591 ;
+    cnt_sat_membrane <= \$592 ;
   always @(posedge clk)
-    cnt_cyc_fwd <= \$592 ;
+    cnt_sat_trace <= \$593 ;
   always @(posedge clk)
-    cnt_cyc_err <= \$593 ;
+    cnt_sat_delta <= \$594 ;
   always @(posedge clk)
-    cnt_cyc_learn <= \$594 ;
+    cnt_spikes <= \$595 ;
   always @(posedge clk)
-    cnt_cyc_step <= \$595 ;
+    cnt_cyc_fwd <= \$596 ;
+  always @(posedge clk)
+    cnt_cyc_err <= \$597 ;
+  always @(posedge clk)
+    cnt_cyc_learn <= \$598 ;
+  always @(posedge clk)
+    cnt_cyc_step <= \$599 ;
   assign i_spike__valid = i_event__valid & ev_open;
   assign i_event__ready = i_spike__ready & ev_open;
   assign \$1  = ~ spikes_on;
@@ -3146,81 +3180,81 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   assign \$signature__addr$156  = in_mem ? \$124 [7:0] : \$133 ;
   assign \$135  = in_mem ? \$134  : { 27'h0000000, \x_addr$162  };
   assign \$136  = phase_argmax ? 28'h0000000 : \$135 ;
-  assign \$137  = ! mq[8:5];
-  assign \$138  = ! mq[4:1];
+  assign \$137  = ! rq[8:5];
+  assign \$138  = ! rq[4:1];
   assign \$139  = \$137  & \$138 ;
-  assign \$140  = \$signature__data$92  >> mq[13:9];
-  assign \$141  = ! mq[8:5];
-  assign \$142  = mq[4:1] == 3'h6;
+  assign \$140  = \$signature__data$92  >> rq[13:9];
+  assign \$141  = ! rq[8:5];
+  assign \$142  = rq[4:1] == 3'h6;
   assign \$143  = \$141  & \$142 ;
-  assign \$144  = ! mq[8:5];
-  assign \$145  = mq[4:1] == 1'h1;
+  assign \$144  = ! rq[8:5];
+  assign \$145  = rq[4:1] == 1'h1;
   assign \$146  = \$144  & \$145 ;
-  assign \$763  = mq[13:9] * 4'h8;
-  assign \$147  = mom_rdata >> \$763 ;
-  assign \$148  = ! mq[8:5];
-  assign \$149  = mq[4:1] == 3'h4;
+  assign \$767  = rq[13:9] * 4'h8;
+  assign \$147  = mom_rdata >> \$767 ;
+  assign \$148  = ! rq[8:5];
+  assign \$149  = rq[4:1] == 3'h4;
   assign \$150  = \$148  & \$149 ;
-  assign \$769  = mq[13:9] * 5'h10;
-  assign \$151  = x_bias >> \$769 ;
-  assign \$152  = ! mq[8:5];
-  assign \$153  = mq[4:1] == 4'h8;
+  assign \$773  = rq[13:9] * 5'h10;
+  assign \$151  = x_bias >> \$773 ;
+  assign \$152  = ! rq[8:5];
+  assign \$153  = rq[4:1] == 4'h8;
   assign \$154  = \$152  & \$153 ;
-  assign \$775  = mq[13:9] * 5'h10;
-  assign \$155  = x_v >> \$775 ;
-  assign \$156  = ! mq[8:5];
-  assign \$157  = mq[4:1] == 4'h9;
+  assign \$779  = rq[13:9] * 5'h10;
+  assign \$155  = x_v >> \$779 ;
+  assign \$156  = ! rq[8:5];
+  assign \$157  = rq[4:1] == 4'h9;
   assign \$158  = \$156  & \$157 ;
-  assign \$781  = mq[13:9] * 3'h7;
-  assign \$159  = x_a >> \$781 ;
-  assign \$160  = ! mq[8:5];
-  assign \$161  = mq[4:1] == 2'h3;
+  assign \$785  = rq[13:9] * 3'h7;
+  assign \$159  = x_a >> \$785 ;
+  assign \$160  = ! rq[8:5];
+  assign \$161  = rq[4:1] == 2'h3;
   assign \$162  = \$160  & \$161 ;
-  assign \$787  = mq[13:9] * 5'h10;
-  assign \$163  = x_theta >> \$787 ;
-  assign \$164  = mq[8:5] == 1'h1;
-  assign \$165  = ! mq[4:1];
+  assign \$791  = rq[13:9] * 5'h10;
+  assign \$163  = x_theta >> \$791 ;
+  assign \$164  = rq[8:5] == 1'h1;
+  assign \$165  = ! rq[4:1];
   assign \$166  = \$164  & \$165 ;
-  assign \$167  = \$signature__data  >> mq[13:9];
-  assign \$168  = mq[8:5] == 1'h1;
-  assign \$169  = mq[4:1] == 3'h6;
+  assign \$167  = \$signature__data  >> rq[13:9];
+  assign \$168  = rq[8:5] == 1'h1;
+  assign \$169  = rq[4:1] == 3'h6;
   assign \$170  = \$168  & \$169 ;
-  assign \$171  = mq[8:5] == 1'h1;
-  assign \$172  = mq[4:1] == 1'h1;
+  assign \$171  = rq[8:5] == 1'h1;
+  assign \$172  = rq[4:1] == 1'h1;
   assign \$173  = \$171  & \$172 ;
-  assign \$800  = mq[13:9] * 4'h8;
-  assign \$174  = \mom_rdata$175  >> \$800 ;
-  assign \$175  = mq[8:5] == 1'h1;
-  assign \$176  = mq[4:1] == 3'h4;
+  assign \$804  = rq[13:9] * 4'h8;
+  assign \$174  = \mom_rdata$176  >> \$804 ;
+  assign \$175  = rq[8:5] == 1'h1;
+  assign \$176  = rq[4:1] == 3'h4;
   assign \$177  = \$175  & \$176 ;
-  assign \$806  = mq[13:9] * 5'h10;
-  assign \$178  = \x_bias$176  >> \$806 ;
-  assign \$179  = mq[8:5] == 1'h1;
-  assign \$180  = mq[4:1] == 4'h8;
+  assign \$810  = rq[13:9] * 5'h10;
+  assign \$178  = \x_bias$177  >> \$810 ;
+  assign \$179  = rq[8:5] == 1'h1;
+  assign \$180  = rq[4:1] == 4'h8;
   assign \$181  = \$179  & \$180 ;
-  assign \$812  = mq[13:9] * 5'h10;
-  assign \$182  = \x_v$177  >> \$812 ;
-  assign \$183  = mq[8:5] == 1'h1;
-  assign \$184  = mq[4:1] == 4'h9;
+  assign \$816  = rq[13:9] * 5'h10;
+  assign \$182  = \x_v$178  >> \$816 ;
+  assign \$183  = rq[8:5] == 1'h1;
+  assign \$184  = rq[4:1] == 4'h9;
   assign \$185  = \$183  & \$184 ;
-  assign \$818  = mq[13:9] * 3'h7;
-  assign \$186  = \x_a$178  >> \$818 ;
-  assign \$187  = mq[4:1] == 3'h7;
-  assign \$822  = mq[13:9] * 5'h13;
-  assign \$188  = x_score >> \$822 ;
+  assign \$822  = rq[13:9] * 3'h7;
+  assign \$186  = \x_a$179  >> \$822 ;
+  assign \$187  = rq[4:1] == 3'h7;
+  assign \$826  = rq[13:9] * 5'h13;
+  assign \$188  = x_score >> \$826 ;
   assign \$189  = mq[4:1] == 3'h5;
-  assign \$827  = am_jd * 5'h13;
-  assign am_score = x_score >> \$827 ;
+  assign \$831  = am_jd * 5'h13;
+  assign am_score = x_score >> \$831 ;
   assign \$191  = ~ i_event__valid;
   assign \$192  = i_ctrl__valid & \$191 ;
   assign \$193  = ~ busy;
-  assign \$194  = ~ \busy$198 ;
+  assign \$194  = ~ \busy$199 ;
   assign \$195  = \$193  & \$194 ;
   assign \$196  = \$192  & \$195 ;
   assign \$197  = ~ i_event__valid;
   assign \$198  = i_mem__valid & \$197 ;
   assign \$199  = ~ busy;
-  assign \$200  = ~ \busy$198 ;
+  assign \$200  = ~ \busy$199 ;
   assign \$201  = \$199  & \$200 ;
   assign \$202  = \$198  & \$201 ;
   assign \$203  = ~ i_ctrl__valid;
@@ -3228,7 +3262,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   assign \$205  = ~ i_event__valid;
   assign \$206  = i_ctrl__valid & \$205 ;
   assign \$207  = ~ busy;
-  assign \$208  = ~ \busy$198 ;
+  assign \$208  = ~ \busy$199 ;
   assign \$209  = \$207  & \$208 ;
   assign \$210  = \$206  & \$209 ;
   assign \$211  = i_ctrl__payload[35:4] < 4'ha;
@@ -3236,18 +3270,18 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   assign \$213  = ! lay;
   assign \$214  = ~ busy;
   assign \$215  = \$213  & \$214 ;
-  assign \$216  = ~ \busy$198 ;
+  assign \$216  = ~ \busy$199 ;
   assign \$217  = \$215  & \$216 ;
-  assign \$219  = ~ \busy$206 ;
+  assign \$219  = ~ \busy$207 ;
   assign \$220  = \$218  & \$219 ;
-  assign \$221  = ~ \busy$207 ;
+  assign \$221  = ~ \busy$208 ;
   assign \$222  = \$220  & \$221 ;
-  assign \$224  = ~ \busy$207 ;
+  assign \$224  = ~ \busy$208 ;
   assign \$225  = \$223  & \$224 ;
-  assign \$227  = ~ \busy$212 ;
+  assign \$227  = ~ \busy$213 ;
   assign \$228  = \$226  & \$227 ;
   assign \$229  = | s_d;
-  assign \$230  = | \s_d$215 ;
+  assign \$230  = | \s_d$216 ;
   assign \$231  = ! res_kind;
   assign \$232  = ! res_kind;
   assign \$233  = ! mq[8:5];
@@ -3371,15 +3405,11 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   assign \$351  = { 31'h00000000, \$signature__data  } & \$350 ;
   assign \$352  = mq[37] ? \$348  : \$351 ;
   assign \$353  = ! mq[13:9];
-  assign \$354  = \$353  ? mq[44:37] : \mom_rdata$175 [7:0];
+  assign \$354  = \$353  ? mq[44:37] : \mom_rdata$176 [7:0];
   assign \$355  = mq[13:9] == 1'h1;
-  assign \$356  = \$355  ? mq[44:37] : \mom_rdata$175 [15:8];
-  assign \$357  = mq[13:9] == 2'h2;
-  assign \$358  = \$357  ? mq[44:37] : \mom_rdata$175 [23:16];
-  assign \$359  = mq[13:9] == 2'h3;
-  assign \$360  = \$359  ? mq[44:37] : \mom_rdata$175 [31:24];
+  assign \$356  = \$355  ? mq[44:37] : \mom_rdata$176 [15:8];
   \core.eu0  eu0 (
-    .busy(\busy$242 ),
+    .busy(\busy$244 ),
     .clk(clk),
     .d_wr_addr(d_wr_addr),
     .d_wr_en(d_wr_en),
@@ -3388,7 +3418,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     .full(d_wr_data),
     .rst(rst),
     .s_d(s_d),
-    .sat(\sat$257 ),
+    .sat(\sat$260 ),
     .start(pulse_eu_start[0]),
     .w_addr(\w_addr$158 ),
     .w_data(\w_data$75 ),
@@ -3397,7 +3427,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     .x_u(x_u)
   );
   \core.eu1  eu1 (
-    .busy(\busy$212 ),
+    .busy(\busy$213 ),
     .clk(clk),
     .d_wr_addr(\d_wr_addr$111 ),
     .d_wr_en(\d_wr_en$115 ),
@@ -3406,8 +3436,8 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     .full(\d_wr_data$113 ),
     .label(label),
     .rst(rst),
-    .s_d(\s_d$215 ),
-    .sat(\sat$258 ),
+    .s_d(\s_d$216 ),
+    .sat(\sat$261 ),
     .start(pulse_eu_start[1]),
     .x_addr(\x_addr$162 ),
     .x_u(\x_u$109 )
@@ -3419,12 +3449,12 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     .r_rdy(o_flip__valid),
     .rst(rst),
     .w_en(\w_en$69 ),
-    .w_level(\level$248 ),
+    .w_level(\level$250 ),
     .w_port__data(flip_rec),
     .w_rdy(\w_rdy$59 )
   );
   \core.fu0  fu0 (
-    .busy(\busy$243 ),
+    .busy(\busy$245 ),
     .clk(clk),
     .cnt_clear(cnt_clear),
     .d_wr__addr(d_wr_addr),
@@ -3454,7 +3484,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     .w_wr_en(w_wr_en)
   );
   \core.fu1  fu1 (
-    .busy(\busy$244 ),
+    .busy(\busy$246 ),
     .clk(clk),
     .cnt_clear(cnt_clear),
     .d_wr__data(\d_wr_data$113 ),
@@ -3464,12 +3494,12 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     .i_pre__valid(\i_pre__valid$126 ),
     .key(key),
     .mom_addr(\$127 [7:0]),
-    .mom_rdata(\mom_rdata$175 ),
-    .mom_re(\mom_re$220 ),
-    .mom_wdata(\mom_wdata$224 ),
-    .mom_we(\mom_we$225 ),
-    .n_flip(\n_flip$230 ),
-    .n_sat(\n_sat$228 ),
+    .mom_rdata(\mom_rdata$176 ),
+    .mom_re(\mom_re$221 ),
+    .mom_wdata(\mom_wdata$225 ),
+    .mom_we(\mom_we$226 ),
+    .n_flip(\n_flip$231 ),
+    .n_sat(\n_sat$229 ),
     .o_flip__payload(\o_flip__payload$67 ),
     .o_flip__ready(\o_flip__ready$65 ),
     .o_flip__valid(\o_flip__valid$66 ),
@@ -3484,7 +3514,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     .w_wr_en(\w_wr_en$169 )
   );
   \core.na0  na0 (
-    .busy(\busy$198 ),
+    .busy(\busy$199 ),
     .clear(clear),
     .clk(clk),
     .\h_addr$14 (mq[16:9]),
@@ -3496,12 +3526,12 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     .i_event__valid(\i_event__valid$32 ),
     .o_spike__ready(\o_spike__ready$46 ),
     .o_spike__valid(\o_spike__valid$41 ),
-    .pend_word(\$601 ),
-    .\port$1048$0 (\$599 ),
-    .\port$1097$0 (\$600 ),
-    .\port$901$0 (\$596 ),
-    .\port$950$0 (\$597 ),
-    .\port$999$0 (\$598 ),
+    .pend_word(\$605 ),
+    .\port$1001$0 (\$602 ),
+    .\port$1050$0 (\$603 ),
+    .\port$1099$0 (\$604 ),
+    .\port$903$0 (\$600 ),
+    .\port$952$0 (\$601 ),
     .rp__addr(\$131 [2:0]),
     .rst(rst),
     .sat(sat),
@@ -3514,25 +3544,25 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     .x_v(x_v)
   );
   \core.na1  na1 (
-    .busy(\busy$207 ),
-    .clear(\clear$200 ),
+    .busy(\busy$208 ),
+    .clear(\clear$201 ),
     .clk(clk),
     .\h_addr$14 (mq[12:9]),
     .h_data(mq[52:37]),
-    .h_we_bias(\h_we_bias$221 ),
+    .h_we_bias(\h_we_bias$222 ),
     .i_event__payload(\i_event__payload$34 ),
     .i_event__ready(\o_spike__ready$36 ),
     .i_event__valid(\i_event__valid$38 ),
     .rst(rst),
-    .sat(\sat$254 ),
+    .sat(\sat$257 ),
     .start(pulse_na_start[1]),
     .w_addr(\w_addr$157 ),
     .w_data(\w_data$118 ),
     .x_addr(\$136 [0]),
-    .x_bias(\x_bias$176 ),
+    .x_bias(\x_bias$177 ),
     .x_score(x_score),
     .x_u(\x_u$109 ),
-    .x_v(\x_v$177 )
+    .x_v(\x_v$178 )
   );
   \core.spike_fifo  spike_fifo (
     .clk(clk),
@@ -3548,7 +3578,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   \core.tu0  tu0 (
     .bad(bad),
     .busy(busy),
-    .clear(\clear$201 ),
+    .clear(\clear$202 ),
     .clk(clk),
     .dup(dup),
     .emit(pulse_emit[0]),
@@ -3562,16 +3592,16 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     .o_spike__ready(\o_spike__ready$30 ),
     .o_spike__valid(\i_event__valid$32 ),
     .rst(rst),
-    .sat(\sat$255 ),
+    .sat(\sat$258 ),
     .update(update),
     .x_a(x_a),
     .x_rd__addr(\$119 [1:0])
   );
   \core.tu1  tu1 (
-    .busy(\busy$206 ),
-    .clear(\clear$202 ),
+    .busy(\busy$207 ),
+    .clear(\clear$203 ),
     .clk(clk),
-    .dup(\dup$252 ),
+    .dup(\dup$255 ),
     .emit(pulse_emit[1]),
     .i_spike__ready(\i_spike__ready$47 ),
     .i_spike__valid(\i_spike__valid$40 ),
@@ -3581,16 +3611,16 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     .o_spike__payload(\i_event__payload$34 ),
     .o_spike__ready(\o_spike__ready$36 ),
     .o_spike__valid(\i_event__valid$38 ),
-    .\port$1048$0 (\$599 ),
-    .\port$1097$0 (\$600 ),
-    .\port$14386$0 (\$601 ),
-    .\port$901$0 (\$596 ),
-    .\port$950$0 (\$597 ),
-    .\port$999$0 (\$598 ),
+    .\port$1001$0 (\$602 ),
+    .\port$1050$0 (\$603 ),
+    .\port$1099$0 (\$604 ),
+    .\port$14392$0 (\$605 ),
+    .\port$903$0 (\$600 ),
+    .\port$952$0 (\$601 ),
     .rst(rst),
-    .sat(\sat$256 ),
-    .update(\update$209 ),
-    .x_a(\x_a$178 ),
+    .sat(\sat$259 ),
+    .update(\update$210 ),
+    .x_a(\x_a$179 ),
     .x_rd__addr(\$128 [2:0])
   );
   always @* begin
@@ -3613,7 +3643,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (\$5 ) begin
       spike_rec[7:0] = t[7:0];
       spike_rec[11:8] = 4'h0;
-      spike_rec[25:12] = { 6'h00, \$601 , \$600 , \$599 , \$598 , \$597 , \$596  };
+      spike_rec[25:12] = { 6'h00, \$605 , \$604 , \$603 , \$602 , \$601 , \$600  };
     end
   end
   always @* begin
@@ -3993,21 +4023,6 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \clear$200  = 1'h0;
-    casez (core_state)
-      4'h0:
-          if (\$210 ) begin
-            casez (i_ctrl__payload[3:0])
-              4'h0:
-                  /* empty */;
-              4'h1:
-                  \clear$200  = 1'h1;
-            endcase
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \clear$201  = 1'h0;
     casez (core_state)
       4'h0:
@@ -4032,6 +4047,21 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
                   /* empty */;
               4'h1:
                   \clear$202  = 1'h1;
+            endcase
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \clear$203  = 1'h0;
+    casez (core_state)
+      4'h0:
+          if (\$210 ) begin
+            casez (i_ctrl__payload[3:0])
+              4'h0:
+                  /* empty */;
+              4'h1:
+                  \clear$203  = 1'h1;
             endcase
           end
     endcase
@@ -4170,7 +4200,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \update$209  = 1'h0;
+    \update$210  = 1'h0;
     casez (core_state)
       4'h0:
           /* empty */;
@@ -4180,7 +4210,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
           /* empty */;
       4'h6:
           if (\$225 ) begin
-            \update$209  = 1'h1;
+            \update$210  = 1'h1;
           end
     endcase
   end
@@ -4511,7 +4541,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \mom_re$220  = 1'h0;
+    \mom_re$221  = 1'h0;
     casez (core_state)
       4'h0:
           /* empty */;
@@ -4536,12 +4566,12 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
       4'h3:
           /* empty */;
       4'h5:
-          \mom_re$220  = \$253 ;
+          \mom_re$221  = \$253 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \h_we_bias$221  = 1'h0;
+    \h_we_bias$222  = 1'h0;
     casez (core_state)
       4'h0:
           /* empty */;
@@ -4566,7 +4596,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
       4'h3:
           /* empty */;
       4'h5:
-          \h_we_bias$221  = \$258 ;
+          \h_we_bias$222  = \$258 ;
     endcase
   end
   always @* begin
@@ -4637,7 +4667,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \mom_wdata$224  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    \mom_wdata$225  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
     casez (core_state)
       4'h0:
           /* empty */;
@@ -4664,12 +4694,12 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
       4'h5:
           /* empty */;
       4'hd:
-          \mom_wdata$224  = { \$416 , \$414 , \$412 , \$410 , \$408 , \$406 , \$404 , \$402 , \$400 , \$398 , \$396 , \$394 , \$392 , \$390 , \$388 , \$386 , \$384 , \$382 , \$380 , \$378 , \$376 , \$374 , \$372 , \$370 , \$368 , \$366 , \$364 , \$362 , \$360 , \$358 , \$356 , \$354  };
+          \mom_wdata$225  = { \$416 , \$414 , \$412 , \$410 , \$408 , \$406 , \$404 , \$402 , \$400 , \$398 , \$396 , \$394 , \$392 , \$390 , \$388 , \$386 , \$384 , \$382 , \$380 , \$378 , \$376 , \$374 , \$372 , \$370 , \$368 , \$366 , \$364 , \$362 , \$360 , \$358 , \$356 , \$354  };
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \mom_we$225  = 1'h0;
+    \mom_we$226  = 1'h0;
     casez (core_state)
       4'h0:
           /* empty */;
@@ -4697,7 +4727,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
           /* empty */;
       4'hd:
           if (\$420 ) begin
-            \mom_we$225  = 1'h1;
+            \mom_we$226  = 1'h1;
           end
     endcase
   end
@@ -4732,6 +4762,8 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
       4'hd:
           /* empty */;
       4'he:
+          /* empty */;
+      4'hf:
           o_mem__valid = 1'h1;
     endcase
   end
@@ -4766,18 +4798,34 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
       4'hd:
           /* empty */;
       4'he:
+          /* empty */;
+      4'hf:
           o_mem__payload = resp;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$562  = res_kind;
+    \$563  = mq;
+    if (rst) begin
+      \$563  = 69'h000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$564  = mq_ok;
+    if (rst) begin
+      \$564  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$565  = res_kind;
     casez (core_state)
       4'h0:
-          if (\$446 ) begin
+          if (\$447 ) begin
             casez (i_ctrl__payload[3:0])
               4'h0:
-                  \$562  = 2'h1;
+                  \$565  = 2'h1;
               4'h1:
                   /* empty */;
               4'h2:
@@ -4788,30 +4836,31 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
                   /* empty */;
               4'h5:
                   (* full_case = 32'd1 *)
-                  if (\$448 ) begin
-                    \$562  = 2'h2;
+                  if (\$449 ) begin
+                    \$565  = 2'h2;
                   end else begin
-                    \$562  = 2'h0;
+                    \$565  = 2'h0;
                   end
             endcase
           end
     endcase
     if (rst) begin
-      \$562  = 2'h0;
+      \$565  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$563  = core_state;
+    \$566  = core_state;
+    (* full_case = 32'd1 *)
     casez (core_state)
       4'h0:
         begin
-          if (\$446 ) begin
+          if (\$447 ) begin
             casez (i_ctrl__payload[3:0])
               4'h0:
-                  \$563  = 4'h1;
+                  \$566  = 4'h1;
               4'h1:
-                  \$563  = 4'h2;
+                  \$566  = 4'h2;
               4'h2:
                   /* empty */;
               4'h3:
@@ -4820,241 +4869,146 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
                   /* empty */;
               4'h5:
                   (* full_case = 32'd1 *)
-                  if (\$448 ) begin
-                    \$563  = 4'h3;
+                  if (\$449 ) begin
+                    \$566  = 4'h3;
                   end else begin
-                    \$563  = 4'h4;
+                    \$566  = 4'h4;
                   end
             endcase
           end
-          if (\$456 ) begin
-            \$563  = 4'h5;
+          if (\$457 ) begin
+            \$566  = 4'h5;
           end
         end
       4'h2:
-          if (\$458 ) begin
-            \$563  = 4'h0;
+          if (\$459 ) begin
+            \$566  = 4'h0;
           end
       4'h4:
         begin
-          if (\$463 ) begin
-            \$563  = 4'h6;
+          if (\$464 ) begin
+            \$566  = 4'h6;
           end
-          if (\$468 ) begin
-            \$563  = 4'h6;
+          if (\$469 ) begin
+            \$566  = 4'h6;
           end
         end
       4'h6:
         begin
-          if (\$471 ) begin
-            \$563  = 4'h4;
+          if (\$472 ) begin
+            \$566  = 4'h4;
           end
-          if (\$474 ) begin
+          if (\$475 ) begin
             (* full_case = 32'd1 *)
             if (learn) begin
-              \$563  = 4'h7;
+              \$566  = 4'h7;
             end else begin
-              \$563  = 4'h8;
+              \$566  = 4'h8;
             end
           end
         end
       4'h7:
-          if (\$477 ) begin
-            \$563  = 4'h8;
+          if (\$478 ) begin
+            \$566  = 4'h8;
           end
       4'h8:
-          if (\$482 ) begin
+          if (\$483 ) begin
             (* full_case = 32'd1 *)
             if (learn) begin
-              \$563  = 4'h9;
+              \$566  = 4'h9;
             end else begin
-              \$563  = 4'ha;
+              \$566  = 4'ha;
             end
           end
       4'h9:
-          \$563  = 4'hb;
+          \$566  = 4'hb;
       4'hb:
-          if (\$493 ) begin
-            \$563  = 4'ha;
+          if (\$494 ) begin
+            \$566  = 4'ha;
           end
       4'ha:
-          if (\$504 ) begin
-            \$563  = 4'h1;
+          if (\$505 ) begin
+            \$566  = 4'h1;
           end
       4'h1:
-          if (\$507 ) begin
-            \$563  = 4'h3;
+          if (\$508 ) begin
+            \$566  = 4'h3;
           end
       4'h3:
           if (o_result__ready) begin
-            \$563  = 4'h0;
+            \$566  = 4'h0;
           end
       4'h5:
           (* full_case = 32'd1 *)
-          if (\$525 ) begin
-            \$563  = 4'hc;
-          end else if (\$532 ) begin
-            \$563  = 4'h0;
-          end else if (\$534 ) begin
-            \$563  = 4'h0;
+          if (\$526 ) begin
+            \$566  = 4'hc;
+          end else if (\$533 ) begin
+            \$566  = 4'h0;
+          end else if (\$535 ) begin
+            \$566  = 4'h0;
           end else begin
-            \$563  = 4'hd;
+            \$566  = 4'hd;
           end
       4'hd:
           (* full_case = 32'd1 *)
           if (mq[0]) begin
-            \$563  = 4'h0;
+            \$566  = 4'h0;
           end else begin
-            \$563  = 4'he;
+            \$566  = 4'he;
           end
       4'he:
+          \$566  = 4'hf;
+      4'hf:
           if (o_mem__ready) begin
-            \$563  = 4'h0;
+            \$566  = 4'h0;
           end
       4'hc:
-          if (\$540 ) begin
-            \$563  = 4'h0;
+          if (\$541 ) begin
+            \$566  = 4'h0;
           end
     endcase
     if (rst) begin
-      \$563  = 4'h0;
+      \$566  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$564  = label;
+    \$567  = label;
     casez (core_state)
       4'h0:
-          if (\$446 ) begin
+          if (\$447 ) begin
             casez (i_ctrl__payload[3:0])
               4'h0:
                   /* empty */;
               4'h1:
                   /* empty */;
               4'h2:
-                  if (\$447 ) begin
-                    \$564  = i_ctrl__payload[7:4];
-                  end
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$564  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$565  = learn;
-    casez (core_state)
-      4'h0:
-          if (\$446 ) begin
-            casez (i_ctrl__payload[3:0])
-              4'h0:
-                  /* empty */;
-              4'h1:
-                  /* empty */;
-              4'h2:
-                  /* empty */;
-              4'h3:
-                  \$565  = i_ctrl__payload[4];
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$565  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$566  = spikes_on;
-    casez (core_state)
-      4'h0:
-          if (\$446 ) begin
-            casez (i_ctrl__payload[3:0])
-              4'h0:
-                  /* empty */;
-              4'h1:
-                  /* empty */;
-              4'h2:
-                  /* empty */;
-              4'h3:
-                  /* empty */;
-              4'h4:
-                  \$566  = i_ctrl__payload[4];
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$566  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$567  = flips_on;
-    casez (core_state)
-      4'h0:
-          if (\$446 ) begin
-            casez (i_ctrl__payload[3:0])
-              4'h0:
-                  /* empty */;
-              4'h1:
-                  /* empty */;
-              4'h2:
-                  /* empty */;
-              4'h3:
-                  /* empty */;
-              4'h4:
-                  \$567  = i_ctrl__payload[5];
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$567  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$568  = lay;
-    casez (core_state)
-      4'h0:
-          if (\$446 ) begin
-            casez (i_ctrl__payload[3:0])
-              4'h0:
-                  /* empty */;
-              4'h1:
-                  /* empty */;
-              4'h2:
-                  /* empty */;
-              4'h3:
-                  /* empty */;
-              4'h4:
-                  /* empty */;
-              4'h5:
-                  (* full_case = 32'd1 *)
                   if (\$448 ) begin
-                  end else begin
-                    \$568  = 1'h0;
+                    \$567  = i_ctrl__payload[7:4];
                   end
             endcase
           end
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-        begin
-          if (\$471 ) begin
-            \$568  = 1'h1;
-          end
-          if (\$474 ) begin
-            if (learn) begin
-              \$568  = 1'h1;
-            end
-          end
-        end
-      4'h7:
-          if (\$480 ) begin
-            \$568  = 1'h0;
+    endcase
+    if (rst) begin
+      \$567  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$568  = learn;
+    casez (core_state)
+      4'h0:
+          if (\$447 ) begin
+            casez (i_ctrl__payload[3:0])
+              4'h0:
+                  /* empty */;
+              4'h1:
+                  /* empty */;
+              4'h2:
+                  /* empty */;
+              4'h3:
+                  \$568  = i_ctrl__payload[4];
+            endcase
           end
     endcase
     if (rst) begin
@@ -5063,26 +5017,123 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$569  = mq;
+    \$569  = spikes_on;
     casez (core_state)
       4'h0:
-          if (\$456 ) begin
-            \$569  = i_mem__payload;
+          if (\$447 ) begin
+            casez (i_ctrl__payload[3:0])
+              4'h0:
+                  /* empty */;
+              4'h1:
+                  /* empty */;
+              4'h2:
+                  /* empty */;
+              4'h3:
+                  /* empty */;
+              4'h4:
+                  \$569  = i_ctrl__payload[4];
+            endcase
           end
     endcase
     if (rst) begin
-      \$569  = 69'h000000000000000000;
+      \$569  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$570  = t;
+    \$570  = flips_on;
+    casez (core_state)
+      4'h0:
+          if (\$447 ) begin
+            casez (i_ctrl__payload[3:0])
+              4'h0:
+                  /* empty */;
+              4'h1:
+                  /* empty */;
+              4'h2:
+                  /* empty */;
+              4'h3:
+                  /* empty */;
+              4'h4:
+                  \$570  = i_ctrl__payload[5];
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$570  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$571  = lay;
+    casez (core_state)
+      4'h0:
+          if (\$447 ) begin
+            casez (i_ctrl__payload[3:0])
+              4'h0:
+                  /* empty */;
+              4'h1:
+                  /* empty */;
+              4'h2:
+                  /* empty */;
+              4'h3:
+                  /* empty */;
+              4'h4:
+                  /* empty */;
+              4'h5:
+                  (* full_case = 32'd1 *)
+                  if (\$449 ) begin
+                  end else begin
+                    \$571  = 1'h0;
+                  end
+            endcase
+          end
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+        begin
+          if (\$472 ) begin
+            \$571  = 1'h1;
+          end
+          if (\$475 ) begin
+            if (learn) begin
+              \$571  = 1'h1;
+            end
+          end
+        end
+      4'h7:
+          if (\$481 ) begin
+            \$571  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$571  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$572  = mq;
+    casez (core_state)
+      4'h0:
+          if (\$457 ) begin
+            \$572  = i_mem__payload;
+          end
+    endcase
+    if (rst) begin
+      \$572  = 69'h000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$573  = t;
     casez (core_state)
       4'h0:
           /* empty */;
       4'h2:
-          if (\$458 ) begin
-            \$570  = 9'h000;
+          if (\$459 ) begin
+            \$573  = 9'h000;
           end
       4'h4:
           /* empty */;
@@ -5102,18 +5153,18 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
           /* empty */;
       4'h3:
           if (o_result__ready) begin
-            if (\$508 ) begin
-              \$570  = \$509 [8:0];
+            if (\$509 ) begin
+              \$573  = \$510 [8:0];
             end
           end
     endcase
     if (rst) begin
-      \$570  = 9'h000;
+      \$573  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$571  = flay;
+    \$574  = flay;
     casez (core_state)
       4'h0:
           /* empty */;
@@ -5128,24 +5179,24 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
       4'h8:
           /* empty */;
       4'h9:
-          \$571  = 2'h0;
+          \$574  = 2'h0;
       4'hb:
         begin
-          if (\$487 ) begin
-            \$571  = 2'h1;
+          if (\$488 ) begin
+            \$574  = 2'h1;
           end
-          if (\$492 ) begin
-            \$571  = 2'h2;
+          if (\$493 ) begin
+            \$574  = 2'h2;
           end
         end
     endcase
     if (rst) begin
-      \$571  = 2'h0;
+      \$574  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$572  = step;
+    \$575  = step;
     casez (core_state)
       4'h0:
           /* empty */;
@@ -5162,8 +5213,8 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
       4'h9:
           /* empty */;
       4'hb:
-          if (\$493 ) begin
-            \$572  = \$494 [31:0];
+          if (\$494 ) begin
+            \$575  = \$495 [31:0];
           end
       4'ha:
           /* empty */;
@@ -5172,20 +5223,21 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
       4'h3:
           /* empty */;
       4'h5:
-          if (\$512 ) begin
+          if (\$513 ) begin
             casez (mq[36:9])
               28'h0000000:
-                  \$572  = mq[68:37];
+                  \$575  = mq[68:37];
             endcase
           end
     endcase
     if (rst) begin
-      \$572  = 32'd0;
+      \$575  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$573  = key;
+    \$576  = key;
+    (* full_case = 32'd1 *)
     casez (core_state)
       4'h0:
           /* empty */;
@@ -5202,8 +5254,8 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
       4'h9:
           /* empty */;
       4'hb:
-          if (\$493 ) begin
-            \$573  = \$495 [31:0];
+          if (\$494 ) begin
+            \$576  = \$496 [31:0];
           end
       4'ha:
           /* empty */;
@@ -5212,34 +5264,36 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
       4'h3:
           /* empty */;
       4'h5:
-          if (\$512 ) begin
+          if (\$513 ) begin
             casez (mq[36:9])
               28'h0000000:
-                  \$573  = 32'd1;
+                  \$576  = 32'd1;
               28'h0000001:
                   /* empty */;
               28'h0000002:
                   /* empty */;
               28'h0000100:
-                  \$573  = mq[68:37];
+                  \$576  = mq[68:37];
             endcase
           end
       4'hd:
           /* empty */;
       4'he:
           /* empty */;
+      4'hf:
+          /* empty */;
       4'hc:
-          if (\$536 ) begin
-            \$573  = \$538 [31:0];
+          if (\$537 ) begin
+            \$576  = \$539 [31:0];
           end
     endcase
     if (rst) begin
-      \$573  = 32'd1;
+      \$576  = 32'd1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$574  = am_j;
+    \$577  = am_j;
     casez (core_state)
       4'h0:
           /* empty */;
@@ -5259,21 +5313,21 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
           /* empty */;
       4'ha:
         begin
-          if (\$496 ) begin
-            \$574  = \$497 [3:0];
+          if (\$497 ) begin
+            \$577  = \$498 [3:0];
           end
-          if (\$504 ) begin
-            \$574  = 4'h0;
+          if (\$505 ) begin
+            \$577  = 4'h0;
           end
         end
     endcase
     if (rst) begin
-      \$574  = 4'h0;
+      \$577  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$575  = am_v;
+    \$578  = am_v;
     casez (core_state)
       4'h0:
           /* empty */;
@@ -5292,15 +5346,15 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
       4'hb:
           /* empty */;
       4'ha:
-          \$575  = \$498 ;
+          \$578  = \$499 ;
     endcase
     if (rst) begin
-      \$575  = 1'h0;
+      \$578  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$576  = am_jd;
+    \$579  = am_jd;
     casez (core_state)
       4'h0:
           /* empty */;
@@ -5319,46 +5373,15 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
       4'hb:
           /* empty */;
       4'ha:
-          \$576  = am_j;
+          \$579  = am_j;
     endcase
     if (rst) begin
-      \$576  = 4'h0;
+      \$579  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$577  = am_best;
-    casez (core_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'hb:
-          /* empty */;
-      4'ha:
-          if (am_v) begin
-            if (\$501 ) begin
-              \$577  = am_score;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$577  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$578  = pred;
+    \$580  = am_best;
     casez (core_state)
       4'h0:
           /* empty */;
@@ -5378,18 +5401,50 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
           /* empty */;
       4'ha:
           if (am_v) begin
-            if (\$501 ) begin
-              \$578  = am_jd;
+            if (\$502 ) begin
+              \$580  = am_score;
             end
           end
     endcase
     if (rst) begin
-      \$578  = 4'h0;
+      \$580  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$579  = key_bit;
+    \$581  = pred;
+    casez (core_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'hb:
+          /* empty */;
+      4'ha:
+          if (am_v) begin
+            if (\$502 ) begin
+              \$581  = am_jd;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$581  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$582  = key_bit;
+    (* full_case = 32'd1 *)
     casez (core_state)
       4'h0:
           /* empty */;
@@ -5414,26 +5469,28 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
       4'h3:
           /* empty */;
       4'h5:
-          if (\$512 ) begin
+          if (\$513 ) begin
             casez (mq[36:9])
               28'h0000000:
-                  \$579  = 6'h00;
+                  \$582  = 6'h00;
             endcase
           end
       4'hd:
           /* empty */;
       4'he:
           /* empty */;
+      4'hf:
+          /* empty */;
       4'hc:
-          \$579  = \$539 [5:0];
+          \$582  = \$540 [5:0];
     endcase
     if (rst) begin
-      \$579  = 6'h00;
+      \$582  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$580  = rate_shift;
+    \$583  = rate_shift;
     casez (core_state)
       4'h0:
           /* empty */;
@@ -5458,22 +5515,22 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
       4'h3:
           /* empty */;
       4'h5:
-          if (\$512 ) begin
+          if (\$513 ) begin
             casez (mq[36:9])
               28'h0000000:
                   /* empty */;
               28'h0000001:
-                  \$580  = \$514 [5:0];
+                  \$583  = \$515 [5:0];
             endcase
           end
     endcase
     if (rst) begin
-      \$580  = 6'h0c;
+      \$583  = 6'h0c;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$581  = gamma_q;
+    \$584  = gamma_q;
     casez (core_state)
       4'h0:
           /* empty */;
@@ -5498,24 +5555,24 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
       4'h3:
           /* empty */;
       4'h5:
-          if (\$512 ) begin
+          if (\$513 ) begin
             casez (mq[36:9])
               28'h0000000:
                   /* empty */;
               28'h0000001:
                   /* empty */;
               28'h0000002:
-                  \$581  = \$516 [15:0];
+                  \$584  = \$517 [15:0];
             endcase
           end
     endcase
     if (rst) begin
-      \$581  = 16'h0080;
+      \$584  = 16'h0080;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$582  = gamma0;
+    \$585  = gamma0;
     casez (core_state)
       4'h0:
           /* empty */;
@@ -5540,7 +5597,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
       4'h3:
           /* empty */;
       4'h5:
-          if (\$512 ) begin
+          if (\$513 ) begin
             casez (mq[36:9])
               28'h0000000:
                   /* empty */;
@@ -5551,17 +5608,17 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
               28'h0000100:
                   /* empty */;
               28'h0000003:
-                  \$582  = \$518 [15:0];
+                  \$585  = \$519 [15:0];
             endcase
           end
     endcase
     if (rst) begin
-      \$582  = 16'h0040;
+      \$585  = 16'h0040;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$583  = gamma1;
+    \$586  = gamma1;
     casez (core_state)
       4'h0:
           /* empty */;
@@ -5586,7 +5643,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
       4'h3:
           /* empty */;
       4'h5:
-          if (\$512 ) begin
+          if (\$513 ) begin
             casez (mq[36:9])
               28'h0000000:
                   /* empty */;
@@ -5599,17 +5656,17 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
               28'h0000003:
                   /* empty */;
               28'h0000004:
-                  \$583  = \$520 [15:0];
+                  \$586  = \$521 [15:0];
             endcase
           end
     endcase
     if (rst) begin
-      \$583  = 16'h0040;
+      \$586  = 16'h0040;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$584  = resp;
+    \$587  = rdata_r;
     casez (core_state)
       4'h0:
           /* empty */;
@@ -5636,56 +5693,45 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
       4'h5:
           /* empty */;
       4'hd:
-          \$584  = \$535 ;
+          \$587  = \$536 ;
     endcase
     if (rst) begin
-      \$584  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (cnt_clear) begin
-      \$585  = 32'd0;
-    end else begin
-      \$585  = \$541 [31:0];
-    end
-    if (rst) begin
-      \$585  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (cnt_clear) begin
-      \$586  = 32'd0;
-    end else begin
-      \$586  = \$543 [31:0];
-    end
-    if (rst) begin
-      \$586  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (cnt_clear) begin
-      \$587  = 32'd0;
-    end else begin
-      \$587  = \$544 [31:0];
-    end
-    if (rst) begin
       \$587  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (cnt_clear) begin
-      \$588  = 32'd0;
-    end else begin
-      \$588  = \$547 [31:0];
-    end
+    \$588  = resp;
+    casez (core_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'hb:
+          /* empty */;
+      4'ha:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'hd:
+          /* empty */;
+      4'he:
+          \$588  = rdata_r;
+    endcase
     if (rst) begin
       \$588  = 32'd0;
     end
@@ -5696,7 +5742,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (cnt_clear) begin
       \$589  = 32'd0;
     end else begin
-      \$589  = \$550 [31:0];
+      \$589  = \$542 [31:0];
     end
     if (rst) begin
       \$589  = 32'd0;
@@ -5708,7 +5754,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (cnt_clear) begin
       \$590  = 32'd0;
     end else begin
-      \$590  = \$553 [31:0];
+      \$590  = \$544 [31:0];
     end
     if (rst) begin
       \$590  = 32'd0;
@@ -5720,7 +5766,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (cnt_clear) begin
       \$591  = 32'd0;
     end else begin
-      \$591  = \$554 [31:0];
+      \$591  = \$545 [31:0];
     end
     if (rst) begin
       \$591  = 32'd0;
@@ -5732,7 +5778,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (cnt_clear) begin
       \$592  = 32'd0;
     end else begin
-      \$592  = \$555 [31:0];
+      \$592  = \$548 [31:0];
     end
     if (rst) begin
       \$592  = 32'd0;
@@ -5744,7 +5790,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (cnt_clear) begin
       \$593  = 32'd0;
     end else begin
-      \$593  = \$556 [31:0];
+      \$593  = \$551 [31:0];
     end
     if (rst) begin
       \$593  = 32'd0;
@@ -5756,7 +5802,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (cnt_clear) begin
       \$594  = 32'd0;
     end else begin
-      \$594  = \$557 [31:0];
+      \$594  = \$554 [31:0];
     end
     if (rst) begin
       \$594  = 32'd0;
@@ -5768,10 +5814,58 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (cnt_clear) begin
       \$595  = 32'd0;
     end else begin
-      \$595  = \$561 [31:0];
+      \$595  = \$555 [31:0];
     end
     if (rst) begin
       \$595  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (cnt_clear) begin
+      \$596  = 32'd0;
+    end else begin
+      \$596  = \$556 [31:0];
+    end
+    if (rst) begin
+      \$596  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (cnt_clear) begin
+      \$597  = 32'd0;
+    end else begin
+      \$597  = \$557 [31:0];
+    end
+    if (rst) begin
+      \$597  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (cnt_clear) begin
+      \$598  = 32'd0;
+    end else begin
+      \$598  = \$558 [31:0];
+    end
+    if (rst) begin
+      \$598  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (cnt_clear) begin
+      \$599  = 32'd0;
+    end else begin
+      \$599  = \$562 [31:0];
+    end
+    if (rst) begin
+      \$599  = 32'd0;
     end
   end
   assign i_spike__payload = i_event__payload;
@@ -5781,8 +5875,8 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   assign \o_spike__payload$35  = \i_event__payload$34 ;
   assign \i_event__ready$37  = \o_spike__ready$36 ;
   assign \o_spike__valid$39  = \i_event__valid$38 ;
-  assign \i_spike__payload$44  = { \$601 , \$600 , \$599 , \$598 , \$597 , \$596  };
-  assign \o_spike__payload$45  = { \$601 , \$600 , \$599 , \$598 , \$597 , \$596  };
+  assign \i_spike__payload$44  = { \$605 , \$604 , \$603 , \$602 , \$601 , \$600  };
+  assign \o_spike__payload$45  = { \$605 , \$604 , \$603 , \$602 , \$601 , \$600  };
   assign w_data = spike_rec;
   assign w_en = spike_we;
   assign r_rdy = o_spike__valid;
@@ -5832,11 +5926,11 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   assign \x_addr$160  = \$136 [0];
   assign am_addr = \$190 [0];
   assign start = pulse_na_start[0];
-  assign \start$189  = pulse_eu_start[0];
+  assign \start$190  = pulse_eu_start[0];
   assign emit = pulse_emit[0];
-  assign \start$193  = pulse_na_start[1];
-  assign \start$194  = pulse_eu_start[1];
-  assign \emit$195  = pulse_emit[1];
+  assign \start$194  = pulse_na_start[1];
+  assign \start$195  = pulse_eu_start[1];
+  assign \emit$196  = pulse_emit[1];
   assign \i_event__payload.pre  = i_event__payload;
   assign \i_ctrl__payload.op  = i_ctrl__payload[3:0];
   assign \i_ctrl__payload.arg  = i_ctrl__payload[35:4];
@@ -5883,8 +5977,8 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   assign \o_spike__payload$29.pre  = \i_event__payload$28 ;
   assign \i_event__payload$34.pre  = \i_event__payload$34 ;
   assign \o_spike__payload$35.pre  = \i_event__payload$34 ;
-  assign \i_spike__payload$44.pre  = { \$601 , \$600 , \$599 , \$598 , \$597 , \$596  };
-  assign \o_spike__payload$45.post  = { \$601 , \$600 , \$599 , \$598 , \$597 , \$596  };
+  assign \i_spike__payload$44.pre  = { \$605 , \$604 , \$603 , \$602 , \$601 , \$600  };
+  assign \o_spike__payload$45.post  = { \$605 , \$604 , \$603 , \$602 , \$601 , \$600  };
   assign \spike_rec.t  = spike_rec[7:0];
   assign \spike_rec.layer  = spike_rec[11:8];
   assign \spike_rec.neuron  = spike_rec[25:12];
@@ -6105,6 +6199,11 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   assign \mq.layer  = mq[8:5];
   assign \mq.addr  = mq[36:9];
   assign \mq.data  = mq[68:37];
+  assign \rq.write  = rq[0];
+  assign \rq.mem  = rq[4:1];
+  assign \rq.layer  = rq[8:5];
+  assign \rq.addr  = rq[36:9];
+  assign \rq.data  = rq[68:37];
   assign \x_bias[0]  = x_bias[15:0];
   assign \x_bias[1]  = x_bias[31:16];
   assign \x_bias[2]  = x_bias[47:32];
@@ -6201,102 +6300,102 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   assign \x_a[29]  = x_a[209:203];
   assign \x_a[30]  = x_a[216:210];
   assign \x_a[31]  = x_a[223:217];
-  assign \x_bias$176[0]  = \x_bias$176 [15:0];
-  assign \x_bias$176[1]  = \x_bias$176 [31:16];
-  assign \x_bias$176[2]  = \x_bias$176 [47:32];
-  assign \x_bias$176[3]  = \x_bias$176 [63:48];
-  assign \x_bias$176[4]  = \x_bias$176 [79:64];
-  assign \x_bias$176[5]  = \x_bias$176 [95:80];
-  assign \x_bias$176[6]  = \x_bias$176 [111:96];
-  assign \x_bias$176[7]  = \x_bias$176 [127:112];
-  assign \x_bias$176[8]  = \x_bias$176 [143:128];
-  assign \x_bias$176[9]  = \x_bias$176 [159:144];
-  assign \x_bias$176[10]  = \x_bias$176 [175:160];
-  assign \x_bias$176[11]  = \x_bias$176 [191:176];
-  assign \x_bias$176[12]  = \x_bias$176 [207:192];
-  assign \x_bias$176[13]  = \x_bias$176 [223:208];
-  assign \x_bias$176[14]  = \x_bias$176 [239:224];
-  assign \x_bias$176[15]  = \x_bias$176 [255:240];
-  assign \x_bias$176[16]  = \x_bias$176 [271:256];
-  assign \x_bias$176[17]  = \x_bias$176 [287:272];
-  assign \x_bias$176[18]  = \x_bias$176 [303:288];
-  assign \x_bias$176[19]  = \x_bias$176 [319:304];
-  assign \x_bias$176[20]  = \x_bias$176 [335:320];
-  assign \x_bias$176[21]  = \x_bias$176 [351:336];
-  assign \x_bias$176[22]  = \x_bias$176 [367:352];
-  assign \x_bias$176[23]  = \x_bias$176 [383:368];
-  assign \x_bias$176[24]  = \x_bias$176 [399:384];
-  assign \x_bias$176[25]  = \x_bias$176 [415:400];
-  assign \x_bias$176[26]  = \x_bias$176 [431:416];
-  assign \x_bias$176[27]  = \x_bias$176 [447:432];
-  assign \x_bias$176[28]  = \x_bias$176 [463:448];
-  assign \x_bias$176[29]  = \x_bias$176 [479:464];
-  assign \x_bias$176[30]  = \x_bias$176 [495:480];
-  assign \x_bias$176[31]  = \x_bias$176 [511:496];
-  assign \x_v$177[0]  = \x_v$177 [15:0];
-  assign \x_v$177[1]  = \x_v$177 [31:16];
-  assign \x_v$177[2]  = \x_v$177 [47:32];
-  assign \x_v$177[3]  = \x_v$177 [63:48];
-  assign \x_v$177[4]  = \x_v$177 [79:64];
-  assign \x_v$177[5]  = \x_v$177 [95:80];
-  assign \x_v$177[6]  = \x_v$177 [111:96];
-  assign \x_v$177[7]  = \x_v$177 [127:112];
-  assign \x_v$177[8]  = \x_v$177 [143:128];
-  assign \x_v$177[9]  = \x_v$177 [159:144];
-  assign \x_v$177[10]  = \x_v$177 [175:160];
-  assign \x_v$177[11]  = \x_v$177 [191:176];
-  assign \x_v$177[12]  = \x_v$177 [207:192];
-  assign \x_v$177[13]  = \x_v$177 [223:208];
-  assign \x_v$177[14]  = \x_v$177 [239:224];
-  assign \x_v$177[15]  = \x_v$177 [255:240];
-  assign \x_v$177[16]  = \x_v$177 [271:256];
-  assign \x_v$177[17]  = \x_v$177 [287:272];
-  assign \x_v$177[18]  = \x_v$177 [303:288];
-  assign \x_v$177[19]  = \x_v$177 [319:304];
-  assign \x_v$177[20]  = \x_v$177 [335:320];
-  assign \x_v$177[21]  = \x_v$177 [351:336];
-  assign \x_v$177[22]  = \x_v$177 [367:352];
-  assign \x_v$177[23]  = \x_v$177 [383:368];
-  assign \x_v$177[24]  = \x_v$177 [399:384];
-  assign \x_v$177[25]  = \x_v$177 [415:400];
-  assign \x_v$177[26]  = \x_v$177 [431:416];
-  assign \x_v$177[27]  = \x_v$177 [447:432];
-  assign \x_v$177[28]  = \x_v$177 [463:448];
-  assign \x_v$177[29]  = \x_v$177 [479:464];
-  assign \x_v$177[30]  = \x_v$177 [495:480];
-  assign \x_v$177[31]  = \x_v$177 [511:496];
-  assign \x_a$178[0]  = \x_a$178 [6:0];
-  assign \x_a$178[1]  = \x_a$178 [13:7];
-  assign \x_a$178[2]  = \x_a$178 [20:14];
-  assign \x_a$178[3]  = \x_a$178 [27:21];
-  assign \x_a$178[4]  = \x_a$178 [34:28];
-  assign \x_a$178[5]  = \x_a$178 [41:35];
-  assign \x_a$178[6]  = \x_a$178 [48:42];
-  assign \x_a$178[7]  = \x_a$178 [55:49];
-  assign \x_a$178[8]  = \x_a$178 [62:56];
-  assign \x_a$178[9]  = \x_a$178 [69:63];
-  assign \x_a$178[10]  = \x_a$178 [76:70];
-  assign \x_a$178[11]  = \x_a$178 [83:77];
-  assign \x_a$178[12]  = \x_a$178 [90:84];
-  assign \x_a$178[13]  = \x_a$178 [97:91];
-  assign \x_a$178[14]  = \x_a$178 [104:98];
-  assign \x_a$178[15]  = \x_a$178 [111:105];
-  assign \x_a$178[16]  = \x_a$178 [118:112];
-  assign \x_a$178[17]  = \x_a$178 [125:119];
-  assign \x_a$178[18]  = \x_a$178 [132:126];
-  assign \x_a$178[19]  = \x_a$178 [139:133];
-  assign \x_a$178[20]  = \x_a$178 [146:140];
-  assign \x_a$178[21]  = \x_a$178 [153:147];
-  assign \x_a$178[22]  = \x_a$178 [160:154];
-  assign \x_a$178[23]  = \x_a$178 [167:161];
-  assign \x_a$178[24]  = \x_a$178 [174:168];
-  assign \x_a$178[25]  = \x_a$178 [181:175];
-  assign \x_a$178[26]  = \x_a$178 [188:182];
-  assign \x_a$178[27]  = \x_a$178 [195:189];
-  assign \x_a$178[28]  = \x_a$178 [202:196];
-  assign \x_a$178[29]  = \x_a$178 [209:203];
-  assign \x_a$178[30]  = \x_a$178 [216:210];
-  assign \x_a$178[31]  = \x_a$178 [223:217];
+  assign \x_bias$177[0]  = \x_bias$177 [15:0];
+  assign \x_bias$177[1]  = \x_bias$177 [31:16];
+  assign \x_bias$177[2]  = \x_bias$177 [47:32];
+  assign \x_bias$177[3]  = \x_bias$177 [63:48];
+  assign \x_bias$177[4]  = \x_bias$177 [79:64];
+  assign \x_bias$177[5]  = \x_bias$177 [95:80];
+  assign \x_bias$177[6]  = \x_bias$177 [111:96];
+  assign \x_bias$177[7]  = \x_bias$177 [127:112];
+  assign \x_bias$177[8]  = \x_bias$177 [143:128];
+  assign \x_bias$177[9]  = \x_bias$177 [159:144];
+  assign \x_bias$177[10]  = \x_bias$177 [175:160];
+  assign \x_bias$177[11]  = \x_bias$177 [191:176];
+  assign \x_bias$177[12]  = \x_bias$177 [207:192];
+  assign \x_bias$177[13]  = \x_bias$177 [223:208];
+  assign \x_bias$177[14]  = \x_bias$177 [239:224];
+  assign \x_bias$177[15]  = \x_bias$177 [255:240];
+  assign \x_bias$177[16]  = \x_bias$177 [271:256];
+  assign \x_bias$177[17]  = \x_bias$177 [287:272];
+  assign \x_bias$177[18]  = \x_bias$177 [303:288];
+  assign \x_bias$177[19]  = \x_bias$177 [319:304];
+  assign \x_bias$177[20]  = \x_bias$177 [335:320];
+  assign \x_bias$177[21]  = \x_bias$177 [351:336];
+  assign \x_bias$177[22]  = \x_bias$177 [367:352];
+  assign \x_bias$177[23]  = \x_bias$177 [383:368];
+  assign \x_bias$177[24]  = \x_bias$177 [399:384];
+  assign \x_bias$177[25]  = \x_bias$177 [415:400];
+  assign \x_bias$177[26]  = \x_bias$177 [431:416];
+  assign \x_bias$177[27]  = \x_bias$177 [447:432];
+  assign \x_bias$177[28]  = \x_bias$177 [463:448];
+  assign \x_bias$177[29]  = \x_bias$177 [479:464];
+  assign \x_bias$177[30]  = \x_bias$177 [495:480];
+  assign \x_bias$177[31]  = \x_bias$177 [511:496];
+  assign \x_v$178[0]  = \x_v$178 [15:0];
+  assign \x_v$178[1]  = \x_v$178 [31:16];
+  assign \x_v$178[2]  = \x_v$178 [47:32];
+  assign \x_v$178[3]  = \x_v$178 [63:48];
+  assign \x_v$178[4]  = \x_v$178 [79:64];
+  assign \x_v$178[5]  = \x_v$178 [95:80];
+  assign \x_v$178[6]  = \x_v$178 [111:96];
+  assign \x_v$178[7]  = \x_v$178 [127:112];
+  assign \x_v$178[8]  = \x_v$178 [143:128];
+  assign \x_v$178[9]  = \x_v$178 [159:144];
+  assign \x_v$178[10]  = \x_v$178 [175:160];
+  assign \x_v$178[11]  = \x_v$178 [191:176];
+  assign \x_v$178[12]  = \x_v$178 [207:192];
+  assign \x_v$178[13]  = \x_v$178 [223:208];
+  assign \x_v$178[14]  = \x_v$178 [239:224];
+  assign \x_v$178[15]  = \x_v$178 [255:240];
+  assign \x_v$178[16]  = \x_v$178 [271:256];
+  assign \x_v$178[17]  = \x_v$178 [287:272];
+  assign \x_v$178[18]  = \x_v$178 [303:288];
+  assign \x_v$178[19]  = \x_v$178 [319:304];
+  assign \x_v$178[20]  = \x_v$178 [335:320];
+  assign \x_v$178[21]  = \x_v$178 [351:336];
+  assign \x_v$178[22]  = \x_v$178 [367:352];
+  assign \x_v$178[23]  = \x_v$178 [383:368];
+  assign \x_v$178[24]  = \x_v$178 [399:384];
+  assign \x_v$178[25]  = \x_v$178 [415:400];
+  assign \x_v$178[26]  = \x_v$178 [431:416];
+  assign \x_v$178[27]  = \x_v$178 [447:432];
+  assign \x_v$178[28]  = \x_v$178 [463:448];
+  assign \x_v$178[29]  = \x_v$178 [479:464];
+  assign \x_v$178[30]  = \x_v$178 [495:480];
+  assign \x_v$178[31]  = \x_v$178 [511:496];
+  assign \x_a$179[0]  = \x_a$179 [6:0];
+  assign \x_a$179[1]  = \x_a$179 [13:7];
+  assign \x_a$179[2]  = \x_a$179 [20:14];
+  assign \x_a$179[3]  = \x_a$179 [27:21];
+  assign \x_a$179[4]  = \x_a$179 [34:28];
+  assign \x_a$179[5]  = \x_a$179 [41:35];
+  assign \x_a$179[6]  = \x_a$179 [48:42];
+  assign \x_a$179[7]  = \x_a$179 [55:49];
+  assign \x_a$179[8]  = \x_a$179 [62:56];
+  assign \x_a$179[9]  = \x_a$179 [69:63];
+  assign \x_a$179[10]  = \x_a$179 [76:70];
+  assign \x_a$179[11]  = \x_a$179 [83:77];
+  assign \x_a$179[12]  = \x_a$179 [90:84];
+  assign \x_a$179[13]  = \x_a$179 [97:91];
+  assign \x_a$179[14]  = \x_a$179 [104:98];
+  assign \x_a$179[15]  = \x_a$179 [111:105];
+  assign \x_a$179[16]  = \x_a$179 [118:112];
+  assign \x_a$179[17]  = \x_a$179 [125:119];
+  assign \x_a$179[18]  = \x_a$179 [132:126];
+  assign \x_a$179[19]  = \x_a$179 [139:133];
+  assign \x_a$179[20]  = \x_a$179 [146:140];
+  assign \x_a$179[21]  = \x_a$179 [153:147];
+  assign \x_a$179[22]  = \x_a$179 [160:154];
+  assign \x_a$179[23]  = \x_a$179 [167:161];
+  assign \x_a$179[24]  = \x_a$179 [174:168];
+  assign \x_a$179[25]  = \x_a$179 [181:175];
+  assign \x_a$179[26]  = \x_a$179 [188:182];
+  assign \x_a$179[27]  = \x_a$179 [195:189];
+  assign \x_a$179[28]  = \x_a$179 [202:196];
+  assign \x_a$179[29]  = \x_a$179 [209:203];
+  assign \x_a$179[30]  = \x_a$179 [216:210];
+  assign \x_a$179[31]  = \x_a$179 [223:217];
   assign \x_score[0]  = x_score[18:0];
   assign \x_score[1]  = x_score[37:19];
   assign \x_score[2]  = x_score[56:38];
@@ -6366,54 +6465,54 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   assign \$218  = lay;
   assign \$223  = lay;
   assign \$226  = lay;
-  assign \$464  = lay;
-  assign \$472  = lay;
-  assign \$478  = lay;
+  assign \$465  = lay;
+  assign \$473  = lay;
+  assign \$479  = lay;
 endmodule
 
-module \core.eu0 (rst, w_data, x_u, x_theta, d_wr_addr, d_wr_en, x_addr, sat, dn_data, start, full, s_d, w_addr, dn_addr, busy, clk);
+module \core.eu0 (rst, w_data, x_u, x_theta, d_wr_addr, d_wr_en, x_addr, dn_data, start, full, s_d, w_addr, dn_addr, sat, busy, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [16:0] \$100 ;
   wire [16:0] \$101 ;
-  wire [17:0] \$102 ;
+  wire [16:0] \$102 ;
   wire [16:0] \$103 ;
-  wire [16:0] \$104 ;
+  wire [17:0] \$104 ;
   wire [16:0] \$105 ;
   wire [16:0] \$106 ;
-  wire [17:0] \$107 ;
-  wire [18:0] \$108 ;
-  wire [16:0] \$109 ;
+  wire [16:0] \$107 ;
+  wire [16:0] \$108 ;
+  wire [17:0] \$109 ;
   wire \$11 ;
-  wire [16:0] \$110 ;
-  wire [16:0] \$111 ;
+  wire [18:0] \$110 ;
+  wire [19:0] \$111 ;
   wire [16:0] \$112 ;
-  wire [17:0] \$113 ;
+  wire [16:0] \$113 ;
   wire [16:0] \$114 ;
   wire [16:0] \$115 ;
-  wire [16:0] \$116 ;
-  wire [16:0] \$117 ;
-  wire [17:0] \$118 ;
-  wire [18:0] \$119 ;
+  wire [17:0] \$116 ;
+  wire \$117 ;
+  wire [16:0] \$118 ;
+  wire [16:0] \$119 ;
   wire \$12 ;
-  wire [19:0] \$120 ;
-  wire [16:0] \$121 ;
+  wire [16:0] \$120 ;
+  wire \$121 ;
   wire [16:0] \$122 ;
   wire [16:0] \$123 ;
   wire [16:0] \$124 ;
   wire [17:0] \$125 ;
-  wire \$126 ;
-  wire [16:0] \$127 ;
+  wire [18:0] \$126 ;
+  wire \$127 ;
   wire [16:0] \$128 ;
   wire [16:0] \$129 ;
   wire \$13 ;
-  wire \$130 ;
-  wire [16:0] \$131 ;
+  wire [16:0] \$130 ;
+  wire \$131 ;
   wire [16:0] \$132 ;
   wire [16:0] \$133 ;
-  wire [17:0] \$134 ;
-  wire [18:0] \$135 ;
+  wire [16:0] \$134 ;
+  wire [17:0] \$135 ;
   wire \$136 ;
   wire [16:0] \$137 ;
   wire [16:0] \$138 ;
@@ -6424,19 +6523,19 @@ module \core.eu0 (rst, w_data, x_u, x_theta, d_wr_addr, d_wr_en, x_addr, sat, dn
   wire [16:0] \$142 ;
   wire [16:0] \$143 ;
   wire [17:0] \$144 ;
-  wire \$145 ;
-  wire [16:0] \$146 ;
-  wire [16:0] \$147 ;
-  wire [16:0] \$148 ;
-  wire \$149 ;
+  wire [18:0] \$145 ;
+  wire [19:0] \$146 ;
+  wire [20:0] \$147 ;
+  wire \$148 ;
+  wire [16:0] \$149 ;
   wire \$15 ;
   wire [16:0] \$150 ;
   wire [16:0] \$151 ;
-  wire [16:0] \$152 ;
-  wire [17:0] \$153 ;
-  wire [18:0] \$154 ;
-  wire [19:0] \$155 ;
-  wire [20:0] \$156 ;
+  wire \$152 ;
+  wire [16:0] \$153 ;
+  wire [16:0] \$154 ;
+  wire [16:0] \$155 ;
+  wire [17:0] \$156 ;
   wire \$157 ;
   wire [16:0] \$158 ;
   wire [16:0] \$159 ;
@@ -6447,17 +6546,17 @@ module \core.eu0 (rst, w_data, x_u, x_theta, d_wr_addr, d_wr_en, x_addr, sat, dn
   wire [16:0] \$163 ;
   wire [16:0] \$164 ;
   wire [17:0] \$165 ;
-  wire \$166 ;
-  wire [16:0] \$167 ;
+  wire [18:0] \$166 ;
+  wire \$167 ;
   wire [16:0] \$168 ;
   wire [16:0] \$169 ;
   wire \$17 ;
-  wire \$170 ;
-  wire [16:0] \$171 ;
+  wire [16:0] \$170 ;
+  wire \$171 ;
   wire [16:0] \$172 ;
   wire [16:0] \$173 ;
-  wire [17:0] \$174 ;
-  wire [18:0] \$175 ;
+  wire [16:0] \$174 ;
+  wire [17:0] \$175 ;
   wire \$176 ;
   wire [16:0] \$177 ;
   wire [16:0] \$178 ;
@@ -6468,18 +6567,18 @@ module \core.eu0 (rst, w_data, x_u, x_theta, d_wr_addr, d_wr_en, x_addr, sat, dn
   wire [16:0] \$182 ;
   wire [16:0] \$183 ;
   wire [17:0] \$184 ;
-  wire \$185 ;
-  wire [16:0] \$186 ;
-  wire [16:0] \$187 ;
+  wire [18:0] \$185 ;
+  wire [19:0] \$186 ;
+  wire \$187 ;
   wire [16:0] \$188 ;
-  wire \$189 ;
+  wire [16:0] \$189 ;
   wire \$19 ;
   wire [16:0] \$190 ;
-  wire [16:0] \$191 ;
+  wire \$191 ;
   wire [16:0] \$192 ;
-  wire [17:0] \$193 ;
-  wire [18:0] \$194 ;
-  wire [19:0] \$195 ;
+  wire [16:0] \$193 ;
+  wire [16:0] \$194 ;
+  wire [17:0] \$195 ;
   wire \$196 ;
   wire [16:0] \$197 ;
   wire [16:0] \$198 ;
@@ -6491,17 +6590,17 @@ module \core.eu0 (rst, w_data, x_u, x_theta, d_wr_addr, d_wr_en, x_addr, sat, dn
   wire [16:0] \$202 ;
   wire [16:0] \$203 ;
   wire [17:0] \$204 ;
-  wire \$205 ;
-  wire [16:0] \$206 ;
+  wire [18:0] \$205 ;
+  wire \$206 ;
   wire [16:0] \$207 ;
   wire [16:0] \$208 ;
-  wire \$209 ;
+  wire [16:0] \$209 ;
   wire \$21 ;
-  wire [16:0] \$210 ;
+  wire \$210 ;
   wire [16:0] \$211 ;
   wire [16:0] \$212 ;
-  wire [17:0] \$213 ;
-  wire [18:0] \$214 ;
+  wire [16:0] \$213 ;
+  wire [17:0] \$214 ;
   wire \$215 ;
   wire [16:0] \$216 ;
   wire [16:0] \$217 ;
@@ -6512,48 +6611,48 @@ module \core.eu0 (rst, w_data, x_u, x_theta, d_wr_addr, d_wr_en, x_addr, sat, dn
   wire [16:0] \$221 ;
   wire [16:0] \$222 ;
   wire [17:0] \$223 ;
-  wire \$224 ;
-  wire [16:0] \$225 ;
-  wire [16:0] \$226 ;
-  wire [16:0] \$227 ;
+  wire [18:0] \$224 ;
+  wire [19:0] \$225 ;
+  wire [20:0] \$226 ;
+  wire [21:0] \$227 ;
   wire \$228 ;
-  wire [16:0] \$229 ;
+  wire \$229 ;
   wire \$23 ;
   wire [16:0] \$230 ;
-  wire [16:0] \$231 ;
+  wire \$231 ;
   wire [17:0] \$232 ;
-  wire [18:0] \$233 ;
-  wire [19:0] \$234 ;
-  wire [20:0] \$235 ;
-  wire [21:0] \$236 ;
-  wire \$237 ;
-  wire \$238 ;
-  wire [16:0] \$239 ;
+  wire [17:0] \$233 ;
+  wire \$234 ;
+  wire \$235 ;
+  wire [17:0] \$236 ;
+  wire [17:0] \$237 ;
+  wire [18:0] \$238 ;
+  wire [18:0] \$239 ;
   wire \$24 ;
-  wire \$240 ;
-  wire [17:0] \$241 ;
-  wire [17:0] \$242 ;
+  wire [27:0] \$240 ;
+  wire [29:0] \$241 ;
+  wire [29:0] \$242 ;
   wire \$243 ;
-  wire \$244 ;
-  wire [17:0] \$245 ;
-  wire [17:0] \$246 ;
-  wire [18:0] \$247 ;
-  wire [18:0] \$248 ;
-  wire [27:0] \$249 ;
+  wire [29:0] \$244 ;
+  wire [29:0] \$245 ;
+  wire \$246 ;
+  wire [29:0] \$247 ;
+  wire [29:0] \$248 ;
+  wire [29:0] \$249 ;
   wire \$25 ;
-  wire [28:0] \$250 ;
-  wire [28:0] \$251 ;
-  wire \$252 ;
-  wire [27:0] \$253 ;
-  wire [28:0] \$254 ;
-  wire [28:0] \$255 ;
+  wire [29:0] \$250 ;
+  wire [29:0] \$251 ;
+  wire [29:0] \$252 ;
+  wire \$253 ;
+  wire [29:0] \$254 ;
+  wire [29:0] \$255 ;
   wire \$256 ;
-  wire [27:0] \$257 ;
-  wire [28:0] \$258 ;
-  wire [28:0] \$259 ;
+  wire \$257 ;
+  wire \$258 ;
+  wire \$259 ;
   wire \$26 ;
-  wire [28:0] \$260 ;
-  wire [28:0] \$261 ;
+  wire \$260 ;
+  wire \$261 ;
   wire \$262 ;
   wire \$263 ;
   wire \$264 ;
@@ -6568,38 +6667,41 @@ module \core.eu0 (rst, w_data, x_u, x_theta, d_wr_addr, d_wr_en, x_addr, sat, dn
   wire \$272 ;
   wire \$273 ;
   wire \$274 ;
-  wire \$275 ;
-  reg [511:0] \$276 ;
-  reg [40:0] \$277 ;
-  reg \$278 ;
-  reg [8:0] \$279 ;
+  reg [511:0] \$275 ;
+  reg [40:0] \$276 ;
+  reg \$277 ;
+  reg [8:0] \$278 ;
+  reg \$279 ;
   wire \$28 ;
-  reg \$280 ;
-  reg [7:0] \$281 ;
-  reg \$282 ;
-  reg [8:0] \$283 ;
-  reg \$284 ;
-  reg [8:0] \$285 ;
-  reg \$286 ;
-  reg [20:0] \$287 ;
+  reg [7:0] \$280 ;
+  reg \$281 ;
+  reg [8:0] \$282 ;
+  reg \$283 ;
+  reg [8:0] \$284 ;
+  reg \$285 ;
+  reg [20:0] \$286 ;
+  reg [15:0] \$287 ;
   reg [15:0] \$288 ;
-  reg [15:0] \$289 ;
+  reg [20:0] \$289 ;
   wire \$29 ;
-  reg [20:0] \$290 ;
-  reg \$291 ;
-  reg [8:0] \$292 ;
-  reg [20:0] \$293 ;
-  reg [16:0] \$294 ;
-  reg \$295 ;
-  reg [8:0] \$296 ;
-  reg [20:0] \$297 ;
-  reg [6:0] \$298 ;
-  reg \$299 ;
+  reg \$290 ;
+  reg [8:0] \$291 ;
+  reg [20:0] \$292 ;
+  reg [16:0] \$293 ;
+  reg \$294 ;
+  reg [8:0] \$295 ;
+  reg [20:0] \$296 ;
+  reg [6:0] \$297 ;
+  reg \$298 ;
+  reg [8:0] \$299 ;
   wire \$3 ;
   wire \$30 ;
-  reg [8:0] \$300 ;
-  reg [15:0] \$301 ;
-  reg \$302 ;
+  reg [28:0] \$300 ;
+  reg \$301 ;
+  reg [8:0] \$302 ;
+  reg [15:0] \$303 ;
+  reg \$304 ;
+  reg \$305 ;
   wire \$31 ;
   wire \$32 ;
   wire [8:0] \$33 ;
@@ -6646,35 +6748,35 @@ module \core.eu0 (rst, w_data, x_u, x_theta, d_wr_addr, d_wr_en, x_addr, sat, dn
   wire \$70 ;
   wire [20:0] \$71 ;
   wire [21:0] \$72 ;
-  wire [27:0] \$73 ;
-  wire [28:0] \$74 ;
-  wire [28:0] \$75 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
   wire \$76 ;
-  wire [27:0] \$77 ;
-  wire [28:0] \$78 ;
-  wire [28:0] \$79 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire [31:0] \$79 ;
   wire \$8 ;
-  wire \$80 ;
+  wire [42:0] \$80 ;
   wire \$81 ;
   wire \$82 ;
   wire \$83 ;
   wire \$84 ;
-  wire \$85 ;
+  wire [8:0] \$85 ;
   wire \$86 ;
-  wire \$87 ;
-  wire [31:0] \$88 ;
-  wire [42:0] \$89 ;
+  wire [9:0] \$87 ;
+  wire [1:0] \$88 ;
+  wire [16:0] \$89 ;
   wire \$9 ;
-  wire \$90 ;
-  wire \$91 ;
-  wire \$92 ;
-  wire \$93 ;
-  wire [8:0] \$94 ;
-  wire \$95 ;
-  wire [9:0] \$96 ;
-  wire [1:0] \$97 ;
-  wire [16:0] \$98 ;
-  wire [16:0] \$99 ;
+  wire [16:0] \$90 ;
+  wire [16:0] \$91 ;
+  wire [16:0] \$92 ;
+  wire [17:0] \$93 ;
+  wire [16:0] \$94 ;
+  wire [16:0] \$95 ;
+  wire [16:0] \$96 ;
+  wire [16:0] \$97 ;
+  wire [17:0] \$98 ;
+  wire [18:0] \$99 ;
   reg [15:0] b_delta = 16'h0000;
   reg [8:0] b_j = 9'h000;
   reg b_valid = 1'h0;
@@ -6753,12 +6855,17 @@ module \core.eu0 (rst, w_data, x_u, x_theta, d_wr_addr, d_wr_en, x_addr, sat, dn
   reg [8:0] s3_i = 9'h000;
   reg [6:0] s3_sg = 7'h00;
   reg s3_valid = 1'h0;
+  reg [8:0] s4_i = 9'h000;
+  reg [28:0] s4_prod = 29'h00000000;
+  reg s4_valid = 1'h0;
   output [40:0] s_d;
   reg [40:0] s_d = 41'h00000000000;
   (* init = 41'h00000000000 *)
   wire [40:0] \s_d$9 ;
   output sat;
-  wire sat;
+  reg sat = 1'h0;
+  (* init = 1'h0 *)
+  wire sat_r;
   input start;
   wire start;
   reg [15:0] th;
@@ -6941,259 +7048,265 @@ module \core.eu0 (rst, w_data, x_u, x_theta, d_wr_addr, d_wr_en, x_addr, sat, dn
   assign \$70  = ! r_c;
   assign \$71  = r_c ? e_acc : 21'h000000;
   assign \$72  = $signed(\$71 ) + $signed(r_sum);
-  assign \$73  = $signed(s3_e) * $signed({ 1'h0, s3_sg });
-  assign \$74  = $signed(\$73 ) + $signed(7'h20);
-  assign \$76  = $signed(\$75 ) > $signed(16'h7fff);
-  assign \$77  = $signed(s3_e) * $signed({ 1'h0, s3_sg });
-  assign \$78  = $signed(\$77 ) + $signed(7'h20);
-  assign \$80  = $signed(\$79 ) < $signed(16'h8001);
-  assign \$81  = \$76  | \$80 ;
-  assign sat = s3_valid & \$81 ;
-  assign \$82  = b_j[4:0] == 5'h1f;
-  assign \$83  = b_j == 8'hff;
-  assign \$84  = \$82  | \$83 ;
-  assign \$85  = b_valid & \$84 ;
-  assign \$86  = ~ busy;
-  assign \$87  = start & \$86 ;
-  assign \$88  = $signed(b_delta) * $signed(b_delta);
-  assign \$89  = $signed({ 1'h0, s_d }) + $signed(\$88 );
-  assign \$90  = i < 9'h100;
-  assign \$91  = busy & \$90 ;
-  assign \$92  = i < 9'h100;
-  assign \$93  = busy & \$92 ;
-  assign \$94  = w_addr + 1'h1;
-  assign \$95  = ! dn_addr;
-  assign \$96  = i + 1'h1;
-  assign \$97  = dn_addr + 1'h1;
-  assign \$98  = - $signed(dn_data[15:0]);
-  assign \$99  = w_data[0] ? { dn_data[15], dn_data[15:0] } : \$98 ;
-  assign \$100  = - $signed(dn_data[31:16]);
-  assign \$101  = w_data[1] ? { dn_data[31], dn_data[31:16] } : \$100 ;
-  assign \$102  = $signed(\$99 ) + $signed(\$101 );
-  assign \$103  = - $signed(dn_data[47:32]);
-  assign \$104  = w_data[2] ? { dn_data[47], dn_data[47:32] } : \$103 ;
-  assign \$105  = - $signed(dn_data[63:48]);
-  assign \$106  = w_data[3] ? { dn_data[63], dn_data[63:48] } : \$105 ;
-  assign \$107  = $signed(\$104 ) + $signed(\$106 );
-  assign \$108  = $signed(\$102 ) + $signed(\$107 );
-  assign \$109  = - $signed(dn_data[79:64]);
-  assign \$110  = w_data[4] ? { dn_data[79], dn_data[79:64] } : \$109 ;
-  assign \$111  = - $signed(dn_data[95:80]);
-  assign \$112  = w_data[5] ? { dn_data[95], dn_data[95:80] } : \$111 ;
-  assign \$113  = $signed(\$110 ) + $signed(\$112 );
-  assign \$114  = - $signed(dn_data[111:96]);
-  assign \$115  = w_data[6] ? { dn_data[111], dn_data[111:96] } : \$114 ;
-  assign \$116  = - $signed(dn_data[127:112]);
-  assign \$117  = w_data[7] ? { dn_data[127], dn_data[127:112] } : \$116 ;
-  assign \$118  = $signed(\$115 ) + $signed(\$117 );
-  assign \$119  = $signed(\$113 ) + $signed(\$118 );
-  assign \$120  = $signed(\$108 ) + $signed(\$119 );
-  assign \$121  = - $signed(dn_data[143:128]);
-  assign \$122  = w_data[8] ? { dn_data[143], dn_data[143:128] } : \$121 ;
-  assign \$123  = - $signed(dn_data[159:144]);
-  assign \$124  = w_data[9] ? { dn_data[159], dn_data[159:144] } : \$123 ;
-  assign \$125  = $signed(\$122 ) + $signed(\$124 );
-  assign \$126  = ! s1_c;
-  assign \$127  = - $signed(dn_data[175:160]);
-  assign \$128  = w_data[10] ? { dn_data[175], dn_data[175:160] } : \$127 ;
-  assign \$129  = s1_c ? \$128  : 17'h00000;
-  assign \$130  = ! s1_c;
-  assign \$131  = - $signed(dn_data[191:176]);
-  assign \$132  = w_data[11] ? { dn_data[191], dn_data[191:176] } : \$131 ;
-  assign \$133  = s1_c ? \$132  : 17'h00000;
-  assign \$134  = $signed(\$129 ) + $signed(\$133 );
-  assign \$135  = $signed(\$125 ) + $signed(\$134 );
+  assign \$73  = b_j[4:0] == 5'h1f;
+  assign \$74  = b_j == 8'hff;
+  assign \$75  = \$73  | \$74 ;
+  assign \$76  = b_valid & \$75 ;
+  assign \$77  = ~ busy;
+  assign \$78  = start & \$77 ;
+  assign \$79  = $signed(b_delta) * $signed(b_delta);
+  assign \$80  = $signed({ 1'h0, s_d }) + $signed(\$79 );
+  assign \$81  = i < 9'h100;
+  assign \$82  = busy & \$81 ;
+  assign \$83  = i < 9'h100;
+  assign \$84  = busy & \$83 ;
+  assign \$85  = w_addr + 1'h1;
+  assign \$86  = ! dn_addr;
+  assign \$87  = i + 1'h1;
+  assign \$88  = dn_addr + 1'h1;
+  assign \$89  = - $signed(dn_data[15:0]);
+  assign \$90  = w_data[0] ? { dn_data[15], dn_data[15:0] } : \$89 ;
+  assign \$91  = - $signed(dn_data[31:16]);
+  assign \$92  = w_data[1] ? { dn_data[31], dn_data[31:16] } : \$91 ;
+  assign \$93  = $signed(\$90 ) + $signed(\$92 );
+  assign \$94  = - $signed(dn_data[47:32]);
+  assign \$95  = w_data[2] ? { dn_data[47], dn_data[47:32] } : \$94 ;
+  assign \$96  = - $signed(dn_data[63:48]);
+  assign \$97  = w_data[3] ? { dn_data[63], dn_data[63:48] } : \$96 ;
+  assign \$98  = $signed(\$95 ) + $signed(\$97 );
+  assign \$99  = $signed(\$93 ) + $signed(\$98 );
+  assign \$100  = - $signed(dn_data[79:64]);
+  assign \$101  = w_data[4] ? { dn_data[79], dn_data[79:64] } : \$100 ;
+  assign \$102  = - $signed(dn_data[95:80]);
+  assign \$103  = w_data[5] ? { dn_data[95], dn_data[95:80] } : \$102 ;
+  assign \$104  = $signed(\$101 ) + $signed(\$103 );
+  assign \$105  = - $signed(dn_data[111:96]);
+  assign \$106  = w_data[6] ? { dn_data[111], dn_data[111:96] } : \$105 ;
+  assign \$107  = - $signed(dn_data[127:112]);
+  assign \$108  = w_data[7] ? { dn_data[127], dn_data[127:112] } : \$107 ;
+  assign \$109  = $signed(\$106 ) + $signed(\$108 );
+  assign \$110  = $signed(\$104 ) + $signed(\$109 );
+  assign \$111  = $signed(\$99 ) + $signed(\$110 );
+  assign \$112  = - $signed(dn_data[143:128]);
+  assign \$113  = w_data[8] ? { dn_data[143], dn_data[143:128] } : \$112 ;
+  assign \$114  = - $signed(dn_data[159:144]);
+  assign \$115  = w_data[9] ? { dn_data[159], dn_data[159:144] } : \$114 ;
+  assign \$116  = $signed(\$113 ) + $signed(\$115 );
+  assign \$117  = ! s1_c;
+  assign \$118  = - $signed(dn_data[175:160]);
+  assign \$119  = w_data[10] ? { dn_data[175], dn_data[175:160] } : \$118 ;
+  assign \$120  = s1_c ? \$119  : 17'h00000;
+  assign \$121  = ! s1_c;
+  assign \$122  = - $signed(dn_data[191:176]);
+  assign \$123  = w_data[11] ? { dn_data[191], dn_data[191:176] } : \$122 ;
+  assign \$124  = s1_c ? \$123  : 17'h00000;
+  assign \$125  = $signed(\$120 ) + $signed(\$124 );
+  assign \$126  = $signed(\$116 ) + $signed(\$125 );
+  assign \$127  = ! s1_c;
+  assign \$128  = - $signed(dn_data[207:192]);
+  assign \$129  = w_data[12] ? { dn_data[207], dn_data[207:192] } : \$128 ;
+  assign \$130  = s1_c ? \$129  : 17'h00000;
+  assign \$131  = ! s1_c;
+  assign \$132  = - $signed(dn_data[223:208]);
+  assign \$133  = w_data[13] ? { dn_data[223], dn_data[223:208] } : \$132 ;
+  assign \$134  = s1_c ? \$133  : 17'h00000;
+  assign \$135  = $signed(\$130 ) + $signed(\$134 );
   assign \$136  = ! s1_c;
-  assign \$137  = - $signed(dn_data[207:192]);
-  assign \$138  = w_data[12] ? { dn_data[207], dn_data[207:192] } : \$137 ;
+  assign \$137  = - $signed(dn_data[239:224]);
+  assign \$138  = w_data[14] ? { dn_data[239], dn_data[239:224] } : \$137 ;
   assign \$139  = s1_c ? \$138  : 17'h00000;
   assign \$140  = ! s1_c;
-  assign \$141  = - $signed(dn_data[223:208]);
-  assign \$142  = w_data[13] ? { dn_data[223], dn_data[223:208] } : \$141 ;
+  assign \$141  = - $signed(dn_data[255:240]);
+  assign \$142  = w_data[15] ? { dn_data[255], dn_data[255:240] } : \$141 ;
   assign \$143  = s1_c ? \$142  : 17'h00000;
   assign \$144  = $signed(\$139 ) + $signed(\$143 );
-  assign \$145  = ! s1_c;
-  assign \$146  = - $signed(dn_data[239:224]);
-  assign \$147  = w_data[14] ? { dn_data[239], dn_data[239:224] } : \$146 ;
-  assign \$148  = s1_c ? \$147  : 17'h00000;
-  assign \$149  = ! s1_c;
-  assign \$150  = - $signed(dn_data[255:240]);
-  assign \$151  = w_data[15] ? { dn_data[255], dn_data[255:240] } : \$150 ;
-  assign \$152  = s1_c ? \$151  : 17'h00000;
-  assign \$153  = $signed(\$148 ) + $signed(\$152 );
-  assign \$154  = $signed(\$144 ) + $signed(\$153 );
-  assign \$155  = $signed(\$135 ) + $signed(\$154 );
-  assign \$156  = $signed(\$120 ) + $signed(\$155 );
+  assign \$145  = $signed(\$135 ) + $signed(\$144 );
+  assign \$146  = $signed(\$126 ) + $signed(\$145 );
+  assign \$147  = $signed(\$111 ) + $signed(\$146 );
+  assign \$148  = ! s1_c;
+  assign \$149  = - $signed(dn_data[271:256]);
+  assign \$150  = w_data[16] ? { dn_data[271], dn_data[271:256] } : \$149 ;
+  assign \$151  = s1_c ? \$150  : 17'h00000;
+  assign \$152  = ! s1_c;
+  assign \$153  = - $signed(dn_data[287:272]);
+  assign \$154  = w_data[17] ? { dn_data[287], dn_data[287:272] } : \$153 ;
+  assign \$155  = s1_c ? \$154  : 17'h00000;
+  assign \$156  = $signed(\$151 ) + $signed(\$155 );
   assign \$157  = ! s1_c;
-  assign \$158  = - $signed(dn_data[271:256]);
-  assign \$159  = w_data[16] ? { dn_data[271], dn_data[271:256] } : \$158 ;
+  assign \$158  = - $signed(dn_data[303:288]);
+  assign \$159  = w_data[18] ? { dn_data[303], dn_data[303:288] } : \$158 ;
   assign \$160  = s1_c ? \$159  : 17'h00000;
   assign \$161  = ! s1_c;
-  assign \$162  = - $signed(dn_data[287:272]);
-  assign \$163  = w_data[17] ? { dn_data[287], dn_data[287:272] } : \$162 ;
+  assign \$162  = - $signed(dn_data[319:304]);
+  assign \$163  = w_data[19] ? { dn_data[319], dn_data[319:304] } : \$162 ;
   assign \$164  = s1_c ? \$163  : 17'h00000;
   assign \$165  = $signed(\$160 ) + $signed(\$164 );
-  assign \$166  = ! s1_c;
-  assign \$167  = - $signed(dn_data[303:288]);
-  assign \$168  = w_data[18] ? { dn_data[303], dn_data[303:288] } : \$167 ;
-  assign \$169  = s1_c ? \$168  : 17'h00000;
-  assign \$170  = ! s1_c;
-  assign \$171  = - $signed(dn_data[319:304]);
-  assign \$172  = w_data[19] ? { dn_data[319], dn_data[319:304] } : \$171 ;
-  assign \$173  = s1_c ? \$172  : 17'h00000;
-  assign \$174  = $signed(\$169 ) + $signed(\$173 );
-  assign \$175  = $signed(\$165 ) + $signed(\$174 );
+  assign \$166  = $signed(\$156 ) + $signed(\$165 );
+  assign \$167  = ! s1_c;
+  assign \$168  = - $signed(dn_data[335:320]);
+  assign \$169  = w_data[20] ? { dn_data[335], dn_data[335:320] } : \$168 ;
+  assign \$170  = s1_c ? \$169  : 17'h00000;
+  assign \$171  = ! s1_c;
+  assign \$172  = - $signed(dn_data[351:336]);
+  assign \$173  = w_data[21] ? { dn_data[351], dn_data[351:336] } : \$172 ;
+  assign \$174  = s1_c ? \$173  : 17'h00000;
+  assign \$175  = $signed(\$170 ) + $signed(\$174 );
   assign \$176  = ! s1_c;
-  assign \$177  = - $signed(dn_data[335:320]);
-  assign \$178  = w_data[20] ? { dn_data[335], dn_data[335:320] } : \$177 ;
+  assign \$177  = - $signed(dn_data[367:352]);
+  assign \$178  = w_data[22] ? { dn_data[367], dn_data[367:352] } : \$177 ;
   assign \$179  = s1_c ? \$178  : 17'h00000;
   assign \$180  = ! s1_c;
-  assign \$181  = - $signed(dn_data[351:336]);
-  assign \$182  = w_data[21] ? { dn_data[351], dn_data[351:336] } : \$181 ;
+  assign \$181  = - $signed(dn_data[383:368]);
+  assign \$182  = w_data[23] ? { dn_data[383], dn_data[383:368] } : \$181 ;
   assign \$183  = s1_c ? \$182  : 17'h00000;
   assign \$184  = $signed(\$179 ) + $signed(\$183 );
-  assign \$185  = ! s1_c;
-  assign \$186  = - $signed(dn_data[367:352]);
-  assign \$187  = w_data[22] ? { dn_data[367], dn_data[367:352] } : \$186 ;
-  assign \$188  = s1_c ? \$187  : 17'h00000;
-  assign \$189  = ! s1_c;
-  assign \$190  = - $signed(dn_data[383:368]);
-  assign \$191  = w_data[23] ? { dn_data[383], dn_data[383:368] } : \$190 ;
-  assign \$192  = s1_c ? \$191  : 17'h00000;
-  assign \$193  = $signed(\$188 ) + $signed(\$192 );
-  assign \$194  = $signed(\$184 ) + $signed(\$193 );
-  assign \$195  = $signed(\$175 ) + $signed(\$194 );
+  assign \$185  = $signed(\$175 ) + $signed(\$184 );
+  assign \$186  = $signed(\$166 ) + $signed(\$185 );
+  assign \$187  = ! s1_c;
+  assign \$188  = - $signed(dn_data[399:384]);
+  assign \$189  = w_data[24] ? { dn_data[399], dn_data[399:384] } : \$188 ;
+  assign \$190  = s1_c ? \$189  : 17'h00000;
+  assign \$191  = ! s1_c;
+  assign \$192  = - $signed(dn_data[415:400]);
+  assign \$193  = w_data[25] ? { dn_data[415], dn_data[415:400] } : \$192 ;
+  assign \$194  = s1_c ? \$193  : 17'h00000;
+  assign \$195  = $signed(\$190 ) + $signed(\$194 );
   assign \$196  = ! s1_c;
-  assign \$197  = - $signed(dn_data[399:384]);
-  assign \$198  = w_data[24] ? { dn_data[399], dn_data[399:384] } : \$197 ;
+  assign \$197  = - $signed(dn_data[431:416]);
+  assign \$198  = w_data[26] ? { dn_data[431], dn_data[431:416] } : \$197 ;
   assign \$199  = s1_c ? \$198  : 17'h00000;
   assign \$200  = ! s1_c;
-  assign \$201  = - $signed(dn_data[415:400]);
-  assign \$202  = w_data[25] ? { dn_data[415], dn_data[415:400] } : \$201 ;
+  assign \$201  = - $signed(dn_data[447:432]);
+  assign \$202  = w_data[27] ? { dn_data[447], dn_data[447:432] } : \$201 ;
   assign \$203  = s1_c ? \$202  : 17'h00000;
   assign \$204  = $signed(\$199 ) + $signed(\$203 );
-  assign \$205  = ! s1_c;
-  assign \$206  = - $signed(dn_data[431:416]);
-  assign \$207  = w_data[26] ? { dn_data[431], dn_data[431:416] } : \$206 ;
-  assign \$208  = s1_c ? \$207  : 17'h00000;
-  assign \$209  = ! s1_c;
-  assign \$210  = - $signed(dn_data[447:432]);
-  assign \$211  = w_data[27] ? { dn_data[447], dn_data[447:432] } : \$210 ;
-  assign \$212  = s1_c ? \$211  : 17'h00000;
-  assign \$213  = $signed(\$208 ) + $signed(\$212 );
-  assign \$214  = $signed(\$204 ) + $signed(\$213 );
+  assign \$205  = $signed(\$195 ) + $signed(\$204 );
+  assign \$206  = ! s1_c;
+  assign \$207  = - $signed(dn_data[463:448]);
+  assign \$208  = w_data[28] ? { dn_data[463], dn_data[463:448] } : \$207 ;
+  assign \$209  = s1_c ? \$208  : 17'h00000;
+  assign \$210  = ! s1_c;
+  assign \$211  = - $signed(dn_data[479:464]);
+  assign \$212  = w_data[29] ? { dn_data[479], dn_data[479:464] } : \$211 ;
+  assign \$213  = s1_c ? \$212  : 17'h00000;
+  assign \$214  = $signed(\$209 ) + $signed(\$213 );
   assign \$215  = ! s1_c;
-  assign \$216  = - $signed(dn_data[463:448]);
-  assign \$217  = w_data[28] ? { dn_data[463], dn_data[463:448] } : \$216 ;
+  assign \$216  = - $signed(dn_data[495:480]);
+  assign \$217  = w_data[30] ? { dn_data[495], dn_data[495:480] } : \$216 ;
   assign \$218  = s1_c ? \$217  : 17'h00000;
   assign \$219  = ! s1_c;
-  assign \$220  = - $signed(dn_data[479:464]);
-  assign \$221  = w_data[29] ? { dn_data[479], dn_data[479:464] } : \$220 ;
+  assign \$220  = - $signed(dn_data[511:496]);
+  assign \$221  = w_data[31] ? { dn_data[511], dn_data[511:496] } : \$220 ;
   assign \$222  = s1_c ? \$221  : 17'h00000;
   assign \$223  = $signed(\$218 ) + $signed(\$222 );
-  assign \$224  = ! s1_c;
-  assign \$225  = - $signed(dn_data[495:480]);
-  assign \$226  = w_data[30] ? { dn_data[495], dn_data[495:480] } : \$225 ;
-  assign \$227  = s1_c ? \$226  : 17'h00000;
-  assign \$228  = ! s1_c;
-  assign \$229  = - $signed(dn_data[511:496]);
-  assign \$230  = w_data[31] ? { dn_data[511], dn_data[511:496] } : \$229 ;
-  assign \$231  = s1_c ? \$230  : 17'h00000;
-  assign \$232  = $signed(\$227 ) + $signed(\$231 );
-  assign \$233  = $signed(\$223 ) + $signed(\$232 );
-  assign \$234  = $signed(\$214 ) + $signed(\$233 );
-  assign \$235  = $signed(\$195 ) + $signed(\$234 );
-  assign \$236  = $signed(\$156 ) + $signed(\$235 );
-  assign \$237  = ! r_c;
-  assign \$238  = r_valid & \$237 ;
-  assign \$239  = $signed(r_u) - $signed(r_th);
-  assign \$240  = $signed(s2_diff) < $signed(1'h0);
-  assign \$241  = - $signed(s2_diff);
-  assign \$242  = \$240  ? \$241  : { s2_diff[16], s2_diff };
-  assign \$243  = $signed(\$242 ) < $signed(8'h40);
-  assign \$244  = $signed(s2_diff) < $signed(1'h0);
-  assign \$245  = - $signed(s2_diff);
-  assign \$246  = \$244  ? \$245  : { s2_diff[16], s2_diff };
-  assign \$247  = $signed(8'h40) - $signed(\$246 );
-  assign \$248  = \$243  ? \$247  : 19'h00000;
-  assign \$249  = $signed(s3_e) * $signed({ 1'h0, s3_sg });
-  assign \$250  = $signed(\$249 ) + $signed(7'h20);
-  assign \$252  = $signed(\$251 ) > $signed(16'h7fff);
-  assign \$253  = $signed(s3_e) * $signed({ 1'h0, s3_sg });
-  assign \$254  = $signed(\$253 ) + $signed(7'h20);
+  assign \$224  = $signed(\$214 ) + $signed(\$223 );
+  assign \$225  = $signed(\$205 ) + $signed(\$224 );
+  assign \$226  = $signed(\$186 ) + $signed(\$225 );
+  assign \$227  = $signed(\$147 ) + $signed(\$226 );
+  assign \$228  = ! r_c;
+  assign \$229  = r_valid & \$228 ;
+  assign \$230  = $signed(r_u) - $signed(r_th);
+  assign \$231  = $signed(s2_diff) < $signed(1'h0);
+  assign \$232  = - $signed(s2_diff);
+  assign \$233  = \$231  ? \$232  : { s2_diff[16], s2_diff };
+  assign \$234  = $signed(\$233 ) < $signed(8'h40);
+  assign \$235  = $signed(s2_diff) < $signed(1'h0);
+  assign \$236  = - $signed(s2_diff);
+  assign \$237  = \$235  ? \$236  : { s2_diff[16], s2_diff };
+  assign \$238  = $signed(8'h40) - $signed(\$237 );
+  assign \$239  = \$234  ? \$238  : 19'h00000;
+  assign \$240  = $signed(s3_e) * $signed({ 1'h0, s3_sg });
+  assign \$241  = $signed(s4_prod) + $signed(7'h20);
+  assign \$243  = $signed(\$242 ) > $signed(16'h7fff);
+  assign \$244  = $signed(s4_prod) + $signed(7'h20);
+  assign \$246  = $signed(\$245 ) < $signed(16'h8001);
+  assign \$247  = $signed(s4_prod) + $signed(7'h20);
+  assign \$249  = \$246  ? 30'h3fff8001 : \$248 ;
+  assign \$250  = \$243  ? 30'h00007fff : \$249 ;
+  assign \$251  = $signed(s4_prod) + $signed(7'h20);
+  assign \$253  = $signed(\$252 ) > $signed(16'h7fff);
+  assign \$254  = $signed(s4_prod) + $signed(7'h20);
   assign \$256  = $signed(\$255 ) < $signed(16'h8001);
-  assign \$257  = $signed(s3_e) * $signed({ 1'h0, s3_sg });
-  assign \$258  = $signed(\$257 ) + $signed(7'h20);
-  assign \$260  = \$256  ? 29'h1fff8001 : \$259 ;
-  assign \$261  = \$252  ? 29'h00007fff : \$260 ;
-  assign \$262  = ~ busy;
-  assign \$263  = start & \$262 ;
-  assign \$264  = i == 9'h100;
-  assign \$265  = busy & \$264 ;
-  assign \$266  = ~ s1_valid;
-  assign \$267  = \$265  & \$266 ;
-  assign \$268  = ~ r_valid;
-  assign \$269  = \$267  & \$268 ;
-  assign \$270  = ~ s2_valid;
-  assign \$271  = \$269  & \$270 ;
-  assign \$272  = ~ s3_valid;
-  assign \$273  = \$271  & \$272 ;
-  assign \$274  = ~ b_valid;
-  assign \$275  = \$273  & \$274 ;
+  assign \$257  = \$253  | \$256 ;
+  assign \$258  = s4_valid & \$257 ;
+  assign \$259  = ~ busy;
+  assign \$260  = start & \$259 ;
+  assign \$261  = i == 9'h100;
+  assign \$262  = busy & \$261 ;
+  assign \$263  = ~ s1_valid;
+  assign \$264  = \$262  & \$263 ;
+  assign \$265  = ~ r_valid;
+  assign \$266  = \$264  & \$265 ;
+  assign \$267  = ~ s2_valid;
+  assign \$268  = \$266  & \$267 ;
+  assign \$269  = ~ s3_valid;
+  assign \$270  = \$268  & \$269 ;
+  assign \$271  = ~ s4_valid;
+  assign \$272  = \$270  & \$271 ;
+  assign \$273  = ~ b_valid;
+  assign \$274  = \$272  & \$273 ;
   always @(posedge clk)
-    word <= \$276 ;
+    word <= \$275 ;
   always @(posedge clk)
-    s_d <= \$277 ;
+    s_d <= \$276 ;
   always @(posedge clk)
-    s1_valid <= \$278 ;
+    s1_valid <= \$277 ;
   always @(posedge clk)
-    s1_i <= \$279 ;
+    s1_i <= \$278 ;
   always @(posedge clk)
-    s1_c <= \$280 ;
+    s1_c <= \$279 ;
   always @(posedge clk)
-    w_addr <= \$281 ;
+    w_addr <= \$280 ;
   always @(posedge clk)
-    dn_addr <= \$282 ;
+    dn_addr <= \$281 ;
   always @(posedge clk)
-    i <= \$283 ;
+    i <= \$282 ;
   always @(posedge clk)
-    r_valid <= \$284 ;
+    r_valid <= \$283 ;
   always @(posedge clk)
-    r_i <= \$285 ;
+    r_i <= \$284 ;
   always @(posedge clk)
-    r_c <= \$286 ;
+    r_c <= \$285 ;
   always @(posedge clk)
-    r_sum <= \$287 ;
+    r_sum <= \$286 ;
   always @(posedge clk)
-    r_u <= \$288 ;
+    r_u <= \$287 ;
   always @(posedge clk)
-    r_th <= \$289 ;
+    r_th <= \$288 ;
   always @(posedge clk)
-    e_acc <= \$290 ;
+    e_acc <= \$289 ;
   always @(posedge clk)
-    s2_valid <= \$291 ;
+    s2_valid <= \$290 ;
   always @(posedge clk)
-    s2_i <= \$292 ;
+    s2_i <= \$291 ;
   always @(posedge clk)
-    s2_e <= \$293 ;
+    s2_e <= \$292 ;
   always @(posedge clk)
-    s2_diff <= \$294 ;
+    s2_diff <= \$293 ;
   always @(posedge clk)
-    s3_valid <= \$295 ;
+    s3_valid <= \$294 ;
   always @(posedge clk)
-    s3_i <= \$296 ;
+    s3_i <= \$295 ;
   always @(posedge clk)
-    s3_e <= \$297 ;
+    s3_e <= \$296 ;
   always @(posedge clk)
-    s3_sg <= \$298 ;
+    s3_sg <= \$297 ;
   always @(posedge clk)
-    b_valid <= \$299 ;
+    s4_valid <= \$298 ;
   always @(posedge clk)
-    b_j <= \$300 ;
+    s4_i <= \$299 ;
   always @(posedge clk)
-    b_delta <= \$301 ;
+    s4_prod <= \$300 ;
   always @(posedge clk)
-    busy <= \$302 ;
+    b_valid <= \$301 ;
+  always @(posedge clk)
+    b_j <= \$302 ;
+  always @(posedge clk)
+    b_delta <= \$303 ;
+  always @(posedge clk)
+    sat <= \$304 ;
+  always @(posedge clk)
+    busy <= \$305 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     full = word;
@@ -7496,234 +7609,262 @@ module \core.eu0 (rst, w_data, x_u, x_theta, d_wr_addr, d_wr_en, x_addr, sat, dn
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$276  = word;
-    if (\$85 ) begin
-      \$276  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    \$275  = word;
+    if (\$76 ) begin
+      \$275  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end else if (b_valid) begin
-      \$276  = full;
+      \$275  = full;
     end
     if (rst) begin
-      \$276  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$275  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$277  = s_d;
-    if (\$87 ) begin
-      \$277  = 41'h00000000000;
+    \$276  = s_d;
+    if (\$78 ) begin
+      \$276  = 41'h00000000000;
     end else if (b_valid) begin
-      \$277  = \$89 [40:0];
+      \$276  = \$80 [40:0];
     end
     if (rst) begin
-      \$277  = 41'h00000000000;
+      \$276  = 41'h00000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$278  = \$91 ;
+    \$277  = \$82 ;
     if (rst) begin
-      \$278  = 1'h0;
+      \$277  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$279  = i;
+    \$278  = i;
     if (rst) begin
-      \$279  = 9'h000;
+      \$278  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$280  = dn_addr;
+    \$279  = dn_addr;
     if (rst) begin
-      \$280  = 1'h0;
+      \$279  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$281  = w_addr;
-    if (\$93 ) begin
-      \$281  = \$94 [7:0];
+    \$280  = w_addr;
+    if (\$84 ) begin
+      \$280  = \$85 [7:0];
     end
-    if (\$263 ) begin
-      \$281  = 8'h00;
+    if (\$260 ) begin
+      \$280  = 8'h00;
     end
     if (rst) begin
-      \$281  = 8'h00;
+      \$280  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$282  = dn_addr;
-    if (\$93 ) begin
+    \$281  = dn_addr;
+    if (\$84 ) begin
       (* full_case = 32'd1 *)
-      if (\$95 ) begin
-        \$282  = 1'h0;
+      if (\$86 ) begin
+        \$281  = 1'h0;
       end else begin
-        \$282  = \$97 [0];
+        \$281  = \$88 [0];
       end
     end
-    if (\$263 ) begin
-      \$282  = 1'h0;
+    if (\$260 ) begin
+      \$281  = 1'h0;
     end
     if (rst) begin
-      \$282  = 1'h0;
+      \$281  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$283  = i;
-    if (\$93 ) begin
-      if (\$95 ) begin
-        \$283  = \$96 [8:0];
+    \$282  = i;
+    if (\$84 ) begin
+      if (\$86 ) begin
+        \$282  = \$87 [8:0];
       end
     end
-    if (\$263 ) begin
-      \$283  = 9'h000;
+    if (\$260 ) begin
+      \$282  = 9'h000;
     end
     if (rst) begin
-      \$283  = 9'h000;
+      \$282  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$284  = s1_valid;
+    \$283  = s1_valid;
     if (rst) begin
-      \$284  = 1'h0;
+      \$283  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$285  = s1_i;
+    \$284  = s1_i;
     if (rst) begin
-      \$285  = 9'h000;
+      \$284  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$286  = s1_c;
+    \$285  = s1_c;
     if (rst) begin
-      \$286  = 1'h0;
+      \$285  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$287  = \$236 [20:0];
+    \$286  = \$227 [20:0];
     if (rst) begin
-      \$287  = 21'h000000;
+      \$286  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$288  = u;
+    \$287  = u;
+    if (rst) begin
+      \$287  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$288  = th;
     if (rst) begin
       \$288  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$289  = th;
-    if (rst) begin
-      \$289  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$290  = e_acc;
+    \$289  = e_acc;
     if (r_valid) begin
-      \$290  = \$72 [20:0];
+      \$289  = \$72 [20:0];
     end
     if (rst) begin
-      \$290  = 21'h000000;
+      \$289  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$291  = \$238 ;
+    \$290  = \$229 ;
     if (rst) begin
-      \$291  = 1'h0;
+      \$290  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$292  = r_i;
+    \$291  = r_i;
     if (rst) begin
-      \$292  = 9'h000;
+      \$291  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$293  = \$72 [20:0];
+    \$292  = \$72 [20:0];
     if (rst) begin
-      \$293  = 21'h000000;
+      \$292  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$294  = \$239 ;
+    \$293  = \$230 ;
     if (rst) begin
-      \$294  = 17'h00000;
+      \$293  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$295  = s2_valid;
+    \$294  = s2_valid;
     if (rst) begin
-      \$295  = 1'h0;
+      \$294  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$296  = s2_i;
+    \$295  = s2_i;
     if (rst) begin
-      \$296  = 9'h000;
+      \$295  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$297  = s2_e;
+    \$296  = s2_e;
     if (rst) begin
-      \$297  = 21'h000000;
+      \$296  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$298  = \$248 [6:0];
+    \$297  = \$239 [6:0];
     if (rst) begin
-      \$298  = 7'h00;
+      \$297  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$299  = s3_valid;
+    \$298  = s3_valid;
     if (rst) begin
-      \$299  = 1'h0;
+      \$298  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$300  = s3_i;
+    \$299  = s3_i;
     if (rst) begin
-      \$300  = 9'h000;
+      \$299  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$301  = \$261 [15:0];
+    \$300  = { \$240 [27], \$240  };
     if (rst) begin
-      \$301  = 16'h0000;
+      \$300  = 29'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$302  = busy;
-    if (\$263 ) begin
-      \$302  = 1'h1;
-    end else if (\$275 ) begin
-      \$302  = 1'h0;
+    \$301  = s4_valid;
+    if (rst) begin
+      \$301  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$302  = s4_i;
+    if (rst) begin
+      \$302  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$303  = \$250 [15:0];
+    if (rst) begin
+      \$303  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$304  = \$258 ;
+    if (rst) begin
+      \$304  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$305  = busy;
+    if (\$260 ) begin
+      \$305  = 1'h1;
+    end else if (\$274 ) begin
+      \$305  = 1'h0;
     end
     if (rst) begin
-      \$302  = 1'h0;
+      \$305  = 1'h0;
     end
   end
   assign d_wr_data = full;
@@ -7731,6 +7872,7 @@ module \core.eu0 (rst, w_data, x_u, x_theta, d_wr_addr, d_wr_en, x_addr, sat, dn
   assign k_addr = w_addr;
   assign c = dn_addr;
   assign e_now = \$72 [20:0];
+  assign sat_r = sat;
   assign running = busy;
   assign d_wr_addr = \$33 [2:0];
   assign x_addr = \$37 [2:0];
@@ -7864,33 +8006,35 @@ module \core.eu0 (rst, w_data, x_u, x_theta, d_wr_addr, d_wr_en, x_addr, sat, dn
   assign \x_theta[31]  = x_theta[511:496];
   assign \$33  = { 5'h00, b_j[8:5] };
   assign \$37  = { 5'h00, i[8:5] };
-  assign \$75  = { \$74 [28], \$74 [28], \$74 [28], \$74 [28], \$74 [28], \$74 [28], \$74 [28:6] };
-  assign \$79  = { \$78 [28], \$78 [28], \$78 [28], \$78 [28], \$78 [28], \$78 [28], \$78 [28:6] };
-  assign \$251  = { \$250 [28], \$250 [28], \$250 [28], \$250 [28], \$250 [28], \$250 [28], \$250 [28:6] };
-  assign \$255  = { \$254 [28], \$254 [28], \$254 [28], \$254 [28], \$254 [28], \$254 [28], \$254 [28:6] };
-  assign \$259  = { \$258 [28], \$258 [28], \$258 [28], \$258 [28], \$258 [28], \$258 [28], \$258 [28:6] };
+  assign \$242  = { \$241 [29], \$241 [29], \$241 [29], \$241 [29], \$241 [29], \$241 [29], \$241 [29:6] };
+  assign \$245  = { \$244 [29], \$244 [29], \$244 [29], \$244 [29], \$244 [29], \$244 [29], \$244 [29:6] };
+  assign \$248  = { \$247 [29], \$247 [29], \$247 [29], \$247 [29], \$247 [29], \$247 [29], \$247 [29:6] };
+  assign \$252  = { \$251 [29], \$251 [29], \$251 [29], \$251 [29], \$251 [29], \$251 [29], \$251 [29:6] };
+  assign \$255  = { \$254 [29], \$254 [29], \$254 [29], \$254 [29], \$254 [29], \$254 [29], \$254 [29:6] };
 endmodule
 
-module \core.eu1 (rst, x_u, d_wr_addr, d_wr_en, x_addr, sat, dl_data, start, label, dl_addr, full, s_d, busy, clk);
+module \core.eu1 (rst, x_u, d_wr_addr, d_wr_en, x_addr, dl_data, start, label, dl_addr, full, s_d, sat, busy, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
   wire \$101 ;
   wire \$102 ;
-  reg [511:0] \$103 ;
-  reg [35:0] \$104 ;
-  reg \$105 ;
-  reg [5:0] \$106 ;
-  reg [3:0] \$107 ;
-  reg \$108 ;
-  reg [5:0] \$109 ;
+  wire \$103 ;
+  reg [511:0] \$104 ;
+  reg [35:0] \$105 ;
+  reg \$106 ;
+  reg [5:0] \$107 ;
+  reg [3:0] \$108 ;
+  reg \$109 ;
   wire \$11 ;
-  reg [16:0] \$110 ;
-  reg \$111 ;
-  reg [5:0] \$112 ;
-  reg [15:0] \$113 ;
-  reg \$114 ;
+  reg [5:0] \$110 ;
+  reg [16:0] \$111 ;
+  reg \$112 ;
+  reg [5:0] \$113 ;
+  reg [15:0] \$114 ;
+  reg \$115 ;
+  reg \$116 ;
   wire \$12 ;
   wire \$13 ;
   wire \$14 ;
@@ -7961,25 +8105,25 @@ module \core.eu1 (rst, x_u, d_wr_addr, d_wr_en, x_addr, sat, dl_data, start, lab
   wire \$73 ;
   wire \$74 ;
   wire \$75 ;
-  wire \$76 ;
-  wire \$77 ;
+  wire [31:0] \$76 ;
+  wire [37:0] \$77 ;
   wire \$78 ;
-  wire [31:0] \$79 ;
+  wire \$79 ;
   wire \$8 ;
-  wire [37:0] \$80 ;
+  wire \$80 ;
   wire \$81 ;
-  wire \$82 ;
+  wire [4:0] \$82 ;
   wire \$83 ;
-  wire \$84 ;
-  wire [4:0] \$85 ;
+  wire [7:0] \$84 ;
+  wire [16:0] \$85 ;
   wire \$86 ;
-  wire [7:0] \$87 ;
+  wire \$87 ;
   wire [16:0] \$88 ;
-  wire \$89 ;
+  wire [16:0] \$89 ;
   wire \$9 ;
   wire \$90 ;
-  wire [16:0] \$91 ;
-  wire [16:0] \$92 ;
+  wire \$91 ;
+  wire \$92 ;
   wire \$93 ;
   wire \$94 ;
   wire \$95 ;
@@ -8059,7 +8203,9 @@ module \core.eu1 (rst, x_u, d_wr_addr, d_wr_en, x_addr, sat, dl_data, start, lab
   (* init = 36'h000000000 *)
   wire [35:0] \s_d$9 ;
   output sat;
-  wire sat;
+  reg sat = 1'h0;
+  (* init = 1'h0 *)
+  wire sat_r;
   input start;
   wire start;
   reg [15:0] u;
@@ -8213,64 +8359,66 @@ module \core.eu1 (rst, x_u, d_wr_addr, d_wr_en, x_addr, sat, dl_data, start, lab
   assign \$67  = s1_j[4:0] == 5'h1d;
   assign \$68  = s1_j[4:0] == 5'h1e;
   assign \$69  = s1_j[4:0] == 5'h1f;
-  assign \$70  = $signed(s2_diff) > $signed(16'h7fff);
-  assign \$71  = $signed(s2_diff) < $signed(16'h8001);
+  assign \$70  = b_j[4:0] == 5'h1f;
+  assign \$71  = b_j == 4'h9;
   assign \$72  = \$70  | \$71 ;
-  assign sat = s2_valid & \$72 ;
-  assign \$73  = b_j[4:0] == 5'h1f;
-  assign \$74  = b_j == 4'h9;
-  assign \$75  = \$73  | \$74 ;
-  assign \$76  = b_valid & \$75 ;
-  assign \$77  = ~ busy;
-  assign \$78  = start & \$77 ;
-  assign \$79  = $signed(b_delta) * $signed(b_delta);
-  assign \$80  = $signed({ 1'h0, s_d }) + $signed(\$79 );
-  assign \$81  = j < 4'ha;
-  assign \$82  = busy & \$81 ;
-  assign \$83  = j < 4'ha;
-  assign \$84  = busy & \$83 ;
-  assign \$85  = j + 1'h1;
-  assign \$86  = s1_j == label;
-  assign \$87  = \$86  ? 8'hf8 : 8'h00;
-  assign \$88  = $signed(u) - $signed({ 1'h0, \$87  });
-  assign \$89  = $signed(s2_diff) > $signed(16'h7fff);
-  assign \$90  = $signed(s2_diff) < $signed(16'h8001);
-  assign \$91  = \$90  ? 17'h18001 : s2_diff;
-  assign \$92  = \$89  ? 17'h07fff : \$91 ;
-  assign \$93  = ~ busy;
-  assign \$94  = start & \$93 ;
-  assign \$95  = j == 4'ha;
-  assign \$96  = busy & \$95 ;
-  assign \$97  = ~ s1_valid;
-  assign \$98  = \$96  & \$97 ;
-  assign \$99  = ~ s2_valid;
-  assign \$100  = \$98  & \$99 ;
-  assign \$101  = ~ b_valid;
-  assign \$102  = \$100  & \$101 ;
+  assign \$73  = b_valid & \$72 ;
+  assign \$74  = ~ busy;
+  assign \$75  = start & \$74 ;
+  assign \$76  = $signed(b_delta) * $signed(b_delta);
+  assign \$77  = $signed({ 1'h0, s_d }) + $signed(\$76 );
+  assign \$78  = j < 4'ha;
+  assign \$79  = busy & \$78 ;
+  assign \$80  = j < 4'ha;
+  assign \$81  = busy & \$80 ;
+  assign \$82  = j + 1'h1;
+  assign \$83  = s1_j == label;
+  assign \$84  = \$83  ? 8'hf8 : 8'h00;
+  assign \$85  = $signed(u) - $signed({ 1'h0, \$84  });
+  assign \$86  = $signed(s2_diff) > $signed(16'h7fff);
+  assign \$87  = $signed(s2_diff) < $signed(16'h8001);
+  assign \$88  = \$87  ? 17'h18001 : s2_diff;
+  assign \$89  = \$86  ? 17'h07fff : \$88 ;
+  assign \$90  = $signed(s2_diff) > $signed(16'h7fff);
+  assign \$91  = $signed(s2_diff) < $signed(16'h8001);
+  assign \$92  = \$90  | \$91 ;
+  assign \$93  = s2_valid & \$92 ;
+  assign \$94  = ~ busy;
+  assign \$95  = start & \$94 ;
+  assign \$96  = j == 4'ha;
+  assign \$97  = busy & \$96 ;
+  assign \$98  = ~ s1_valid;
+  assign \$99  = \$97  & \$98 ;
+  assign \$100  = ~ s2_valid;
+  assign \$101  = \$99  & \$100 ;
+  assign \$102  = ~ b_valid;
+  assign \$103  = \$101  & \$102 ;
   always @(posedge clk)
-    word <= \$103 ;
+    word <= \$104 ;
   always @(posedge clk)
-    s_d <= \$104 ;
+    s_d <= \$105 ;
   always @(posedge clk)
-    s1_valid <= \$105 ;
+    s1_valid <= \$106 ;
   always @(posedge clk)
-    s1_j <= \$106 ;
+    s1_j <= \$107 ;
   always @(posedge clk)
-    j <= \$107 ;
+    j <= \$108 ;
   always @(posedge clk)
-    s2_valid <= \$108 ;
+    s2_valid <= \$109 ;
   always @(posedge clk)
-    s2_j <= \$109 ;
+    s2_j <= \$110 ;
   always @(posedge clk)
-    s2_diff <= \$110 ;
+    s2_diff <= \$111 ;
   always @(posedge clk)
-    b_valid <= \$111 ;
+    b_valid <= \$112 ;
   always @(posedge clk)
-    b_j <= \$112 ;
+    b_j <= \$113 ;
   always @(posedge clk)
-    b_delta <= \$113 ;
+    b_delta <= \$114 ;
   always @(posedge clk)
-    busy <= \$114 ;
+    sat <= \$115 ;
+  always @(posedge clk)
+    busy <= \$116 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     full = word;
@@ -8473,107 +8621,114 @@ module \core.eu1 (rst, x_u, d_wr_addr, d_wr_en, x_addr, sat, dl_data, start, lab
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$103  = word;
-    if (\$76 ) begin
-      \$103  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    \$104  = word;
+    if (\$73 ) begin
+      \$104  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end else if (b_valid) begin
-      \$103  = full;
+      \$104  = full;
     end
     if (rst) begin
-      \$103  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$104  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$104  = s_d;
-    if (\$78 ) begin
-      \$104  = 36'h000000000;
+    \$105  = s_d;
+    if (\$75 ) begin
+      \$105  = 36'h000000000;
     end else if (b_valid) begin
-      \$104  = \$80 [35:0];
+      \$105  = \$77 [35:0];
     end
     if (rst) begin
-      \$104  = 36'h000000000;
+      \$105  = 36'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$105  = \$82 ;
+    \$106  = \$79 ;
     if (rst) begin
-      \$105  = 1'h0;
+      \$106  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$106  = { 2'h0, j };
+    \$107  = { 2'h0, j };
     if (rst) begin
-      \$106  = 6'h00;
+      \$107  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$107  = j;
-    if (\$84 ) begin
-      \$107  = \$85 [3:0];
+    \$108  = j;
+    if (\$81 ) begin
+      \$108  = \$82 [3:0];
     end
-    if (\$94 ) begin
-      \$107  = 4'h0;
+    if (\$95 ) begin
+      \$108  = 4'h0;
     end
     if (rst) begin
-      \$107  = 4'h0;
+      \$108  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$108  = s1_valid;
+    \$109  = s1_valid;
     if (rst) begin
-      \$108  = 1'h0;
+      \$109  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$109  = s1_j;
+    \$110  = s1_j;
     if (rst) begin
-      \$109  = 6'h00;
+      \$110  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$110  = \$88 ;
+    \$111  = \$85 ;
     if (rst) begin
-      \$110  = 17'h00000;
+      \$111  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$111  = s2_valid;
+    \$112  = s2_valid;
     if (rst) begin
-      \$111  = 1'h0;
+      \$112  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$112  = s2_j;
+    \$113  = s2_j;
     if (rst) begin
-      \$112  = 6'h00;
+      \$113  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$113  = \$92 [15:0];
+    \$114  = \$89 [15:0];
     if (rst) begin
-      \$113  = 16'h0000;
+      \$114  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$114  = busy;
-    if (\$94 ) begin
-      \$114  = 1'h1;
-    end else if (\$102 ) begin
-      \$114  = 1'h0;
+    \$115  = \$93 ;
+    if (rst) begin
+      \$115  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$116  = busy;
+    if (\$95 ) begin
+      \$116  = 1'h1;
+    end else if (\$103 ) begin
+      \$116  = 1'h0;
     end
     if (rst) begin
-      \$114  = 1'h0;
+      \$116  = 1'h0;
     end
   end
   assign d_wr_data = full;
@@ -8581,6 +8736,7 @@ module \core.eu1 (rst, x_u, d_wr_addr, d_wr_en, x_addr, sat, dl_data, start, lab
   assign dl_wr__data = full;
   assign dl_wr__en = d_wr_en;
   assign dl_rd__data = dl_data;
+  assign sat_r = sat;
   assign running = busy;
   assign d_wr_addr = \$33 [0];
   assign x_addr = \$37 [0];
@@ -19954,9 +20110,9 @@ module \core.fu0 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr__addr, d_wr
   \core.fu0.ffifo  ffifo (
     .clk(clk),
     .level(level),
-    .\port$15630$0 (s2_pre),
-    .\port$15632$0 (s2_c),
-    .\port$15640$0 (s2_flip),
+    .\port$15644$0 (s2_pre),
+    .\port$15646$0 (s2_c),
+    .\port$15654$0 (s2_flip),
     .r_data(r_data),
     .r_en(r_en),
     .r_rdy(r_rdy),
@@ -24308,7 +24464,7 @@ module \core.fu0 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr__addr, d_wr
   assign \$3368  = \$3367 ;
 endmodule
 
-module \core.fu0.ffifo (rst, w_en, r_en, r_rdy, r_data, \port$15630$0 , \port$15632$0 , \port$15640$0 , level, clk);
+module \core.fu0.ffifo (rst, w_en, r_en, r_rdy, r_data, \port$15644$0 , \port$15646$0 , \port$15654$0 , level, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -24337,12 +24493,12 @@ module \core.fu0.ffifo (rst, w_en, r_en, r_rdy, r_data, \port$15630$0 , \port$15
   wire [3:0] consume;
   output [3:0] level;
   reg [3:0] level = 4'h0;
-  input [6:0] \port$15630$0 ;
-  wire [6:0] \port$15630$0 ;
-  input [2:0] \port$15632$0 ;
-  wire [2:0] \port$15632$0 ;
-  input [31:0] \port$15640$0 ;
-  wire [31:0] \port$15640$0 ;
+  input [6:0] \port$15644$0 ;
+  wire [6:0] \port$15644$0 ;
+  input [2:0] \port$15646$0 ;
+  wire [2:0] \port$15646$0 ;
+  input [31:0] \port$15654$0 ;
+  wire [31:0] \port$15654$0 ;
   (* init = 4'h0 *)
   wire [3:0] produce;
   output [41:0] r_data;
@@ -24380,7 +24536,7 @@ module \core.fu0.ffifo (rst, w_en, r_en, r_rdy, r_data, \port$15630$0 , \port$15
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$15630$0 , \port$15632$0 , \port$15640$0  };
+      storage[w_port__addr] <= { \port$15644$0 , \port$15646$0 , \port$15654$0  };
   end
   assign r_data = storage[r_port__addr];
   assign w_rdy = level != 4'h9;
@@ -24446,8 +24602,8 @@ module \core.fu0.ffifo (rst, w_en, r_en, r_rdy, r_data, \port$15630$0 , \port$15
   assign w_level = level;
   assign r_level = level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$15630$0 , \port$15632$0 , \port$15640$0  };
-  assign w_data = { \port$15630$0 , \port$15632$0 , \port$15640$0  };
+  assign w_port__data = { \port$15644$0 , \port$15646$0 , \port$15654$0  };
+  assign w_data = { \port$15644$0 , \port$15646$0 , \port$15654$0  };
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule
@@ -34799,9 +34955,9 @@ module \core.fu1 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr_addr, d_wr_
   \core.fu1.ffifo  ffifo (
     .clk(clk),
     .level(level),
-    .\port$16949$0 (s2_pre),
-    .\port$16951$0 (s2_c),
-    .\port$16959$0 (s2_flip),
+    .\port$16965$0 (s2_pre),
+    .\port$16967$0 (s2_c),
+    .\port$16975$0 (s2_flip),
     .r_data(r_data),
     .r_en(r_en),
     .r_rdy(r_rdy),
@@ -39152,7 +39308,7 @@ module \core.fu1 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr_addr, d_wr_
   assign \$3388  = sa_c;
 endmodule
 
-module \core.fu1.ffifo (rst, w_en, r_en, r_rdy, r_data, \port$16949$0 , \port$16951$0 , \port$16959$0 , level, clk);
+module \core.fu1.ffifo (rst, w_en, r_en, r_rdy, r_data, \port$16965$0 , \port$16967$0 , \port$16975$0 , level, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -39181,12 +39337,12 @@ module \core.fu1.ffifo (rst, w_en, r_en, r_rdy, r_data, \port$16949$0 , \port$16
   wire [3:0] consume;
   output [3:0] level;
   reg [3:0] level = 4'h0;
-  input [7:0] \port$16949$0 ;
-  wire [7:0] \port$16949$0 ;
-  input \port$16951$0 ;
-  wire \port$16951$0 ;
-  input [31:0] \port$16959$0 ;
-  wire [31:0] \port$16959$0 ;
+  input [7:0] \port$16965$0 ;
+  wire [7:0] \port$16965$0 ;
+  input \port$16967$0 ;
+  wire \port$16967$0 ;
+  input [31:0] \port$16975$0 ;
+  wire [31:0] \port$16975$0 ;
   (* init = 4'h0 *)
   wire [3:0] produce;
   output [40:0] r_data;
@@ -39224,7 +39380,7 @@ module \core.fu1.ffifo (rst, w_en, r_en, r_rdy, r_data, \port$16949$0 , \port$16
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$16949$0 , \port$16951$0 , \port$16959$0  };
+      storage[w_port__addr] <= { \port$16965$0 , \port$16967$0 , \port$16975$0  };
   end
   assign r_data = storage[r_port__addr];
   assign w_rdy = level != 4'h9;
@@ -39290,13 +39446,13 @@ module \core.fu1.ffifo (rst, w_en, r_en, r_rdy, r_data, \port$16949$0 , \port$16
   assign w_level = level;
   assign r_level = level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$16949$0 , \port$16951$0 , \port$16959$0  };
-  assign w_data = { \port$16949$0 , \port$16951$0 , \port$16959$0  };
+  assign w_port__data = { \port$16965$0 , \port$16967$0 , \port$16975$0  };
+  assign w_data = { \port$16965$0 , \port$16967$0 , \port$16975$0  };
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule
 
-module \core.na0 (rst, o_spike__ready, w_data, rp__addr, i_event__ready, o_spike__valid, \port$901$0 , \port$950$0 , \port$999$0 , \port$1048$0 , \port$1097$0 , busy, x_v, x_u, x_bias, x_theta, i_event__valid, clear, start, h_we_bias, h_we_theta
+module \core.na0 (rst, o_spike__ready, w_data, rp__addr, i_event__ready, o_spike__valid, \port$903$0 , \port$952$0 , \port$1001$0 , \port$1050$0 , \port$1099$0 , busy, x_v, x_u, x_bias, x_theta, i_event__valid, clear, start, h_we_bias, h_we_theta
 , \h_addr$14 , h_data, w_addr, sat, pend_word, i_event__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire [8:0] \$1 ;
@@ -41406,16 +41562,16 @@ module \core.na0 (rst, o_spike__ready, w_data, rp__addr, i_event__ready, o_spike
   reg [31:0] pend = 32'd0;
   output [2:0] pend_word;
   reg [2:0] pend_word = 3'h0;
-  output \port$1048$0 ;
-  wire \port$1048$0 ;
-  output \port$1097$0 ;
-  wire \port$1097$0 ;
-  output \port$901$0 ;
-  wire \port$901$0 ;
-  output \port$950$0 ;
-  wire \port$950$0 ;
-  output \port$999$0 ;
-  wire \port$999$0 ;
+  output \port$1001$0 ;
+  wire \port$1001$0 ;
+  output \port$1050$0 ;
+  wire \port$1050$0 ;
+  output \port$1099$0 ;
+  wire \port$1099$0 ;
+  output \port$903$0 ;
+  wire \port$903$0 ;
+  output \port$952$0 ;
+  wire \port$952$0 ;
   wire [34:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -43940,8 +44096,8 @@ module \core.na0 (rst, o_spike__ready, w_data, rp__addr, i_event__ready, o_spike
   \core.na0.fire_fifo  fire_fifo (
     .clk(clk),
     .level(level),
-    .\port$14368$0 (c_c),
-    .\port$14372$0 (c_fire),
+    .\port$14374$0 (c_c),
+    .\port$14378$0 (c_fire),
     .r_data(r_data),
     .r_en(r_en),
     .r_rdy(r_rdy),
@@ -44609,11 +44765,11 @@ module \core.na0 (rst, o_spike__ready, w_data, rp__addr, i_event__ready, o_spike
   assign \w_data$53  = { c_c, c_fire };
   assign rest = \$96 [31:0];
   assign o_spike__payload = { pend_word, \$341 , \$292 , \$243 , \$194 , \$145  };
-  assign \port$901$0  = \$145 ;
-  assign \port$950$0  = \$194 ;
-  assign \port$999$0  = \$243 ;
-  assign \port$1048$0  = \$292 ;
-  assign \port$1097$0  = \$341 ;
+  assign \port$903$0  = \$145 ;
+  assign \port$952$0  = \$194 ;
+  assign \port$1001$0  = \$243 ;
+  assign \port$1050$0  = \$292 ;
+  assign \port$1099$0  = \$341 ;
   assign \x_u[0]  = x_u[15:0];
   assign \x_u[1]  = x_u[31:16];
   assign \x_u[2]  = x_u[47:32];
@@ -45613,7 +45769,7 @@ module \core.na0 (rst, o_spike__ready, w_data, rp__addr, i_event__ready, o_spike
   assign \$505  = 32'd4294967295;
 endmodule
 
-module \core.na0.fire_fifo (rst, w_en, r_en, r_rdy, r_data, \port$14368$0 , \port$14372$0 , level, clk);
+module \core.na0.fire_fifo (rst, w_en, r_en, r_rdy, r_data, \port$14374$0 , \port$14378$0 , level, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -45642,10 +45798,10 @@ module \core.na0.fire_fifo (rst, w_en, r_en, r_rdy, r_data, \port$14368$0 , \por
   wire [2:0] consume;
   output [2:0] level;
   reg [2:0] level = 3'h0;
-  input [2:0] \port$14368$0 ;
-  wire [2:0] \port$14368$0 ;
-  input [31:0] \port$14372$0 ;
-  wire [31:0] \port$14372$0 ;
+  input [2:0] \port$14374$0 ;
+  wire [2:0] \port$14374$0 ;
+  input [31:0] \port$14378$0 ;
+  wire [31:0] \port$14378$0 ;
   (* init = 3'h0 *)
   wire [2:0] produce;
   output [34:0] r_data;
@@ -45681,7 +45837,7 @@ module \core.na0.fire_fifo (rst, w_en, r_en, r_rdy, r_data, \port$14368$0 , \por
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$14368$0 , \port$14372$0  };
+      storage[w_port__addr] <= { \port$14374$0 , \port$14378$0  };
   end
   assign r_data = storage[r_port__addr];
   assign w_rdy = level != 3'h7;
@@ -45747,8 +45903,8 @@ module \core.na0.fire_fifo (rst, w_en, r_en, r_rdy, r_data, \port$14368$0 , \por
   assign w_level = level;
   assign r_level = level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$14368$0 , \port$14372$0  };
-  assign w_data = { \port$14368$0 , \port$14372$0  };
+  assign w_port__data = { \port$14374$0 , \port$14378$0  };
+  assign w_data = { \port$14374$0 , \port$14378$0  };
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule
@@ -54112,7 +54268,7 @@ module \core.tu0 (clk, rst, i_spike__valid, x_rd__addr, o_spike__ready, i_spike_
   assign \$644  = { 1'h0, a_rd__data[223:218] };
 endmodule
 
-module \core.tu1 (rst, i_spike__valid, x_rd__addr, \port$901$0 , \port$950$0 , \port$999$0 , \port$1048$0 , \port$1097$0 , o_spike__ready, i_spike__ready, dup, o_spike__valid, busy, x_a, o_act__ready, clear, update, emit, \port$14386$0 , o_act__payload, o_spike__payload
+module \core.tu1 (rst, i_spike__valid, x_rd__addr, \port$903$0 , \port$952$0 , \port$1001$0 , \port$1050$0 , \port$1099$0 , o_spike__ready, i_spike__ready, dup, o_spike__valid, busy, x_a, o_act__ready, clear, update, emit, \port$14392$0 , o_act__payload, o_spike__payload
 , sat, o_act__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire [31:0] \$1 ;
@@ -55463,18 +55619,18 @@ module \core.tu1 (rst, i_spike__valid, x_rd__addr, \port$901$0 , \port$950$0 , \
   reg [3:0] p_c = 4'h0;
   reg [31:0] pend = 32'd0;
   reg [2:0] pend_word = 3'h0;
-  input \port$1048$0 ;
-  wire \port$1048$0 ;
-  input \port$1097$0 ;
-  wire \port$1097$0 ;
-  input [2:0] \port$14386$0 ;
-  wire [2:0] \port$14386$0 ;
-  input \port$901$0 ;
-  wire \port$901$0 ;
-  input \port$950$0 ;
-  wire \port$950$0 ;
-  input \port$999$0 ;
-  wire \port$999$0 ;
+  input \port$1001$0 ;
+  wire \port$1001$0 ;
+  input \port$1050$0 ;
+  wire \port$1050$0 ;
+  input \port$1099$0 ;
+  wire \port$1099$0 ;
+  input [2:0] \port$14392$0 ;
+  wire [2:0] \port$14392$0 ;
+  input \port$903$0 ;
+  wire \port$903$0 ;
+  input \port$952$0 ;
+  wire \port$952$0 ;
   input rst;
   wire rst;
   reg [22:0] s_a = 23'h000000;
@@ -55792,7 +55948,7 @@ module \core.tu1 (rst, i_spike__valid, x_rd__addr, \port$901$0 , \port$950$0 , \
   assign \$11  = \$8  | \$10 ;
   assign \$12  = \$7  & \$11 ;
   assign \$13  = i_spike__valid & \$12 ;
-  assign \$14  = { \port$14386$0 , \port$1097$0 , \port$1048$0 , \port$999$0 , \port$950$0 , \port$901$0  } < 9'h100;
+  assign \$14  = { \port$14392$0 , \port$1099$0 , \port$1050$0 , \port$1001$0 , \port$952$0 , \port$903$0  } < 9'h100;
   assign \$15  = ~ \$14 ;
   assign bad = \$13  & \$15 ;
   assign dup = f_valid & \$1 [0];
@@ -56196,7 +56352,7 @@ module \core.tu1 (rst, i_spike__valid, x_rd__addr, \port$901$0 , \port$950$0 , \
   assign \$475  = \$472  | \$474 ;
   assign \$476  = \$471  & \$475 ;
   assign \$477  = i_spike__valid & \$476 ;
-  assign \$478  = { \port$14386$0 , \port$1097$0 , \port$1048$0 , \port$999$0 , \port$950$0 , \port$901$0  } < 9'h100;
+  assign \$478  = { \port$14392$0 , \port$1099$0 , \port$1050$0 , \port$1001$0 , \port$952$0 , \port$903$0  } < 9'h100;
   assign \$479  = \$477  & \$478 ;
   assign \$480  = \$1 [0] | o_spike__ready;
   assign \$481  = f_valid & \$480 ;
@@ -57023,7 +57179,7 @@ module \core.tu1 (rst, i_spike__valid, x_rd__addr, \port$901$0 , \port$950$0 , \
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$1068  = f_pre;
     if (\$479 ) begin
-      \$1068  = { 1'h0, \port$14386$0 , \port$1097$0 , \port$1048$0 , \port$999$0 , \port$950$0 , \port$901$0  };
+      \$1068  = { 1'h0, \port$14392$0 , \port$1099$0 , \port$1050$0 , \port$1001$0 , \port$952$0 , \port$903$0  };
     end
     if (rst) begin
       \$1068  = 9'h000;
@@ -57537,7 +57693,7 @@ module \core.tu1 (rst, i_spike__valid, x_rd__addr, \port$901$0 , \port$950$0 , \
   assign x_addr = x_rd__addr;
   assign x_rd__data = x_a;
   assign f_bit = \$1 [0];
-  assign i_spike__payload = { \port$14386$0 , \port$1097$0 , \port$1048$0 , \port$999$0 , \port$950$0 , \port$901$0  };
+  assign i_spike__payload = { \port$14392$0 , \port$1099$0 , \port$1050$0 , \port$1001$0 , \port$952$0 , \port$903$0  };
   assign \s_a$21  = s_a;
   assign sat_r = sat;
   assign onehot = \$339 [31:0];
@@ -57607,7 +57763,7 @@ module \core.tu1 (rst, i_spike__valid, x_rd__addr, \port$901$0 , \port$950$0 , \
   assign \x_rd__data[29]  = x_a[209:203];
   assign \x_rd__data[30]  = x_a[216:210];
   assign \x_rd__data[31]  = x_a[223:217];
-  assign \i_spike__payload.pre  = { \port$14386$0 , \port$1097$0 , \port$1048$0 , \port$999$0 , \port$950$0 , \port$901$0  };
+  assign \i_spike__payload.pre  = { \port$14392$0 , \port$1099$0 , \port$1050$0 , \port$1001$0 , \port$952$0 , \port$903$0  };
   assign \o_spike__payload.pre  = f_pre[7:0];
   assign \new_a[0]  = new_a[6:0];
   assign \new_a[1]  = new_a[13:7];
@@ -57903,7 +58059,7 @@ module \core.tu1 (rst, i_spike__valid, x_rd__addr, \port$901$0 , \port$950$0 , \
   assign \$322  = { 1'h0, a_rd__data[216:211] };
   assign \$327  = { 1'h0, a_rd__data[223:218] };
   assign \$332  = { 1'h0, a_rd__data[223:218] };
-  assign \$436  = { 5'h00, \port$14386$0  };
+  assign \$436  = { 5'h00, \port$14392$0  };
   assign \$444  = { 5'h00, f_pre[8:5] };
   assign \$489  = { 1'h0, a_rd__data[6:1] };
   assign \$494  = { 1'h0, a_rd__data[13:8] };
