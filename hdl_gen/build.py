@@ -706,9 +706,9 @@ def add_subcommands(subparsers) -> None:
     r.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     r.add_argument("--unit-fmax", action="store_true",
                    help="also place and route each block alone on the ECP5-85F (Fmax per unit)")
-    r.add_argument("--breakdown", type=int, metavar="P", default=0,
-                   help="also synthesise the iCE40 board top (UP5K default network) at P "
-                        "lanes and tabulate its cells per block")
+    r.add_argument("--breakdown", type=int, metavar="P", nargs="*", default=[],
+                   help="also synthesise the iCE40 board top (UP5K default network) at these "
+                        "lane counts: cells per block for the first, totals for the others")
     r.add_argument("--sweep", action="store_true",
                    help="also synthesise the board top for 128-H-10, H=32..256 (resources vs size)")
     r.set_defaults(func=_cmd_report)

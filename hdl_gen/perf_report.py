@@ -56,6 +56,16 @@ FLOW_NOTES = """## The flow
   `abc9` stops with `Assert GetSize(conn.first) == GetSize(conn.second)` in
   `ABC_OPS_REINTEGRATE` on the board top (deterministic; `--lut-mapper abc9` to retry; an abc9
   crash on any design falls back automatically).
+* ECP5 builds route with nextpnr's `router2`: on the 128-64-10 / P = 32 core, the default
+  `router1` was still ripping up about 208k arcs after 20 minutes; `router2` finished in about
+  ten.
+* Timing closure history (each block alone behind `ShiftHarness` on the ECP5-85F, P = 32,
+  measured while fixing): FlipUnit 22.8 MHz (one stage from the momentum RAM through multiply,
+  shift, saturate and compare) -> 49.4 (five stages) -> 80.7 (six); NeuronArray 26.5 (the LIF
+  arithmetic in one cycle) -> 82.3 (four-stage LIF pipeline); TraceUnit 31.7 (S_a adder tree)
+  -> 65.1 -> o_act from registers; ErrorUnit 35.5 -> product and rounding in separate stages;
+  the tiny board top, link-limited, 42.0 -> 43.9 -> 53.1 MHz as the CommandExecutor's checks
+  were registered.
 * Times (2-core machine): the first Yosys run compiles the WebAssembly (91 s, measured with an
   empty `YOWASP_CACHE_DIR`; the toolchain reference measured 175 s), nextpnr-ice40 ~4-9 s and
   nextpnr-ecp5 ~10 s; cached in `~/.cache/YoWASP`. Warm, the UART loopback builds in 4.4 s
@@ -491,6 +501,23 @@ def write_doc(doc: Path, reports: dict, thr: list, plots: dict, extra: dict | No
                 w(f"| {blk} | {_luts(c):,} | {_ffs(c):,} | {c.get('TRELLIS_DPR16X4', 0)} | "
                   f"{c.get('DP16KD', 0)} | {c.get('MULT18X18D', 0)} |")
         w("")
+        if fam == "ice40":
+            tot = bd["total"]
+            big = sorted(bd["blocks"].items(), key=lambda kv: -kv[1].get("SB_LUT4", 0))[:3]
+            w(f"Why the UP5K is out of reach for this architecture: {tot.get('SB_LUT4', 0):,} LUT4 "
+              f"and {tot.get('SB_RAM40_4K', 0)} EBR against 5,280 LCs and 30 EBR. The largest "
+              "blocks are " + ", ".join(f"{b} ({c.get('SB_LUT4', 0):,} LUT4)" for b, c in big)
+              + ". Every layer has its own NeuronArray, TraceUnit, ErrorUnit and FlipUnit "
+              "working in parallel; the neuron state lives in P-wide words of shallow memories, "
+              "which the iCE40 (no distributed RAM) builds from flip-flops and multiplexers; the "
+              "link checks every command in hardware. Fitting the UP5K needs a different "
+              "variant (one time-multiplexed datapath for all layers, neuron state in EBR/SPRAM, "
+              "a thinner link), not a smaller P.\n")
+        for other in extra.get("breakdown_more", []):
+            c = other["total"]
+            w(f"At P = {other['lanes']} the same board top needs {c.get('SB_LUT4', 0):,} SB_LUT4, "
+              f"{c.get('SB_CARRY', 0):,} SB_CARRY, {_ffs(c):,} FF, "
+              f"{c.get('SB_RAM40_4K', 0)} EBR and {c.get('SB_MAC16', 0)} DSP.\n")
 
     # ---- throughput
     w("## Throughput in simulation (default digits network, layer 0: 128 -> 256)\n")
@@ -694,10 +721,13 @@ def main(args) -> int:
     extra["throughput"] = thr
     if args.breakdown:
         ib = get_board("icebreaker")
-        extra["breakdown"] = board_breakdown(ib.default_config(), args.breakdown, ib.family,
-                                             clk_hz=ib.f_target)
+        bds = [board_breakdown(ib.default_config(), p, ib.family, clk_hz=ib.f_target)
+               for p in args.breakdown]
+        extra["breakdown"], extra["breakdown_more"] = bds[0], bds[1:]
     elif "breakdown" in old and "blocks" in old["breakdown"]:
         extra["breakdown"] = old["breakdown"]
+        if "breakdown_more" in old:
+            extra["breakdown_more"] = old["breakdown_more"]
     if getattr(args, "unit_fmax", False):
         extra["unit_fmax"] = unit_fmax()
     elif "unit_fmax" in old:
