@@ -603,7 +603,8 @@ class CommandExecutor(wiring.Component):
         w_lo_r = Signal.like(w_lo)
         w_hi_r = Signal.like(w_hi)
         m.d.sync += [w_lo_r.eq(w_lo), w_hi_r.eq(w_hi)]
-        w_bad = (wsx < w_lo_r) | (wsx > w_hi_r)
+        wsx_r = Signal.like(wsx)
+        w_bad = (wsx_r < w_lo_r) | (wsx_r > w_hi_r)
         w_bad_r = Signal()
 
         # core address of word k: synapse (pre, post) or linear offset + k
@@ -977,8 +978,11 @@ class CommandExecutor(wiring.Component):
                     cmd_error(ErrorCode.RANGE, wd[:8])
                 with m.Else():
                     m.next = "X_START"
-            load_state("WM_SCAN", "WM_SCAN_CMP")
-            with m.State("WM_SCAN_CMP"):      # the range comparison registered (timing)
+            load_state("WM_SCAN", "WM_SCAN_SX")
+            with m.State("WM_SCAN_SX"):       # the word, sign-extended, registered (timing)
+                m.d.sync += wsx_r.eq(wsx)
+                m.next = "WM_SCAN_CMP"
+            with m.State("WM_SCAN_CMP"):      # then the range comparison
                 m.d.sync += w_bad_r.eq(w_bad)
                 m.next = "WM_SCAN_CHK"
             with m.State("WM_SCAN_CHK"):
