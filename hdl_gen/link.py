@@ -603,6 +603,12 @@ class CommandExecutor(wiring.Component):
         w_lo_r = Signal.like(w_lo)
         w_hi_r = Signal.like(w_hi)
         m.d.sync += [w_lo_r.eq(w_lo), w_hi_r.eq(w_hi)]
+        # byte offset of word k: k * nbytes as a shift (nbytes is 1, 2, 4 or 8), no multiplier
+        k_bytes = Signal(len(k) + 3)
+        with m.Switch(mem_nbytes):
+            for n in (1, 2, 4, 8):
+                with m.Case(n):
+                    m.d.comb += k_bytes.eq(k << (n.bit_length() - 1))
         wsx_r = Signal.like(wsx)
         w_bad = (wsx_r < w_lo_r) | (wsx_r > w_hi_r)
         w_bad_r = Signal()
@@ -917,7 +923,7 @@ class CommandExecutor(wiring.Component):
                             with m.Elif(mem_nbytes == 0):
                                 # packed: only the padding bits of the last byte can be wrong
                                 with m.If(f_count[:3] != 0):
-                                    start_load(1, wm_fixed + data_size - 1)
+                                    start_load(1, wm_fixed + d1_data_size - 1)
                                     m.next = "WM_PAD"
                                 with m.Else():
                                     m.next = "X_START"
@@ -1183,7 +1189,7 @@ class CommandExecutor(wiring.Component):
                     with m.Else():
                         m.next = "WM_REQ"
                 with m.Else():
-                    start_load(mem_nbytes, wm_fixed + k * mem_nbytes)
+                    start_load(mem_nbytes, wm_fixed + k_bytes)
                     m.next = "WM_LOAD"
             load_state("WM_LOAD", "WM_REQ")
             with m.State("WM_REQ"):
