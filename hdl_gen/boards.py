@@ -348,8 +348,8 @@ def icebreaker_config() -> NetConfig:
     x 9 bit (1 weight + 8 momentum) = 79.5 kbit, the largest power-of-two hidden layer whose
     synapse state fits beside the neuron state and the link buffers (H = 128 would need
     159 kbit). Measured (docs/performance.md), the current board top does **not** fit the UP5K
-    at this or any size: 41,280 LCs and 76 EBR at 128-64-10 / P = 8 (the device has 5,280 and
-    30), 9,370 LCs for the bare core at tiny_config / P = 2.
+    at this or any size: 44,629 LCs and 76 EBR at 128-64-10 / P = 8 after place (the device has
+    5,280 and 30); 12,373 LUT4 and 81 EBR in synthesis at P = 2.
     """
     return NetConfig.default_for("bso", layers=(128, 64, 10))
 
@@ -361,7 +361,9 @@ def ulx3s_85f_config() -> NetConfig:
     1 weight bit + 8 momentum bits that is 2.67 Mbit (72 % of the BRAM before packing losses),
     10 momentum bits would need 3.27 Mbit (87 %, too tight with width padding and neuron state).
     Momentum width: 8 bits. The learning hyper-parameters are the digits-tuned defaults
-    (``NetConfig.default_for``); retune them with ``--config``.
+    (``NetConfig.default_for``); retune them with ``--config``. Measured at P = 8: fits (190 of
+    208 DP16KD, 34,515 LUT4), 39.5 MHz (the momentum memory's read path limits it; see
+    docs/performance.md).
     """
     return NetConfig.default_for("bso", layers=(2 * 34 * 34, 128, 10), momentum_bits=8)
 
@@ -439,7 +441,9 @@ BOARDS: dict[str, Board] = {
         # router2: on the 128-64-10 / P = 32 core, nextpnr's default router1 was still
         # ripping up ~208k arcs after 20 min; router2 routed it in about 10 min
         nextpnr_opts=("--router", "router2"),
-        program_cmd=("-b", "ulx3s"), dsp_available=156, default_lanes=32, lut_mapper="abc",
+        # P = 8: at P = 32 the N-MNIST board top did not finish routing (router2 stuck near 22k
+        # overused wires after 10 iterations, 25 min); at P = 8 it routes in 8 minutes
+        program_cmd=("-b", "ulx3s"), dsp_available=156, default_lanes=8, lut_mapper="abc",
         memory_bits=208 * 18 * 1024,
         memory_note="208 DP16KD x 18 kbit"),
 }

@@ -66,6 +66,13 @@ FLOW_NOTES = """## The flow
   -> 65.1 -> o_act from registers; ErrorUnit 35.5 -> product and rounding in separate stages;
   the tiny board top, link-limited, 42.0 -> 43.9 -> 53.1 MHz as the CommandExecutor's checks
   were registered.
+* The N-MNIST board top (2312-128-10) at P = 32 did not finish routing here: after the
+  pipelining, router2 was still at about 22k overused wires after 10 iterations (25 min), so the
+  ECP5 default is P = 8 (routes in about 8 minutes). At P = 8 the limit is the momentum memory of
+  layer 0 (2312 x 16 words of 64 bits, a deep bank of DP16KD): its read multiplexer spans the
+  chip and feeds both the host read-back and the FlipUnit's first register. Next fixes, not
+  done yet: a registered host read (one more cycle per memory-port read) and a banked momentum
+  memory with a registered bank multiplexer (one more FlipUnit stage).
 * Times (2-core machine): the first Yosys run compiles the WebAssembly (91 s, measured with an
   empty `YOWASP_CACHE_DIR`; the toolchain reference measured 175 s), nextpnr-ice40 ~4-9 s and
   nextpnr-ecp5 ~10 s; cached in `~/.cache/YoWASP`. Warm, the UART loopback builds in 4.4 s
