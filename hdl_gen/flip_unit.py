@@ -509,8 +509,10 @@ class FlipUnit(wiring.Component):
                 m.d.sync += ser_mask.eq(rest)
             m.d.comb += ff.r_en.eq(~ser_have | (sent & (rest == 0)))
             # a credit returns when a word leaves s2 without flips or leaves the FIFO
-            give = (s2_valid & ~any_flip) | (ff.r_en & ff.r_rdy)
-            m.d.sync += inflight.eq(inflight + issue - give)
+            # (both can happen in the same cycle: two credits return)
+            give_s2 = s2_valid & ~any_flip
+            give_ff = ff.r_en & ff.r_rdy
+            m.d.sync += inflight.eq(inflight + issue - give_s2 - give_ff)
             with m.If(ff.r_en):
                 m.d.sync += ser_have.eq(ff.r_rdy)
                 with m.If(ff.r_rdy):
