@@ -438,6 +438,19 @@ async def flip_unit_vs_golden(dut):
 # ------------------------------------------------------------------------------------------------
 # throughput per P (Amaranth's simulator: the same RTL, no Verilog build per lane count)
 # ------------------------------------------------------------------------------------------------
+def offer_pre(ctx, port, n: int, a, pre_w: int, trace_bits: int) -> bool:
+    """Offer row ``n`` of a dense pass on ``i_pre`` (``{pre, a, last}``, the last row has
+    ``last = 1``), or nothing once all ``len(a)`` rows went; return whether it is taken now."""
+    n_pre = len(a)
+    if n >= n_pre:
+        ctx.set(port.valid, 0)
+        return False
+    ctx.set(port.valid, 1)
+    ctx.set(port.payload.as_value(),
+            n | (int(a[n]) << pre_w) | (int(n == n_pre - 1) << (pre_w + trace_bits)))
+    return bool(ctx.get(port.ready))
+
+
 def pysim_pass(lanes: int, n_post: int = 100, n_pre: int = 16, seed: int = 1,
                thr: int | None = None, flip_events: bool = True):
     """Run one dense pass (every delta and trace non-zero, no stalls) on a ``lanes``-wide unit.
@@ -491,13 +504,7 @@ def pysim_pass(lanes: int, n_post: int = 100, n_pre: int = 16, seed: int = 1,
         ctx.set(g("o_flip").ready, 1)
         cycles, n, got = 0, 0, []
         while True:
-            if n < n_pre:
-                ctx.set(g("i_pre").valid, 1)
-                ctx.set(g("i_pre").payload.as_value(),
-                        n | (int(a[n]) << pre_w) | (int(n == n_pre - 1) << (pre_w + cfg.trace_bits)))
-            else:
-                ctx.set(g("i_pre").valid, 0)
-            took = n < n_pre and ctx.get(g("i_pre").ready)
+            took = offer_pre(ctx, g("i_pre"), n, a, pre_w, cfg.trace_bits)
             if ctx.get(g("o_flip").valid):
                 v = ctx.get(g("o_flip").payload)
                 got.append((int(v.pre), int(v.post)))
@@ -674,13 +681,7 @@ def test_flip_unit_credits_return():
         n, count, rrng = 0, 0, np.random.default_rng(5)
         while True:
             ctx.set(g("o_flip").ready, int(rrng.random() < busy_ready))
-            if n < n_pre:
-                ctx.set(g("i_pre").valid, 1)
-                ctx.set(g("i_pre").payload.as_value(),
-                        n | (int(a[n]) << pre_w) | (int(n == n_pre - 1) << (pre_w + cfg.trace_bits)))
-            else:
-                ctx.set(g("i_pre").valid, 0)
-            took = n < n_pre and ctx.get(g("i_pre").ready)
+            took = offer_pre(ctx, g("i_pre"), n, a, pre_w, cfg.trace_bits)
             done = ctx.get(g("done"))
             if n > 0 or took:
                 count += 1
