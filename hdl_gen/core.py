@@ -633,8 +633,8 @@ class Core(wiring.Component):
                         m.d.sync += t.eq(t + 1)
                     m.next = "IDLE"
 
-            # memory port: A drives addresses (and plain writes), B has read data (and RMW
-            # writes), C answers
+            # memory port: A drives addresses (and plain writes), W waits (the momentum read
+            # takes two cycles), B has read data (and RMW writes), C answers
             with m.State("MEM_A"):
                 m.d.comb += in_mem.eq(1)
                 w = mq.write & mq_ok
@@ -677,7 +677,10 @@ class Core(wiring.Component):
                 with m.Elif(mq.write & ~mq_ok):
                     m.next = "IDLE"
                 with m.Else():
-                    m.next = "MEM_B"
+                    m.next = "MEM_W"
+            with m.State("MEM_W"):            # the momentum banks' registered outputs (latency 2)
+                m.d.comb += in_mem.eq(1)
+                m.next = "MEM_B"
             with m.State("MEM_B"):
                 m.d.comb += in_mem.eq(1)
                 m.d.sync += rdata_r.eq(Mux(rq_ok, rdata, 0))

@@ -5,7 +5,10 @@ step: the unit walks the active presynaptic rows (ascending ``pre``), and for ea
 chunk of ``P`` postsynaptic lanes, reading one weight word, one momentum word and one delta word
 per cycle, and writing both back ``PIPE_STAGES + 1`` cycles later (deep, so that the ECP5 build
 reaches 80 MHz; a pass never visits a word twice, so there is no read-after-write hazard). Flips
-leave as a stream in golden order.
+leave as a stream in golden order. The momentum memory is split into banks of at most
+``MOM_BANK_WORDS`` words whose outputs are registered before the bank multiplexer: a deep layer's
+momentum memory (N-MNIST layer 0: 36,992 words) otherwise puts a chip-wide multiplexer between the
+block RAMs and the first register.
 """
 from __future__ import annotations
 
@@ -18,14 +21,19 @@ from amaranth.utils import bits_for
 from .common import lowest_set
 from .srand import lane_constant, lane_select, srand_value
 
-__all__ = ["FlipUnit", "RATE_SHIFT_BITS", "COUNTER_BITS", "PIPE_STAGES"]
+__all__ = ["FlipUnit", "RATE_SHIFT_BITS", "COUNTER_BITS", "PIPE_STAGES", "MOM_BANK_WORDS",
+           "MOM_READ_LATENCY"]
 
 #: Width of the ``rate_shift`` input: ``rate_shift`` may take the values 0..63.
 RATE_SHIFT_BITS = 6
 #: Width of the saturation and flip counters (they wrap modulo 2^32).
 COUNTER_BITS = 32
-#: Register stages between the memory read (s1) and the write-back: A..F in ``elaborate``.
-PIPE_STAGES = 6
+#: Register stages between the memory read (s1) and the write-back: Q, A..F in ``elaborate``.
+PIPE_STAGES = 7
+#: Words per momentum bank (a power of two); a layer with more words gets several banks.
+MOM_BANK_WORDS = 2048
+#: Cycles from ``mom_re`` (with ``mom_addr``) to ``mom_rdata`` / ``mom_rvalid``.
+MOM_READ_LATENCY = 2
 
 
 def _ubits(n_values: int) -> int:
@@ -102,6 +110,9 @@ class FlipUnit(wiring.Component):
         With ``False`` the unit never emits on ``o_flip`` (``valid`` stays low; the FIFO and the
         serialiser are left out): a flip-dense pass then still runs at one word per cycle, and
         only ``n_flip`` counts the flips. The weight and momentum results are the same.
+    mom_bank_words : int
+        Words per momentum bank, a power of two (default ``MOM_BANK_WORDS``); the banks' outputs
+        are registered before the bank multiplexer, which keeps deep layers at the clock target.
 
     Members
     -------
@@ -130,7 +141,8 @@ class FlipUnit(wiring.Component):
     mom_addr, mom_wdata, mom_we, mom_re : In(addr_bits), In(P * momentum_bits), In(1), In(1)
         Host access to momentum words while not busy (ignored while busy).
     mom_rdata, mom_rvalid : Out(P * momentum_bits), Out(1)
-        Read data, valid (``mom_rvalid`` high) the cycle after ``mom_re``.
+        Read data, valid (``mom_rvalid`` high) ``MOM_READ_LATENCY`` (2) cycles after ``mom_re``;
+        ``mom_rdata`` stays valid while ``mom_addr`` is held.
     n_sat, n_flip : Out(COUNTER_BITS)
         Momentum elements clipped by saturation (``IntArith.counters['momentum']``) and flips,
         since reset or ``cnt_clear``.
@@ -140,11 +152,13 @@ class FlipUnit(wiring.Component):
 
     def __init__(self, cfg, layer: int, *, lanes: int = 8,
                  fifo_depth: int = PIPE_STAGES + 3,
-                 flip_events: bool = True):
+                 flip_events: bool = True, mom_bank_words: int = MOM_BANK_WORDS):
         if not 0 <= layer < cfg.n_layers:
             raise ValueError(f"layer={layer} is invalid: allowed 0..{cfg.n_layers - 1}")
         if lanes < 1 or lanes & (lanes - 1) or lanes > 1024:
             raise ValueError(f"lanes={lanes} is invalid: allowed a power of two 1..1024")
+        if mom_bank_words < 1 or mom_bank_words & (mom_bank_words - 1):
+            raise ValueError(f"mom_bank_words={mom_bank_words} is invalid: allowed a power of two")
         if fifo_depth < 3:
             raise ValueError(f"fifo_depth={fifo_depth} is invalid: allowed >= 3")
         self._cfg = cfg
@@ -152,6 +166,7 @@ class FlipUnit(wiring.Component):
         self._lanes = lanes
         self._fifo_depth = fifo_depth
         self._flip_events = bool(flip_events)
+        self._bank_words = mom_bank_words
         self._n_pre = cfg.layers[layer]
         self._n_post = cfg.layers[layer + 1]
         self._chunks = -(-self._n_post // lanes)
@@ -244,9 +259,19 @@ class FlipUnit(wiring.Component):
         pre_w = _ubits(self._n_pre)
         n_valid_last = self._n_post - (C - 1) * P    # real lanes in the last chunk
 
-        m.submodules.mom = mom = Memory(shape=P * mb, depth=self._depth, init=[])
+        # momentum banks: bank b holds words b * bw ... (b + 1) * bw - 1; every bank reads the same
+        # low address bits, its output is registered (next to its block RAMs), and the bank
+        # multiplexer works on those registers one cycle later
+        bw = self._bank_words
+        lb = bw.bit_length() - 1
+        n_banks = -(-self._depth // bw)
+        mom_rds, mom_wrs = [], []
+        for b in range(n_banks):
+            bank = Memory(shape=P * mb, depth=min(bw, self._depth - b * bw), init=[])
+            m.submodules["mom" if n_banks == 1 else f"mom{b}"] = bank
+            mom_rds.append(bank.read_port())
+            mom_wrs.append(bank.write_port())
         m.submodules.dmem = dmem = Memory(shape=P * db, depth=C, init=[])
-        mom_rd, mom_wr = mom.read_port(), mom.write_port()
         d_rd, d_wr = dmem.read_port(), dmem.write_port()
         m.d.comb += [d_wr.addr.eq(self.d_wr_addr), d_wr.data.eq(self.d_wr_data),
                      d_wr.en.eq(self.d_wr_en)]
@@ -292,7 +317,6 @@ class FlipUnit(wiring.Component):
             self.busy.eq(running),
             self.w_rd_addr.eq(row_addr),
             d_rd.addr.eq(row_c),
-            mom_rd.addr.eq(Mux(running, row_addr, self.mom_addr)),
         ]
         with m.If(issue):
             m.d.sync += [row_c.eq(row_c + 1), row_addr.eq(row_addr + 1)]
@@ -322,7 +346,28 @@ class FlipUnit(wiring.Component):
         m.d.sync += [s1_valid.eq(issue), s1_pre.eq(row_pre), s1_a.eq(row_a), s1_c.eq(row_c),
                      s1_addr.eq(row_addr), s1_rm.eq(r0 & rnd_mask), s1_rn.eq(~r0 & rnd_mask)]
 
-        # ---- momentum update and flip decision: six pipeline stages ------------------------------
+        # momentum read: banks (s1), registered bank outputs (Q), bank multiplexer into A
+        mom_raddr = Signal(ab)
+        m.d.comb += mom_raddr.eq(Mux(running, row_addr, self.mom_addr))
+        bank_q = []
+        for b, rp in enumerate(mom_rds):
+            m.d.comb += rp.addr.eq(mom_raddr[:len(rp.addr)])
+            q = Signal(P * mb, name=f"mom_q{b}")
+            m.d.sync += q.eq(rp.data)
+            bank_q.append(q)
+        mom_q = Signal(P * mb)
+        if n_banks == 1:
+            m.d.comb += mom_q.eq(bank_q[0])
+        else:
+            sel1 = Signal(range(n_banks))
+            sel2 = Signal(range(n_banks))
+            m.d.sync += [sel1.eq(mom_raddr[lb:]), sel2.eq(sel1)]
+            with m.Switch(sel2):
+                for b, q in enumerate(bank_q):
+                    with m.Case(b):
+                        m.d.comb += mom_q.eq(q)
+
+        # ---- momentum update and flip decision: seven pipeline stages ----------------------------
         # u = floor((X + rnd) / 2^k) with X = G - (M << gs), exact but narrow:
         # |G| < 2^(db+tb-1) and |M << gs| < 2^(mb-1+gs), so X lies in [-2^W, 2^W). With
         # t = X + rnd[0:W] (W+2 bits) and rnd_hi = rnd >> W:
@@ -331,7 +376,8 @@ class FlipUnit(wiring.Component):
         #           u = +1 if t >> W == 1 and rnd_hi has all its k-W bits set (k <= 32),
         #           u = -1 if t >> W == -1 and rnd_hi == 0, else u = 0.
         # The stages (one register each, so the ECP5 build closes timing at 80 MHz):
-        #   A  memory words registered (the block RAM output goes straight into flip-flops)
+        #   Q  memory words registered (the block RAM outputs go straight into flip-flops)
+        #   A  momentum bank selected
         #   B  G = delta * a; the high random bits reduced to two flags per lane
         #   C  t = G - (M << gs) + rnd_low
         #   D  u from t (narrow shifter, range check)
@@ -364,9 +410,13 @@ class FlipUnit(wiring.Component):
             return v, regs
 
         meta = dict(pre=s1_pre, c=s1_c, addr=s1_addr)
-        # A: memory words
-        a_valid, A = stage("sa", s1_valid, dict(meta, d=d_rd.data, mo=mom_rd.data,
-                                                w=self.w_rd_data, a=s1_a, rm=s1_rm, rn=s1_rn))
+        # Q: memory words (the momentum banks' outputs are the mom_q registers above)
+        q_valid, Q = stage("sq", s1_valid, dict(meta, d=d_rd.data, w=self.w_rd_data, a=s1_a,
+                                                rm=s1_rm, rn=s1_rn))
+        # A: momentum bank selected
+        a_valid, A = stage("sa", q_valid, dict(pre=Q["pre"], c=Q["c"], addr=Q["addr"], d=Q["d"],
+                                               mo=mom_q, w=Q["w"], a=Q["a"], rm=Q["rm"],
+                                               rn=Q["rn"]))
         # B: products, visits, random flags
         mask_hi = (A["rm"] | A["rn"])[W:32] if W < 32 else None   # = rnd_mask bits [W, 32)
         b_in = dict(pre=A["pre"], c=A["c"], addr=A["addr"], mo=A["mo"], w=A["w"])
@@ -462,15 +512,24 @@ class FlipUnit(wiring.Component):
         m.d.comb += [
             self.w_wr_addr.eq(s2_addr), self.w_wr_data.eq(S2["w"]),
             self.w_wr_en.eq(s2_valid & any_flip),
-            mom_wr.addr.eq(Mux(running, s2_addr, self.mom_addr)),
-            mom_wr.data.eq(Mux(running, S2["m"], self.mom_wdata)),
-            mom_wr.en.eq(Mux(running, s2_valid & S2["visit"], self.mom_we)),
-            self.mom_rdata.eq(mom_rd.data),
+            self.mom_rdata.eq(mom_q),
         ]
+        mom_waddr = Signal(ab)
+        mom_wdata = Signal(P * mb)
+        mom_wen = Signal()
+        m.d.comb += [
+            mom_waddr.eq(Mux(running, s2_addr, self.mom_addr)),
+            mom_wdata.eq(Mux(running, S2["m"], self.mom_wdata)),
+            mom_wen.eq(Mux(running, s2_valid & S2["visit"], self.mom_we)),
+        ]
+        for b, wp in enumerate(mom_wrs):
+            m.d.comb += [wp.addr.eq(mom_waddr[:len(wp.addr)]), wp.data.eq(mom_wdata),
+                         wp.en.eq(mom_wen & ((mom_waddr >> lb) == b))]
         if events:
             m.d.comb += [ff.w_data.eq(Cat(s2_flip, s2_c, s2_pre)),
                          ff.w_en.eq(s2_valid & any_flip)]
-        m.d.sync += self.mom_rvalid.eq(self.mom_re & ~running)
+        rvalid1 = Signal()
+        m.d.sync += [rvalid1.eq(self.mom_re & ~running), self.mom_rvalid.eq(rvalid1)]
 
         # ---- counters: population counts registered before the 32-bit additions ----------------
         n_sat = Signal(COUNTER_BITS)

@@ -442,11 +442,11 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   wire \$492 ;
   wire \$493 ;
   wire \$494 ;
-  wire [32:0] \$495 ;
+  wire \$495 ;
   wire [32:0] \$496 ;
-  wire \$497 ;
-  wire [4:0] \$498 ;
-  wire \$499 ;
+  wire [32:0] \$497 ;
+  wire \$498 ;
+  wire [4:0] \$499 ;
   wire \$5 ;
   wire \$50 ;
   wire \$500 ;
@@ -460,20 +460,20 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   wire \$508 ;
   wire \$509 ;
   wire \$51 ;
-  wire [9:0] \$510 ;
-  wire \$511 ;
+  wire \$510 ;
+  wire [9:0] \$511 ;
   wire \$512 ;
   wire \$513 ;
   wire \$514 ;
-  wire [31:0] \$515 ;
-  wire \$516 ;
-  wire [31:0] \$517 ;
-  wire \$518 ;
-  wire [31:0] \$519 ;
+  wire \$515 ;
+  wire [31:0] \$516 ;
+  wire \$517 ;
+  wire [31:0] \$518 ;
+  wire \$519 ;
   wire \$52 ;
-  wire \$520 ;
-  wire [31:0] \$521 ;
-  wire \$522 ;
+  wire [31:0] \$520 ;
+  wire \$521 ;
+  wire [31:0] \$522 ;
   wire \$523 ;
   wire \$524 ;
   wire \$525 ;
@@ -488,63 +488,63 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   wire \$533 ;
   wire \$534 ;
   wire \$535 ;
-  wire [31:0] \$536 ;
-  wire \$537 ;
-  wire [62:0] \$538 ;
-  wire [32:0] \$539 ;
+  wire \$536 ;
+  wire [31:0] \$537 ;
+  wire \$538 ;
+  wire [62:0] \$539 ;
   wire \$54 ;
-  wire [6:0] \$540 ;
-  wire \$541 ;
-  wire [32:0] \$542 ;
-  wire \$543 ;
-  wire [32:0] \$544 ;
+  wire [32:0] \$540 ;
+  wire [6:0] \$541 ;
+  wire \$542 ;
+  wire [32:0] \$543 ;
+  wire \$544 ;
   wire [32:0] \$545 ;
-  wire [7:0] \$546 ;
-  wire [8:0] \$547 ;
-  wire [32:0] \$548 ;
-  wire [6:0] \$549 ;
+  wire [32:0] \$546 ;
+  wire [7:0] \$547 ;
+  wire [8:0] \$548 ;
+  wire [32:0] \$549 ;
   wire \$55 ;
-  wire [7:0] \$550 ;
-  wire [32:0] \$551 ;
-  wire [1:0] \$552 ;
-  wire [2:0] \$553 ;
-  wire [32:0] \$554 ;
+  wire [6:0] \$550 ;
+  wire [7:0] \$551 ;
+  wire [32:0] \$552 ;
+  wire [1:0] \$553 ;
+  wire [2:0] \$554 ;
   wire [32:0] \$555 ;
   wire [32:0] \$556 ;
   wire [32:0] \$557 ;
   wire [32:0] \$558 ;
-  wire \$559 ;
+  wire [32:0] \$559 ;
   wire \$56 ;
   wire \$560 ;
   wire \$561 ;
-  wire [32:0] \$562 ;
-  reg [68:0] \$563 ;
-  reg \$564 ;
-  reg [1:0] \$565 ;
-  reg [3:0] \$566 ;
-  reg [3:0] \$567 ;
-  reg \$568 ;
+  wire \$562 ;
+  wire [32:0] \$563 ;
+  reg [68:0] \$564 ;
+  reg \$565 ;
+  reg [1:0] \$566 ;
+  reg [4:0] \$567 ;
+  reg [3:0] \$568 ;
   reg \$569 ;
   wire \$57 ;
   reg \$570 ;
   reg \$571 ;
-  reg [68:0] \$572 ;
-  reg [8:0] \$573 ;
-  reg [1:0] \$574 ;
-  reg [31:0] \$575 ;
+  reg \$572 ;
+  reg [68:0] \$573 ;
+  reg [8:0] \$574 ;
+  reg [1:0] \$575 ;
   reg [31:0] \$576 ;
-  reg [3:0] \$577 ;
-  reg \$578 ;
-  reg [3:0] \$579 ;
+  reg [31:0] \$577 ;
+  reg [3:0] \$578 ;
+  reg \$579 ;
   wire \$58 ;
-  reg [18:0] \$580 ;
-  reg [3:0] \$581 ;
-  reg [5:0] \$582 ;
+  reg [3:0] \$580 ;
+  reg [18:0] \$581 ;
+  reg [3:0] \$582 ;
   reg [5:0] \$583 ;
-  reg [15:0] \$584 ;
+  reg [5:0] \$584 ;
   reg [15:0] \$585 ;
   reg [15:0] \$586 ;
-  reg [31:0] \$587 ;
+  reg [15:0] \$587 ;
   reg [31:0] \$588 ;
   reg [31:0] \$589 ;
   wire \$59 ;
@@ -560,12 +560,13 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   reg [31:0] \$599 ;
   wire \$6 ;
   wire \$60 ;
-  wire \$600 ;
+  reg [31:0] \$600 ;
   wire \$601 ;
   wire \$602 ;
   wire \$603 ;
   wire \$604 ;
-  wire [2:0] \$605 ;
+  wire \$605 ;
+  wire [2:0] \$606 ;
   wire \$61 ;
   wire \$62 ;
   wire \$63 ;
@@ -583,25 +584,25 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   wire \$74 ;
   wire \$75 ;
   wire \$76 ;
-  wire [8:0] \$767 ;
+  wire [8:0] \$768 ;
   wire \$77 ;
-  wire [9:0] \$773 ;
-  wire [9:0] \$779 ;
+  wire [9:0] \$774 ;
   wire \$78 ;
-  wire [7:0] \$785 ;
+  wire [9:0] \$780 ;
+  wire [7:0] \$786 ;
   wire \$79 ;
-  wire [9:0] \$791 ;
+  wire [9:0] \$792 ;
   wire \$8 ;
   wire \$80 ;
-  wire [8:0] \$804 ;
+  wire [8:0] \$805 ;
   wire \$81 ;
-  wire [9:0] \$810 ;
-  wire [9:0] \$816 ;
+  wire [9:0] \$811 ;
+  wire [9:0] \$817 ;
   wire \$82 ;
-  wire [7:0] \$822 ;
-  wire [9:0] \$826 ;
+  wire [7:0] \$823 ;
+  wire [9:0] \$827 ;
   wire \$83 ;
-  wire [8:0] \$831 ;
+  wire [8:0] \$832 ;
   wire \$84 ;
   wire \$85 ;
   wire \$86 ;
@@ -665,7 +666,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   reg [31:0] cnt_sat_membrane = 32'd0;
   reg [31:0] cnt_sat_trace = 32'd0;
   reg [31:0] cnt_spikes = 32'd0;
-  reg [3:0] core_state = 4'h0;
+  reg [4:0] core_state = 5'h00;
   wire [2:0] d_wr_addr;
   wire \d_wr_addr$111 ;
   wire \d_wr_addr$112 ;
@@ -2760,6 +2761,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     _1_ <= wmem1[\$signature__addr$156 ];
   end
   assign \$signature__data  = _1_;
+  assign \$356  = \$355  ? mq[44:37] : \mom_rdata$176 [15:8];
   assign \$357  = mq[13:9] == 2'h2;
   assign \$358  = \$357  ? mq[44:37] : \mom_rdata$176 [23:16];
   assign \$359  = mq[13:9] == 2'h3;
@@ -2845,198 +2847,199 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   assign \$439  = core_state == 4'hd;
   assign \$440  = core_state == 4'he;
   assign \$441  = core_state == 4'hf;
-  assign \$442  = ~ i_event__valid;
-  assign \$443  = i_ctrl__valid & \$442 ;
-  assign \$444  = ~ busy;
-  assign \$445  = ~ \busy$199 ;
-  assign \$446  = \$444  & \$445 ;
-  assign \$447  = \$443  & \$446 ;
-  assign \$448  = i_ctrl__payload[35:4] < 4'ha;
-  assign \$449  = t >= 4'h8;
-  assign \$450  = ~ i_event__valid;
-  assign \$451  = i_mem__valid & \$450 ;
-  assign \$452  = ~ busy;
-  assign \$453  = ~ \busy$199 ;
-  assign \$454  = \$452  & \$453 ;
-  assign \$455  = \$451  & \$454 ;
-  assign \$456  = ~ i_ctrl__valid;
-  assign \$457  = \$455  & \$456 ;
-  assign \$458  = | { \busy$207 , busy, \busy$208 , \busy$199  };
-  assign \$459  = ~ \$458 ;
-  assign \$460  = ! lay;
-  assign \$461  = ~ busy;
-  assign \$462  = \$460  & \$461 ;
-  assign \$463  = ~ \busy$199 ;
-  assign \$464  = \$462  & \$463 ;
-  assign \$466  = ~ \busy$207 ;
-  assign \$467  = \$465  & \$466 ;
-  assign \$468  = ~ \busy$208 ;
-  assign \$469  = \$467  & \$468 ;
-  assign \$470  = ! lay;
-  assign \$471  = ~ \busy$199 ;
-  assign \$472  = \$470  & \$471 ;
-  assign \$474  = ~ \busy$208 ;
-  assign \$475  = \$473  & \$474 ;
-  assign \$476  = ! lay;
-  assign \$477  = ~ \busy$244 ;
-  assign \$478  = \$476  & \$477 ;
-  assign \$480  = ~ \busy$213 ;
-  assign \$481  = \$479  & \$480 ;
-  assign \$482  = | { \busy$207 , busy };
-  assign \$483  = ~ \$482 ;
-  assign \$484  = ! flay;
-  assign \$485  = ~ busy;
-  assign \$486  = \$484  & \$485 ;
-  assign \$487  = ~ \busy$245 ;
-  assign \$488  = \$486  & \$487 ;
-  assign \$489  = flay == 1'h1;
-  assign \$490  = ~ \busy$207 ;
-  assign \$491  = \$489  & \$490 ;
-  assign \$492  = ~ \busy$246 ;
-  assign \$493  = \$491  & \$492 ;
-  assign \$494  = flay == 2'h2;
-  assign \$495  = step + 1'h1;
-  assign \$496  = key + 32'd2654435769;
-  assign \$497  = am_j < 4'ha;
-  assign \$498  = am_j + 1'h1;
-  assign \$499  = am_j < 4'ha;
-  assign \$500  = ! am_jd;
-  assign \$501  = $signed(am_score) > $signed(am_best);
-  assign \$502  = \$500  | \$501 ;
-  assign \$503  = ~ am_v;
-  assign \$504  = am_j == 4'ha;
-  assign \$505  = \$503  & \$504 ;
-  assign \$506  = ! level;
-  assign \$507  = ! \level$250 ;
-  assign \$508  = \$506  & \$507 ;
-  assign \$509  = ! res_kind;
-  assign \$510  = t + 1'h1;
-  assign \$511  = mq[0] & mq_ok;
-  assign \$512  = mq[4:1] == 3'h5;
-  assign \$513  = \$511  & \$512 ;
-  assign \$514  = mq[68:37] > 6'h3f;
-  assign \$515  = \$514  ? 32'd63 : mq[68:37];
-  assign \$516  = mq[68:37] > 16'hffff;
-  assign \$517  = \$516  ? 32'd65535 : mq[68:37];
-  assign \$518  = mq[68:37] > 16'hffff;
-  assign \$519  = \$518  ? 32'd65535 : mq[68:37];
-  assign \$520  = mq[68:37] > 16'hffff;
-  assign \$521  = \$520  ? 32'd65535 : mq[68:37];
-  assign \$522  = mq[0] & mq_ok;
-  assign \$523  = mq[4:1] == 3'h5;
-  assign \$524  = \$522  & \$523 ;
-  assign \$525  = ! mq[36:9];
-  assign \$526  = \$524  & \$525 ;
-  assign \$527  = mq[0] & mq_ok;
-  assign \$528  = ! mq[4:1];
-  assign \$529  = ~ \$528 ;
-  assign \$530  = \$527  & \$529 ;
-  assign \$531  = mq[4:1] == 1'h1;
-  assign \$532  = ~ \$531 ;
-  assign \$533  = \$530  & \$532 ;
-  assign \$534  = ~ mq_ok;
-  assign \$535  = mq[0] & \$534 ;
-  assign \$536  = rq_ok ? rdata : 32'd0;
-  assign \$537  = step >> key_bit[4:0];
-  assign \$538  = 32'd2654435769 << key_bit[4:0];
-  assign \$539  = key + \$538 [31:0];
-  assign \$540  = key_bit + 1'h1;
-  assign \$541  = key_bit == 5'h1f;
-  assign \$542  = cnt_dropped + bad;
-  assign \$543  = | { \dup$255 , dup };
-  assign \$544  = cnt_duplicate + \$543 ;
-  assign \$545  = cnt_bad_cmd + bad_cmd;
-  assign \$546  = 1'h0 + sat;
-  assign \$547  = \$546  + \sat$257 ;
-  assign \$548  = cnt_sat_membrane + \$547 ;
-  assign \$549  = 1'h0 + \sat$258 ;
-  assign \$550  = \$549  + \sat$259 ;
-  assign \$551  = cnt_sat_trace + \$550 ;
-  assign \$552  = 1'h0 + \sat$260 ;
-  assign \$553  = \$552  + \sat$261 ;
-  assign \$554  = cnt_sat_delta + \$553 ;
-  assign \$555  = cnt_spikes + spike_cnt;
-  assign \$556  = cnt_cyc_fwd + in_fwd;
-  assign \$557  = cnt_cyc_err + in_err;
-  assign \$558  = cnt_cyc_learn + in_learn;
-  assign \$559  = in_fwd | in_err;
-  assign \$560  = \$559  | in_learn;
-  assign \$561  = \$560  | in_tail;
-  assign \$562  = cnt_cyc_step + \$561 ;
+  assign \$442  = core_state == 5'h10;
+  assign \$443  = ~ i_event__valid;
+  assign \$444  = i_ctrl__valid & \$443 ;
+  assign \$445  = ~ busy;
+  assign \$446  = ~ \busy$199 ;
+  assign \$447  = \$445  & \$446 ;
+  assign \$448  = \$444  & \$447 ;
+  assign \$449  = i_ctrl__payload[35:4] < 4'ha;
+  assign \$450  = t >= 4'h8;
+  assign \$451  = ~ i_event__valid;
+  assign \$452  = i_mem__valid & \$451 ;
+  assign \$453  = ~ busy;
+  assign \$454  = ~ \busy$199 ;
+  assign \$455  = \$453  & \$454 ;
+  assign \$456  = \$452  & \$455 ;
+  assign \$457  = ~ i_ctrl__valid;
+  assign \$458  = \$456  & \$457 ;
+  assign \$459  = | { \busy$207 , busy, \busy$208 , \busy$199  };
+  assign \$460  = ~ \$459 ;
+  assign \$461  = ! lay;
+  assign \$462  = ~ busy;
+  assign \$463  = \$461  & \$462 ;
+  assign \$464  = ~ \busy$199 ;
+  assign \$465  = \$463  & \$464 ;
+  assign \$467  = ~ \busy$207 ;
+  assign \$468  = \$466  & \$467 ;
+  assign \$469  = ~ \busy$208 ;
+  assign \$470  = \$468  & \$469 ;
+  assign \$471  = ! lay;
+  assign \$472  = ~ \busy$199 ;
+  assign \$473  = \$471  & \$472 ;
+  assign \$475  = ~ \busy$208 ;
+  assign \$476  = \$474  & \$475 ;
+  assign \$477  = ! lay;
+  assign \$478  = ~ \busy$244 ;
+  assign \$479  = \$477  & \$478 ;
+  assign \$481  = ~ \busy$213 ;
+  assign \$482  = \$480  & \$481 ;
+  assign \$483  = | { \busy$207 , busy };
+  assign \$484  = ~ \$483 ;
+  assign \$485  = ! flay;
+  assign \$486  = ~ busy;
+  assign \$487  = \$485  & \$486 ;
+  assign \$488  = ~ \busy$245 ;
+  assign \$489  = \$487  & \$488 ;
+  assign \$490  = flay == 1'h1;
+  assign \$491  = ~ \busy$207 ;
+  assign \$492  = \$490  & \$491 ;
+  assign \$493  = ~ \busy$246 ;
+  assign \$494  = \$492  & \$493 ;
+  assign \$495  = flay == 2'h2;
+  assign \$496  = step + 1'h1;
+  assign \$497  = key + 32'd2654435769;
+  assign \$498  = am_j < 4'ha;
+  assign \$499  = am_j + 1'h1;
+  assign \$500  = am_j < 4'ha;
+  assign \$501  = ! am_jd;
+  assign \$502  = $signed(am_score) > $signed(am_best);
+  assign \$503  = \$501  | \$502 ;
+  assign \$504  = ~ am_v;
+  assign \$505  = am_j == 4'ha;
+  assign \$506  = \$504  & \$505 ;
+  assign \$507  = ! level;
+  assign \$508  = ! \level$250 ;
+  assign \$509  = \$507  & \$508 ;
+  assign \$510  = ! res_kind;
+  assign \$511  = t + 1'h1;
+  assign \$512  = mq[0] & mq_ok;
+  assign \$513  = mq[4:1] == 3'h5;
+  assign \$514  = \$512  & \$513 ;
+  assign \$515  = mq[68:37] > 6'h3f;
+  assign \$516  = \$515  ? 32'd63 : mq[68:37];
+  assign \$517  = mq[68:37] > 16'hffff;
+  assign \$518  = \$517  ? 32'd65535 : mq[68:37];
+  assign \$519  = mq[68:37] > 16'hffff;
+  assign \$520  = \$519  ? 32'd65535 : mq[68:37];
+  assign \$521  = mq[68:37] > 16'hffff;
+  assign \$522  = \$521  ? 32'd65535 : mq[68:37];
+  assign \$523  = mq[0] & mq_ok;
+  assign \$524  = mq[4:1] == 3'h5;
+  assign \$525  = \$523  & \$524 ;
+  assign \$526  = ! mq[36:9];
+  assign \$527  = \$525  & \$526 ;
+  assign \$528  = mq[0] & mq_ok;
+  assign \$529  = ! mq[4:1];
+  assign \$530  = ~ \$529 ;
+  assign \$531  = \$528  & \$530 ;
+  assign \$532  = mq[4:1] == 1'h1;
+  assign \$533  = ~ \$532 ;
+  assign \$534  = \$531  & \$533 ;
+  assign \$535  = ~ mq_ok;
+  assign \$536  = mq[0] & \$535 ;
+  assign \$537  = rq_ok ? rdata : 32'd0;
+  assign \$538  = step >> key_bit[4:0];
+  assign \$539  = 32'd2654435769 << key_bit[4:0];
+  assign \$540  = key + \$539 [31:0];
+  assign \$541  = key_bit + 1'h1;
+  assign \$542  = key_bit == 5'h1f;
+  assign \$543  = cnt_dropped + bad;
+  assign \$544  = | { \dup$255 , dup };
+  assign \$545  = cnt_duplicate + \$544 ;
+  assign \$546  = cnt_bad_cmd + bad_cmd;
+  assign \$547  = 1'h0 + sat;
+  assign \$548  = \$547  + \sat$257 ;
+  assign \$549  = cnt_sat_membrane + \$548 ;
+  assign \$550  = 1'h0 + \sat$258 ;
+  assign \$551  = \$550  + \sat$259 ;
+  assign \$552  = cnt_sat_trace + \$551 ;
+  assign \$553  = 1'h0 + \sat$260 ;
+  assign \$554  = \$553  + \sat$261 ;
+  assign \$555  = cnt_sat_delta + \$554 ;
+  assign \$556  = cnt_spikes + spike_cnt;
+  assign \$557  = cnt_cyc_fwd + in_fwd;
+  assign \$558  = cnt_cyc_err + in_err;
+  assign \$559  = cnt_cyc_learn + in_learn;
+  assign \$560  = in_fwd | in_err;
+  assign \$561  = \$560  | in_learn;
+  assign \$562  = \$561  | in_tail;
+  assign \$563  = cnt_cyc_step + \$562 ;
   always @(posedge clk)
-    rq <= \$563 ;
+    rq <= \$564 ;
   always @(posedge clk)
-    rq_ok <= \$564 ;
+    rq_ok <= \$565 ;
   always @(posedge clk)
-    res_kind <= \$565 ;
+    res_kind <= \$566 ;
   always @(posedge clk)
-    core_state <= \$566 ;
+    core_state <= \$567 ;
   always @(posedge clk)
-    label <= \$567 ;
+    label <= \$568 ;
   always @(posedge clk)
-    learn <= \$568 ;
+    learn <= \$569 ;
   always @(posedge clk)
-    spikes_on <= \$569 ;
+    spikes_on <= \$570 ;
   always @(posedge clk)
-    flips_on <= \$570 ;
+    flips_on <= \$571 ;
   always @(posedge clk)
-    lay <= \$571 ;
+    lay <= \$572 ;
   always @(posedge clk)
-    mq <= \$572 ;
+    mq <= \$573 ;
   always @(posedge clk)
-    t <= \$573 ;
+    t <= \$574 ;
   always @(posedge clk)
-    flay <= \$574 ;
+    flay <= \$575 ;
   always @(posedge clk)
-    step <= \$575 ;
+    step <= \$576 ;
   always @(posedge clk)
-    key <= \$576 ;
+    key <= \$577 ;
   always @(posedge clk)
-    am_j <= \$577 ;
+    am_j <= \$578 ;
   always @(posedge clk)
-    am_v <= \$578 ;
+    am_v <= \$579 ;
   always @(posedge clk)
-    am_jd <= \$579 ;
+    am_jd <= \$580 ;
   always @(posedge clk)
-    am_best <= \$580 ;
+    am_best <= \$581 ;
   always @(posedge clk)
-    pred <= \$581 ;
+    pred <= \$582 ;
   always @(posedge clk)
-    key_bit <= \$582 ;
+    key_bit <= \$583 ;
   always @(posedge clk)
-    rate_shift <= \$583 ;
+    rate_shift <= \$584 ;
   always @(posedge clk)
-    gamma_q <= \$584 ;
+    gamma_q <= \$585 ;
   always @(posedge clk)
-    gamma0 <= \$585 ;
+    gamma0 <= \$586 ;
   always @(posedge clk)
-    gamma1 <= \$586 ;
+    gamma1 <= \$587 ;
   always @(posedge clk)
-    rdata_r <= \$587 ;
+    rdata_r <= \$588 ;
   always @(posedge clk)
-    resp <= \$588 ;
+    resp <= \$589 ;
   always @(posedge clk)
-    cnt_dropped <= \$589 ;
+    cnt_dropped <= \$590 ;
   always @(posedge clk)
-    cnt_duplicate <= \$590 ;
+    cnt_duplicate <= \$591 ;
   always @(posedge clk)
-    cnt_bad_cmd <= \$591 ;
+    cnt_bad_cmd <= \$592 ;
   always @(posedge clk)
-    cnt_sat_membrane <= \$592 ;
+    cnt_sat_membrane <= \$593 ;
   always @(posedge clk)
-    cnt_sat_trace <= \$593 ;
+    cnt_sat_trace <= \$594 ;
   always @(posedge clk)
-    cnt_sat_delta <= \$594 ;
+    cnt_sat_delta <= \$595 ;
   always @(posedge clk)
-    cnt_spikes <= \$595 ;
+    cnt_spikes <= \$596 ;
   always @(posedge clk)
-    cnt_cyc_fwd <= \$596 ;
+    cnt_cyc_fwd <= \$597 ;
   always @(posedge clk)
-    cnt_cyc_err <= \$597 ;
+    cnt_cyc_err <= \$598 ;
   always @(posedge clk)
-    cnt_cyc_learn <= \$598 ;
+    cnt_cyc_learn <= \$599 ;
   always @(posedge clk)
-    cnt_cyc_step <= \$599 ;
+    cnt_cyc_step <= \$600 ;
   assign i_spike__valid = i_event__valid & ev_open;
   assign i_event__ready = i_spike__ready & ev_open;
   assign \$1  = ~ spikes_on;
@@ -3190,28 +3193,28 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   assign \$144  = ! rq[8:5];
   assign \$145  = rq[4:1] == 1'h1;
   assign \$146  = \$144  & \$145 ;
-  assign \$767  = rq[13:9] * 4'h8;
-  assign \$147  = mom_rdata >> \$767 ;
+  assign \$768  = rq[13:9] * 4'h8;
+  assign \$147  = mom_rdata >> \$768 ;
   assign \$148  = ! rq[8:5];
   assign \$149  = rq[4:1] == 3'h4;
   assign \$150  = \$148  & \$149 ;
-  assign \$773  = rq[13:9] * 5'h10;
-  assign \$151  = x_bias >> \$773 ;
+  assign \$774  = rq[13:9] * 5'h10;
+  assign \$151  = x_bias >> \$774 ;
   assign \$152  = ! rq[8:5];
   assign \$153  = rq[4:1] == 4'h8;
   assign \$154  = \$152  & \$153 ;
-  assign \$779  = rq[13:9] * 5'h10;
-  assign \$155  = x_v >> \$779 ;
+  assign \$780  = rq[13:9] * 5'h10;
+  assign \$155  = x_v >> \$780 ;
   assign \$156  = ! rq[8:5];
   assign \$157  = rq[4:1] == 4'h9;
   assign \$158  = \$156  & \$157 ;
-  assign \$785  = rq[13:9] * 3'h7;
-  assign \$159  = x_a >> \$785 ;
+  assign \$786  = rq[13:9] * 3'h7;
+  assign \$159  = x_a >> \$786 ;
   assign \$160  = ! rq[8:5];
   assign \$161  = rq[4:1] == 2'h3;
   assign \$162  = \$160  & \$161 ;
-  assign \$791  = rq[13:9] * 5'h10;
-  assign \$163  = x_theta >> \$791 ;
+  assign \$792  = rq[13:9] * 5'h10;
+  assign \$163  = x_theta >> \$792 ;
   assign \$164  = rq[8:5] == 1'h1;
   assign \$165  = ! rq[4:1];
   assign \$166  = \$164  & \$165 ;
@@ -3222,29 +3225,29 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   assign \$171  = rq[8:5] == 1'h1;
   assign \$172  = rq[4:1] == 1'h1;
   assign \$173  = \$171  & \$172 ;
-  assign \$804  = rq[13:9] * 4'h8;
-  assign \$174  = \mom_rdata$176  >> \$804 ;
+  assign \$805  = rq[13:9] * 4'h8;
+  assign \$174  = \mom_rdata$176  >> \$805 ;
   assign \$175  = rq[8:5] == 1'h1;
   assign \$176  = rq[4:1] == 3'h4;
   assign \$177  = \$175  & \$176 ;
-  assign \$810  = rq[13:9] * 5'h10;
-  assign \$178  = \x_bias$177  >> \$810 ;
+  assign \$811  = rq[13:9] * 5'h10;
+  assign \$178  = \x_bias$177  >> \$811 ;
   assign \$179  = rq[8:5] == 1'h1;
   assign \$180  = rq[4:1] == 4'h8;
   assign \$181  = \$179  & \$180 ;
-  assign \$816  = rq[13:9] * 5'h10;
-  assign \$182  = \x_v$178  >> \$816 ;
+  assign \$817  = rq[13:9] * 5'h10;
+  assign \$182  = \x_v$178  >> \$817 ;
   assign \$183  = rq[8:5] == 1'h1;
   assign \$184  = rq[4:1] == 4'h9;
   assign \$185  = \$183  & \$184 ;
-  assign \$822  = rq[13:9] * 3'h7;
-  assign \$186  = \x_a$179  >> \$822 ;
+  assign \$823  = rq[13:9] * 3'h7;
+  assign \$186  = \x_a$179  >> \$823 ;
   assign \$187  = rq[4:1] == 3'h7;
-  assign \$826  = rq[13:9] * 5'h13;
-  assign \$188  = x_score >> \$826 ;
+  assign \$827  = rq[13:9] * 5'h13;
+  assign \$188  = x_score >> \$827 ;
   assign \$189  = mq[4:1] == 3'h5;
-  assign \$831  = am_jd * 5'h13;
-  assign am_score = x_score >> \$831 ;
+  assign \$832  = am_jd * 5'h13;
+  assign am_score = x_score >> \$832 ;
   assign \$191  = ~ i_event__valid;
   assign \$192  = i_ctrl__valid & \$191 ;
   assign \$193  = ~ busy;
@@ -3407,7 +3410,6 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   assign \$353  = ! mq[13:9];
   assign \$354  = \$353  ? mq[44:37] : \mom_rdata$176 [7:0];
   assign \$355  = mq[13:9] == 1'h1;
-  assign \$356  = \$355  ? mq[44:37] : \mom_rdata$176 [15:8];
   \core.eu0  eu0 (
     .busy(\busy$244 ),
     .clk(clk),
@@ -3464,9 +3466,9 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     .i_pre__valid(i_pre__valid),
     .key(key),
     .mom_addr(\$118 [9:0]),
-    .mom_rdata(mom_rdata),
+    .mom_q(mom_rdata),
     .mom_re(mom_re),
-    .mom_wdata(mom_wdata),
+    .\mom_wdata$758 (mom_wdata),
     .mom_we(mom_we),
     .n_flip(n_flip),
     .n_sat(n_sat),
@@ -3494,9 +3496,9 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     .i_pre__valid(\i_pre__valid$126 ),
     .key(key),
     .mom_addr(\$127 [7:0]),
-    .mom_rdata(\mom_rdata$176 ),
+    .mom_q(\mom_rdata$176 ),
     .mom_re(\mom_re$221 ),
-    .mom_wdata(\mom_wdata$225 ),
+    .\mom_wdata$758 (\mom_wdata$225 ),
     .mom_we(\mom_we$226 ),
     .n_flip(\n_flip$231 ),
     .n_sat(\n_sat$229 ),
@@ -3526,12 +3528,12 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     .i_event__valid(\i_event__valid$32 ),
     .o_spike__ready(\o_spike__ready$46 ),
     .o_spike__valid(\o_spike__valid$41 ),
-    .pend_word(\$605 ),
-    .\port$1001$0 (\$602 ),
-    .\port$1050$0 (\$603 ),
-    .\port$1099$0 (\$604 ),
-    .\port$903$0 (\$600 ),
-    .\port$952$0 (\$601 ),
+    .pend_word(\$606 ),
+    .\port$1003$0 (\$603 ),
+    .\port$1052$0 (\$604 ),
+    .\port$1101$0 (\$605 ),
+    .\port$905$0 (\$601 ),
+    .\port$954$0 (\$602 ),
     .rp__addr(\$131 [2:0]),
     .rst(rst),
     .sat(sat),
@@ -3611,12 +3613,12 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     .o_spike__payload(\i_event__payload$34 ),
     .o_spike__ready(\o_spike__ready$36 ),
     .o_spike__valid(\i_event__valid$38 ),
-    .\port$1001$0 (\$602 ),
-    .\port$1050$0 (\$603 ),
-    .\port$1099$0 (\$604 ),
-    .\port$14392$0 (\$605 ),
-    .\port$903$0 (\$600 ),
-    .\port$952$0 (\$601 ),
+    .\port$1003$0 (\$603 ),
+    .\port$1052$0 (\$604 ),
+    .\port$1101$0 (\$605 ),
+    .\port$14400$0 (\$606 ),
+    .\port$905$0 (\$601 ),
+    .\port$954$0 (\$602 ),
     .rst(rst),
     .sat(\sat$259 ),
     .update(\update$210 ),
@@ -3643,7 +3645,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (\$5 ) begin
       spike_rec[7:0] = t[7:0];
       spike_rec[11:8] = 4'h0;
-      spike_rec[25:12] = { 6'h00, \$605 , \$604 , \$603 , \$602 , \$601 , \$600  };
+      spike_rec[25:12] = { 6'h00, \$606 , \$605 , \$604 , \$603 , \$602 , \$601  };
     end
   end
   always @* begin
@@ -3679,33 +3681,35 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
       \$signature__addr$150  = w_wr_addr;
     end
     casez (core_state)
-      4'h0:
+      5'h00:
           /* empty */;
-      4'h2:
+      5'h02:
           /* empty */;
-      4'h4:
+      5'h04:
           /* empty */;
-      4'h6:
+      5'h06:
           /* empty */;
-      4'h7:
+      5'h07:
           /* empty */;
-      4'h8:
+      5'h08:
           /* empty */;
-      4'h9:
+      5'h09:
           /* empty */;
-      4'hb:
+      5'h0b:
           /* empty */;
-      4'ha:
+      5'h0a:
           /* empty */;
-      4'h1:
+      5'h01:
           /* empty */;
-      4'h3:
+      5'h03:
           /* empty */;
-      4'h5:
+      5'h05:
           if (\$250 ) begin
             \$signature__addr$150  = mq[18:9];
           end
-      4'hd:
+      5'h0d:
+          /* empty */;
+      5'h0e:
           if (\$268 ) begin
             \$signature__addr$150  = \$115 [9:0];
           end
@@ -3718,33 +3722,35 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
       \$signature__data$152  = w_wr_data;
     end
     casez (core_state)
-      4'h0:
+      5'h00:
           /* empty */;
-      4'h2:
+      5'h02:
           /* empty */;
-      4'h4:
+      5'h04:
           /* empty */;
-      4'h6:
+      5'h06:
           /* empty */;
-      4'h7:
+      5'h07:
           /* empty */;
-      4'h8:
+      5'h08:
           /* empty */;
-      4'h9:
+      5'h09:
           /* empty */;
-      4'hb:
+      5'h0b:
           /* empty */;
-      4'ha:
+      5'h0a:
           /* empty */;
-      4'h1:
+      5'h01:
           /* empty */;
-      4'h3:
+      5'h03:
           /* empty */;
-      4'h5:
+      5'h05:
           if (\$250 ) begin
             \$signature__data$152  = mq[68:37];
           end
-      4'hd:
+      5'h0d:
+          /* empty */;
+      5'h0e:
           if (\$268 ) begin
             \$signature__data$152  = \$274 [31:0];
           end
@@ -3757,33 +3763,35 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
       \$signature__en  = w_wr_en;
     end
     casez (core_state)
-      4'h0:
+      5'h00:
           /* empty */;
-      4'h2:
+      5'h02:
           /* empty */;
-      4'h4:
+      5'h04:
           /* empty */;
-      4'h6:
+      5'h06:
           /* empty */;
-      4'h7:
+      5'h07:
           /* empty */;
-      4'h8:
+      5'h08:
           /* empty */;
-      4'h9:
+      5'h09:
           /* empty */;
-      4'hb:
+      5'h0b:
           /* empty */;
-      4'ha:
+      5'h0a:
           /* empty */;
-      4'h1:
+      5'h01:
           /* empty */;
-      4'h3:
+      5'h03:
           /* empty */;
-      4'h5:
+      5'h05:
           if (\$250 ) begin
             \$signature__en  = 1'h1;
           end
-      4'hd:
+      5'h0d:
+          /* empty */;
+      5'h0e:
           if (\$268 ) begin
             \$signature__en  = 1'h1;
           end
@@ -3796,33 +3804,35 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
       \$signature__addr$164  = \w_wr_addr$165 ;
     end
     casez (core_state)
-      4'h0:
+      5'h00:
           /* empty */;
-      4'h2:
+      5'h02:
           /* empty */;
-      4'h4:
+      5'h04:
           /* empty */;
-      4'h6:
+      5'h06:
           /* empty */;
-      4'h7:
+      5'h07:
           /* empty */;
-      4'h8:
+      5'h08:
           /* empty */;
-      4'h9:
+      5'h09:
           /* empty */;
-      4'hb:
+      5'h0b:
           /* empty */;
-      4'ha:
+      5'h0a:
           /* empty */;
-      4'h1:
+      5'h01:
           /* empty */;
-      4'h3:
+      5'h03:
           /* empty */;
-      4'h5:
+      5'h05:
           if (\$263 ) begin
             \$signature__addr$164  = mq[16:9];
           end
-      4'hd:
+      5'h0d:
+          /* empty */;
+      5'h0e:
           if (\$346 ) begin
             \$signature__addr$164  = \$124 [7:0];
           end
@@ -3835,33 +3845,35 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
       \$signature__data$166  = \w_wr_data$167 ;
     end
     casez (core_state)
-      4'h0:
+      5'h00:
           /* empty */;
-      4'h2:
+      5'h02:
           /* empty */;
-      4'h4:
+      5'h04:
           /* empty */;
-      4'h6:
+      5'h06:
           /* empty */;
-      4'h7:
+      5'h07:
           /* empty */;
-      4'h8:
+      5'h08:
           /* empty */;
-      4'h9:
+      5'h09:
           /* empty */;
-      4'hb:
+      5'h0b:
           /* empty */;
-      4'ha:
+      5'h0a:
           /* empty */;
-      4'h1:
+      5'h01:
           /* empty */;
-      4'h3:
+      5'h03:
           /* empty */;
-      4'h5:
+      5'h05:
           if (\$263 ) begin
             \$signature__data$166  = mq[68:37];
           end
-      4'hd:
+      5'h0d:
+          /* empty */;
+      5'h0e:
           if (\$346 ) begin
             \$signature__data$166  = \$352 [31:0];
           end
@@ -3874,33 +3886,35 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
       \$signature__en$168  = \w_wr_en$169 ;
     end
     casez (core_state)
-      4'h0:
+      5'h00:
           /* empty */;
-      4'h2:
+      5'h02:
           /* empty */;
-      4'h4:
+      5'h04:
           /* empty */;
-      4'h6:
+      5'h06:
           /* empty */;
-      4'h7:
+      5'h07:
           /* empty */;
-      4'h8:
+      5'h08:
           /* empty */;
-      4'h9:
+      5'h09:
           /* empty */;
-      4'hb:
+      5'h0b:
           /* empty */;
-      4'ha:
+      5'h0a:
           /* empty */;
-      4'h1:
+      5'h01:
           /* empty */;
-      4'h3:
+      5'h03:
           /* empty */;
-      4'h5:
+      5'h05:
           if (\$263 ) begin
             \$signature__en$168  = 1'h1;
           end
-      4'hd:
+      5'h0d:
+          /* empty */;
+      5'h0e:
           if (\$346 ) begin
             \$signature__en$168  = 1'h1;
           end
@@ -3972,7 +3986,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     ev_open = 1'h0;
     casez (core_state)
-      4'h0:
+      5'h00:
           ev_open = 1'h1;
     endcase
   end
@@ -3980,13 +3994,13 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     phase_fwd = 1'h0;
     casez (core_state)
-      4'h0:
+      5'h00:
           phase_fwd = 1'h1;
-      4'h2:
+      5'h02:
           /* empty */;
-      4'h4:
+      5'h04:
           phase_fwd = 1'h1;
-      4'h6:
+      5'h06:
           phase_fwd = 1'h1;
     endcase
   end
@@ -3994,7 +4008,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     i_ctrl__ready = 1'h0;
     casez (core_state)
-      4'h0:
+      5'h00:
           i_ctrl__ready = \$196 ;
     endcase
   end
@@ -4002,7 +4016,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     i_mem__ready = 1'h0;
     casez (core_state)
-      4'h0:
+      5'h00:
           i_mem__ready = \$204 ;
     endcase
   end
@@ -4010,7 +4024,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     clear = 1'h0;
     casez (core_state)
-      4'h0:
+      5'h00:
           if (\$210 ) begin
             casez (i_ctrl__payload[3:0])
               4'h0:
@@ -4025,7 +4039,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \clear$201  = 1'h0;
     casez (core_state)
-      4'h0:
+      5'h00:
           if (\$210 ) begin
             casez (i_ctrl__payload[3:0])
               4'h0:
@@ -4040,7 +4054,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \clear$202  = 1'h0;
     casez (core_state)
-      4'h0:
+      5'h00:
           if (\$210 ) begin
             casez (i_ctrl__payload[3:0])
               4'h0:
@@ -4055,7 +4069,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \clear$203  = 1'h0;
     casez (core_state)
-      4'h0:
+      5'h00:
           if (\$210 ) begin
             casez (i_ctrl__payload[3:0])
               4'h0:
@@ -4070,7 +4084,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     bad_cmd = 1'h0;
     casez (core_state)
-      4'h0:
+      5'h00:
           if (\$210 ) begin
             (* full_case = 32'd1 *)
             casez (i_ctrl__payload[3:0])
@@ -4098,27 +4112,27 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
                   bad_cmd = 1'h1;
             endcase
           end
-      4'h2:
+      5'h02:
           /* empty */;
-      4'h4:
+      5'h04:
           /* empty */;
-      4'h6:
+      5'h06:
           /* empty */;
-      4'h7:
+      5'h07:
           /* empty */;
-      4'h8:
+      5'h08:
           /* empty */;
-      4'h9:
+      5'h09:
           /* empty */;
-      4'hb:
+      5'h0b:
           /* empty */;
-      4'ha:
+      5'h0a:
           /* empty */;
-      4'h1:
+      5'h01:
           /* empty */;
-      4'h3:
+      5'h03:
           /* empty */;
-      4'h5:
+      5'h05:
           if (\$264 ) begin
             bad_cmd = 1'h1;
           end
@@ -4128,7 +4142,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     cnt_clear = 1'h0;
     casez (core_state)
-      4'h0:
+      5'h00:
           if (\$210 ) begin
             casez (i_ctrl__payload[3:0])
               4'h0:
@@ -4153,13 +4167,13 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     in_fwd = 1'h0;
     casez (core_state)
-      4'h0:
+      5'h00:
           /* empty */;
-      4'h2:
+      5'h02:
           /* empty */;
-      4'h4:
+      5'h04:
           in_fwd = 1'h1;
-      4'h6:
+      5'h06:
           in_fwd = 1'h1;
     endcase
   end
@@ -4167,11 +4181,11 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     pulse_na_start = 2'h0;
     casez (core_state)
-      4'h0:
+      5'h00:
           /* empty */;
-      4'h2:
+      5'h02:
           /* empty */;
-      4'h4:
+      5'h04:
         begin
           if (\$217 ) begin
             pulse_na_start[0] = 1'h1;
@@ -4186,13 +4200,13 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     update = 1'h0;
     casez (core_state)
-      4'h0:
+      5'h00:
           /* empty */;
-      4'h2:
+      5'h02:
           /* empty */;
-      4'h4:
+      5'h04:
           /* empty */;
-      4'h6:
+      5'h06:
           if (\$225 ) begin
             update = 1'h1;
           end
@@ -4202,13 +4216,13 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \update$210  = 1'h0;
     casez (core_state)
-      4'h0:
+      5'h00:
           /* empty */;
-      4'h2:
+      5'h02:
           /* empty */;
-      4'h4:
+      5'h04:
           /* empty */;
-      4'h6:
+      5'h06:
           if (\$225 ) begin
             \update$210  = 1'h1;
           end
@@ -4218,19 +4232,19 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     pulse_eu_start = 2'h0;
     casez (core_state)
-      4'h0:
+      5'h00:
           /* empty */;
-      4'h2:
+      5'h02:
           /* empty */;
-      4'h4:
+      5'h04:
           /* empty */;
-      4'h6:
+      5'h06:
           if (\$225 ) begin
             if (learn) begin
               pulse_eu_start[1] = 1'h1;
             end
           end
-      4'h7:
+      5'h07:
           if (\$228 ) begin
             pulse_eu_start[0] = 1'h1;
           end
@@ -4240,15 +4254,15 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     phase_err = 1'h0;
     casez (core_state)
-      4'h0:
+      5'h00:
           /* empty */;
-      4'h2:
+      5'h02:
           /* empty */;
-      4'h4:
+      5'h04:
           /* empty */;
-      4'h6:
+      5'h06:
           /* empty */;
-      4'h7:
+      5'h07:
           phase_err = 1'h1;
     endcase
   end
@@ -4256,17 +4270,17 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     in_err = 1'h0;
     casez (core_state)
-      4'h0:
+      5'h00:
           /* empty */;
-      4'h2:
+      5'h02:
           /* empty */;
-      4'h4:
+      5'h04:
           /* empty */;
-      4'h6:
+      5'h06:
           /* empty */;
-      4'h7:
+      5'h07:
           in_err = 1'h1;
-      4'h8:
+      5'h08:
           in_err = 1'h1;
     endcase
   end
@@ -4274,21 +4288,21 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     phase_flip = 1'h0;
     casez (core_state)
-      4'h0:
+      5'h00:
           /* empty */;
-      4'h2:
+      5'h02:
           /* empty */;
-      4'h4:
+      5'h04:
           /* empty */;
-      4'h6:
+      5'h06:
           /* empty */;
-      4'h7:
+      5'h07:
           /* empty */;
-      4'h8:
+      5'h08:
           /* empty */;
-      4'h9:
+      5'h09:
           phase_flip = 1'h1;
-      4'hb:
+      5'h0b:
           phase_flip = 1'h1;
     endcase
   end
@@ -4296,21 +4310,21 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     in_learn = 1'h0;
     casez (core_state)
-      4'h0:
+      5'h00:
           /* empty */;
-      4'h2:
+      5'h02:
           /* empty */;
-      4'h4:
+      5'h04:
           /* empty */;
-      4'h6:
+      5'h06:
           /* empty */;
-      4'h7:
+      5'h07:
           /* empty */;
-      4'h8:
+      5'h08:
           /* empty */;
-      4'h9:
+      5'h09:
           in_learn = 1'h1;
-      4'hb:
+      5'h0b:
           in_learn = 1'h1;
     endcase
   end
@@ -4318,19 +4332,19 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     pulse_emit = 2'h0;
     casez (core_state)
-      4'h0:
+      5'h00:
           /* empty */;
-      4'h2:
+      5'h02:
           /* empty */;
-      4'h4:
+      5'h04:
           /* empty */;
-      4'h6:
+      5'h06:
           /* empty */;
-      4'h7:
+      5'h07:
           /* empty */;
-      4'h8:
+      5'h08:
           /* empty */;
-      4'h9:
+      5'h09:
         begin
           pulse_emit[0] = \$229 ;
           pulse_emit[1] = \$230 ;
@@ -4341,23 +4355,23 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     phase_argmax = 1'h0;
     casez (core_state)
-      4'h0:
+      5'h00:
           /* empty */;
-      4'h2:
+      5'h02:
           /* empty */;
-      4'h4:
+      5'h04:
           /* empty */;
-      4'h6:
+      5'h06:
           /* empty */;
-      4'h7:
+      5'h07:
           /* empty */;
-      4'h8:
+      5'h08:
           /* empty */;
-      4'h9:
+      5'h09:
           /* empty */;
-      4'hb:
+      5'h0b:
           /* empty */;
-      4'ha:
+      5'h0a:
           phase_argmax = 1'h1;
     endcase
   end
@@ -4365,27 +4379,27 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     in_tail = 1'h0;
     casez (core_state)
-      4'h0:
+      5'h00:
           /* empty */;
-      4'h2:
+      5'h02:
           /* empty */;
-      4'h4:
+      5'h04:
           /* empty */;
-      4'h6:
+      5'h06:
           /* empty */;
-      4'h7:
+      5'h07:
           /* empty */;
-      4'h8:
+      5'h08:
           /* empty */;
-      4'h9:
+      5'h09:
           /* empty */;
-      4'hb:
+      5'h0b:
           /* empty */;
-      4'ha:
+      5'h0a:
           in_tail = 1'h1;
-      4'h1:
+      5'h01:
           in_tail = \$231 ;
-      4'h3:
+      5'h03:
           in_tail = \$232 ;
     endcase
   end
@@ -4393,27 +4407,27 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     o_result__valid = 1'h0;
     casez (core_state)
-      4'h0:
+      5'h00:
           /* empty */;
-      4'h2:
+      5'h02:
           /* empty */;
-      4'h4:
+      5'h04:
           /* empty */;
-      4'h6:
+      5'h06:
           /* empty */;
-      4'h7:
+      5'h07:
           /* empty */;
-      4'h8:
+      5'h08:
           /* empty */;
-      4'h9:
+      5'h09:
           /* empty */;
-      4'hb:
+      5'h0b:
           /* empty */;
-      4'ha:
+      5'h0a:
           /* empty */;
-      4'h1:
+      5'h01:
           /* empty */;
-      4'h3:
+      5'h03:
           o_result__valid = 1'h1;
     endcase
   end
@@ -4421,31 +4435,33 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     in_mem = 1'h0;
     casez (core_state)
-      4'h0:
+      5'h00:
           /* empty */;
-      4'h2:
+      5'h02:
           /* empty */;
-      4'h4:
+      5'h04:
           /* empty */;
-      4'h6:
+      5'h06:
           /* empty */;
-      4'h7:
+      5'h07:
           /* empty */;
-      4'h8:
+      5'h08:
           /* empty */;
-      4'h9:
+      5'h09:
           /* empty */;
-      4'hb:
+      5'h0b:
           /* empty */;
-      4'ha:
+      5'h0a:
           /* empty */;
-      4'h1:
+      5'h01:
           /* empty */;
-      4'h3:
+      5'h03:
           /* empty */;
-      4'h5:
+      5'h05:
           in_mem = 1'h1;
-      4'hd:
+      5'h0d:
+          in_mem = 1'h1;
+      5'h0e:
           in_mem = 1'h1;
     endcase
   end
@@ -4453,29 +4469,29 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     mom_re = 1'h0;
     casez (core_state)
-      4'h0:
+      5'h00:
           /* empty */;
-      4'h2:
+      5'h02:
           /* empty */;
-      4'h4:
+      5'h04:
           /* empty */;
-      4'h6:
+      5'h06:
           /* empty */;
-      4'h7:
+      5'h07:
           /* empty */;
-      4'h8:
+      5'h08:
           /* empty */;
-      4'h9:
+      5'h09:
           /* empty */;
-      4'hb:
+      5'h0b:
           /* empty */;
-      4'ha:
+      5'h0a:
           /* empty */;
-      4'h1:
+      5'h01:
           /* empty */;
-      4'h3:
+      5'h03:
           /* empty */;
-      4'h5:
+      5'h05:
           mom_re = \$235 ;
     endcase
   end
@@ -4483,29 +4499,29 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     h_we_bias = 1'h0;
     casez (core_state)
-      4'h0:
+      5'h00:
           /* empty */;
-      4'h2:
+      5'h02:
           /* empty */;
-      4'h4:
+      5'h04:
           /* empty */;
-      4'h6:
+      5'h06:
           /* empty */;
-      4'h7:
+      5'h07:
           /* empty */;
-      4'h8:
+      5'h08:
           /* empty */;
-      4'h9:
+      5'h09:
           /* empty */;
-      4'hb:
+      5'h0b:
           /* empty */;
-      4'ha:
+      5'h0a:
           /* empty */;
-      4'h1:
+      5'h01:
           /* empty */;
-      4'h3:
+      5'h03:
           /* empty */;
-      4'h5:
+      5'h05:
           h_we_bias = \$240 ;
     endcase
   end
@@ -4513,29 +4529,29 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     h_we_theta = 1'h0;
     casez (core_state)
-      4'h0:
+      5'h00:
           /* empty */;
-      4'h2:
+      5'h02:
           /* empty */;
-      4'h4:
+      5'h04:
           /* empty */;
-      4'h6:
+      5'h06:
           /* empty */;
-      4'h7:
+      5'h07:
           /* empty */;
-      4'h8:
+      5'h08:
           /* empty */;
-      4'h9:
+      5'h09:
           /* empty */;
-      4'hb:
+      5'h0b:
           /* empty */;
-      4'ha:
+      5'h0a:
           /* empty */;
-      4'h1:
+      5'h01:
           /* empty */;
-      4'h3:
+      5'h03:
           /* empty */;
-      4'h5:
+      5'h05:
           h_we_theta = \$245 ;
     endcase
   end
@@ -4543,29 +4559,29 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \mom_re$221  = 1'h0;
     casez (core_state)
-      4'h0:
+      5'h00:
           /* empty */;
-      4'h2:
+      5'h02:
           /* empty */;
-      4'h4:
+      5'h04:
           /* empty */;
-      4'h6:
+      5'h06:
           /* empty */;
-      4'h7:
+      5'h07:
           /* empty */;
-      4'h8:
+      5'h08:
           /* empty */;
-      4'h9:
+      5'h09:
           /* empty */;
-      4'hb:
+      5'h0b:
           /* empty */;
-      4'ha:
+      5'h0a:
           /* empty */;
-      4'h1:
+      5'h01:
           /* empty */;
-      4'h3:
+      5'h03:
           /* empty */;
-      4'h5:
+      5'h05:
           \mom_re$221  = \$253 ;
     endcase
   end
@@ -4573,29 +4589,29 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \h_we_bias$222  = 1'h0;
     casez (core_state)
-      4'h0:
+      5'h00:
           /* empty */;
-      4'h2:
+      5'h02:
           /* empty */;
-      4'h4:
+      5'h04:
           /* empty */;
-      4'h6:
+      5'h06:
           /* empty */;
-      4'h7:
+      5'h07:
           /* empty */;
-      4'h8:
+      5'h08:
           /* empty */;
-      4'h9:
+      5'h09:
           /* empty */;
-      4'hb:
+      5'h0b:
           /* empty */;
-      4'ha:
+      5'h0a:
           /* empty */;
-      4'h1:
+      5'h01:
           /* empty */;
-      4'h3:
+      5'h03:
           /* empty */;
-      4'h5:
+      5'h05:
           \h_we_bias$222  = \$258 ;
     endcase
   end
@@ -4603,31 +4619,33 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     mom_wdata = 256'h0000000000000000000000000000000000000000000000000000000000000000;
     casez (core_state)
-      4'h0:
+      5'h00:
           /* empty */;
-      4'h2:
+      5'h02:
           /* empty */;
-      4'h4:
+      5'h04:
           /* empty */;
-      4'h6:
+      5'h06:
           /* empty */;
-      4'h7:
+      5'h07:
           /* empty */;
-      4'h8:
+      5'h08:
           /* empty */;
-      4'h9:
+      5'h09:
           /* empty */;
-      4'hb:
+      5'h0b:
           /* empty */;
-      4'ha:
+      5'h0a:
           /* empty */;
-      4'h1:
+      5'h01:
           /* empty */;
-      4'h3:
+      5'h03:
           /* empty */;
-      4'h5:
+      5'h05:
           /* empty */;
-      4'hd:
+      5'h0d:
+          /* empty */;
+      5'h0e:
           mom_wdata = { \$338 , \$336 , \$334 , \$332 , \$330 , \$328 , \$326 , \$324 , \$322 , \$320 , \$318 , \$316 , \$314 , \$312 , \$310 , \$308 , \$306 , \$304 , \$302 , \$300 , \$298 , \$296 , \$294 , \$292 , \$290 , \$288 , \$286 , \$284 , \$282 , \$280 , \$278 , \$276  };
     endcase
   end
@@ -4635,31 +4653,33 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     mom_we = 1'h0;
     casez (core_state)
-      4'h0:
+      5'h00:
           /* empty */;
-      4'h2:
+      5'h02:
           /* empty */;
-      4'h4:
+      5'h04:
           /* empty */;
-      4'h6:
+      5'h06:
           /* empty */;
-      4'h7:
+      5'h07:
           /* empty */;
-      4'h8:
+      5'h08:
           /* empty */;
-      4'h9:
+      5'h09:
           /* empty */;
-      4'hb:
+      5'h0b:
           /* empty */;
-      4'ha:
+      5'h0a:
           /* empty */;
-      4'h1:
+      5'h01:
           /* empty */;
-      4'h3:
+      5'h03:
           /* empty */;
-      4'h5:
+      5'h05:
           /* empty */;
-      4'hd:
+      5'h0d:
+          /* empty */;
+      5'h0e:
           if (\$342 ) begin
             mom_we = 1'h1;
           end
@@ -4669,31 +4689,33 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \mom_wdata$225  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
     casez (core_state)
-      4'h0:
+      5'h00:
           /* empty */;
-      4'h2:
+      5'h02:
           /* empty */;
-      4'h4:
+      5'h04:
           /* empty */;
-      4'h6:
+      5'h06:
           /* empty */;
-      4'h7:
+      5'h07:
           /* empty */;
-      4'h8:
+      5'h08:
           /* empty */;
-      4'h9:
+      5'h09:
           /* empty */;
-      4'hb:
+      5'h0b:
           /* empty */;
-      4'ha:
+      5'h0a:
           /* empty */;
-      4'h1:
+      5'h01:
           /* empty */;
-      4'h3:
+      5'h03:
           /* empty */;
-      4'h5:
+      5'h05:
           /* empty */;
-      4'hd:
+      5'h0d:
+          /* empty */;
+      5'h0e:
           \mom_wdata$225  = { \$416 , \$414 , \$412 , \$410 , \$408 , \$406 , \$404 , \$402 , \$400 , \$398 , \$396 , \$394 , \$392 , \$390 , \$388 , \$386 , \$384 , \$382 , \$380 , \$378 , \$376 , \$374 , \$372 , \$370 , \$368 , \$366 , \$364 , \$362 , \$360 , \$358 , \$356 , \$354  };
     endcase
   end
@@ -4701,31 +4723,33 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \mom_we$226  = 1'h0;
     casez (core_state)
-      4'h0:
+      5'h00:
           /* empty */;
-      4'h2:
+      5'h02:
           /* empty */;
-      4'h4:
+      5'h04:
           /* empty */;
-      4'h6:
+      5'h06:
           /* empty */;
-      4'h7:
+      5'h07:
           /* empty */;
-      4'h8:
+      5'h08:
           /* empty */;
-      4'h9:
+      5'h09:
           /* empty */;
-      4'hb:
+      5'h0b:
           /* empty */;
-      4'ha:
+      5'h0a:
           /* empty */;
-      4'h1:
+      5'h01:
           /* empty */;
-      4'h3:
+      5'h03:
           /* empty */;
-      4'h5:
+      5'h05:
           /* empty */;
-      4'hd:
+      5'h0d:
+          /* empty */;
+      5'h0e:
           if (\$420 ) begin
             \mom_we$226  = 1'h1;
           end
@@ -4735,35 +4759,37 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     o_mem__valid = 1'h0;
     casez (core_state)
-      4'h0:
+      5'h00:
           /* empty */;
-      4'h2:
+      5'h02:
           /* empty */;
-      4'h4:
+      5'h04:
           /* empty */;
-      4'h6:
+      5'h06:
           /* empty */;
-      4'h7:
+      5'h07:
           /* empty */;
-      4'h8:
+      5'h08:
           /* empty */;
-      4'h9:
+      5'h09:
           /* empty */;
-      4'hb:
+      5'h0b:
           /* empty */;
-      4'ha:
+      5'h0a:
           /* empty */;
-      4'h1:
+      5'h01:
           /* empty */;
-      4'h3:
+      5'h03:
           /* empty */;
-      4'h5:
+      5'h05:
           /* empty */;
-      4'hd:
+      5'h0d:
           /* empty */;
-      4'he:
+      5'h0e:
           /* empty */;
-      4'hf:
+      5'h0f:
+          /* empty */;
+      5'h10:
           o_mem__valid = 1'h1;
     endcase
   end
@@ -4771,61 +4797,63 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     o_mem__payload = 32'd0;
     casez (core_state)
-      4'h0:
+      5'h00:
           /* empty */;
-      4'h2:
+      5'h02:
           /* empty */;
-      4'h4:
+      5'h04:
           /* empty */;
-      4'h6:
+      5'h06:
           /* empty */;
-      4'h7:
+      5'h07:
           /* empty */;
-      4'h8:
+      5'h08:
           /* empty */;
-      4'h9:
+      5'h09:
           /* empty */;
-      4'hb:
+      5'h0b:
           /* empty */;
-      4'ha:
+      5'h0a:
           /* empty */;
-      4'h1:
+      5'h01:
           /* empty */;
-      4'h3:
+      5'h03:
           /* empty */;
-      4'h5:
+      5'h05:
           /* empty */;
-      4'hd:
+      5'h0d:
           /* empty */;
-      4'he:
+      5'h0e:
           /* empty */;
-      4'hf:
+      5'h0f:
+          /* empty */;
+      5'h10:
           o_mem__payload = resp;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$563  = mq;
+    \$564  = mq;
     if (rst) begin
-      \$563  = 69'h000000000000000000;
+      \$564  = 69'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$564  = mq_ok;
+    \$565  = mq_ok;
     if (rst) begin
-      \$564  = 1'h0;
+      \$565  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$565  = res_kind;
+    \$566  = res_kind;
     casez (core_state)
-      4'h0:
-          if (\$447 ) begin
+      5'h00:
+          if (\$448 ) begin
             casez (i_ctrl__payload[3:0])
               4'h0:
-                  \$565  = 2'h1;
+                  \$566  = 2'h1;
               4'h1:
                   /* empty */;
               4'h2:
@@ -4836,31 +4864,30 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
                   /* empty */;
               4'h5:
                   (* full_case = 32'd1 *)
-                  if (\$449 ) begin
-                    \$565  = 2'h2;
+                  if (\$450 ) begin
+                    \$566  = 2'h2;
                   end else begin
-                    \$565  = 2'h0;
+                    \$566  = 2'h0;
                   end
             endcase
           end
     endcase
     if (rst) begin
-      \$565  = 2'h0;
+      \$566  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$566  = core_state;
-    (* full_case = 32'd1 *)
+    \$567  = core_state;
     casez (core_state)
-      4'h0:
+      5'h00:
         begin
-          if (\$447 ) begin
+          if (\$448 ) begin
             casez (i_ctrl__payload[3:0])
               4'h0:
-                  \$566  = 4'h1;
+                  \$567  = 5'h01;
               4'h1:
-                  \$566  = 4'h2;
+                  \$567  = 5'h02;
               4'h2:
                   /* empty */;
               4'h3:
@@ -4869,136 +4896,138 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
                   /* empty */;
               4'h5:
                   (* full_case = 32'd1 *)
-                  if (\$449 ) begin
-                    \$566  = 4'h3;
+                  if (\$450 ) begin
+                    \$567  = 5'h03;
                   end else begin
-                    \$566  = 4'h4;
+                    \$567  = 5'h04;
                   end
             endcase
           end
-          if (\$457 ) begin
-            \$566  = 4'h5;
+          if (\$458 ) begin
+            \$567  = 5'h05;
           end
         end
-      4'h2:
-          if (\$459 ) begin
-            \$566  = 4'h0;
+      5'h02:
+          if (\$460 ) begin
+            \$567  = 5'h00;
           end
-      4'h4:
+      5'h04:
         begin
-          if (\$464 ) begin
-            \$566  = 4'h6;
+          if (\$465 ) begin
+            \$567  = 5'h06;
           end
-          if (\$469 ) begin
-            \$566  = 4'h6;
+          if (\$470 ) begin
+            \$567  = 5'h06;
           end
         end
-      4'h6:
+      5'h06:
         begin
-          if (\$472 ) begin
-            \$566  = 4'h4;
+          if (\$473 ) begin
+            \$567  = 5'h04;
           end
-          if (\$475 ) begin
+          if (\$476 ) begin
             (* full_case = 32'd1 *)
             if (learn) begin
-              \$566  = 4'h7;
+              \$567  = 5'h07;
             end else begin
-              \$566  = 4'h8;
+              \$567  = 5'h08;
             end
           end
         end
-      4'h7:
-          if (\$478 ) begin
-            \$566  = 4'h8;
+      5'h07:
+          if (\$479 ) begin
+            \$567  = 5'h08;
           end
-      4'h8:
-          if (\$483 ) begin
+      5'h08:
+          if (\$484 ) begin
             (* full_case = 32'd1 *)
             if (learn) begin
-              \$566  = 4'h9;
+              \$567  = 5'h09;
             end else begin
-              \$566  = 4'ha;
+              \$567  = 5'h0a;
             end
           end
-      4'h9:
-          \$566  = 4'hb;
-      4'hb:
-          if (\$494 ) begin
-            \$566  = 4'ha;
+      5'h09:
+          \$567  = 5'h0b;
+      5'h0b:
+          if (\$495 ) begin
+            \$567  = 5'h0a;
           end
-      4'ha:
-          if (\$505 ) begin
-            \$566  = 4'h1;
+      5'h0a:
+          if (\$506 ) begin
+            \$567  = 5'h01;
           end
-      4'h1:
-          if (\$508 ) begin
-            \$566  = 4'h3;
+      5'h01:
+          if (\$509 ) begin
+            \$567  = 5'h03;
           end
-      4'h3:
+      5'h03:
           if (o_result__ready) begin
-            \$566  = 4'h0;
+            \$567  = 5'h00;
           end
-      4'h5:
+      5'h05:
           (* full_case = 32'd1 *)
-          if (\$526 ) begin
-            \$566  = 4'hc;
-          end else if (\$533 ) begin
-            \$566  = 4'h0;
-          end else if (\$535 ) begin
-            \$566  = 4'h0;
+          if (\$527 ) begin
+            \$567  = 5'h0c;
+          end else if (\$534 ) begin
+            \$567  = 5'h00;
+          end else if (\$536 ) begin
+            \$567  = 5'h00;
           end else begin
-            \$566  = 4'hd;
+            \$567  = 5'h0d;
           end
-      4'hd:
+      5'h0d:
+          \$567  = 5'h0e;
+      5'h0e:
           (* full_case = 32'd1 *)
           if (mq[0]) begin
-            \$566  = 4'h0;
+            \$567  = 5'h00;
           end else begin
-            \$566  = 4'he;
+            \$567  = 5'h0f;
           end
-      4'he:
-          \$566  = 4'hf;
-      4'hf:
+      5'h0f:
+          \$567  = 5'h10;
+      5'h10:
           if (o_mem__ready) begin
-            \$566  = 4'h0;
+            \$567  = 5'h00;
           end
-      4'hc:
-          if (\$541 ) begin
-            \$566  = 4'h0;
+      5'h0c:
+          if (\$542 ) begin
+            \$567  = 5'h00;
           end
     endcase
     if (rst) begin
-      \$566  = 4'h0;
+      \$567  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$567  = label;
+    \$568  = label;
     casez (core_state)
-      4'h0:
-          if (\$447 ) begin
+      5'h00:
+          if (\$448 ) begin
             casez (i_ctrl__payload[3:0])
               4'h0:
                   /* empty */;
               4'h1:
                   /* empty */;
               4'h2:
-                  if (\$448 ) begin
-                    \$567  = i_ctrl__payload[7:4];
+                  if (\$449 ) begin
+                    \$568  = i_ctrl__payload[7:4];
                   end
             endcase
           end
     endcase
     if (rst) begin
-      \$567  = 4'h0;
+      \$568  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$568  = learn;
+    \$569  = learn;
     casez (core_state)
-      4'h0:
-          if (\$447 ) begin
+      5'h00:
+          if (\$448 ) begin
             casez (i_ctrl__payload[3:0])
               4'h0:
                   /* empty */;
@@ -5007,44 +5036,20 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
               4'h2:
                   /* empty */;
               4'h3:
-                  \$568  = i_ctrl__payload[4];
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$568  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$569  = spikes_on;
-    casez (core_state)
-      4'h0:
-          if (\$447 ) begin
-            casez (i_ctrl__payload[3:0])
-              4'h0:
-                  /* empty */;
-              4'h1:
-                  /* empty */;
-              4'h2:
-                  /* empty */;
-              4'h3:
-                  /* empty */;
-              4'h4:
                   \$569  = i_ctrl__payload[4];
             endcase
           end
     endcase
     if (rst) begin
-      \$569  = 1'h1;
+      \$569  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$570  = flips_on;
+    \$570  = spikes_on;
     casez (core_state)
-      4'h0:
-          if (\$447 ) begin
+      5'h00:
+          if (\$448 ) begin
             casez (i_ctrl__payload[3:0])
               4'h0:
                   /* empty */;
@@ -5055,7 +5060,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
               4'h3:
                   /* empty */;
               4'h4:
-                  \$570  = i_ctrl__payload[5];
+                  \$570  = i_ctrl__payload[4];
             endcase
           end
     endcase
@@ -5065,10 +5070,34 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$571  = lay;
+    \$571  = flips_on;
     casez (core_state)
-      4'h0:
-          if (\$447 ) begin
+      5'h00:
+          if (\$448 ) begin
+            casez (i_ctrl__payload[3:0])
+              4'h0:
+                  /* empty */;
+              4'h1:
+                  /* empty */;
+              4'h2:
+                  /* empty */;
+              4'h3:
+                  /* empty */;
+              4'h4:
+                  \$571  = i_ctrl__payload[5];
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$571  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$572  = lay;
+    casez (core_state)
+      5'h00:
+          if (\$448 ) begin
             casez (i_ctrl__payload[3:0])
               4'h0:
                   /* empty */;
@@ -5082,522 +5111,524 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
                   /* empty */;
               4'h5:
                   (* full_case = 32'd1 *)
-                  if (\$449 ) begin
+                  if (\$450 ) begin
                   end else begin
-                    \$571  = 1'h0;
+                    \$572  = 1'h0;
                   end
             endcase
           end
-      4'h2:
+      5'h02:
           /* empty */;
-      4'h4:
+      5'h04:
           /* empty */;
-      4'h6:
+      5'h06:
         begin
-          if (\$472 ) begin
-            \$571  = 1'h1;
+          if (\$473 ) begin
+            \$572  = 1'h1;
           end
-          if (\$475 ) begin
+          if (\$476 ) begin
             if (learn) begin
-              \$571  = 1'h1;
+              \$572  = 1'h1;
             end
           end
         end
-      4'h7:
-          if (\$481 ) begin
-            \$571  = 1'h0;
+      5'h07:
+          if (\$482 ) begin
+            \$572  = 1'h0;
           end
     endcase
     if (rst) begin
-      \$571  = 1'h0;
+      \$572  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$572  = mq;
+    \$573  = mq;
     casez (core_state)
-      4'h0:
-          if (\$457 ) begin
-            \$572  = i_mem__payload;
+      5'h00:
+          if (\$458 ) begin
+            \$573  = i_mem__payload;
           end
     endcase
     if (rst) begin
-      \$572  = 69'h000000000000000000;
+      \$573  = 69'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$573  = t;
+    \$574  = t;
     casez (core_state)
-      4'h0:
+      5'h00:
           /* empty */;
-      4'h2:
-          if (\$459 ) begin
-            \$573  = 9'h000;
+      5'h02:
+          if (\$460 ) begin
+            \$574  = 9'h000;
           end
-      4'h4:
+      5'h04:
           /* empty */;
-      4'h6:
+      5'h06:
           /* empty */;
-      4'h7:
+      5'h07:
           /* empty */;
-      4'h8:
+      5'h08:
           /* empty */;
-      4'h9:
+      5'h09:
           /* empty */;
-      4'hb:
+      5'h0b:
           /* empty */;
-      4'ha:
+      5'h0a:
           /* empty */;
-      4'h1:
+      5'h01:
           /* empty */;
-      4'h3:
+      5'h03:
           if (o_result__ready) begin
-            if (\$509 ) begin
-              \$573  = \$510 [8:0];
+            if (\$510 ) begin
+              \$574  = \$511 [8:0];
             end
           end
     endcase
     if (rst) begin
-      \$573  = 9'h000;
+      \$574  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$574  = flay;
+    \$575  = flay;
     casez (core_state)
-      4'h0:
+      5'h00:
           /* empty */;
-      4'h2:
+      5'h02:
           /* empty */;
-      4'h4:
+      5'h04:
           /* empty */;
-      4'h6:
+      5'h06:
           /* empty */;
-      4'h7:
+      5'h07:
           /* empty */;
-      4'h8:
+      5'h08:
           /* empty */;
-      4'h9:
-          \$574  = 2'h0;
-      4'hb:
+      5'h09:
+          \$575  = 2'h0;
+      5'h0b:
         begin
-          if (\$488 ) begin
-            \$574  = 2'h1;
+          if (\$489 ) begin
+            \$575  = 2'h1;
           end
-          if (\$493 ) begin
-            \$574  = 2'h2;
+          if (\$494 ) begin
+            \$575  = 2'h2;
           end
         end
     endcase
     if (rst) begin
-      \$574  = 2'h0;
+      \$575  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$575  = step;
+    \$576  = step;
     casez (core_state)
-      4'h0:
+      5'h00:
           /* empty */;
-      4'h2:
+      5'h02:
           /* empty */;
-      4'h4:
+      5'h04:
           /* empty */;
-      4'h6:
+      5'h06:
           /* empty */;
-      4'h7:
+      5'h07:
           /* empty */;
-      4'h8:
+      5'h08:
           /* empty */;
-      4'h9:
+      5'h09:
           /* empty */;
-      4'hb:
-          if (\$494 ) begin
-            \$575  = \$495 [31:0];
+      5'h0b:
+          if (\$495 ) begin
+            \$576  = \$496 [31:0];
           end
-      4'ha:
+      5'h0a:
           /* empty */;
-      4'h1:
+      5'h01:
           /* empty */;
-      4'h3:
+      5'h03:
           /* empty */;
-      4'h5:
-          if (\$513 ) begin
+      5'h05:
+          if (\$514 ) begin
             casez (mq[36:9])
               28'h0000000:
-                  \$575  = mq[68:37];
+                  \$576  = mq[68:37];
             endcase
           end
     endcase
     if (rst) begin
-      \$575  = 32'd0;
+      \$576  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$576  = key;
-    (* full_case = 32'd1 *)
+    \$577  = key;
     casez (core_state)
-      4'h0:
+      5'h00:
           /* empty */;
-      4'h2:
+      5'h02:
           /* empty */;
-      4'h4:
+      5'h04:
           /* empty */;
-      4'h6:
+      5'h06:
           /* empty */;
-      4'h7:
+      5'h07:
           /* empty */;
-      4'h8:
+      5'h08:
           /* empty */;
-      4'h9:
+      5'h09:
           /* empty */;
-      4'hb:
-          if (\$494 ) begin
-            \$576  = \$496 [31:0];
+      5'h0b:
+          if (\$495 ) begin
+            \$577  = \$497 [31:0];
           end
-      4'ha:
+      5'h0a:
           /* empty */;
-      4'h1:
+      5'h01:
           /* empty */;
-      4'h3:
+      5'h03:
           /* empty */;
-      4'h5:
-          if (\$513 ) begin
+      5'h05:
+          if (\$514 ) begin
             casez (mq[36:9])
               28'h0000000:
-                  \$576  = 32'd1;
+                  \$577  = 32'd1;
               28'h0000001:
                   /* empty */;
               28'h0000002:
                   /* empty */;
               28'h0000100:
-                  \$576  = mq[68:37];
+                  \$577  = mq[68:37];
             endcase
           end
-      4'hd:
+      5'h0d:
           /* empty */;
-      4'he:
+      5'h0e:
           /* empty */;
-      4'hf:
+      5'h0f:
           /* empty */;
-      4'hc:
-          if (\$537 ) begin
-            \$576  = \$539 [31:0];
+      5'h10:
+          /* empty */;
+      5'h0c:
+          if (\$538 ) begin
+            \$577  = \$540 [31:0];
           end
     endcase
     if (rst) begin
-      \$576  = 32'd1;
+      \$577  = 32'd1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$577  = am_j;
+    \$578  = am_j;
     casez (core_state)
-      4'h0:
+      5'h00:
           /* empty */;
-      4'h2:
+      5'h02:
           /* empty */;
-      4'h4:
+      5'h04:
           /* empty */;
-      4'h6:
+      5'h06:
           /* empty */;
-      4'h7:
+      5'h07:
           /* empty */;
-      4'h8:
+      5'h08:
           /* empty */;
-      4'h9:
+      5'h09:
           /* empty */;
-      4'hb:
+      5'h0b:
           /* empty */;
-      4'ha:
+      5'h0a:
         begin
-          if (\$497 ) begin
-            \$577  = \$498 [3:0];
+          if (\$498 ) begin
+            \$578  = \$499 [3:0];
           end
-          if (\$505 ) begin
-            \$577  = 4'h0;
+          if (\$506 ) begin
+            \$578  = 4'h0;
           end
         end
     endcase
     if (rst) begin
-      \$577  = 4'h0;
+      \$578  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$578  = am_v;
+    \$579  = am_v;
     casez (core_state)
-      4'h0:
+      5'h00:
           /* empty */;
-      4'h2:
+      5'h02:
           /* empty */;
-      4'h4:
+      5'h04:
           /* empty */;
-      4'h6:
+      5'h06:
           /* empty */;
-      4'h7:
+      5'h07:
           /* empty */;
-      4'h8:
+      5'h08:
           /* empty */;
-      4'h9:
+      5'h09:
           /* empty */;
-      4'hb:
+      5'h0b:
           /* empty */;
-      4'ha:
-          \$578  = \$499 ;
+      5'h0a:
+          \$579  = \$500 ;
     endcase
     if (rst) begin
-      \$578  = 1'h0;
+      \$579  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$579  = am_jd;
+    \$580  = am_jd;
     casez (core_state)
-      4'h0:
+      5'h00:
           /* empty */;
-      4'h2:
+      5'h02:
           /* empty */;
-      4'h4:
+      5'h04:
           /* empty */;
-      4'h6:
+      5'h06:
           /* empty */;
-      4'h7:
+      5'h07:
           /* empty */;
-      4'h8:
+      5'h08:
           /* empty */;
-      4'h9:
+      5'h09:
           /* empty */;
-      4'hb:
+      5'h0b:
           /* empty */;
-      4'ha:
-          \$579  = am_j;
+      5'h0a:
+          \$580  = am_j;
     endcase
     if (rst) begin
-      \$579  = 4'h0;
+      \$580  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$580  = am_best;
+    \$581  = am_best;
     casez (core_state)
-      4'h0:
+      5'h00:
           /* empty */;
-      4'h2:
+      5'h02:
           /* empty */;
-      4'h4:
+      5'h04:
           /* empty */;
-      4'h6:
+      5'h06:
           /* empty */;
-      4'h7:
+      5'h07:
           /* empty */;
-      4'h8:
+      5'h08:
           /* empty */;
-      4'h9:
+      5'h09:
           /* empty */;
-      4'hb:
+      5'h0b:
           /* empty */;
-      4'ha:
+      5'h0a:
           if (am_v) begin
-            if (\$502 ) begin
-              \$580  = am_score;
+            if (\$503 ) begin
+              \$581  = am_score;
             end
           end
     endcase
     if (rst) begin
-      \$580  = 19'h00000;
+      \$581  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$581  = pred;
+    \$582  = pred;
     casez (core_state)
-      4'h0:
+      5'h00:
           /* empty */;
-      4'h2:
+      5'h02:
           /* empty */;
-      4'h4:
+      5'h04:
           /* empty */;
-      4'h6:
+      5'h06:
           /* empty */;
-      4'h7:
+      5'h07:
           /* empty */;
-      4'h8:
+      5'h08:
           /* empty */;
-      4'h9:
+      5'h09:
           /* empty */;
-      4'hb:
+      5'h0b:
           /* empty */;
-      4'ha:
+      5'h0a:
           if (am_v) begin
-            if (\$502 ) begin
-              \$581  = am_jd;
+            if (\$503 ) begin
+              \$582  = am_jd;
             end
           end
     endcase
     if (rst) begin
-      \$581  = 4'h0;
+      \$582  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$582  = key_bit;
-    (* full_case = 32'd1 *)
+    \$583  = key_bit;
     casez (core_state)
-      4'h0:
+      5'h00:
           /* empty */;
-      4'h2:
+      5'h02:
           /* empty */;
-      4'h4:
+      5'h04:
           /* empty */;
-      4'h6:
+      5'h06:
           /* empty */;
-      4'h7:
+      5'h07:
           /* empty */;
-      4'h8:
+      5'h08:
           /* empty */;
-      4'h9:
+      5'h09:
           /* empty */;
-      4'hb:
+      5'h0b:
           /* empty */;
-      4'ha:
+      5'h0a:
           /* empty */;
-      4'h1:
+      5'h01:
           /* empty */;
-      4'h3:
+      5'h03:
           /* empty */;
-      4'h5:
-          if (\$513 ) begin
+      5'h05:
+          if (\$514 ) begin
             casez (mq[36:9])
               28'h0000000:
-                  \$582  = 6'h00;
+                  \$583  = 6'h00;
             endcase
           end
-      4'hd:
+      5'h0d:
           /* empty */;
-      4'he:
+      5'h0e:
           /* empty */;
-      4'hf:
+      5'h0f:
           /* empty */;
-      4'hc:
-          \$582  = \$540 [5:0];
+      5'h10:
+          /* empty */;
+      5'h0c:
+          \$583  = \$541 [5:0];
     endcase
     if (rst) begin
-      \$582  = 6'h00;
+      \$583  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$583  = rate_shift;
+    \$584  = rate_shift;
     casez (core_state)
-      4'h0:
+      5'h00:
           /* empty */;
-      4'h2:
+      5'h02:
           /* empty */;
-      4'h4:
+      5'h04:
           /* empty */;
-      4'h6:
+      5'h06:
           /* empty */;
-      4'h7:
+      5'h07:
           /* empty */;
-      4'h8:
+      5'h08:
           /* empty */;
-      4'h9:
+      5'h09:
           /* empty */;
-      4'hb:
+      5'h0b:
           /* empty */;
-      4'ha:
+      5'h0a:
           /* empty */;
-      4'h1:
+      5'h01:
           /* empty */;
-      4'h3:
+      5'h03:
           /* empty */;
-      4'h5:
-          if (\$513 ) begin
+      5'h05:
+          if (\$514 ) begin
             casez (mq[36:9])
               28'h0000000:
                   /* empty */;
               28'h0000001:
-                  \$583  = \$515 [5:0];
+                  \$584  = \$516 [5:0];
             endcase
           end
     endcase
     if (rst) begin
-      \$583  = 6'h0c;
+      \$584  = 6'h0c;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$584  = gamma_q;
+    \$585  = gamma_q;
     casez (core_state)
-      4'h0:
+      5'h00:
           /* empty */;
-      4'h2:
+      5'h02:
           /* empty */;
-      4'h4:
+      5'h04:
           /* empty */;
-      4'h6:
+      5'h06:
           /* empty */;
-      4'h7:
+      5'h07:
           /* empty */;
-      4'h8:
+      5'h08:
           /* empty */;
-      4'h9:
+      5'h09:
           /* empty */;
-      4'hb:
+      5'h0b:
           /* empty */;
-      4'ha:
+      5'h0a:
           /* empty */;
-      4'h1:
+      5'h01:
           /* empty */;
-      4'h3:
+      5'h03:
           /* empty */;
-      4'h5:
-          if (\$513 ) begin
+      5'h05:
+          if (\$514 ) begin
             casez (mq[36:9])
               28'h0000000:
                   /* empty */;
               28'h0000001:
                   /* empty */;
               28'h0000002:
-                  \$584  = \$517 [15:0];
+                  \$585  = \$518 [15:0];
             endcase
           end
     endcase
     if (rst) begin
-      \$584  = 16'h0080;
+      \$585  = 16'h0080;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$585  = gamma0;
+    \$586  = gamma0;
     casez (core_state)
-      4'h0:
+      5'h00:
           /* empty */;
-      4'h2:
+      5'h02:
           /* empty */;
-      4'h4:
+      5'h04:
           /* empty */;
-      4'h6:
+      5'h06:
           /* empty */;
-      4'h7:
+      5'h07:
           /* empty */;
-      4'h8:
+      5'h08:
           /* empty */;
-      4'h9:
+      5'h09:
           /* empty */;
-      4'hb:
+      5'h0b:
           /* empty */;
-      4'ha:
+      5'h0a:
           /* empty */;
-      4'h1:
+      5'h01:
           /* empty */;
-      4'h3:
+      5'h03:
           /* empty */;
-      4'h5:
-          if (\$513 ) begin
+      5'h05:
+          if (\$514 ) begin
             casez (mq[36:9])
               28'h0000000:
                   /* empty */;
@@ -5608,42 +5639,42 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
               28'h0000100:
                   /* empty */;
               28'h0000003:
-                  \$585  = \$519 [15:0];
+                  \$586  = \$520 [15:0];
             endcase
           end
     endcase
     if (rst) begin
-      \$585  = 16'h0040;
+      \$586  = 16'h0040;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$586  = gamma1;
+    \$587  = gamma1;
     casez (core_state)
-      4'h0:
+      5'h00:
           /* empty */;
-      4'h2:
+      5'h02:
           /* empty */;
-      4'h4:
+      5'h04:
           /* empty */;
-      4'h6:
+      5'h06:
           /* empty */;
-      4'h7:
+      5'h07:
           /* empty */;
-      4'h8:
+      5'h08:
           /* empty */;
-      4'h9:
+      5'h09:
           /* empty */;
-      4'hb:
+      5'h0b:
           /* empty */;
-      4'ha:
+      5'h0a:
           /* empty */;
-      4'h1:
+      5'h01:
           /* empty */;
-      4'h3:
+      5'h03:
           /* empty */;
-      4'h5:
-          if (\$513 ) begin
+      5'h05:
+          if (\$514 ) begin
             casez (mq[36:9])
               28'h0000000:
                   /* empty */;
@@ -5656,81 +5687,46 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
               28'h0000003:
                   /* empty */;
               28'h0000004:
-                  \$586  = \$521 [15:0];
+                  \$587  = \$522 [15:0];
             endcase
           end
     endcase
     if (rst) begin
-      \$586  = 16'h0040;
+      \$587  = 16'h0040;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$587  = rdata_r;
+    \$588  = rdata_r;
     casez (core_state)
-      4'h0:
+      5'h00:
           /* empty */;
-      4'h2:
+      5'h02:
           /* empty */;
-      4'h4:
+      5'h04:
           /* empty */;
-      4'h6:
+      5'h06:
           /* empty */;
-      4'h7:
+      5'h07:
           /* empty */;
-      4'h8:
+      5'h08:
           /* empty */;
-      4'h9:
+      5'h09:
           /* empty */;
-      4'hb:
+      5'h0b:
           /* empty */;
-      4'ha:
+      5'h0a:
           /* empty */;
-      4'h1:
+      5'h01:
           /* empty */;
-      4'h3:
+      5'h03:
           /* empty */;
-      4'h5:
+      5'h05:
           /* empty */;
-      4'hd:
-          \$587  = \$536 ;
-    endcase
-    if (rst) begin
-      \$587  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$588  = resp;
-    casez (core_state)
-      4'h0:
+      5'h0d:
           /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'hb:
-          /* empty */;
-      4'ha:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'hd:
-          /* empty */;
-      4'he:
-          \$588  = rdata_r;
+      5'h0e:
+          \$588  = \$537 ;
     endcase
     if (rst) begin
       \$588  = 32'd0;
@@ -5738,12 +5734,39 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (cnt_clear) begin
-      \$589  = 32'd0;
-    end else begin
-      \$589  = \$542 [31:0];
-    end
+    \$589  = resp;
+    casez (core_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h07:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          /* empty */;
+      5'h0b:
+          /* empty */;
+      5'h0a:
+          /* empty */;
+      5'h01:
+          /* empty */;
+      5'h03:
+          /* empty */;
+      5'h05:
+          /* empty */;
+      5'h0d:
+          /* empty */;
+      5'h0e:
+          /* empty */;
+      5'h0f:
+          \$589  = rdata_r;
+    endcase
     if (rst) begin
       \$589  = 32'd0;
     end
@@ -5754,7 +5777,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (cnt_clear) begin
       \$590  = 32'd0;
     end else begin
-      \$590  = \$544 [31:0];
+      \$590  = \$543 [31:0];
     end
     if (rst) begin
       \$590  = 32'd0;
@@ -5778,7 +5801,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (cnt_clear) begin
       \$592  = 32'd0;
     end else begin
-      \$592  = \$548 [31:0];
+      \$592  = \$546 [31:0];
     end
     if (rst) begin
       \$592  = 32'd0;
@@ -5790,7 +5813,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (cnt_clear) begin
       \$593  = 32'd0;
     end else begin
-      \$593  = \$551 [31:0];
+      \$593  = \$549 [31:0];
     end
     if (rst) begin
       \$593  = 32'd0;
@@ -5802,7 +5825,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (cnt_clear) begin
       \$594  = 32'd0;
     end else begin
-      \$594  = \$554 [31:0];
+      \$594  = \$552 [31:0];
     end
     if (rst) begin
       \$594  = 32'd0;
@@ -5862,10 +5885,22 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (cnt_clear) begin
       \$599  = 32'd0;
     end else begin
-      \$599  = \$562 [31:0];
+      \$599  = \$559 [31:0];
     end
     if (rst) begin
       \$599  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (cnt_clear) begin
+      \$600  = 32'd0;
+    end else begin
+      \$600  = \$563 [31:0];
+    end
+    if (rst) begin
+      \$600  = 32'd0;
     end
   end
   assign i_spike__payload = i_event__payload;
@@ -5875,8 +5910,8 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   assign \o_spike__payload$35  = \i_event__payload$34 ;
   assign \i_event__ready$37  = \o_spike__ready$36 ;
   assign \o_spike__valid$39  = \i_event__valid$38 ;
-  assign \i_spike__payload$44  = { \$605 , \$604 , \$603 , \$602 , \$601 , \$600  };
-  assign \o_spike__payload$45  = { \$605 , \$604 , \$603 , \$602 , \$601 , \$600  };
+  assign \i_spike__payload$44  = { \$606 , \$605 , \$604 , \$603 , \$602 , \$601  };
+  assign \o_spike__payload$45  = { \$606 , \$605 , \$604 , \$603 , \$602 , \$601  };
   assign w_data = spike_rec;
   assign w_en = spike_we;
   assign r_rdy = o_spike__valid;
@@ -5977,8 +6012,8 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   assign \o_spike__payload$29.pre  = \i_event__payload$28 ;
   assign \i_event__payload$34.pre  = \i_event__payload$34 ;
   assign \o_spike__payload$35.pre  = \i_event__payload$34 ;
-  assign \i_spike__payload$44.pre  = { \$605 , \$604 , \$603 , \$602 , \$601 , \$600  };
-  assign \o_spike__payload$45.post  = { \$605 , \$604 , \$603 , \$602 , \$601 , \$600  };
+  assign \i_spike__payload$44.pre  = { \$606 , \$605 , \$604 , \$603 , \$602 , \$601  };
+  assign \o_spike__payload$45.post  = { \$606 , \$605 , \$604 , \$603 , \$602 , \$601  };
   assign \spike_rec.t  = spike_rec[7:0];
   assign \spike_rec.layer  = spike_rec[11:8];
   assign \spike_rec.neuron  = spike_rec[25:12];
@@ -6465,9 +6500,9 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   assign \$218  = lay;
   assign \$223  = lay;
   assign \$226  = lay;
-  assign \$465  = lay;
-  assign \$473  = lay;
-  assign \$479  = lay;
+  assign \$466  = lay;
+  assign \$474  = lay;
+  assign \$480  = lay;
 endmodule
 
 module \core.eu0 (rst, w_data, x_u, x_theta, d_wr_addr, d_wr_en, x_addr, dn_data, start, full, s_d, w_addr, dn_addr, sat, busy, clk);
@@ -9031,8 +9066,8 @@ module \core.flip_fifo (clk, rst, w_en, w_rdy, w_level, r_data, w_port__data, r_
   assign r_port__data = r_data;
 endmodule
 
-module \core.fu0 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr__addr, d_wr__en, pre_ready, w_wr_en, mom_rdata, cnt_clear, mom_re, mom_wdata, mom_we, key, rate_shift, i_pre__payload, i_pre__valid, d_wr__data, o_flip__payload, w_rd_addr
-, busy, w_wr_addr, w_wr_data, n_sat, n_flip, o_flip__valid, clk);
+module \core.fu0 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr__addr, d_wr__en, pre_ready, w_wr_en, cnt_clear, mom_re, \mom_wdata$758 , mom_we, key, rate_shift, i_pre__payload, i_pre__valid, d_wr__data, o_flip__payload, w_rd_addr, busy
+, mom_q, w_wr_addr, w_wr_data, n_sat, n_flip, o_flip__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
   wire [46:0] \$10 ;
@@ -11180,283 +11215,283 @@ module \core.fu0 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr__addr, d_wr
   wire \$2928 ;
   wire \$2929 ;
   wire \$293 ;
-  wire \$2930 ;
-  wire [31:0] \$2931 ;
-  wire [32:0] \$2932 ;
-  wire [32:0] \$2933 ;
-  wire [31:0] \$2934 ;
+  wire [9:0] \$2930 ;
+  wire \$2931 ;
+  wire \$2932 ;
+  wire [31:0] \$2933 ;
+  wire [32:0] \$2934 ;
   wire [32:0] \$2935 ;
-  wire [32:0] \$2936 ;
-  wire [31:0] \$2937 ;
+  wire [31:0] \$2936 ;
+  wire [32:0] \$2937 ;
   wire [32:0] \$2938 ;
-  wire [32:0] \$2939 ;
+  wire [31:0] \$2939 ;
   wire \$294 ;
-  wire [31:0] \$2940 ;
+  wire [32:0] \$2940 ;
   wire [32:0] \$2941 ;
-  wire [32:0] \$2942 ;
-  wire [31:0] \$2943 ;
+  wire [31:0] \$2942 ;
+  wire [32:0] \$2943 ;
   wire [32:0] \$2944 ;
-  wire [32:0] \$2945 ;
-  wire [31:0] \$2946 ;
+  wire [31:0] \$2945 ;
+  wire [32:0] \$2946 ;
   wire [32:0] \$2947 ;
-  wire [32:0] \$2948 ;
-  wire [31:0] \$2949 ;
+  wire [31:0] \$2948 ;
+  wire [32:0] \$2949 ;
   wire \$295 ;
   wire [32:0] \$2950 ;
-  wire [32:0] \$2951 ;
-  wire [31:0] \$2952 ;
+  wire [31:0] \$2951 ;
+  wire [32:0] \$2952 ;
   wire [32:0] \$2953 ;
-  wire [32:0] \$2954 ;
-  wire [31:0] \$2955 ;
+  wire [31:0] \$2954 ;
+  wire [32:0] \$2955 ;
   wire [32:0] \$2956 ;
-  wire [32:0] \$2957 ;
-  wire [31:0] \$2958 ;
+  wire [31:0] \$2957 ;
+  wire [32:0] \$2958 ;
   wire [32:0] \$2959 ;
   wire \$296 ;
-  wire [32:0] \$2960 ;
-  wire [31:0] \$2961 ;
+  wire [31:0] \$2960 ;
+  wire [32:0] \$2961 ;
   wire [32:0] \$2962 ;
-  wire [32:0] \$2963 ;
-  wire [31:0] \$2964 ;
+  wire [31:0] \$2963 ;
+  wire [32:0] \$2964 ;
   wire [32:0] \$2965 ;
-  wire [32:0] \$2966 ;
-  wire [31:0] \$2967 ;
+  wire [31:0] \$2966 ;
+  wire [32:0] \$2967 ;
   wire [32:0] \$2968 ;
-  wire [32:0] \$2969 ;
+  wire [31:0] \$2969 ;
   wire \$297 ;
-  wire [31:0] \$2970 ;
+  wire [32:0] \$2970 ;
   wire [32:0] \$2971 ;
-  wire [32:0] \$2972 ;
-  wire [31:0] \$2973 ;
+  wire [31:0] \$2972 ;
+  wire [32:0] \$2973 ;
   wire [32:0] \$2974 ;
-  wire [32:0] \$2975 ;
-  wire [31:0] \$2976 ;
+  wire [31:0] \$2975 ;
+  wire [32:0] \$2976 ;
   wire [32:0] \$2977 ;
-  wire [32:0] \$2978 ;
-  wire \$2979 ;
+  wire [31:0] \$2978 ;
+  wire [32:0] \$2979 ;
   wire \$298 ;
-  wire [31:0] \$2980 ;
-  wire [32:0] \$2981 ;
-  wire [32:0] \$2982 ;
-  wire [31:0] \$2983 ;
+  wire [32:0] \$2980 ;
+  wire \$2981 ;
+  wire [31:0] \$2982 ;
+  wire [32:0] \$2983 ;
   wire [32:0] \$2984 ;
-  wire [32:0] \$2985 ;
-  wire [31:0] \$2986 ;
+  wire [31:0] \$2985 ;
+  wire [32:0] \$2986 ;
   wire [32:0] \$2987 ;
-  wire [32:0] \$2988 ;
-  wire [31:0] \$2989 ;
+  wire [31:0] \$2988 ;
+  wire [32:0] \$2989 ;
   wire \$299 ;
   wire [32:0] \$2990 ;
-  wire [32:0] \$2991 ;
-  wire [31:0] \$2992 ;
+  wire [31:0] \$2991 ;
+  wire [32:0] \$2992 ;
   wire [32:0] \$2993 ;
-  wire [32:0] \$2994 ;
-  wire [31:0] \$2995 ;
+  wire [31:0] \$2994 ;
+  wire [32:0] \$2995 ;
   wire [32:0] \$2996 ;
-  wire [32:0] \$2997 ;
-  wire [31:0] \$2998 ;
+  wire [31:0] \$2997 ;
+  wire [32:0] \$2998 ;
   wire [32:0] \$2999 ;
   wire \$3 ;
   wire [10:0] \$30 ;
   wire \$300 ;
-  wire [32:0] \$3000 ;
-  wire [31:0] \$3001 ;
+  wire [31:0] \$3000 ;
+  wire [32:0] \$3001 ;
   wire [32:0] \$3002 ;
-  wire [32:0] \$3003 ;
-  wire [31:0] \$3004 ;
+  wire [31:0] \$3003 ;
+  wire [32:0] \$3004 ;
   wire [32:0] \$3005 ;
-  wire [32:0] \$3006 ;
-  wire [31:0] \$3007 ;
+  wire [31:0] \$3006 ;
+  wire [32:0] \$3007 ;
   wire [32:0] \$3008 ;
-  wire [32:0] \$3009 ;
+  wire [31:0] \$3009 ;
   wire \$301 ;
-  wire [31:0] \$3010 ;
+  wire [32:0] \$3010 ;
   wire [32:0] \$3011 ;
-  wire [32:0] \$3012 ;
-  wire [31:0] \$3013 ;
+  wire [31:0] \$3012 ;
+  wire [32:0] \$3013 ;
   wire [32:0] \$3014 ;
-  wire [32:0] \$3015 ;
-  wire [31:0] \$3016 ;
+  wire [31:0] \$3015 ;
+  wire [32:0] \$3016 ;
   wire [32:0] \$3017 ;
-  wire [32:0] \$3018 ;
-  wire [31:0] \$3019 ;
+  wire [31:0] \$3018 ;
+  wire [32:0] \$3019 ;
   wire \$302 ;
   wire [32:0] \$3020 ;
-  wire [32:0] \$3021 ;
-  wire [31:0] \$3022 ;
+  wire [31:0] \$3021 ;
+  wire [32:0] \$3022 ;
   wire [32:0] \$3023 ;
-  wire [32:0] \$3024 ;
-  wire [31:0] \$3025 ;
+  wire [31:0] \$3024 ;
+  wire [32:0] \$3025 ;
   wire [32:0] \$3026 ;
-  wire [32:0] \$3027 ;
-  wire \$3028 ;
-  wire [31:0] \$3029 ;
+  wire [31:0] \$3027 ;
+  wire [32:0] \$3028 ;
+  wire [32:0] \$3029 ;
   wire \$303 ;
-  wire [32:0] \$3030 ;
-  wire [32:0] \$3031 ;
-  wire [31:0] \$3032 ;
+  wire \$3030 ;
+  wire [31:0] \$3031 ;
+  wire [32:0] \$3032 ;
   wire [32:0] \$3033 ;
-  wire [32:0] \$3034 ;
-  wire [31:0] \$3035 ;
+  wire [31:0] \$3034 ;
+  wire [32:0] \$3035 ;
   wire [32:0] \$3036 ;
-  wire [32:0] \$3037 ;
-  wire [31:0] \$3038 ;
+  wire [31:0] \$3037 ;
+  wire [32:0] \$3038 ;
   wire [32:0] \$3039 ;
   wire \$304 ;
-  wire [32:0] \$3040 ;
-  wire [31:0] \$3041 ;
+  wire [31:0] \$3040 ;
+  wire [32:0] \$3041 ;
   wire [32:0] \$3042 ;
-  wire [32:0] \$3043 ;
-  wire [31:0] \$3044 ;
+  wire [31:0] \$3043 ;
+  wire [32:0] \$3044 ;
   wire [32:0] \$3045 ;
-  wire [32:0] \$3046 ;
-  wire [31:0] \$3047 ;
+  wire [31:0] \$3046 ;
+  wire [32:0] \$3047 ;
   wire [32:0] \$3048 ;
-  wire [32:0] \$3049 ;
+  wire [31:0] \$3049 ;
   wire \$305 ;
-  wire [31:0] \$3050 ;
+  wire [32:0] \$3050 ;
   wire [32:0] \$3051 ;
-  wire [32:0] \$3052 ;
-  wire [31:0] \$3053 ;
+  wire [31:0] \$3052 ;
+  wire [32:0] \$3053 ;
   wire [32:0] \$3054 ;
-  wire [32:0] \$3055 ;
-  wire [31:0] \$3056 ;
+  wire [31:0] \$3055 ;
+  wire [32:0] \$3056 ;
   wire [32:0] \$3057 ;
-  wire [32:0] \$3058 ;
-  wire [31:0] \$3059 ;
+  wire [31:0] \$3058 ;
+  wire [32:0] \$3059 ;
   wire \$306 ;
   wire [32:0] \$3060 ;
-  wire [32:0] \$3061 ;
-  wire [31:0] \$3062 ;
+  wire [31:0] \$3061 ;
+  wire [32:0] \$3062 ;
   wire [32:0] \$3063 ;
-  wire [32:0] \$3064 ;
-  wire [31:0] \$3065 ;
+  wire [31:0] \$3064 ;
+  wire [32:0] \$3065 ;
   wire [32:0] \$3066 ;
-  wire [32:0] \$3067 ;
-  wire [31:0] \$3068 ;
+  wire [31:0] \$3067 ;
+  wire [32:0] \$3068 ;
   wire [32:0] \$3069 ;
   wire \$307 ;
-  wire [32:0] \$3070 ;
-  wire [31:0] \$3071 ;
+  wire [31:0] \$3070 ;
+  wire [32:0] \$3071 ;
   wire [32:0] \$3072 ;
-  wire [32:0] \$3073 ;
-  wire [31:0] \$3074 ;
+  wire [31:0] \$3073 ;
+  wire [32:0] \$3074 ;
   wire [32:0] \$3075 ;
-  wire [32:0] \$3076 ;
-  wire \$3077 ;
-  wire [31:0] \$3078 ;
-  wire [32:0] \$3079 ;
+  wire [31:0] \$3076 ;
+  wire [32:0] \$3077 ;
+  wire [32:0] \$3078 ;
+  wire \$3079 ;
   wire \$308 ;
-  wire [32:0] \$3080 ;
-  wire [31:0] \$3081 ;
+  wire [31:0] \$3080 ;
+  wire [32:0] \$3081 ;
   wire [32:0] \$3082 ;
-  wire [32:0] \$3083 ;
-  wire [31:0] \$3084 ;
+  wire [31:0] \$3083 ;
+  wire [32:0] \$3084 ;
   wire [32:0] \$3085 ;
-  wire [32:0] \$3086 ;
-  wire [31:0] \$3087 ;
+  wire [31:0] \$3086 ;
+  wire [32:0] \$3087 ;
   wire [32:0] \$3088 ;
-  wire [32:0] \$3089 ;
+  wire [31:0] \$3089 ;
   wire \$309 ;
-  wire [31:0] \$3090 ;
+  wire [32:0] \$3090 ;
   wire [32:0] \$3091 ;
-  wire [32:0] \$3092 ;
-  wire [31:0] \$3093 ;
+  wire [31:0] \$3092 ;
+  wire [32:0] \$3093 ;
   wire [32:0] \$3094 ;
-  wire [32:0] \$3095 ;
-  wire [31:0] \$3096 ;
+  wire [31:0] \$3095 ;
+  wire [32:0] \$3096 ;
   wire [32:0] \$3097 ;
-  wire [32:0] \$3098 ;
-  wire [31:0] \$3099 ;
+  wire [31:0] \$3098 ;
+  wire [32:0] \$3099 ;
   wire [23:0] \$31 ;
   wire \$310 ;
   wire [32:0] \$3100 ;
-  wire [32:0] \$3101 ;
-  wire [31:0] \$3102 ;
+  wire [31:0] \$3101 ;
+  wire [32:0] \$3102 ;
   wire [32:0] \$3103 ;
-  wire [32:0] \$3104 ;
-  wire [31:0] \$3105 ;
+  wire [31:0] \$3104 ;
+  wire [32:0] \$3105 ;
   wire [32:0] \$3106 ;
-  wire [32:0] \$3107 ;
-  wire [31:0] \$3108 ;
+  wire [31:0] \$3107 ;
+  wire [32:0] \$3108 ;
   wire [32:0] \$3109 ;
   wire \$311 ;
-  wire [32:0] \$3110 ;
-  wire [31:0] \$3111 ;
+  wire [31:0] \$3110 ;
+  wire [32:0] \$3111 ;
   wire [32:0] \$3112 ;
-  wire [32:0] \$3113 ;
-  wire [31:0] \$3114 ;
+  wire [31:0] \$3113 ;
+  wire [32:0] \$3114 ;
   wire [32:0] \$3115 ;
-  wire [32:0] \$3116 ;
-  wire [31:0] \$3117 ;
+  wire [31:0] \$3116 ;
+  wire [32:0] \$3117 ;
   wire [32:0] \$3118 ;
-  wire [32:0] \$3119 ;
+  wire [31:0] \$3119 ;
   wire \$312 ;
-  wire [31:0] \$3120 ;
+  wire [32:0] \$3120 ;
   wire [32:0] \$3121 ;
-  wire [32:0] \$3122 ;
-  wire [31:0] \$3123 ;
+  wire [31:0] \$3122 ;
+  wire [32:0] \$3123 ;
   wire [32:0] \$3124 ;
-  wire [32:0] \$3125 ;
-  wire \$3126 ;
-  wire [31:0] \$3127 ;
-  wire [32:0] \$3128 ;
-  wire [32:0] \$3129 ;
+  wire [31:0] \$3125 ;
+  wire [32:0] \$3126 ;
+  wire [32:0] \$3127 ;
+  wire \$3128 ;
+  wire [31:0] \$3129 ;
   wire \$313 ;
-  wire [31:0] \$3130 ;
+  wire [32:0] \$3130 ;
   wire [32:0] \$3131 ;
-  wire [32:0] \$3132 ;
-  wire [31:0] \$3133 ;
+  wire [31:0] \$3132 ;
+  wire [32:0] \$3133 ;
   wire [32:0] \$3134 ;
-  wire [32:0] \$3135 ;
-  wire [31:0] \$3136 ;
+  wire [31:0] \$3135 ;
+  wire [32:0] \$3136 ;
   wire [32:0] \$3137 ;
-  wire [32:0] \$3138 ;
-  wire [31:0] \$3139 ;
+  wire [31:0] \$3138 ;
+  wire [32:0] \$3139 ;
   wire \$314 ;
   wire [32:0] \$3140 ;
-  wire [32:0] \$3141 ;
-  wire [31:0] \$3142 ;
+  wire [31:0] \$3141 ;
+  wire [32:0] \$3142 ;
   wire [32:0] \$3143 ;
-  wire [32:0] \$3144 ;
-  wire [31:0] \$3145 ;
+  wire [31:0] \$3144 ;
+  wire [32:0] \$3145 ;
   wire [32:0] \$3146 ;
-  wire [32:0] \$3147 ;
-  wire [31:0] \$3148 ;
+  wire [31:0] \$3147 ;
+  wire [32:0] \$3148 ;
   wire [32:0] \$3149 ;
   wire \$315 ;
-  wire [32:0] \$3150 ;
-  wire [31:0] \$3151 ;
+  wire [31:0] \$3150 ;
+  wire [32:0] \$3151 ;
   wire [32:0] \$3152 ;
-  wire [32:0] \$3153 ;
-  wire [31:0] \$3154 ;
+  wire [31:0] \$3153 ;
+  wire [32:0] \$3154 ;
   wire [32:0] \$3155 ;
-  wire [32:0] \$3156 ;
-  wire [31:0] \$3157 ;
+  wire [31:0] \$3156 ;
+  wire [32:0] \$3157 ;
   wire [32:0] \$3158 ;
-  wire [32:0] \$3159 ;
+  wire [31:0] \$3159 ;
   wire \$316 ;
-  wire [31:0] \$3160 ;
+  wire [32:0] \$3160 ;
   wire [32:0] \$3161 ;
-  wire [32:0] \$3162 ;
-  wire [31:0] \$3163 ;
+  wire [31:0] \$3162 ;
+  wire [32:0] \$3163 ;
   wire [32:0] \$3164 ;
-  wire [32:0] \$3165 ;
-  wire [31:0] \$3166 ;
+  wire [31:0] \$3165 ;
+  wire [32:0] \$3166 ;
   wire [32:0] \$3167 ;
-  wire [32:0] \$3168 ;
-  wire [31:0] \$3169 ;
+  wire [31:0] \$3168 ;
+  wire [32:0] \$3169 ;
   wire \$317 ;
   wire [32:0] \$3170 ;
-  wire [32:0] \$3171 ;
-  wire [31:0] \$3172 ;
+  wire [31:0] \$3171 ;
+  wire [32:0] \$3172 ;
   wire [32:0] \$3173 ;
-  wire [32:0] \$3174 ;
-  wire \$3175 ;
+  wire [31:0] \$3174 ;
+  wire [32:0] \$3175 ;
   wire [32:0] \$3176 ;
-  wire [32:0] \$3177 ;
-  wire \$3178 ;
-  wire \$3179 ;
+  wire \$3177 ;
+  wire [32:0] \$3178 ;
+  wire [32:0] \$3179 ;
   wire \$318 ;
   wire \$3180 ;
   wire \$3181 ;
@@ -11474,203 +11509,203 @@ module \core.fu0 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr__addr, d_wr
   wire \$3192 ;
   wire \$3193 ;
   wire \$3194 ;
-  wire [3:0] \$3195 ;
-  wire [10:0] \$3196 ;
-  wire \$3197 ;
-  wire \$3198 ;
+  wire \$3195 ;
+  wire \$3196 ;
+  wire [3:0] \$3197 ;
+  wire [10:0] \$3198 ;
   wire \$3199 ;
   wire [10:0] \$32 ;
   wire [25:0] \$320 ;
-  wire [10:0] \$3200 ;
-  wire [6:0] \$3201 ;
-  wire [6:0] \$3202 ;
-  wire [158:0] \$3203 ;
-  wire [31:0] \$3204 ;
-  wire [31:0] \$3205 ;
+  wire \$3200 ;
+  wire \$3201 ;
+  wire [10:0] \$3202 ;
+  wire [6:0] \$3203 ;
+  wire [6:0] \$3204 ;
+  wire [158:0] \$3205 ;
   wire [31:0] \$3206 ;
   wire [31:0] \$3207 ;
-  wire \$3208 ;
-  wire \$3209 ;
+  wire [31:0] \$3208 ;
+  wire [31:0] \$3209 ;
   wire \$321 ;
-  wire [7:0] \$3210 ;
-  wire [279:0] \$3211 ;
-  wire \$3212 ;
-  wire \$3213 ;
-  wire [31:0] \$3214 ;
+  wire \$3210 ;
+  wire \$3211 ;
+  wire [7:0] \$3212 ;
+  wire [279:0] \$3213 ;
+  wire \$3214 ;
   wire \$3215 ;
-  wire \$3216 ;
+  wire [31:0] \$3216 ;
   wire \$3217 ;
   wire \$3218 ;
-  wire [31:0] \$3219 ;
+  wire \$3219 ;
   wire \$322 ;
   wire \$3220 ;
-  wire \$3221 ;
+  wire [31:0] \$3221 ;
   wire \$3222 ;
   wire \$3223 ;
-  wire [31:0] \$3224 ;
+  wire \$3224 ;
   wire \$3225 ;
-  wire \$3226 ;
+  wire [31:0] \$3226 ;
   wire \$3227 ;
   wire \$3228 ;
-  wire [31:0] \$3229 ;
+  wire \$3229 ;
   wire [9:0] \$323 ;
   wire \$3230 ;
-  wire \$3231 ;
+  wire [31:0] \$3231 ;
   wire \$3232 ;
   wire \$3233 ;
-  wire [31:0] \$3234 ;
+  wire \$3234 ;
   wire \$3235 ;
-  wire \$3236 ;
+  wire [31:0] \$3236 ;
   wire \$3237 ;
   wire \$3238 ;
-  wire [31:0] \$3239 ;
+  wire \$3239 ;
   wire [9:0] \$324 ;
   wire \$3240 ;
-  wire \$3241 ;
+  wire [31:0] \$3241 ;
   wire \$3242 ;
   wire \$3243 ;
-  wire [31:0] \$3244 ;
+  wire \$3244 ;
   wire \$3245 ;
-  wire \$3246 ;
+  wire [31:0] \$3246 ;
   wire \$3247 ;
   wire \$3248 ;
-  wire [31:0] \$3249 ;
+  wire \$3249 ;
   wire \$325 ;
   wire \$3250 ;
-  wire \$3251 ;
+  wire [31:0] \$3251 ;
   wire \$3252 ;
   wire \$3253 ;
-  wire [31:0] \$3254 ;
+  wire \$3254 ;
   wire \$3255 ;
-  wire \$3256 ;
+  wire [31:0] \$3256 ;
   wire \$3257 ;
   wire \$3258 ;
-  wire [31:0] \$3259 ;
+  wire \$3259 ;
   wire \$326 ;
   wire \$3260 ;
-  wire \$3261 ;
+  wire [31:0] \$3261 ;
   wire \$3262 ;
   wire \$3263 ;
-  wire [31:0] \$3264 ;
+  wire \$3264 ;
   wire \$3265 ;
-  wire \$3266 ;
+  wire [31:0] \$3266 ;
   wire \$3267 ;
   wire \$3268 ;
-  wire [31:0] \$3269 ;
+  wire \$3269 ;
   wire \$327 ;
   wire \$3270 ;
-  wire \$3271 ;
+  wire [31:0] \$3271 ;
   wire \$3272 ;
   wire \$3273 ;
-  wire [31:0] \$3274 ;
+  wire \$3274 ;
   wire \$3275 ;
-  wire \$3276 ;
+  wire [31:0] \$3276 ;
   wire \$3277 ;
   wire \$3278 ;
-  wire [31:0] \$3279 ;
+  wire \$3279 ;
   wire \$328 ;
   wire \$3280 ;
-  wire \$3281 ;
+  wire [31:0] \$3281 ;
   wire \$3282 ;
   wire \$3283 ;
-  wire [31:0] \$3284 ;
+  wire \$3284 ;
   wire \$3285 ;
-  wire \$3286 ;
+  wire [31:0] \$3286 ;
   wire \$3287 ;
   wire \$3288 ;
-  wire [31:0] \$3289 ;
+  wire \$3289 ;
   wire \$329 ;
   wire \$3290 ;
-  wire \$3291 ;
+  wire [31:0] \$3291 ;
   wire \$3292 ;
   wire \$3293 ;
-  wire [31:0] \$3294 ;
+  wire \$3294 ;
   wire \$3295 ;
-  wire \$3296 ;
+  wire [31:0] \$3296 ;
   wire \$3297 ;
   wire \$3298 ;
-  wire [31:0] \$3299 ;
+  wire \$3299 ;
   wire [23:0] \$33 ;
   wire [1:0] \$330 ;
   wire \$3300 ;
-  wire \$3301 ;
+  wire [31:0] \$3301 ;
   wire \$3302 ;
   wire \$3303 ;
-  wire [31:0] \$3304 ;
+  wire \$3304 ;
   wire \$3305 ;
-  wire \$3306 ;
+  wire [31:0] \$3306 ;
   wire \$3307 ;
   wire \$3308 ;
-  wire [31:0] \$3309 ;
+  wire \$3309 ;
   wire [1:0] \$331 ;
   wire \$3310 ;
-  wire \$3311 ;
+  wire [31:0] \$3311 ;
   wire \$3312 ;
   wire \$3313 ;
-  wire [31:0] \$3314 ;
+  wire \$3314 ;
   wire \$3315 ;
-  wire \$3316 ;
+  wire [31:0] \$3316 ;
   wire \$3317 ;
   wire \$3318 ;
-  wire [31:0] \$3319 ;
+  wire \$3319 ;
   wire \$332 ;
   wire \$3320 ;
-  wire \$3321 ;
+  wire [31:0] \$3321 ;
   wire \$3322 ;
   wire \$3323 ;
-  wire [31:0] \$3324 ;
+  wire \$3324 ;
   wire \$3325 ;
-  wire \$3326 ;
+  wire [31:0] \$3326 ;
   wire \$3327 ;
   wire \$3328 ;
-  wire [31:0] \$3329 ;
+  wire \$3329 ;
   wire \$333 ;
   wire \$3330 ;
-  wire \$3331 ;
+  wire [31:0] \$3331 ;
   wire \$3332 ;
   wire \$3333 ;
-  wire [31:0] \$3334 ;
+  wire \$3334 ;
   wire \$3335 ;
-  wire \$3336 ;
+  wire [31:0] \$3336 ;
   wire \$3337 ;
   wire \$3338 ;
-  wire [31:0] \$3339 ;
+  wire \$3339 ;
   wire \$334 ;
   wire \$3340 ;
-  wire \$3341 ;
+  wire [31:0] \$3341 ;
   wire \$3342 ;
   wire \$3343 ;
-  wire [31:0] \$3344 ;
+  wire \$3344 ;
   wire \$3345 ;
-  wire \$3346 ;
+  wire [31:0] \$3346 ;
   wire \$3347 ;
   wire \$3348 ;
-  wire [31:0] \$3349 ;
+  wire \$3349 ;
   wire \$335 ;
   wire \$3350 ;
-  wire \$3351 ;
+  wire [31:0] \$3351 ;
   wire \$3352 ;
   wire \$3353 ;
-  wire [31:0] \$3354 ;
+  wire \$3354 ;
   wire \$3355 ;
-  wire \$3356 ;
+  wire [31:0] \$3356 ;
   wire \$3357 ;
   wire \$3358 ;
-  wire [31:0] \$3359 ;
+  wire \$3359 ;
   wire \$336 ;
   wire \$3360 ;
-  wire \$3361 ;
+  wire [31:0] \$3361 ;
   wire \$3362 ;
   wire \$3363 ;
-  wire [31:0] \$3364 ;
+  wire \$3364 ;
   wire \$3365 ;
-  wire \$3366 ;
+  wire [31:0] \$3366 ;
   wire \$3367 ;
   wire \$3368 ;
-  wire [31:0] \$3369 ;
+  wire \$3369 ;
   wire \$337 ;
   wire \$3370 ;
-  wire \$3371 ;
+  wire [31:0] \$3371 ;
   wire \$3372 ;
   wire \$3373 ;
   wire \$3374 ;
@@ -11742,9 +11777,9 @@ module \core.fu0 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr__addr, d_wr
   wire \$3433 ;
   wire \$3434 ;
   wire \$3435 ;
-  wire [9:0] \$3436 ;
+  wire \$3436 ;
   wire \$3437 ;
-  wire \$3438 ;
+  wire [9:0] \$3438 ;
   wire \$3439 ;
   wire \$344 ;
   wire \$3440 ;
@@ -11778,9 +11813,9 @@ module \core.fu0 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr__addr, d_wr
   wire \$3466 ;
   wire \$3467 ;
   wire \$3468 ;
-  wire [7:0] \$3469 ;
+  wire \$3469 ;
   wire \$347 ;
-  wire [7:0] \$3470 ;
+  wire \$3470 ;
   wire [7:0] \$3471 ;
   wire [7:0] \$3472 ;
   wire [7:0] \$3473 ;
@@ -11850,94 +11885,94 @@ module \core.fu0 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr__addr, d_wr
   wire [7:0] \$3530 ;
   wire [7:0] \$3531 ;
   wire [7:0] \$3532 ;
-  wire \$3533 ;
-  wire \$3534 ;
+  wire [7:0] \$3533 ;
+  wire [7:0] \$3534 ;
   wire \$3535 ;
-  wire [1:0] \$3536 ;
-  wire [2:0] \$3537 ;
-  wire [3:0] \$3538 ;
-  wire [4:0] \$3539 ;
+  wire \$3536 ;
+  wire \$3537 ;
+  wire [1:0] \$3538 ;
+  wire [2:0] \$3539 ;
   wire \$354 ;
-  wire [5:0] \$3540 ;
-  wire [6:0] \$3541 ;
-  wire [7:0] \$3542 ;
-  wire [8:0] \$3543 ;
-  wire [9:0] \$3544 ;
-  wire [10:0] \$3545 ;
-  wire [11:0] \$3546 ;
-  wire [12:0] \$3547 ;
-  wire [13:0] \$3548 ;
-  wire [14:0] \$3549 ;
+  wire [3:0] \$3540 ;
+  wire [4:0] \$3541 ;
+  wire [5:0] \$3542 ;
+  wire [6:0] \$3543 ;
+  wire [7:0] \$3544 ;
+  wire [8:0] \$3545 ;
+  wire [9:0] \$3546 ;
+  wire [10:0] \$3547 ;
+  wire [11:0] \$3548 ;
+  wire [12:0] \$3549 ;
   wire \$355 ;
-  wire [15:0] \$3550 ;
-  wire [16:0] \$3551 ;
-  wire [17:0] \$3552 ;
-  wire [18:0] \$3553 ;
-  wire [19:0] \$3554 ;
-  wire [20:0] \$3555 ;
-  wire [21:0] \$3556 ;
-  wire [22:0] \$3557 ;
-  wire [23:0] \$3558 ;
-  wire [24:0] \$3559 ;
+  wire [13:0] \$3550 ;
+  wire [14:0] \$3551 ;
+  wire [15:0] \$3552 ;
+  wire [16:0] \$3553 ;
+  wire [17:0] \$3554 ;
+  wire [18:0] \$3555 ;
+  wire [19:0] \$3556 ;
+  wire [20:0] \$3557 ;
+  wire [21:0] \$3558 ;
+  wire [22:0] \$3559 ;
   wire \$356 ;
-  wire [25:0] \$3560 ;
-  wire [26:0] \$3561 ;
-  wire [27:0] \$3562 ;
-  wire [28:0] \$3563 ;
-  wire [29:0] \$3564 ;
-  wire [30:0] \$3565 ;
-  wire [31:0] \$3566 ;
-  wire [32:0] \$3567 ;
-  wire [1:0] \$3568 ;
-  wire [2:0] \$3569 ;
+  wire [23:0] \$3560 ;
+  wire [24:0] \$3561 ;
+  wire [25:0] \$3562 ;
+  wire [26:0] \$3563 ;
+  wire [27:0] \$3564 ;
+  wire [28:0] \$3565 ;
+  wire [29:0] \$3566 ;
+  wire [30:0] \$3567 ;
+  wire [31:0] \$3568 ;
+  wire [32:0] \$3569 ;
   wire \$357 ;
-  wire [3:0] \$3570 ;
-  wire [4:0] \$3571 ;
-  wire [5:0] \$3572 ;
-  wire [6:0] \$3573 ;
-  wire [7:0] \$3574 ;
-  wire [8:0] \$3575 ;
-  wire [9:0] \$3576 ;
-  wire [10:0] \$3577 ;
-  wire [11:0] \$3578 ;
-  wire [12:0] \$3579 ;
+  wire [1:0] \$3570 ;
+  wire [2:0] \$3571 ;
+  wire [3:0] \$3572 ;
+  wire [4:0] \$3573 ;
+  wire [5:0] \$3574 ;
+  wire [6:0] \$3575 ;
+  wire [7:0] \$3576 ;
+  wire [8:0] \$3577 ;
+  wire [9:0] \$3578 ;
+  wire [10:0] \$3579 ;
   wire \$358 ;
-  wire [13:0] \$3580 ;
-  wire [14:0] \$3581 ;
-  wire [15:0] \$3582 ;
-  wire [16:0] \$3583 ;
-  wire [17:0] \$3584 ;
-  wire [18:0] \$3585 ;
-  wire [19:0] \$3586 ;
-  wire [20:0] \$3587 ;
-  wire [21:0] \$3588 ;
-  wire [22:0] \$3589 ;
+  wire [11:0] \$3580 ;
+  wire [12:0] \$3581 ;
+  wire [13:0] \$3582 ;
+  wire [14:0] \$3583 ;
+  wire [15:0] \$3584 ;
+  wire [16:0] \$3585 ;
+  wire [17:0] \$3586 ;
+  wire [18:0] \$3587 ;
+  wire [19:0] \$3588 ;
+  wire [20:0] \$3589 ;
   wire \$359 ;
-  wire [23:0] \$3590 ;
-  wire [24:0] \$3591 ;
-  wire [25:0] \$3592 ;
-  wire [26:0] \$3593 ;
-  wire [27:0] \$3594 ;
-  wire [28:0] \$3595 ;
-  wire [29:0] \$3596 ;
-  wire [30:0] \$3597 ;
-  wire [31:0] \$3598 ;
-  wire [32:0] \$3599 ;
+  wire [21:0] \$3590 ;
+  wire [22:0] \$3591 ;
+  wire [23:0] \$3592 ;
+  wire [24:0] \$3593 ;
+  wire [25:0] \$3594 ;
+  wire [26:0] \$3595 ;
+  wire [27:0] \$3596 ;
+  wire [28:0] \$3597 ;
+  wire [29:0] \$3598 ;
+  wire [30:0] \$3599 ;
   wire [10:0] \$36 ;
   wire \$360 ;
-  wire [32:0] \$3600 ;
+  wire [31:0] \$3600 ;
   wire [32:0] \$3601 ;
-  wire \$3602 ;
-  wire [4:0] \$3603 ;
+  wire [32:0] \$3602 ;
+  wire [32:0] \$3603 ;
   wire \$3604 ;
-  wire \$3605 ;
+  wire [4:0] \$3605 ;
   wire \$3606 ;
-  wire [5:0] \$3607 ;
+  wire \$3607 ;
   wire \$3608 ;
-  wire [6:0] \$3609 ;
+  wire [5:0] \$3609 ;
   wire \$361 ;
   wire \$3610 ;
-  wire \$3611 ;
+  wire [6:0] \$3611 ;
   wire \$3612 ;
   wire \$3613 ;
   wire \$3614 ;
@@ -11951,242 +11986,242 @@ module \core.fu0 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr__addr, d_wr
   wire \$3621 ;
   wire \$3622 ;
   wire \$3623 ;
-  reg [2:0] \$3624 ;
-  reg [9:0] \$3625 ;
-  reg \$3626 ;
-  reg \$3627 ;
+  wire \$3624 ;
+  wire \$3625 ;
+  reg [2:0] \$3626 ;
+  reg [9:0] \$3627 ;
   reg \$3628 ;
-  reg [6:0] \$3629 ;
+  reg \$3629 ;
   wire \$363 ;
-  reg [6:0] \$3630 ;
+  reg \$3630 ;
   reg [6:0] \$3631 ;
-  reg [31:0] \$3632 ;
-  reg \$3633 ;
-  reg [6:0] \$3634 ;
-  reg [6:0] \$3635 ;
-  reg [2:0] \$3636 ;
-  reg [9:0] \$3637 ;
-  reg [31:0] \$3638 ;
-  reg [31:0] \$3639 ;
+  reg [6:0] \$3632 ;
+  reg [6:0] \$3633 ;
+  reg [31:0] \$3634 ;
+  reg \$3635 ;
+  reg [6:0] \$3636 ;
+  reg [6:0] \$3637 ;
+  reg [2:0] \$3638 ;
+  reg [9:0] \$3639 ;
   wire \$364 ;
-  reg \$3640 ;
-  reg \$3641 ;
-  reg [24:0] \$3642 ;
+  reg [31:0] \$3640 ;
+  reg [31:0] \$3641 ;
+  reg [255:0] \$3642 ;
   reg \$3643 ;
-  reg [6:0] \$3644 ;
-  reg [2:0] \$3645 ;
-  reg [9:0] \$3646 ;
-  reg [511:0] \$3647 ;
-  reg [255:0] \$3648 ;
-  reg [31:0] \$3649 ;
+  reg \$3644 ;
+  reg [24:0] \$3645 ;
+  reg \$3646 ;
+  reg [6:0] \$3647 ;
+  reg [2:0] \$3648 ;
+  reg [9:0] \$3649 ;
   wire \$365 ;
-  reg [6:0] \$3650 ;
+  reg [511:0] \$3650 ;
   reg [31:0] \$3651 ;
-  reg [31:0] \$3652 ;
-  reg \$3653 ;
-  reg [6:0] \$3654 ;
-  reg [2:0] \$3655 ;
-  reg [9:0] \$3656 ;
-  reg [255:0] \$3657 ;
-  reg [31:0] \$3658 ;
-  reg [22:0] \$3659 ;
+  reg [6:0] \$3652 ;
+  reg [31:0] \$3653 ;
+  reg [31:0] \$3654 ;
+  reg \$3655 ;
+  reg [6:0] \$3656 ;
+  reg [2:0] \$3657 ;
+  reg [9:0] \$3658 ;
+  reg [511:0] \$3659 ;
   wire \$366 ;
-  reg \$3660 ;
-  reg [22:0] \$3661 ;
-  reg \$3662 ;
-  reg \$3663 ;
-  reg [22:0] \$3664 ;
+  reg [255:0] \$3660 ;
+  reg [31:0] \$3661 ;
+  reg [6:0] \$3662 ;
+  reg [31:0] \$3663 ;
+  reg [31:0] \$3664 ;
   reg \$3665 ;
-  reg [22:0] \$3666 ;
-  reg \$3667 ;
-  reg \$3668 ;
-  reg [22:0] \$3669 ;
+  reg [6:0] \$3666 ;
+  reg [2:0] \$3667 ;
+  reg [9:0] \$3668 ;
+  reg [255:0] \$3669 ;
   wire \$367 ;
-  reg \$3670 ;
+  reg [31:0] \$3670 ;
   reg [22:0] \$3671 ;
   reg \$3672 ;
-  reg \$3673 ;
-  reg [22:0] \$3674 ;
+  reg [22:0] \$3673 ;
+  reg \$3674 ;
   reg \$3675 ;
   reg [22:0] \$3676 ;
   reg \$3677 ;
-  reg \$3678 ;
-  reg [22:0] \$3679 ;
+  reg [22:0] \$3678 ;
+  reg \$3679 ;
   wire \$368 ;
   reg \$3680 ;
   reg [22:0] \$3681 ;
   reg \$3682 ;
-  reg \$3683 ;
-  reg [22:0] \$3684 ;
+  reg [22:0] \$3683 ;
+  reg \$3684 ;
   reg \$3685 ;
   reg [22:0] \$3686 ;
   reg \$3687 ;
-  reg \$3688 ;
-  reg [22:0] \$3689 ;
+  reg [22:0] \$3688 ;
+  reg \$3689 ;
   wire \$369 ;
   reg \$3690 ;
   reg [22:0] \$3691 ;
   reg \$3692 ;
-  reg \$3693 ;
-  reg [22:0] \$3694 ;
+  reg [22:0] \$3693 ;
+  reg \$3694 ;
   reg \$3695 ;
   reg [22:0] \$3696 ;
   reg \$3697 ;
-  reg \$3698 ;
-  reg [22:0] \$3699 ;
+  reg [22:0] \$3698 ;
+  reg \$3699 ;
   wire [23:0] \$37 ;
   wire \$370 ;
   reg \$3700 ;
   reg [22:0] \$3701 ;
   reg \$3702 ;
-  reg \$3703 ;
-  reg [22:0] \$3704 ;
+  reg [22:0] \$3703 ;
+  reg \$3704 ;
   reg \$3705 ;
   reg [22:0] \$3706 ;
   reg \$3707 ;
-  reg \$3708 ;
-  reg [22:0] \$3709 ;
+  reg [22:0] \$3708 ;
+  reg \$3709 ;
   wire \$371 ;
   reg \$3710 ;
   reg [22:0] \$3711 ;
   reg \$3712 ;
-  reg \$3713 ;
-  reg [22:0] \$3714 ;
+  reg [22:0] \$3713 ;
+  reg \$3714 ;
   reg \$3715 ;
   reg [22:0] \$3716 ;
   reg \$3717 ;
-  reg \$3718 ;
-  reg [22:0] \$3719 ;
+  reg [22:0] \$3718 ;
+  reg \$3719 ;
   wire \$372 ;
   reg \$3720 ;
   reg [22:0] \$3721 ;
   reg \$3722 ;
-  reg \$3723 ;
-  reg [22:0] \$3724 ;
+  reg [22:0] \$3723 ;
+  reg \$3724 ;
   reg \$3725 ;
   reg [22:0] \$3726 ;
   reg \$3727 ;
-  reg \$3728 ;
-  reg [22:0] \$3729 ;
+  reg [22:0] \$3728 ;
+  reg \$3729 ;
   wire \$373 ;
   reg \$3730 ;
   reg [22:0] \$3731 ;
   reg \$3732 ;
-  reg \$3733 ;
-  reg [22:0] \$3734 ;
+  reg [22:0] \$3733 ;
+  reg \$3734 ;
   reg \$3735 ;
   reg [22:0] \$3736 ;
   reg \$3737 ;
-  reg \$3738 ;
-  reg [22:0] \$3739 ;
+  reg [22:0] \$3738 ;
+  reg \$3739 ;
   wire \$374 ;
   reg \$3740 ;
   reg [22:0] \$3741 ;
   reg \$3742 ;
-  reg \$3743 ;
-  reg [22:0] \$3744 ;
+  reg [22:0] \$3743 ;
+  reg \$3744 ;
   reg \$3745 ;
   reg [22:0] \$3746 ;
   reg \$3747 ;
-  reg \$3748 ;
-  reg [22:0] \$3749 ;
+  reg [22:0] \$3748 ;
+  reg \$3749 ;
   wire \$375 ;
   reg \$3750 ;
   reg [22:0] \$3751 ;
   reg \$3752 ;
-  reg \$3753 ;
-  reg [22:0] \$3754 ;
+  reg [22:0] \$3753 ;
+  reg \$3754 ;
   reg \$3755 ;
   reg [22:0] \$3756 ;
   reg \$3757 ;
-  reg \$3758 ;
-  reg [22:0] \$3759 ;
+  reg [22:0] \$3758 ;
+  reg \$3759 ;
   wire \$376 ;
   reg \$3760 ;
   reg [22:0] \$3761 ;
   reg \$3762 ;
-  reg \$3763 ;
-  reg [22:0] \$3764 ;
+  reg [22:0] \$3763 ;
+  reg \$3764 ;
   reg \$3765 ;
   reg [22:0] \$3766 ;
   reg \$3767 ;
-  reg \$3768 ;
-  reg [22:0] \$3769 ;
+  reg [22:0] \$3768 ;
+  reg \$3769 ;
   wire \$377 ;
   reg \$3770 ;
   reg [22:0] \$3771 ;
   reg \$3772 ;
-  reg \$3773 ;
-  reg [22:0] \$3774 ;
+  reg [22:0] \$3773 ;
+  reg \$3774 ;
   reg \$3775 ;
   reg [22:0] \$3776 ;
   reg \$3777 ;
-  reg \$3778 ;
-  reg [22:0] \$3779 ;
+  reg [22:0] \$3778 ;
+  reg \$3779 ;
   wire \$378 ;
   reg \$3780 ;
   reg [22:0] \$3781 ;
   reg \$3782 ;
-  reg \$3783 ;
-  reg [22:0] \$3784 ;
+  reg [22:0] \$3783 ;
+  reg \$3784 ;
   reg \$3785 ;
   reg [22:0] \$3786 ;
   reg \$3787 ;
-  reg \$3788 ;
-  reg [22:0] \$3789 ;
+  reg [22:0] \$3788 ;
+  reg \$3789 ;
   wire \$379 ;
   reg \$3790 ;
   reg [22:0] \$3791 ;
   reg \$3792 ;
-  reg \$3793 ;
-  reg [22:0] \$3794 ;
+  reg [22:0] \$3793 ;
+  reg \$3794 ;
   reg \$3795 ;
   reg [22:0] \$3796 ;
   reg \$3797 ;
-  reg \$3798 ;
-  reg [22:0] \$3799 ;
+  reg [22:0] \$3798 ;
+  reg \$3799 ;
   wire [10:0] \$38 ;
   wire \$380 ;
   reg \$3800 ;
   reg [22:0] \$3801 ;
   reg \$3802 ;
-  reg \$3803 ;
-  reg [22:0] \$3804 ;
+  reg [22:0] \$3803 ;
+  reg \$3804 ;
   reg \$3805 ;
   reg [22:0] \$3806 ;
   reg \$3807 ;
-  reg \$3808 ;
-  reg [22:0] \$3809 ;
+  reg [22:0] \$3808 ;
+  reg \$3809 ;
   wire \$381 ;
   reg \$3810 ;
   reg [22:0] \$3811 ;
   reg \$3812 ;
-  reg \$3813 ;
-  reg [22:0] \$3814 ;
+  reg [22:0] \$3813 ;
+  reg \$3814 ;
   reg \$3815 ;
   reg [22:0] \$3816 ;
   reg \$3817 ;
-  reg \$3818 ;
+  reg [22:0] \$3818 ;
   reg \$3819 ;
   wire \$382 ;
-  reg [6:0] \$3820 ;
-  reg [2:0] \$3821 ;
-  reg [9:0] \$3822 ;
-  reg [255:0] \$3823 ;
-  reg [31:0] \$3824 ;
-  reg [24:0] \$3825 ;
-  reg \$3826 ;
+  reg \$3820 ;
+  reg [22:0] \$3821 ;
+  reg \$3822 ;
+  reg [22:0] \$3823 ;
+  reg \$3824 ;
+  reg \$3825 ;
+  reg [22:0] \$3826 ;
   reg \$3827 ;
-  reg \$3828 ;
-  reg [24:0] \$3829 ;
+  reg [22:0] \$3828 ;
+  reg \$3829 ;
   wire \$383 ;
   reg \$3830 ;
   reg \$3831 ;
-  reg \$3832 ;
-  reg [24:0] \$3833 ;
-  reg \$3834 ;
-  reg \$3835 ;
-  reg \$3836 ;
+  reg [6:0] \$3832 ;
+  reg [2:0] \$3833 ;
+  reg [9:0] \$3834 ;
+  reg [255:0] \$3835 ;
+  reg [31:0] \$3836 ;
   reg [24:0] \$3837 ;
   reg \$3838 ;
   reg \$3839 ;
@@ -12316,26 +12351,26 @@ module \core.fu0 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr__addr, d_wr
   reg \$3950 ;
   reg \$3951 ;
   reg \$3952 ;
-  reg \$3953 ;
-  reg [6:0] \$3954 ;
-  reg [2:0] \$3955 ;
-  reg [9:0] \$3956 ;
-  reg [255:0] \$3957 ;
-  reg [31:0] \$3958 ;
-  reg [9:0] \$3959 ;
+  reg [24:0] \$3953 ;
+  reg \$3954 ;
+  reg \$3955 ;
+  reg \$3956 ;
+  reg [24:0] \$3957 ;
+  reg \$3958 ;
+  reg \$3959 ;
   wire \$396 ;
   reg \$3960 ;
-  reg [9:0] \$3961 ;
+  reg [24:0] \$3961 ;
   reg \$3962 ;
-  reg [9:0] \$3963 ;
+  reg \$3963 ;
   reg \$3964 ;
-  reg [9:0] \$3965 ;
-  reg \$3966 ;
-  reg [9:0] \$3967 ;
-  reg \$3968 ;
-  reg [9:0] \$3969 ;
+  reg \$3965 ;
+  reg [6:0] \$3966 ;
+  reg [2:0] \$3967 ;
+  reg [9:0] \$3968 ;
+  reg [255:0] \$3969 ;
   wire \$397 ;
-  reg \$3970 ;
+  reg [31:0] \$3970 ;
   reg [9:0] \$3971 ;
   reg \$3972 ;
   reg [9:0] \$3973 ;
@@ -12395,26 +12430,26 @@ module \core.fu0 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr__addr, d_wr
   reg \$4020 ;
   reg [9:0] \$4021 ;
   reg \$4022 ;
-  reg \$4023 ;
-  reg [6:0] \$4024 ;
-  reg [2:0] \$4025 ;
-  reg [9:0] \$4026 ;
-  reg [255:0] \$4027 ;
-  reg [31:0] \$4028 ;
-  reg [7:0] \$4029 ;
+  reg [9:0] \$4023 ;
+  reg \$4024 ;
+  reg [9:0] \$4025 ;
+  reg \$4026 ;
+  reg [9:0] \$4027 ;
+  reg \$4028 ;
+  reg [9:0] \$4029 ;
   wire [25:0] \$403 ;
   reg \$4030 ;
-  reg \$4031 ;
-  reg [7:0] \$4032 ;
-  reg \$4033 ;
+  reg [9:0] \$4031 ;
+  reg \$4032 ;
+  reg [9:0] \$4033 ;
   reg \$4034 ;
-  reg [7:0] \$4035 ;
-  reg \$4036 ;
-  reg \$4037 ;
-  reg [7:0] \$4038 ;
-  reg \$4039 ;
+  reg \$4035 ;
+  reg [6:0] \$4036 ;
+  reg [2:0] \$4037 ;
+  reg [9:0] \$4038 ;
+  reg [255:0] \$4039 ;
   wire [25:0] \$404 ;
-  reg \$4040 ;
+  reg [31:0] \$4040 ;
   reg [7:0] \$4041 ;
   reg \$4042 ;
   reg \$4043 ;
@@ -12508,30 +12543,43 @@ module \core.fu0 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr__addr, d_wr
   reg [7:0] \$4122 ;
   reg \$4123 ;
   reg \$4124 ;
-  reg [9:0] \$4125 ;
+  reg [7:0] \$4125 ;
   reg \$4126 ;
-  reg [6:0] \$4127 ;
-  reg [2:0] \$4128 ;
-  reg [9:0] \$4129 ;
+  reg \$4127 ;
+  reg [7:0] \$4128 ;
+  reg \$4129 ;
   wire \$413 ;
-  reg [31:0] \$4130 ;
-  reg [255:0] \$4131 ;
-  reg [31:0] \$4132 ;
-  reg [31:0] \$4133 ;
-  reg \$4134 ;
+  reg \$4130 ;
+  reg [7:0] \$4131 ;
+  reg \$4132 ;
+  reg \$4133 ;
+  reg [7:0] \$4134 ;
   reg \$4135 ;
   reg \$4136 ;
-  reg [5:0] \$4137 ;
-  reg [5:0] \$4138 ;
-  reg [31:0] \$4139 ;
+  reg [9:0] \$4137 ;
+  reg \$4138 ;
+  reg [6:0] \$4139 ;
   wire [1:0] \$414 ;
-  reg [31:0] \$4140 ;
-  reg [31:0] \$4141 ;
-  reg [3:0] \$4142 ;
-  reg \$4143 ;
-  reg [2:0] \$4144 ;
-  reg [6:0] \$4145 ;
+  reg [2:0] \$4140 ;
+  reg [9:0] \$4141 ;
+  reg [31:0] \$4142 ;
+  reg [255:0] \$4143 ;
+  reg [31:0] \$4144 ;
+  reg [31:0] \$4145 ;
+  reg \$4146 ;
+  reg \$4147 ;
+  reg \$4148 ;
+  reg \$4149 ;
   wire [1:0] \$415 ;
+  reg [5:0] \$4150 ;
+  reg [5:0] \$4151 ;
+  reg [31:0] \$4152 ;
+  reg [31:0] \$4153 ;
+  reg [31:0] \$4154 ;
+  reg [3:0] \$4155 ;
+  reg \$4156 ;
+  reg [2:0] \$4157 ;
+  reg [6:0] \$4158 ;
   wire \$416 ;
   wire \$417 ;
   wire \$418 ;
@@ -13181,9 +13229,12 @@ module \core.fu0 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr__addr, d_wr
   wire \$999 ;
   (* init = 3'h0 *)
   wire [2:0] \$signature__addr ;
-  wire [9:0] \$signature__addr$18 ;
+  wire [9:0] \$signature__addr$30 ;
+  wire [9:0] \$signature__addr$763 ;
   wire [255:0] \$signature__data ;
-  wire [511:0] \$signature__data$804 ;
+  wire [255:0] \$signature__data$807 ;
+  wire [511:0] \$signature__data$812 ;
+  wire \$signature__en ;
   wire [31:0] base;
   output busy;
   reg busy = 1'h0;
@@ -13321,18 +13372,23 @@ module \core.fu0 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr__addr, d_wr
   wire [10:0] mn9;
   input [9:0] mom_addr;
   wire [9:0] mom_addr;
-  output [255:0] mom_rdata;
+  output [255:0] mom_q;
+  reg [255:0] mom_q = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+  (* init = 256'h0000000000000000000000000000000000000000000000000000000000000000 *)
+  wire [255:0] mom_q0;
+  wire [9:0] mom_raddr;
+  (* init = 256'h0000000000000000000000000000000000000000000000000000000000000000 *)
   wire [255:0] mom_rdata;
   input mom_re;
   wire mom_re;
   reg mom_rvalid = 1'h0;
-  input [255:0] mom_wdata;
+  wire [9:0] mom_waddr;
   wire [255:0] mom_wdata;
+  input [255:0] \mom_wdata$758 ;
+  wire [255:0] \mom_wdata$758 ;
   input mom_we;
   wire mom_we;
-  wire [9:0] mom_wr__addr;
-  wire [255:0] mom_wr__data;
-  wire mom_wr__en;
+  wire mom_wen;
   wire [7:0] ms0;
   wire [7:0] ms1;
   wire [7:0] ms10;
@@ -13368,11 +13424,11 @@ module \core.fu0 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr__addr, d_wr
   output [31:0] n_flip;
   reg [31:0] n_flip = 32'd0;
   (* init = 32'd0 *)
-  wire [31:0] \n_flip$768 ;
+  wire [31:0] \n_flip$773 ;
   output [31:0] n_sat;
   reg [31:0] n_sat = 32'd0;
   (* init = 32'd0 *)
-  wire [31:0] \n_sat$766 ;
+  wire [31:0] \n_sat$771 ;
   output [14:0] o_flip__payload;
   wire [14:0] o_flip__payload;
   wire [7:0] \o_flip__payload.post ;
@@ -13399,6 +13455,7 @@ module \core.fu0 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr__addr, d_wr
   wire rst;
   (* init = 1'h0 *)
   wire running;
+  reg rvalid1 = 1'h0;
   reg [6:0] s1_a = 7'h00;
   reg [9:0] s1_addr = 10'h000;
   reg [2:0] s1_c = 3'h0;
@@ -13968,6 +14025,15 @@ module \core.fu0 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr__addr, d_wr
   wire ser_have;
   reg [31:0] ser_mask = 32'd0;
   reg [6:0] ser_pre = 7'h00;
+  reg [6:0] sq_a = 7'h00;
+  reg [9:0] sq_addr = 10'h000;
+  reg [2:0] sq_c = 3'h0;
+  reg [511:0] sq_d = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  reg [6:0] sq_pre = 7'h00;
+  reg [31:0] sq_rm = 32'd0;
+  reg [31:0] sq_rn = 32'd0;
+  reg sq_valid = 1'h0;
+  reg [31:0] sq_w = 32'd0;
   wire [31:0] srand_r1_a;
   wire [31:0] srand_r1_b;
   wire [31:0] srand_r1_c;
@@ -14266,7 +14332,7 @@ module \core.fu0 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr__addr, d_wr
   always @(posedge clk) begin
     _0_ <= dmem[row_c];
   end
-  assign \$signature__data$804  = _0_;
+  assign \$signature__data$812  = _0_;
   reg [255:0] mom [1023:0];
   initial begin
     mom[0] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
@@ -15295,15 +15361,15 @@ module \core.fu0 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr__addr, d_wr
     mom[1023] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (mom_wr__en)
-      mom[mom_wr__addr] <= mom_wr__data;
+    if (\$signature__en )
+      mom[mom_waddr] <= mom_wdata;
   end
   reg [255:0] _1_;
   always @(posedge clk) begin
-    _1_ <= mom[\$signature__addr$18 ];
+    _1_ <= mom[mom_raddr];
   end
-  assign mom_rdata = _1_;
-  assign \$1  = inflight < 4'h9;
+  assign \$signature__data$807  = _1_;
+  assign \$1  = inflight < 4'ha;
   assign issue = have_row & \$1 ;
   assign \$2  = ~ ended;
   assign \$3  = ~ have_row;
@@ -15311,7 +15377,6 @@ module \core.fu0 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr__addr, d_wr
   assign \$5  = issue & \$4 ;
   assign \$6  = \$3  | \$5 ;
   assign pre_ready = \$2  & \$6 ;
-  assign \$signature__addr$18  = busy ? w_rd_addr : mom_addr;
   assign \$8  = { 16'h0000, row_pre } | \$7 ;
   assign srand_x = { 9'h000, \$9  } ^ key;
   assign srand_r1_a = srand_x ^ \$10 [31:0];
@@ -15320,6 +15385,7 @@ module \core.fu0 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr__addr, d_wr
   assign srand_r2_a = srand_r1_c ^ \$13 [31:0];
   assign srand_r2_b = srand_r2_a ^ \$14 ;
   assign srand_r2_c = srand_r2_b ^ \$15 [31:0];
+  assign mom_raddr = busy ? w_rd_addr : mom_addr;
   assign g0 = $signed(sa_d[15:0]) * $signed({ 1'h0, sa_a });
   assign g1 = $signed(sa_d[31:16]) * $signed({ 1'h0, sa_a });
   assign g2 = $signed(sa_d[47:32]) * $signed({ 1'h0, sa_a });
@@ -18394,1725 +18460,1747 @@ module \core.fu0 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr__addr, d_wr
   assign flip31 = se_visit31 & \$2927 ;
   assign \$2928  = | s2_flip;
   assign w_wr_en = s2_valid & \$2928 ;
-  assign mom_wr__addr = busy ? w_wr_addr : mom_addr;
-  assign mom_wr__data = busy ? s2_m : mom_wdata;
+  assign mom_waddr = busy ? w_wr_addr : mom_addr;
+  assign mom_wdata = busy ? s2_m : \mom_wdata$758 ;
   assign \$2929  = s2_valid & s2_visit;
-  assign mom_wr__en = busy ? \$2929  : mom_we;
-  assign \$2930  = | s2_flip;
-  assign w_en = s2_valid & \$2930 ;
-  assign \$2931  = ~ ser_mask;
-  assign \$2932  = \$2931  + 1'h1;
-  assign \$2933  = { 1'h0, ser_mask } & \$2932 ;
-  assign \$2934  = ~ ser_mask;
-  assign \$2935  = \$2934  + 1'h1;
-  assign \$2936  = { 1'h0, ser_mask } & \$2935 ;
-  assign \$2937  = ~ ser_mask;
-  assign \$2938  = \$2937  + 1'h1;
-  assign \$2939  = { 1'h0, ser_mask } & \$2938 ;
-  assign \$2940  = ~ ser_mask;
-  assign \$2941  = \$2940  + 1'h1;
-  assign \$2942  = { 1'h0, ser_mask } & \$2941 ;
-  assign \$2943  = ~ ser_mask;
-  assign \$2944  = \$2943  + 1'h1;
-  assign \$2945  = { 1'h0, ser_mask } & \$2944 ;
-  assign \$2946  = ~ ser_mask;
-  assign \$2947  = \$2946  + 1'h1;
-  assign \$2948  = { 1'h0, ser_mask } & \$2947 ;
-  assign \$2949  = ~ ser_mask;
-  assign \$2950  = \$2949  + 1'h1;
-  assign \$2951  = { 1'h0, ser_mask } & \$2950 ;
-  assign \$2952  = ~ ser_mask;
-  assign \$2953  = \$2952  + 1'h1;
-  assign \$2954  = { 1'h0, ser_mask } & \$2953 ;
-  assign \$2955  = ~ ser_mask;
-  assign \$2956  = \$2955  + 1'h1;
-  assign \$2957  = { 1'h0, ser_mask } & \$2956 ;
-  assign \$2958  = ~ ser_mask;
-  assign \$2959  = \$2958  + 1'h1;
-  assign \$2960  = { 1'h0, ser_mask } & \$2959 ;
-  assign \$2961  = ~ ser_mask;
-  assign \$2962  = \$2961  + 1'h1;
-  assign \$2963  = { 1'h0, ser_mask } & \$2962 ;
-  assign \$2964  = ~ ser_mask;
-  assign \$2965  = \$2964  + 1'h1;
-  assign \$2966  = { 1'h0, ser_mask } & \$2965 ;
-  assign \$2967  = ~ ser_mask;
-  assign \$2968  = \$2967  + 1'h1;
-  assign \$2969  = { 1'h0, ser_mask } & \$2968 ;
-  assign \$2970  = ~ ser_mask;
-  assign \$2971  = \$2970  + 1'h1;
-  assign \$2972  = { 1'h0, ser_mask } & \$2971 ;
-  assign \$2973  = ~ ser_mask;
-  assign \$2974  = \$2973  + 1'h1;
-  assign \$2975  = { 1'h0, ser_mask } & \$2974 ;
-  assign \$2976  = ~ ser_mask;
-  assign \$2977  = \$2976  + 1'h1;
-  assign \$2978  = { 1'h0, ser_mask } & \$2977 ;
-  assign \$2979  = | { \$2978 [31], \$2975 [29], \$2972 [27], \$2969 [25], \$2966 [23], \$2963 [21], \$2960 [19], \$2957 [17], \$2954 [15], \$2951 [13], \$2948 [11], \$2945 [9], \$2942 [7], \$2939 [5], \$2936 [3], \$2933 [1] };
-  assign \$2980  = ~ ser_mask;
-  assign \$2981  = \$2980  + 1'h1;
-  assign \$2982  = { 1'h0, ser_mask } & \$2981 ;
-  assign \$2983  = ~ ser_mask;
-  assign \$2984  = \$2983  + 1'h1;
-  assign \$2985  = { 1'h0, ser_mask } & \$2984 ;
-  assign \$2986  = ~ ser_mask;
-  assign \$2987  = \$2986  + 1'h1;
-  assign \$2988  = { 1'h0, ser_mask } & \$2987 ;
-  assign \$2989  = ~ ser_mask;
-  assign \$2990  = \$2989  + 1'h1;
-  assign \$2991  = { 1'h0, ser_mask } & \$2990 ;
-  assign \$2992  = ~ ser_mask;
-  assign \$2993  = \$2992  + 1'h1;
-  assign \$2994  = { 1'h0, ser_mask } & \$2993 ;
-  assign \$2995  = ~ ser_mask;
-  assign \$2996  = \$2995  + 1'h1;
-  assign \$2997  = { 1'h0, ser_mask } & \$2996 ;
-  assign \$2998  = ~ ser_mask;
-  assign \$2999  = \$2998  + 1'h1;
-  assign \$3000  = { 1'h0, ser_mask } & \$2999 ;
-  assign \$3001  = ~ ser_mask;
-  assign \$3002  = \$3001  + 1'h1;
-  assign \$3003  = { 1'h0, ser_mask } & \$3002 ;
-  assign \$3004  = ~ ser_mask;
-  assign \$3005  = \$3004  + 1'h1;
-  assign \$3006  = { 1'h0, ser_mask } & \$3005 ;
-  assign \$3007  = ~ ser_mask;
-  assign \$3008  = \$3007  + 1'h1;
-  assign \$3009  = { 1'h0, ser_mask } & \$3008 ;
-  assign \$3010  = ~ ser_mask;
-  assign \$3011  = \$3010  + 1'h1;
-  assign \$3012  = { 1'h0, ser_mask } & \$3011 ;
-  assign \$3013  = ~ ser_mask;
-  assign \$3014  = \$3013  + 1'h1;
-  assign \$3015  = { 1'h0, ser_mask } & \$3014 ;
-  assign \$3016  = ~ ser_mask;
-  assign \$3017  = \$3016  + 1'h1;
-  assign \$3018  = { 1'h0, ser_mask } & \$3017 ;
-  assign \$3019  = ~ ser_mask;
-  assign \$3020  = \$3019  + 1'h1;
-  assign \$3021  = { 1'h0, ser_mask } & \$3020 ;
-  assign \$3022  = ~ ser_mask;
-  assign \$3023  = \$3022  + 1'h1;
-  assign \$3024  = { 1'h0, ser_mask } & \$3023 ;
-  assign \$3025  = ~ ser_mask;
-  assign \$3026  = \$3025  + 1'h1;
-  assign \$3027  = { 1'h0, ser_mask } & \$3026 ;
-  assign \$3028  = | { \$3027 [31], \$3024 [30], \$3021 [27], \$3018 [26], \$3015 [23], \$3012 [22], \$3009 [19], \$3006 [18], \$3003 [15], \$3000 [14], \$2997 [11], \$2994 [10], \$2991 [7], \$2988 [6], \$2985 [3], \$2982 [2] };
-  assign \$3029  = ~ ser_mask;
-  assign \$3030  = \$3029  + 1'h1;
-  assign \$3031  = { 1'h0, ser_mask } & \$3030 ;
-  assign \$3032  = ~ ser_mask;
-  assign \$3033  = \$3032  + 1'h1;
-  assign \$3034  = { 1'h0, ser_mask } & \$3033 ;
-  assign \$3035  = ~ ser_mask;
-  assign \$3036  = \$3035  + 1'h1;
-  assign \$3037  = { 1'h0, ser_mask } & \$3036 ;
-  assign \$3038  = ~ ser_mask;
-  assign \$3039  = \$3038  + 1'h1;
-  assign \$3040  = { 1'h0, ser_mask } & \$3039 ;
-  assign \$3041  = ~ ser_mask;
-  assign \$3042  = \$3041  + 1'h1;
-  assign \$3043  = { 1'h0, ser_mask } & \$3042 ;
-  assign \$3044  = ~ ser_mask;
-  assign \$3045  = \$3044  + 1'h1;
-  assign \$3046  = { 1'h0, ser_mask } & \$3045 ;
-  assign \$3047  = ~ ser_mask;
-  assign \$3048  = \$3047  + 1'h1;
-  assign \$3049  = { 1'h0, ser_mask } & \$3048 ;
-  assign \$3050  = ~ ser_mask;
-  assign \$3051  = \$3050  + 1'h1;
-  assign \$3052  = { 1'h0, ser_mask } & \$3051 ;
-  assign \$3053  = ~ ser_mask;
-  assign \$3054  = \$3053  + 1'h1;
-  assign \$3055  = { 1'h0, ser_mask } & \$3054 ;
-  assign \$3056  = ~ ser_mask;
-  assign \$3057  = \$3056  + 1'h1;
-  assign \$3058  = { 1'h0, ser_mask } & \$3057 ;
-  assign \$3059  = ~ ser_mask;
-  assign \$3060  = \$3059  + 1'h1;
-  assign \$3061  = { 1'h0, ser_mask } & \$3060 ;
-  assign \$3062  = ~ ser_mask;
-  assign \$3063  = \$3062  + 1'h1;
-  assign \$3064  = { 1'h0, ser_mask } & \$3063 ;
-  assign \$3065  = ~ ser_mask;
-  assign \$3066  = \$3065  + 1'h1;
-  assign \$3067  = { 1'h0, ser_mask } & \$3066 ;
-  assign \$3068  = ~ ser_mask;
-  assign \$3069  = \$3068  + 1'h1;
-  assign \$3070  = { 1'h0, ser_mask } & \$3069 ;
-  assign \$3071  = ~ ser_mask;
-  assign \$3072  = \$3071  + 1'h1;
-  assign \$3073  = { 1'h0, ser_mask } & \$3072 ;
-  assign \$3074  = ~ ser_mask;
-  assign \$3075  = \$3074  + 1'h1;
-  assign \$3076  = { 1'h0, ser_mask } & \$3075 ;
-  assign \$3077  = | { \$3076 [31], \$3073 [30], \$3070 [29], \$3067 [28], \$3064 [23], \$3061 [22], \$3058 [21], \$3055 [20], \$3052 [15], \$3049 [14], \$3046 [13], \$3043 [12], \$3040 [7], \$3037 [6], \$3034 [5], \$3031 [4] };
-  assign \$3078  = ~ ser_mask;
-  assign \$3079  = \$3078  + 1'h1;
-  assign \$3080  = { 1'h0, ser_mask } & \$3079 ;
-  assign \$3081  = ~ ser_mask;
-  assign \$3082  = \$3081  + 1'h1;
-  assign \$3083  = { 1'h0, ser_mask } & \$3082 ;
-  assign \$3084  = ~ ser_mask;
-  assign \$3085  = \$3084  + 1'h1;
-  assign \$3086  = { 1'h0, ser_mask } & \$3085 ;
-  assign \$3087  = ~ ser_mask;
-  assign \$3088  = \$3087  + 1'h1;
-  assign \$3089  = { 1'h0, ser_mask } & \$3088 ;
-  assign \$3090  = ~ ser_mask;
-  assign \$3091  = \$3090  + 1'h1;
-  assign \$3092  = { 1'h0, ser_mask } & \$3091 ;
-  assign \$3093  = ~ ser_mask;
-  assign \$3094  = \$3093  + 1'h1;
-  assign \$3095  = { 1'h0, ser_mask } & \$3094 ;
-  assign \$3096  = ~ ser_mask;
-  assign \$3097  = \$3096  + 1'h1;
-  assign \$3098  = { 1'h0, ser_mask } & \$3097 ;
-  assign \$3099  = ~ ser_mask;
-  assign \$3100  = \$3099  + 1'h1;
-  assign \$3101  = { 1'h0, ser_mask } & \$3100 ;
-  assign \$3102  = ~ ser_mask;
-  assign \$3103  = \$3102  + 1'h1;
-  assign \$3104  = { 1'h0, ser_mask } & \$3103 ;
-  assign \$3105  = ~ ser_mask;
-  assign \$3106  = \$3105  + 1'h1;
-  assign \$3107  = { 1'h0, ser_mask } & \$3106 ;
-  assign \$3108  = ~ ser_mask;
-  assign \$3109  = \$3108  + 1'h1;
-  assign \$3110  = { 1'h0, ser_mask } & \$3109 ;
-  assign \$3111  = ~ ser_mask;
-  assign \$3112  = \$3111  + 1'h1;
-  assign \$3113  = { 1'h0, ser_mask } & \$3112 ;
-  assign \$3114  = ~ ser_mask;
-  assign \$3115  = \$3114  + 1'h1;
-  assign \$3116  = { 1'h0, ser_mask } & \$3115 ;
-  assign \$3117  = ~ ser_mask;
-  assign \$3118  = \$3117  + 1'h1;
-  assign \$3119  = { 1'h0, ser_mask } & \$3118 ;
-  assign \$3120  = ~ ser_mask;
-  assign \$3121  = \$3120  + 1'h1;
-  assign \$3122  = { 1'h0, ser_mask } & \$3121 ;
-  assign \$3123  = ~ ser_mask;
-  assign \$3124  = \$3123  + 1'h1;
-  assign \$3125  = { 1'h0, ser_mask } & \$3124 ;
-  assign \$3126  = | { \$3125 [31], \$3122 [30], \$3119 [29], \$3116 [28], \$3113 [27], \$3110 [26], \$3107 [25], \$3104 [24], \$3101 [15], \$3098 [14], \$3095 [13], \$3092 [12], \$3089 [11], \$3086 [10], \$3083 [9], \$3080 [8] };
-  assign \$3127  = ~ ser_mask;
-  assign \$3128  = \$3127  + 1'h1;
-  assign \$3129  = { 1'h0, ser_mask } & \$3128 ;
-  assign \$3130  = ~ ser_mask;
-  assign \$3131  = \$3130  + 1'h1;
-  assign \$3132  = { 1'h0, ser_mask } & \$3131 ;
-  assign \$3133  = ~ ser_mask;
-  assign \$3134  = \$3133  + 1'h1;
-  assign \$3135  = { 1'h0, ser_mask } & \$3134 ;
-  assign \$3136  = ~ ser_mask;
-  assign \$3137  = \$3136  + 1'h1;
-  assign \$3138  = { 1'h0, ser_mask } & \$3137 ;
-  assign \$3139  = ~ ser_mask;
-  assign \$3140  = \$3139  + 1'h1;
-  assign \$3141  = { 1'h0, ser_mask } & \$3140 ;
-  assign \$3142  = ~ ser_mask;
-  assign \$3143  = \$3142  + 1'h1;
-  assign \$3144  = { 1'h0, ser_mask } & \$3143 ;
-  assign \$3145  = ~ ser_mask;
-  assign \$3146  = \$3145  + 1'h1;
-  assign \$3147  = { 1'h0, ser_mask } & \$3146 ;
-  assign \$3148  = ~ ser_mask;
-  assign \$3149  = \$3148  + 1'h1;
-  assign \$3150  = { 1'h0, ser_mask } & \$3149 ;
-  assign \$3151  = ~ ser_mask;
-  assign \$3152  = \$3151  + 1'h1;
-  assign \$3153  = { 1'h0, ser_mask } & \$3152 ;
-  assign \$3154  = ~ ser_mask;
-  assign \$3155  = \$3154  + 1'h1;
-  assign \$3156  = { 1'h0, ser_mask } & \$3155 ;
-  assign \$3157  = ~ ser_mask;
-  assign \$3158  = \$3157  + 1'h1;
-  assign \$3159  = { 1'h0, ser_mask } & \$3158 ;
-  assign \$3160  = ~ ser_mask;
-  assign \$3161  = \$3160  + 1'h1;
-  assign \$3162  = { 1'h0, ser_mask } & \$3161 ;
-  assign \$3163  = ~ ser_mask;
-  assign \$3164  = \$3163  + 1'h1;
-  assign \$3165  = { 1'h0, ser_mask } & \$3164 ;
-  assign \$3166  = ~ ser_mask;
-  assign \$3167  = \$3166  + 1'h1;
-  assign \$3168  = { 1'h0, ser_mask } & \$3167 ;
-  assign \$3169  = ~ ser_mask;
-  assign \$3170  = \$3169  + 1'h1;
-  assign \$3171  = { 1'h0, ser_mask } & \$3170 ;
-  assign \$3172  = ~ ser_mask;
-  assign \$3173  = \$3172  + 1'h1;
-  assign \$3174  = { 1'h0, ser_mask } & \$3173 ;
-  assign \$3175  = | { \$3174 [31], \$3171 [30], \$3168 [29], \$3165 [28], \$3162 [27], \$3159 [26], \$3156 [25], \$3153 [24], \$3150 [23], \$3147 [22], \$3144 [21], \$3141 [20], \$3138 [19], \$3135 [18], \$3132 [17], \$3129 [16] };
-  assign \$3176  = ser_mask - 1'h1;
-  assign \$3177  = { 1'h0, ser_mask } & \$3176 ;
-  assign \$3178  = ~ o_flip__valid;
-  assign \$3179  = o_flip__valid & o_flip__ready;
-  assign \$3180  = ! \$3177 [31:0];
-  assign \$3181  = \$3179  & \$3180 ;
-  assign r_en = \$3178  | \$3181 ;
-  assign \$3182  = ~ have_row;
-  assign \$3183  = ended & \$3182 ;
-  assign \$3184  = ~ s1_valid;
-  assign \$3185  = \$3183  & \$3184 ;
-  assign \$3186  = | { s2_valid, se_valid, sd_valid, sc_valid, sb_valid, sa_valid };
-  assign \$3187  = ~ \$3186 ;
-  assign \$3188  = \$3185  & \$3187 ;
-  assign \$3189  = ~ cnt_valid;
-  assign \$3190  = \$3188  & \$3189 ;
-  assign \$3191  = ! level;
-  assign \$3192  = ~ o_flip__valid;
-  assign \$3193  = \$3191  & \$3192 ;
-  assign \$3194  = \$3190  & \$3193 ;
-  assign done = busy & \$3194 ;
-  assign \$3195  = row_c + 1'h1;
-  assign \$3196  = w_rd_addr + 1'h1;
-  assign \$3197  = row_c == 3'h7;
-  assign \$3198  = i_pre__valid & pre_ready;
-  assign \$3199  = | i_pre__payload[13:7];
-  assign \$3200  = i_pre__payload[6:0] * 4'h8;
-  assign \$3201  = rate_shift + 2'h2;
-  assign \$3202  = rate_shift + 2'h2;
-  assign \$3203  = 32'd4294967295 << \$3202 ;
-  assign \$3204  = ~ \$3203 [31:0];
-  assign \$3205  = srand_r2_c & rnd_mask;
-  assign \$3206  = ~ srand_r2_c;
-  assign \$3207  = \$3206  & rnd_mask;
-  assign \$3208  = k_total <= 5'h17;
-  assign \$3209  = k_total <= 6'h20;
-  assign \$3210  = k_total + 4'h8;
-  assign \$3211  = 25'h1ffffff << \$3210 ;
-  assign \$3212  = | sa_d[15:0];
-  assign \$3214  = sa_rm | sa_rn;
-  assign \$3215  = sa_rm[31:23] == \$3214 [31:23];
-  assign \$3216  = ! sa_rm[31:23];
-  assign \$3217  = | sa_d[31:16];
-  assign \$3219  = sa_rm | sa_rn;
-  assign \$3220  = { sa_rm[31:25], sa_rn[24:23] } == \$3219 [31:23];
-  assign \$3221  = ! { sa_rm[31:25], sa_rn[24:23] };
-  assign \$3222  = | sa_d[47:32];
-  assign \$3224  = sa_rm | sa_rn;
-  assign \$3225  = { sa_rm[31:26], sa_rn[25:24], sa_rm[23] } == \$3224 [31:23];
-  assign \$3226  = ! { sa_rm[31:26], sa_rn[25:24], sa_rm[23] };
-  assign \$3227  = | sa_d[63:48];
-  assign \$3229  = sa_rm | sa_rn;
-  assign \$3230  = { sa_rm[31:26], sa_rn[25], sa_rm[24], sa_rn[23] } == \$3229 [31:23];
-  assign \$3231  = ! { sa_rm[31:26], sa_rn[25], sa_rm[24], sa_rn[23] };
-  assign \$3232  = | sa_d[79:64];
-  assign \$3234  = sa_rm | sa_rn;
-  assign \$3235  = { sa_rm[31:27], sa_rn[26:25], sa_rm[24:23] } == \$3234 [31:23];
-  assign \$3236  = ! { sa_rm[31:27], sa_rn[26:25], sa_rm[24:23] };
-  assign \$3237  = | sa_d[95:80];
-  assign \$3239  = sa_rm | sa_rn;
-  assign \$3240  = { sa_rm[31:27], sa_rn[26:23] } == \$3239 [31:23];
-  assign \$3241  = ! { sa_rm[31:27], sa_rn[26:23] };
-  assign \$3242  = | sa_d[111:96];
-  assign \$3244  = sa_rm | sa_rn;
-  assign \$3245  = { sa_rm[31:27], sa_rn[26], sa_rm[25], sa_rn[24], sa_rm[23] } == \$3244 [31:23];
-  assign \$3246  = ! { sa_rm[31:27], sa_rn[26], sa_rm[25], sa_rn[24], sa_rm[23] };
-  assign \$3247  = | sa_d[127:112];
-  assign \$3249  = sa_rm | sa_rn;
-  assign \$3250  = { sa_rm[31:27], sa_rn[26], sa_rm[25:24], sa_rn[23] } == \$3249 [31:23];
-  assign \$3251  = ! { sa_rm[31:27], sa_rn[26], sa_rm[25:24], sa_rn[23] };
-  assign \$3252  = | sa_d[143:128];
-  assign \$3254  = sa_rm | sa_rn;
-  assign \$3255  = { sa_rm[31:28], sa_rn[27:26], sa_rm[25:23] } == \$3254 [31:23];
-  assign \$3256  = ! { sa_rm[31:28], sa_rn[27:26], sa_rm[25:23] };
-  assign \$3257  = | sa_d[159:144];
-  assign \$3259  = sa_rm | sa_rn;
-  assign \$3260  = { sa_rm[31:28], sa_rn[27:26], sa_rm[25], sa_rn[24:23] } == \$3259 [31:23];
-  assign \$3261  = ! { sa_rm[31:28], sa_rn[27:26], sa_rm[25], sa_rn[24:23] };
-  assign \$3262  = | sa_d[175:160];
-  assign \$3264  = sa_rm | sa_rn;
-  assign \$3265  = { sa_rm[31:28], sa_rn[27:24], sa_rm[23] } == \$3264 [31:23];
-  assign \$3266  = ! { sa_rm[31:28], sa_rn[27:24], sa_rm[23] };
-  assign \$3267  = | sa_d[191:176];
-  assign \$3269  = sa_rm | sa_rn;
-  assign \$3270  = { sa_rm[31:28], sa_rn[27:25], sa_rm[24], sa_rn[23] } == \$3269 [31:23];
-  assign \$3271  = ! { sa_rm[31:28], sa_rn[27:25], sa_rm[24], sa_rn[23] };
-  assign \$3272  = | sa_d[207:192];
-  assign \$3274  = sa_rm | sa_rn;
-  assign \$3275  = { sa_rm[31:28], sa_rn[27], sa_rm[26], sa_rn[25], sa_rm[24:23] } == \$3274 [31:23];
-  assign \$3276  = ! { sa_rm[31:28], sa_rn[27], sa_rm[26], sa_rn[25], sa_rm[24:23] };
-  assign \$3277  = | sa_d[223:208];
-  assign \$3279  = sa_rm | sa_rn;
-  assign \$3280  = { sa_rm[31:28], sa_rn[27], sa_rm[26], sa_rn[25:23] } == \$3279 [31:23];
-  assign \$3281  = ! { sa_rm[31:28], sa_rn[27], sa_rm[26], sa_rn[25:23] };
-  assign \$3282  = | sa_d[239:224];
-  assign \$3284  = sa_rm | sa_rn;
-  assign \$3285  = { sa_rm[31:28], sa_rn[27], sa_rm[26:25], sa_rn[24], sa_rm[23] } == \$3284 [31:23];
-  assign \$3286  = ! { sa_rm[31:28], sa_rn[27], sa_rm[26:25], sa_rn[24], sa_rm[23] };
-  assign \$3287  = | sa_d[255:240];
-  assign \$3289  = sa_rm | sa_rn;
-  assign \$3290  = { sa_rm[31:28], sa_rn[27], sa_rm[26:24], sa_rn[23] } == \$3289 [31:23];
-  assign \$3291  = ! { sa_rm[31:28], sa_rn[27], sa_rm[26:24], sa_rn[23] };
-  assign \$3292  = | sa_d[271:256];
-  assign \$3294  = sa_rm | sa_rn;
-  assign \$3295  = { sa_rm[31:29], sa_rn[28:27], sa_rm[26:23] } == \$3294 [31:23];
-  assign \$3296  = ! { sa_rm[31:29], sa_rn[28:27], sa_rm[26:23] };
-  assign \$3297  = | sa_d[287:272];
-  assign \$3299  = sa_rm | sa_rn;
-  assign \$3300  = { sa_rm[31:29], sa_rn[28:27], sa_rm[26:25], sa_rn[24:23] } == \$3299 [31:23];
-  assign \$3301  = ! { sa_rm[31:29], sa_rn[28:27], sa_rm[26:25], sa_rn[24:23] };
-  assign \$3302  = | sa_d[303:288];
-  assign \$3304  = sa_rm | sa_rn;
-  assign \$3305  = { sa_rm[31:29], sa_rn[28:27], sa_rm[26], sa_rn[25:24], sa_rm[23] } == \$3304 [31:23];
-  assign \$3306  = ! { sa_rm[31:29], sa_rn[28:27], sa_rm[26], sa_rn[25:24], sa_rm[23] };
-  assign \$3307  = | sa_d[319:304];
-  assign \$3309  = sa_rm | sa_rn;
-  assign \$3310  = { sa_rm[31:29], sa_rn[28:27], sa_rm[26], sa_rn[25], sa_rm[24], sa_rn[23] } == \$3309 [31:23];
-  assign \$3311  = ! { sa_rm[31:29], sa_rn[28:27], sa_rm[26], sa_rn[25], sa_rm[24], sa_rn[23] };
-  assign \$3312  = | sa_d[335:320];
-  assign \$3314  = sa_rm | sa_rn;
-  assign \$3315  = { sa_rm[31:29], sa_rn[28:25], sa_rm[24:23] } == \$3314 [31:23];
-  assign \$3316  = ! { sa_rm[31:29], sa_rn[28:25], sa_rm[24:23] };
-  assign \$3317  = | sa_d[351:336];
-  assign \$3319  = sa_rm | sa_rn;
-  assign \$3320  = { sa_rm[31:29], sa_rn[28:23] } == \$3319 [31:23];
-  assign \$3321  = ! { sa_rm[31:29], sa_rn[28:23] };
-  assign \$3322  = | sa_d[367:352];
-  assign \$3324  = sa_rm | sa_rn;
-  assign \$3325  = { sa_rm[31:29], sa_rn[28:26], sa_rm[25], sa_rn[24], sa_rm[23] } == \$3324 [31:23];
-  assign \$3326  = ! { sa_rm[31:29], sa_rn[28:26], sa_rm[25], sa_rn[24], sa_rm[23] };
-  assign \$3327  = | sa_d[383:368];
-  assign \$3329  = sa_rm | sa_rn;
-  assign \$3330  = { sa_rm[31:29], sa_rn[28:26], sa_rm[25:24], sa_rn[23] } == \$3329 [31:23];
-  assign \$3331  = ! { sa_rm[31:29], sa_rn[28:26], sa_rm[25:24], sa_rn[23] };
-  assign \$3332  = | sa_d[399:384];
-  assign \$3334  = sa_rm | sa_rn;
-  assign \$3335  = { sa_rm[31:29], sa_rn[28], sa_rm[27], sa_rn[26], sa_rm[25:23] } == \$3334 [31:23];
-  assign \$3336  = ! { sa_rm[31:29], sa_rn[28], sa_rm[27], sa_rn[26], sa_rm[25:23] };
-  assign \$3337  = | sa_d[415:400];
-  assign \$3339  = sa_rm | sa_rn;
-  assign \$3340  = { sa_rm[31:29], sa_rn[28], sa_rm[27], sa_rn[26], sa_rm[25], sa_rn[24:23] } == \$3339 [31:23];
-  assign \$3341  = ! { sa_rm[31:29], sa_rn[28], sa_rm[27], sa_rn[26], sa_rm[25], sa_rn[24:23] };
-  assign \$3342  = | sa_d[431:416];
-  assign \$3344  = sa_rm | sa_rn;
-  assign \$3345  = { sa_rm[31:29], sa_rn[28], sa_rm[27], sa_rn[26:24], sa_rm[23] } == \$3344 [31:23];
-  assign \$3346  = ! { sa_rm[31:29], sa_rn[28], sa_rm[27], sa_rn[26:24], sa_rm[23] };
-  assign \$3347  = | sa_d[447:432];
-  assign \$3349  = sa_rm | sa_rn;
-  assign \$3350  = { sa_rm[31:29], sa_rn[28], sa_rm[27], sa_rn[26:25], sa_rm[24], sa_rn[23] } == \$3349 [31:23];
-  assign \$3351  = ! { sa_rm[31:29], sa_rn[28], sa_rm[27], sa_rn[26:25], sa_rm[24], sa_rn[23] };
-  assign \$3352  = | sa_d[463:448];
-  assign \$3354  = sa_rm | sa_rn;
-  assign \$3355  = { sa_rm[31:29], sa_rn[28], sa_rm[27:26], sa_rn[25], sa_rm[24:23] } == \$3354 [31:23];
-  assign \$3356  = ! { sa_rm[31:29], sa_rn[28], sa_rm[27:26], sa_rn[25], sa_rm[24:23] };
-  assign \$3357  = | sa_d[479:464];
-  assign \$3359  = sa_rm | sa_rn;
-  assign \$3360  = { sa_rm[31:29], sa_rn[28], sa_rm[27:26], sa_rn[25:23] } == \$3359 [31:23];
-  assign \$3361  = ! { sa_rm[31:29], sa_rn[28], sa_rm[27:26], sa_rn[25:23] };
-  assign \$3362  = | sa_d[495:480];
-  assign \$3364  = sa_rm | sa_rn;
-  assign \$3365  = { sa_rm[31:29], sa_rn[28], sa_rm[27:25], sa_rn[24], sa_rm[23] } == \$3364 [31:23];
-  assign \$3366  = ! { sa_rm[31:29], sa_rn[28], sa_rm[27:25], sa_rn[24], sa_rm[23] };
-  assign \$3367  = | sa_d[511:496];
-  assign \$3369  = sa_rm | sa_rn;
-  assign \$3370  = { sa_rm[31:29], sa_rn[28], sa_rm[27:24], sa_rn[23] } == \$3369 [31:23];
-  assign \$3371  = ! { sa_rm[31:29], sa_rn[28], sa_rm[27:24], sa_rn[23] };
-  assign \$3372  = sat_hi0 | sat_lo0;
-  assign \$3373  = sd_visit0 & \$3372 ;
-  assign \$3374  = sat_hi1 | sat_lo1;
-  assign \$3375  = sd_visit1 & \$3374 ;
-  assign \$3376  = sat_hi2 | sat_lo2;
-  assign \$3377  = sd_visit2 & \$3376 ;
-  assign \$3378  = sat_hi3 | sat_lo3;
-  assign \$3379  = sd_visit3 & \$3378 ;
-  assign \$3380  = sat_hi4 | sat_lo4;
-  assign \$3381  = sd_visit4 & \$3380 ;
-  assign \$3382  = sat_hi5 | sat_lo5;
-  assign \$3383  = sd_visit5 & \$3382 ;
-  assign \$3384  = sat_hi6 | sat_lo6;
-  assign \$3385  = sd_visit6 & \$3384 ;
-  assign \$3386  = sat_hi7 | sat_lo7;
-  assign \$3387  = sd_visit7 & \$3386 ;
-  assign \$3388  = sat_hi8 | sat_lo8;
-  assign \$3389  = sd_visit8 & \$3388 ;
-  assign \$3390  = sat_hi9 | sat_lo9;
-  assign \$3391  = sd_visit9 & \$3390 ;
-  assign \$3392  = sat_hi10 | sat_lo10;
-  assign \$3393  = sd_visit10 & \$3392 ;
-  assign \$3394  = sat_hi11 | sat_lo11;
-  assign \$3395  = sd_visit11 & \$3394 ;
-  assign \$3396  = sat_hi12 | sat_lo12;
-  assign \$3397  = sd_visit12 & \$3396 ;
-  assign \$3398  = sat_hi13 | sat_lo13;
-  assign \$3399  = sd_visit13 & \$3398 ;
-  assign \$3400  = sat_hi14 | sat_lo14;
-  assign \$3401  = sd_visit14 & \$3400 ;
-  assign \$3402  = sat_hi15 | sat_lo15;
-  assign \$3403  = sd_visit15 & \$3402 ;
-  assign \$3404  = sat_hi16 | sat_lo16;
-  assign \$3405  = sd_visit16 & \$3404 ;
-  assign \$3406  = sat_hi17 | sat_lo17;
-  assign \$3407  = sd_visit17 & \$3406 ;
-  assign \$3408  = sat_hi18 | sat_lo18;
-  assign \$3409  = sd_visit18 & \$3408 ;
-  assign \$3410  = sat_hi19 | sat_lo19;
-  assign \$3411  = sd_visit19 & \$3410 ;
-  assign \$3412  = sat_hi20 | sat_lo20;
-  assign \$3413  = sd_visit20 & \$3412 ;
-  assign \$3414  = sat_hi21 | sat_lo21;
-  assign \$3415  = sd_visit21 & \$3414 ;
-  assign \$3416  = sat_hi22 | sat_lo22;
-  assign \$3417  = sd_visit22 & \$3416 ;
-  assign \$3418  = sat_hi23 | sat_lo23;
-  assign \$3419  = sd_visit23 & \$3418 ;
-  assign \$3420  = sat_hi24 | sat_lo24;
-  assign \$3421  = sd_visit24 & \$3420 ;
-  assign \$3422  = sat_hi25 | sat_lo25;
-  assign \$3423  = sd_visit25 & \$3422 ;
-  assign \$3424  = sat_hi26 | sat_lo26;
-  assign \$3425  = sd_visit26 & \$3424 ;
-  assign \$3426  = sat_hi27 | sat_lo27;
-  assign \$3427  = sd_visit27 & \$3426 ;
-  assign \$3428  = sat_hi28 | sat_lo28;
-  assign \$3429  = sd_visit28 & \$3428 ;
-  assign \$3430  = sat_hi29 | sat_lo29;
-  assign \$3431  = sd_visit29 & \$3430 ;
-  assign \$3432  = sat_hi30 | sat_lo30;
-  assign \$3433  = sd_visit30 & \$3432 ;
-  assign \$3434  = sat_hi31 | sat_lo31;
-  assign \$3435  = sd_visit31 & \$3434 ;
-  assign \$3436  = - $signed(thr);
-  assign \$3437  = se_w[0] ^ flip0;
-  assign \$3438  = se_w[1] ^ flip1;
-  assign \$3439  = se_w[2] ^ flip2;
-  assign \$3440  = se_w[3] ^ flip3;
-  assign \$3441  = se_w[4] ^ flip4;
-  assign \$3442  = se_w[5] ^ flip5;
-  assign \$3443  = se_w[6] ^ flip6;
-  assign \$3444  = se_w[7] ^ flip7;
-  assign \$3445  = se_w[8] ^ flip8;
-  assign \$3446  = se_w[9] ^ flip9;
-  assign \$3447  = se_w[10] ^ flip10;
-  assign \$3448  = se_w[11] ^ flip11;
-  assign \$3449  = se_w[12] ^ flip12;
-  assign \$3450  = se_w[13] ^ flip13;
-  assign \$3451  = se_w[14] ^ flip14;
-  assign \$3452  = se_w[15] ^ flip15;
-  assign \$3453  = se_w[16] ^ flip16;
-  assign \$3454  = se_w[17] ^ flip17;
-  assign \$3455  = se_w[18] ^ flip18;
-  assign \$3456  = se_w[19] ^ flip19;
-  assign \$3457  = se_w[20] ^ flip20;
-  assign \$3458  = se_w[21] ^ flip21;
-  assign \$3459  = se_w[22] ^ flip22;
-  assign \$3460  = se_w[23] ^ flip23;
-  assign \$3461  = se_w[24] ^ flip24;
-  assign \$3462  = se_w[25] ^ flip25;
-  assign \$3463  = se_w[26] ^ flip26;
-  assign \$3464  = se_w[27] ^ flip27;
-  assign \$3465  = se_w[28] ^ flip28;
-  assign \$3466  = se_w[29] ^ flip29;
-  assign \$3467  = se_w[30] ^ flip30;
-  assign \$3468  = se_w[31] ^ flip31;
-  assign \$3469  = flip0 ? 8'h00 : se_ms0;
-  assign \$3470  = se_visit0 ? \$3469  : se_mo[7:0];
-  assign \$3471  = flip1 ? 8'h00 : se_ms1;
-  assign \$3472  = se_visit1 ? \$3471  : se_mo[15:8];
-  assign \$3473  = flip2 ? 8'h00 : se_ms2;
-  assign \$3474  = se_visit2 ? \$3473  : se_mo[23:16];
-  assign \$3475  = flip3 ? 8'h00 : se_ms3;
-  assign \$3476  = se_visit3 ? \$3475  : se_mo[31:24];
-  assign \$3477  = flip4 ? 8'h00 : se_ms4;
-  assign \$3478  = se_visit4 ? \$3477  : se_mo[39:32];
-  assign \$3479  = flip5 ? 8'h00 : se_ms5;
-  assign \$3480  = se_visit5 ? \$3479  : se_mo[47:40];
-  assign \$3481  = flip6 ? 8'h00 : se_ms6;
-  assign \$3482  = se_visit6 ? \$3481  : se_mo[55:48];
-  assign \$3483  = flip7 ? 8'h00 : se_ms7;
-  assign \$3484  = se_visit7 ? \$3483  : se_mo[63:56];
-  assign \$3485  = flip8 ? 8'h00 : se_ms8;
-  assign \$3486  = se_visit8 ? \$3485  : se_mo[71:64];
-  assign \$3487  = flip9 ? 8'h00 : se_ms9;
-  assign \$3488  = se_visit9 ? \$3487  : se_mo[79:72];
-  assign \$3489  = flip10 ? 8'h00 : se_ms10;
-  assign \$3490  = se_visit10 ? \$3489  : se_mo[87:80];
-  assign \$3491  = flip11 ? 8'h00 : se_ms11;
-  assign \$3492  = se_visit11 ? \$3491  : se_mo[95:88];
-  assign \$3493  = flip12 ? 8'h00 : se_ms12;
-  assign \$3494  = se_visit12 ? \$3493  : se_mo[103:96];
-  assign \$3495  = flip13 ? 8'h00 : se_ms13;
-  assign \$3496  = se_visit13 ? \$3495  : se_mo[111:104];
-  assign \$3497  = flip14 ? 8'h00 : se_ms14;
-  assign \$3498  = se_visit14 ? \$3497  : se_mo[119:112];
-  assign \$3499  = flip15 ? 8'h00 : se_ms15;
-  assign \$3500  = se_visit15 ? \$3499  : se_mo[127:120];
-  assign \$3501  = flip16 ? 8'h00 : se_ms16;
-  assign \$3502  = se_visit16 ? \$3501  : se_mo[135:128];
-  assign \$3503  = flip17 ? 8'h00 : se_ms17;
-  assign \$3504  = se_visit17 ? \$3503  : se_mo[143:136];
-  assign \$3505  = flip18 ? 8'h00 : se_ms18;
-  assign \$3506  = se_visit18 ? \$3505  : se_mo[151:144];
-  assign \$3507  = flip19 ? 8'h00 : se_ms19;
-  assign \$3508  = se_visit19 ? \$3507  : se_mo[159:152];
-  assign \$3509  = flip20 ? 8'h00 : se_ms20;
-  assign \$3510  = se_visit20 ? \$3509  : se_mo[167:160];
-  assign \$3511  = flip21 ? 8'h00 : se_ms21;
-  assign \$3512  = se_visit21 ? \$3511  : se_mo[175:168];
-  assign \$3513  = flip22 ? 8'h00 : se_ms22;
-  assign \$3514  = se_visit22 ? \$3513  : se_mo[183:176];
-  assign \$3515  = flip23 ? 8'h00 : se_ms23;
-  assign \$3516  = se_visit23 ? \$3515  : se_mo[191:184];
-  assign \$3517  = flip24 ? 8'h00 : se_ms24;
-  assign \$3518  = se_visit24 ? \$3517  : se_mo[199:192];
-  assign \$3519  = flip25 ? 8'h00 : se_ms25;
-  assign \$3520  = se_visit25 ? \$3519  : se_mo[207:200];
-  assign \$3521  = flip26 ? 8'h00 : se_ms26;
-  assign \$3522  = se_visit26 ? \$3521  : se_mo[215:208];
-  assign \$3523  = flip27 ? 8'h00 : se_ms27;
-  assign \$3524  = se_visit27 ? \$3523  : se_mo[223:216];
-  assign \$3525  = flip28 ? 8'h00 : se_ms28;
-  assign \$3526  = se_visit28 ? \$3525  : se_mo[231:224];
-  assign \$3527  = flip29 ? 8'h00 : se_ms29;
-  assign \$3528  = se_visit29 ? \$3527  : se_mo[239:232];
-  assign \$3529  = flip30 ? 8'h00 : se_ms30;
-  assign \$3530  = se_visit30 ? \$3529  : se_mo[247:240];
-  assign \$3531  = flip31 ? 8'h00 : se_ms31;
-  assign \$3532  = se_visit31 ? \$3531  : se_mo[255:248];
-  assign \$3533  = | { se_visit31, se_visit30, se_visit29, se_visit28, se_visit27, se_visit26, se_visit25, se_visit24, se_visit23, se_visit22, se_visit21, se_visit20, se_visit19, se_visit18, se_visit17, se_visit16, se_visit15, se_visit14, se_visit13, se_visit12, se_visit11, se_visit10, se_visit9, se_visit8, se_visit7, se_visit6, se_visit5, se_visit4, se_visit3, se_visit2, se_visit1, se_visit0 };
-  assign \$3534  = ~ busy;
-  assign \$3535  = mom_re & \$3534 ;
-  assign \$3536  = 1'h0 + s2_sat[0];
-  assign \$3537  = \$3536  + s2_sat[1];
-  assign \$3538  = \$3537  + s2_sat[2];
-  assign \$3539  = \$3538  + s2_sat[3];
-  assign \$3540  = \$3539  + s2_sat[4];
-  assign \$3541  = \$3540  + s2_sat[5];
-  assign \$3542  = \$3541  + s2_sat[6];
-  assign \$3543  = \$3542  + s2_sat[7];
-  assign \$3544  = \$3543  + s2_sat[8];
-  assign \$3545  = \$3544  + s2_sat[9];
-  assign \$3546  = \$3545  + s2_sat[10];
-  assign \$3547  = \$3546  + s2_sat[11];
-  assign \$3548  = \$3547  + s2_sat[12];
-  assign \$3549  = \$3548  + s2_sat[13];
-  assign \$3550  = \$3549  + s2_sat[14];
-  assign \$3551  = \$3550  + s2_sat[15];
-  assign \$3552  = \$3551  + s2_sat[16];
-  assign \$3553  = \$3552  + s2_sat[17];
-  assign \$3554  = \$3553  + s2_sat[18];
-  assign \$3555  = \$3554  + s2_sat[19];
-  assign \$3556  = \$3555  + s2_sat[20];
-  assign \$3557  = \$3556  + s2_sat[21];
-  assign \$3558  = \$3557  + s2_sat[22];
-  assign \$3559  = \$3558  + s2_sat[23];
-  assign \$3560  = \$3559  + s2_sat[24];
-  assign \$3561  = \$3560  + s2_sat[25];
-  assign \$3562  = \$3561  + s2_sat[26];
-  assign \$3563  = \$3562  + s2_sat[27];
-  assign \$3564  = \$3563  + s2_sat[28];
-  assign \$3565  = \$3564  + s2_sat[29];
-  assign \$3566  = \$3565  + s2_sat[30];
-  assign \$3567  = \$3566  + s2_sat[31];
-  assign \$3568  = 1'h0 + s2_flip[0];
-  assign \$3569  = \$3568  + s2_flip[1];
-  assign \$3570  = \$3569  + s2_flip[2];
-  assign \$3571  = \$3570  + s2_flip[3];
-  assign \$3572  = \$3571  + s2_flip[4];
-  assign \$3573  = \$3572  + s2_flip[5];
-  assign \$3574  = \$3573  + s2_flip[6];
-  assign \$3575  = \$3574  + s2_flip[7];
-  assign \$3576  = \$3575  + s2_flip[8];
-  assign \$3577  = \$3576  + s2_flip[9];
-  assign \$3578  = \$3577  + s2_flip[10];
-  assign \$3579  = \$3578  + s2_flip[11];
-  assign \$3580  = \$3579  + s2_flip[12];
-  assign \$3581  = \$3580  + s2_flip[13];
-  assign \$3582  = \$3581  + s2_flip[14];
-  assign \$3583  = \$3582  + s2_flip[15];
-  assign \$3584  = \$3583  + s2_flip[16];
-  assign \$3585  = \$3584  + s2_flip[17];
-  assign \$3586  = \$3585  + s2_flip[18];
-  assign \$3587  = \$3586  + s2_flip[19];
-  assign \$3588  = \$3587  + s2_flip[20];
-  assign \$3589  = \$3588  + s2_flip[21];
-  assign \$3590  = \$3589  + s2_flip[22];
-  assign \$3591  = \$3590  + s2_flip[23];
-  assign \$3592  = \$3591  + s2_flip[24];
-  assign \$3593  = \$3592  + s2_flip[25];
-  assign \$3594  = \$3593  + s2_flip[26];
-  assign \$3595  = \$3594  + s2_flip[27];
-  assign \$3596  = \$3595  + s2_flip[28];
-  assign \$3597  = \$3596  + s2_flip[29];
-  assign \$3598  = \$3597  + s2_flip[30];
-  assign \$3599  = \$3598  + s2_flip[31];
-  assign \$3600  = n_sat + cnt_sat;
-  assign \$3601  = n_flip + cnt_flip;
-  assign \$3602  = o_flip__valid & o_flip__ready;
-  assign \$3603  = inflight + issue;
-  assign \$3604  = | s2_flip;
-  assign \$3605  = ~ \$3604 ;
-  assign \$3606  = s2_valid & \$3605 ;
-  assign \$3607  = \$3603  - \$3606 ;
-  assign \$3608  = r_en & r_rdy;
-  assign \$3609  = $signed(\$3607 ) - $signed({ 1'h0, \$3608  });
-  assign \$3610  = ~ have_row;
-  assign \$3611  = ended & \$3610 ;
-  assign \$3612  = ~ s1_valid;
-  assign \$3613  = \$3611  & \$3612 ;
-  assign \$3614  = | { s2_valid, se_valid, sd_valid, sc_valid, sb_valid, sa_valid };
-  assign \$3615  = ~ \$3614 ;
-  assign \$3616  = \$3613  & \$3615 ;
-  assign \$3617  = ~ cnt_valid;
-  assign \$3618  = \$3616  & \$3617 ;
-  assign \$3619  = ! level;
-  assign \$3620  = ~ o_flip__valid;
-  assign \$3621  = \$3619  & \$3620 ;
-  assign \$3622  = \$3618  & \$3621 ;
-  assign \$3623  = busy & \$3622 ;
-  always @(posedge clk)
-    row_c <= \$3624 ;
-  always @(posedge clk)
-    w_rd_addr <= \$3625 ;
-  always @(posedge clk)
-    have_row <= \$3626 ;
-  always @(posedge clk)
-    busy <= \$3627 ;
-  always @(posedge clk)
-    ended <= \$3628 ;
-  always @(posedge clk)
-    row_pre <= \$3629 ;
-  always @(posedge clk)
-    row_a <= \$3630 ;
-  always @(posedge clk)
-    k_total <= \$3631 ;
-  always @(posedge clk)
-    rnd_mask <= \$3632 ;
-  always @(posedge clk)
-    s1_valid <= \$3633 ;
-  always @(posedge clk)
-    s1_pre <= \$3634 ;
-  always @(posedge clk)
-    s1_a <= \$3635 ;
-  always @(posedge clk)
-    s1_c <= \$3636 ;
-  always @(posedge clk)
-    s1_addr <= \$3637 ;
-  always @(posedge clk)
-    s1_rm <= \$3638 ;
-  always @(posedge clk)
-    s1_rn <= \$3639 ;
-  always @(posedge clk)
-    k_small <= \$3640 ;
-  always @(posedge clk)
-    k_le_32 <= \$3641 ;
-  always @(posedge clk)
-    t_mask <= \$3642 ;
-  always @(posedge clk)
-    sa_valid <= \$3643 ;
-  always @(posedge clk)
-    sa_pre <= \$3644 ;
-  always @(posedge clk)
-    sa_c <= \$3645 ;
-  always @(posedge clk)
-    sa_addr <= \$3646 ;
-  always @(posedge clk)
-    sa_d <= \$3647 ;
-  always @(posedge clk)
-    sa_mo <= \$3648 ;
-  always @(posedge clk)
-    sa_w <= \$3649 ;
-  always @(posedge clk)
-    sa_a <= \$3650 ;
-  always @(posedge clk)
-    sa_rm <= \$3651 ;
-  always @(posedge clk)
-    sa_rn <= \$3652 ;
-  always @(posedge clk)
-    sb_valid <= \$3653 ;
-  always @(posedge clk)
-    sb_pre <= \$3654 ;
-  always @(posedge clk)
-    sb_c <= \$3655 ;
-  always @(posedge clk)
-    sb_addr <= \$3656 ;
-  always @(posedge clk)
-    sb_mo <= \$3657 ;
-  always @(posedge clk)
-    sb_w <= \$3658 ;
-  always @(posedge clk)
-    sb_g0 <= \$3659 ;
-  always @(posedge clk)
-    sb_visit0 <= \$3660 ;
-  always @(posedge clk)
-    sb_rlo0 <= \$3661 ;
-  always @(posedge clk)
-    sb_rup0 <= \$3662 ;
-  always @(posedge clk)
-    sb_rdn0 <= \$3663 ;
-  always @(posedge clk)
-    sb_g1 <= \$3664 ;
-  always @(posedge clk)
-    sb_visit1 <= \$3665 ;
-  always @(posedge clk)
-    sb_rlo1 <= \$3666 ;
-  always @(posedge clk)
-    sb_rup1 <= \$3667 ;
-  always @(posedge clk)
-    sb_rdn1 <= \$3668 ;
-  always @(posedge clk)
-    sb_g2 <= \$3669 ;
-  always @(posedge clk)
-    sb_visit2 <= \$3670 ;
-  always @(posedge clk)
-    sb_rlo2 <= \$3671 ;
-  always @(posedge clk)
-    sb_rup2 <= \$3672 ;
-  always @(posedge clk)
-    sb_rdn2 <= \$3673 ;
-  always @(posedge clk)
-    sb_g3 <= \$3674 ;
-  always @(posedge clk)
-    sb_visit3 <= \$3675 ;
-  always @(posedge clk)
-    sb_rlo3 <= \$3676 ;
-  always @(posedge clk)
-    sb_rup3 <= \$3677 ;
-  always @(posedge clk)
-    sb_rdn3 <= \$3678 ;
-  always @(posedge clk)
-    sb_g4 <= \$3679 ;
-  always @(posedge clk)
-    sb_visit4 <= \$3680 ;
-  always @(posedge clk)
-    sb_rlo4 <= \$3681 ;
-  always @(posedge clk)
-    sb_rup4 <= \$3682 ;
-  always @(posedge clk)
-    sb_rdn4 <= \$3683 ;
-  always @(posedge clk)
-    sb_g5 <= \$3684 ;
-  always @(posedge clk)
-    sb_visit5 <= \$3685 ;
-  always @(posedge clk)
-    sb_rlo5 <= \$3686 ;
-  always @(posedge clk)
-    sb_rup5 <= \$3687 ;
-  always @(posedge clk)
-    sb_rdn5 <= \$3688 ;
-  always @(posedge clk)
-    sb_g6 <= \$3689 ;
-  always @(posedge clk)
-    sb_visit6 <= \$3690 ;
-  always @(posedge clk)
-    sb_rlo6 <= \$3691 ;
-  always @(posedge clk)
-    sb_rup6 <= \$3692 ;
-  always @(posedge clk)
-    sb_rdn6 <= \$3693 ;
-  always @(posedge clk)
-    sb_g7 <= \$3694 ;
-  always @(posedge clk)
-    sb_visit7 <= \$3695 ;
-  always @(posedge clk)
-    sb_rlo7 <= \$3696 ;
-  always @(posedge clk)
-    sb_rup7 <= \$3697 ;
-  always @(posedge clk)
-    sb_rdn7 <= \$3698 ;
-  always @(posedge clk)
-    sb_g8 <= \$3699 ;
-  always @(posedge clk)
-    sb_visit8 <= \$3700 ;
-  always @(posedge clk)
-    sb_rlo8 <= \$3701 ;
-  always @(posedge clk)
-    sb_rup8 <= \$3702 ;
-  always @(posedge clk)
-    sb_rdn8 <= \$3703 ;
-  always @(posedge clk)
-    sb_g9 <= \$3704 ;
-  always @(posedge clk)
-    sb_visit9 <= \$3705 ;
-  always @(posedge clk)
-    sb_rlo9 <= \$3706 ;
-  always @(posedge clk)
-    sb_rup9 <= \$3707 ;
-  always @(posedge clk)
-    sb_rdn9 <= \$3708 ;
-  always @(posedge clk)
-    sb_g10 <= \$3709 ;
-  always @(posedge clk)
-    sb_visit10 <= \$3710 ;
-  always @(posedge clk)
-    sb_rlo10 <= \$3711 ;
-  always @(posedge clk)
-    sb_rup10 <= \$3712 ;
-  always @(posedge clk)
-    sb_rdn10 <= \$3713 ;
-  always @(posedge clk)
-    sb_g11 <= \$3714 ;
-  always @(posedge clk)
-    sb_visit11 <= \$3715 ;
-  always @(posedge clk)
-    sb_rlo11 <= \$3716 ;
-  always @(posedge clk)
-    sb_rup11 <= \$3717 ;
-  always @(posedge clk)
-    sb_rdn11 <= \$3718 ;
-  always @(posedge clk)
-    sb_g12 <= \$3719 ;
-  always @(posedge clk)
-    sb_visit12 <= \$3720 ;
-  always @(posedge clk)
-    sb_rlo12 <= \$3721 ;
-  always @(posedge clk)
-    sb_rup12 <= \$3722 ;
-  always @(posedge clk)
-    sb_rdn12 <= \$3723 ;
-  always @(posedge clk)
-    sb_g13 <= \$3724 ;
-  always @(posedge clk)
-    sb_visit13 <= \$3725 ;
-  always @(posedge clk)
-    sb_rlo13 <= \$3726 ;
-  always @(posedge clk)
-    sb_rup13 <= \$3727 ;
-  always @(posedge clk)
-    sb_rdn13 <= \$3728 ;
-  always @(posedge clk)
-    sb_g14 <= \$3729 ;
-  always @(posedge clk)
-    sb_visit14 <= \$3730 ;
-  always @(posedge clk)
-    sb_rlo14 <= \$3731 ;
-  always @(posedge clk)
-    sb_rup14 <= \$3732 ;
-  always @(posedge clk)
-    sb_rdn14 <= \$3733 ;
-  always @(posedge clk)
-    sb_g15 <= \$3734 ;
-  always @(posedge clk)
-    sb_visit15 <= \$3735 ;
-  always @(posedge clk)
-    sb_rlo15 <= \$3736 ;
-  always @(posedge clk)
-    sb_rup15 <= \$3737 ;
-  always @(posedge clk)
-    sb_rdn15 <= \$3738 ;
-  always @(posedge clk)
-    sb_g16 <= \$3739 ;
-  always @(posedge clk)
-    sb_visit16 <= \$3740 ;
-  always @(posedge clk)
-    sb_rlo16 <= \$3741 ;
-  always @(posedge clk)
-    sb_rup16 <= \$3742 ;
-  always @(posedge clk)
-    sb_rdn16 <= \$3743 ;
-  always @(posedge clk)
-    sb_g17 <= \$3744 ;
-  always @(posedge clk)
-    sb_visit17 <= \$3745 ;
-  always @(posedge clk)
-    sb_rlo17 <= \$3746 ;
-  always @(posedge clk)
-    sb_rup17 <= \$3747 ;
-  always @(posedge clk)
-    sb_rdn17 <= \$3748 ;
-  always @(posedge clk)
-    sb_g18 <= \$3749 ;
-  always @(posedge clk)
-    sb_visit18 <= \$3750 ;
-  always @(posedge clk)
-    sb_rlo18 <= \$3751 ;
-  always @(posedge clk)
-    sb_rup18 <= \$3752 ;
-  always @(posedge clk)
-    sb_rdn18 <= \$3753 ;
-  always @(posedge clk)
-    sb_g19 <= \$3754 ;
-  always @(posedge clk)
-    sb_visit19 <= \$3755 ;
-  always @(posedge clk)
-    sb_rlo19 <= \$3756 ;
-  always @(posedge clk)
-    sb_rup19 <= \$3757 ;
-  always @(posedge clk)
-    sb_rdn19 <= \$3758 ;
-  always @(posedge clk)
-    sb_g20 <= \$3759 ;
-  always @(posedge clk)
-    sb_visit20 <= \$3760 ;
-  always @(posedge clk)
-    sb_rlo20 <= \$3761 ;
-  always @(posedge clk)
-    sb_rup20 <= \$3762 ;
-  always @(posedge clk)
-    sb_rdn20 <= \$3763 ;
-  always @(posedge clk)
-    sb_g21 <= \$3764 ;
-  always @(posedge clk)
-    sb_visit21 <= \$3765 ;
-  always @(posedge clk)
-    sb_rlo21 <= \$3766 ;
-  always @(posedge clk)
-    sb_rup21 <= \$3767 ;
-  always @(posedge clk)
-    sb_rdn21 <= \$3768 ;
-  always @(posedge clk)
-    sb_g22 <= \$3769 ;
-  always @(posedge clk)
-    sb_visit22 <= \$3770 ;
-  always @(posedge clk)
-    sb_rlo22 <= \$3771 ;
-  always @(posedge clk)
-    sb_rup22 <= \$3772 ;
-  always @(posedge clk)
-    sb_rdn22 <= \$3773 ;
-  always @(posedge clk)
-    sb_g23 <= \$3774 ;
-  always @(posedge clk)
-    sb_visit23 <= \$3775 ;
-  always @(posedge clk)
-    sb_rlo23 <= \$3776 ;
-  always @(posedge clk)
-    sb_rup23 <= \$3777 ;
-  always @(posedge clk)
-    sb_rdn23 <= \$3778 ;
-  always @(posedge clk)
-    sb_g24 <= \$3779 ;
-  always @(posedge clk)
-    sb_visit24 <= \$3780 ;
-  always @(posedge clk)
-    sb_rlo24 <= \$3781 ;
-  always @(posedge clk)
-    sb_rup24 <= \$3782 ;
-  always @(posedge clk)
-    sb_rdn24 <= \$3783 ;
-  always @(posedge clk)
-    sb_g25 <= \$3784 ;
-  always @(posedge clk)
-    sb_visit25 <= \$3785 ;
-  always @(posedge clk)
-    sb_rlo25 <= \$3786 ;
-  always @(posedge clk)
-    sb_rup25 <= \$3787 ;
-  always @(posedge clk)
-    sb_rdn25 <= \$3788 ;
-  always @(posedge clk)
-    sb_g26 <= \$3789 ;
-  always @(posedge clk)
-    sb_visit26 <= \$3790 ;
-  always @(posedge clk)
-    sb_rlo26 <= \$3791 ;
-  always @(posedge clk)
-    sb_rup26 <= \$3792 ;
-  always @(posedge clk)
-    sb_rdn26 <= \$3793 ;
-  always @(posedge clk)
-    sb_g27 <= \$3794 ;
-  always @(posedge clk)
-    sb_visit27 <= \$3795 ;
-  always @(posedge clk)
-    sb_rlo27 <= \$3796 ;
-  always @(posedge clk)
-    sb_rup27 <= \$3797 ;
-  always @(posedge clk)
-    sb_rdn27 <= \$3798 ;
-  always @(posedge clk)
-    sb_g28 <= \$3799 ;
-  always @(posedge clk)
-    sb_visit28 <= \$3800 ;
-  always @(posedge clk)
-    sb_rlo28 <= \$3801 ;
-  always @(posedge clk)
-    sb_rup28 <= \$3802 ;
-  always @(posedge clk)
-    sb_rdn28 <= \$3803 ;
-  always @(posedge clk)
-    sb_g29 <= \$3804 ;
-  always @(posedge clk)
-    sb_visit29 <= \$3805 ;
-  always @(posedge clk)
-    sb_rlo29 <= \$3806 ;
-  always @(posedge clk)
-    sb_rup29 <= \$3807 ;
-  always @(posedge clk)
-    sb_rdn29 <= \$3808 ;
-  always @(posedge clk)
-    sb_g30 <= \$3809 ;
-  always @(posedge clk)
-    sb_visit30 <= \$3810 ;
-  always @(posedge clk)
-    sb_rlo30 <= \$3811 ;
-  always @(posedge clk)
-    sb_rup30 <= \$3812 ;
-  always @(posedge clk)
-    sb_rdn30 <= \$3813 ;
-  always @(posedge clk)
-    sb_g31 <= \$3814 ;
-  always @(posedge clk)
-    sb_visit31 <= \$3815 ;
-  always @(posedge clk)
-    sb_rlo31 <= \$3816 ;
-  always @(posedge clk)
-    sb_rup31 <= \$3817 ;
-  always @(posedge clk)
-    sb_rdn31 <= \$3818 ;
-  always @(posedge clk)
-    sc_valid <= \$3819 ;
-  always @(posedge clk)
-    sc_pre <= \$3820 ;
-  always @(posedge clk)
-    sc_c <= \$3821 ;
-  always @(posedge clk)
-    sc_addr <= \$3822 ;
-  always @(posedge clk)
-    sc_mo <= \$3823 ;
-  always @(posedge clk)
-    sc_w <= \$3824 ;
-  always @(posedge clk)
-    sc_t0 <= \$3825 ;
-  always @(posedge clk)
-    sc_visit0 <= \$3826 ;
-  always @(posedge clk)
-    sc_rup0 <= \$3827 ;
-  always @(posedge clk)
-    sc_rdn0 <= \$3828 ;
-  always @(posedge clk)
-    sc_t1 <= \$3829 ;
-  always @(posedge clk)
-    sc_visit1 <= \$3830 ;
-  always @(posedge clk)
-    sc_rup1 <= \$3831 ;
-  always @(posedge clk)
-    sc_rdn1 <= \$3832 ;
-  always @(posedge clk)
-    sc_t2 <= \$3833 ;
-  always @(posedge clk)
-    sc_visit2 <= \$3834 ;
-  always @(posedge clk)
-    sc_rup2 <= \$3835 ;
-  always @(posedge clk)
-    sc_rdn2 <= \$3836 ;
-  always @(posedge clk)
-    sc_t3 <= \$3837 ;
-  always @(posedge clk)
-    sc_visit3 <= \$3838 ;
-  always @(posedge clk)
-    sc_rup3 <= \$3839 ;
-  always @(posedge clk)
-    sc_rdn3 <= \$3840 ;
-  always @(posedge clk)
-    sc_t4 <= \$3841 ;
-  always @(posedge clk)
-    sc_visit4 <= \$3842 ;
-  always @(posedge clk)
-    sc_rup4 <= \$3843 ;
-  always @(posedge clk)
-    sc_rdn4 <= \$3844 ;
-  always @(posedge clk)
-    sc_t5 <= \$3845 ;
-  always @(posedge clk)
-    sc_visit5 <= \$3846 ;
-  always @(posedge clk)
-    sc_rup5 <= \$3847 ;
-  always @(posedge clk)
-    sc_rdn5 <= \$3848 ;
-  always @(posedge clk)
-    sc_t6 <= \$3849 ;
-  always @(posedge clk)
-    sc_visit6 <= \$3850 ;
-  always @(posedge clk)
-    sc_rup6 <= \$3851 ;
-  always @(posedge clk)
-    sc_rdn6 <= \$3852 ;
-  always @(posedge clk)
-    sc_t7 <= \$3853 ;
-  always @(posedge clk)
-    sc_visit7 <= \$3854 ;
-  always @(posedge clk)
-    sc_rup7 <= \$3855 ;
-  always @(posedge clk)
-    sc_rdn7 <= \$3856 ;
+  assign mom_wen = busy ? \$2929  : mom_we;
+  assign \$2932  = | s2_flip;
+  assign w_en = s2_valid & \$2932 ;
+  assign \$2933  = ~ ser_mask;
+  assign \$2934  = \$2933  + 1'h1;
+  assign \$2935  = { 1'h0, ser_mask } & \$2934 ;
+  assign \$2936  = ~ ser_mask;
+  assign \$2937  = \$2936  + 1'h1;
+  assign \$2938  = { 1'h0, ser_mask } & \$2937 ;
+  assign \$2939  = ~ ser_mask;
+  assign \$2940  = \$2939  + 1'h1;
+  assign \$2941  = { 1'h0, ser_mask } & \$2940 ;
+  assign \$2942  = ~ ser_mask;
+  assign \$2943  = \$2942  + 1'h1;
+  assign \$2944  = { 1'h0, ser_mask } & \$2943 ;
+  assign \$2945  = ~ ser_mask;
+  assign \$2946  = \$2945  + 1'h1;
+  assign \$2947  = { 1'h0, ser_mask } & \$2946 ;
+  assign \$2948  = ~ ser_mask;
+  assign \$2949  = \$2948  + 1'h1;
+  assign \$2950  = { 1'h0, ser_mask } & \$2949 ;
+  assign \$2951  = ~ ser_mask;
+  assign \$2952  = \$2951  + 1'h1;
+  assign \$2953  = { 1'h0, ser_mask } & \$2952 ;
+  assign \$2954  = ~ ser_mask;
+  assign \$2955  = \$2954  + 1'h1;
+  assign \$2956  = { 1'h0, ser_mask } & \$2955 ;
+  assign \$2957  = ~ ser_mask;
+  assign \$2958  = \$2957  + 1'h1;
+  assign \$2959  = { 1'h0, ser_mask } & \$2958 ;
+  assign \$2960  = ~ ser_mask;
+  assign \$2961  = \$2960  + 1'h1;
+  assign \$2962  = { 1'h0, ser_mask } & \$2961 ;
+  assign \$2963  = ~ ser_mask;
+  assign \$2964  = \$2963  + 1'h1;
+  assign \$2965  = { 1'h0, ser_mask } & \$2964 ;
+  assign \$2966  = ~ ser_mask;
+  assign \$2967  = \$2966  + 1'h1;
+  assign \$2968  = { 1'h0, ser_mask } & \$2967 ;
+  assign \$2969  = ~ ser_mask;
+  assign \$2970  = \$2969  + 1'h1;
+  assign \$2971  = { 1'h0, ser_mask } & \$2970 ;
+  assign \$2972  = ~ ser_mask;
+  assign \$2973  = \$2972  + 1'h1;
+  assign \$2974  = { 1'h0, ser_mask } & \$2973 ;
+  assign \$2975  = ~ ser_mask;
+  assign \$2976  = \$2975  + 1'h1;
+  assign \$2977  = { 1'h0, ser_mask } & \$2976 ;
+  assign \$2978  = ~ ser_mask;
+  assign \$2979  = \$2978  + 1'h1;
+  assign \$2980  = { 1'h0, ser_mask } & \$2979 ;
+  assign \$2981  = | { \$2980 [31], \$2977 [29], \$2974 [27], \$2971 [25], \$2968 [23], \$2965 [21], \$2962 [19], \$2959 [17], \$2956 [15], \$2953 [13], \$2950 [11], \$2947 [9], \$2944 [7], \$2941 [5], \$2938 [3], \$2935 [1] };
+  assign \$2982  = ~ ser_mask;
+  assign \$2983  = \$2982  + 1'h1;
+  assign \$2984  = { 1'h0, ser_mask } & \$2983 ;
+  assign \$2985  = ~ ser_mask;
+  assign \$2986  = \$2985  + 1'h1;
+  assign \$2987  = { 1'h0, ser_mask } & \$2986 ;
+  assign \$2988  = ~ ser_mask;
+  assign \$2989  = \$2988  + 1'h1;
+  assign \$2990  = { 1'h0, ser_mask } & \$2989 ;
+  assign \$2991  = ~ ser_mask;
+  assign \$2992  = \$2991  + 1'h1;
+  assign \$2993  = { 1'h0, ser_mask } & \$2992 ;
+  assign \$2994  = ~ ser_mask;
+  assign \$2995  = \$2994  + 1'h1;
+  assign \$2996  = { 1'h0, ser_mask } & \$2995 ;
+  assign \$2997  = ~ ser_mask;
+  assign \$2998  = \$2997  + 1'h1;
+  assign \$2999  = { 1'h0, ser_mask } & \$2998 ;
+  assign \$3000  = ~ ser_mask;
+  assign \$3001  = \$3000  + 1'h1;
+  assign \$3002  = { 1'h0, ser_mask } & \$3001 ;
+  assign \$3003  = ~ ser_mask;
+  assign \$3004  = \$3003  + 1'h1;
+  assign \$3005  = { 1'h0, ser_mask } & \$3004 ;
+  assign \$3006  = ~ ser_mask;
+  assign \$3007  = \$3006  + 1'h1;
+  assign \$3008  = { 1'h0, ser_mask } & \$3007 ;
+  assign \$3009  = ~ ser_mask;
+  assign \$3010  = \$3009  + 1'h1;
+  assign \$3011  = { 1'h0, ser_mask } & \$3010 ;
+  assign \$3012  = ~ ser_mask;
+  assign \$3013  = \$3012  + 1'h1;
+  assign \$3014  = { 1'h0, ser_mask } & \$3013 ;
+  assign \$3015  = ~ ser_mask;
+  assign \$3016  = \$3015  + 1'h1;
+  assign \$3017  = { 1'h0, ser_mask } & \$3016 ;
+  assign \$3018  = ~ ser_mask;
+  assign \$3019  = \$3018  + 1'h1;
+  assign \$3020  = { 1'h0, ser_mask } & \$3019 ;
+  assign \$3021  = ~ ser_mask;
+  assign \$3022  = \$3021  + 1'h1;
+  assign \$3023  = { 1'h0, ser_mask } & \$3022 ;
+  assign \$3024  = ~ ser_mask;
+  assign \$3025  = \$3024  + 1'h1;
+  assign \$3026  = { 1'h0, ser_mask } & \$3025 ;
+  assign \$3027  = ~ ser_mask;
+  assign \$3028  = \$3027  + 1'h1;
+  assign \$3029  = { 1'h0, ser_mask } & \$3028 ;
+  assign \$3030  = | { \$3029 [31], \$3026 [30], \$3023 [27], \$3020 [26], \$3017 [23], \$3014 [22], \$3011 [19], \$3008 [18], \$3005 [15], \$3002 [14], \$2999 [11], \$2996 [10], \$2993 [7], \$2990 [6], \$2987 [3], \$2984 [2] };
+  assign \$3031  = ~ ser_mask;
+  assign \$3032  = \$3031  + 1'h1;
+  assign \$3033  = { 1'h0, ser_mask } & \$3032 ;
+  assign \$3034  = ~ ser_mask;
+  assign \$3035  = \$3034  + 1'h1;
+  assign \$3036  = { 1'h0, ser_mask } & \$3035 ;
+  assign \$3037  = ~ ser_mask;
+  assign \$3038  = \$3037  + 1'h1;
+  assign \$3039  = { 1'h0, ser_mask } & \$3038 ;
+  assign \$3040  = ~ ser_mask;
+  assign \$3041  = \$3040  + 1'h1;
+  assign \$3042  = { 1'h0, ser_mask } & \$3041 ;
+  assign \$3043  = ~ ser_mask;
+  assign \$3044  = \$3043  + 1'h1;
+  assign \$3045  = { 1'h0, ser_mask } & \$3044 ;
+  assign \$3046  = ~ ser_mask;
+  assign \$3047  = \$3046  + 1'h1;
+  assign \$3048  = { 1'h0, ser_mask } & \$3047 ;
+  assign \$3049  = ~ ser_mask;
+  assign \$3050  = \$3049  + 1'h1;
+  assign \$3051  = { 1'h0, ser_mask } & \$3050 ;
+  assign \$3052  = ~ ser_mask;
+  assign \$3053  = \$3052  + 1'h1;
+  assign \$3054  = { 1'h0, ser_mask } & \$3053 ;
+  assign \$3055  = ~ ser_mask;
+  assign \$3056  = \$3055  + 1'h1;
+  assign \$3057  = { 1'h0, ser_mask } & \$3056 ;
+  assign \$3058  = ~ ser_mask;
+  assign \$3059  = \$3058  + 1'h1;
+  assign \$3060  = { 1'h0, ser_mask } & \$3059 ;
+  assign \$3061  = ~ ser_mask;
+  assign \$3062  = \$3061  + 1'h1;
+  assign \$3063  = { 1'h0, ser_mask } & \$3062 ;
+  assign \$3064  = ~ ser_mask;
+  assign \$3065  = \$3064  + 1'h1;
+  assign \$3066  = { 1'h0, ser_mask } & \$3065 ;
+  assign \$3067  = ~ ser_mask;
+  assign \$3068  = \$3067  + 1'h1;
+  assign \$3069  = { 1'h0, ser_mask } & \$3068 ;
+  assign \$3070  = ~ ser_mask;
+  assign \$3071  = \$3070  + 1'h1;
+  assign \$3072  = { 1'h0, ser_mask } & \$3071 ;
+  assign \$3073  = ~ ser_mask;
+  assign \$3074  = \$3073  + 1'h1;
+  assign \$3075  = { 1'h0, ser_mask } & \$3074 ;
+  assign \$3076  = ~ ser_mask;
+  assign \$3077  = \$3076  + 1'h1;
+  assign \$3078  = { 1'h0, ser_mask } & \$3077 ;
+  assign \$3079  = | { \$3078 [31], \$3075 [30], \$3072 [29], \$3069 [28], \$3066 [23], \$3063 [22], \$3060 [21], \$3057 [20], \$3054 [15], \$3051 [14], \$3048 [13], \$3045 [12], \$3042 [7], \$3039 [6], \$3036 [5], \$3033 [4] };
+  assign \$3080  = ~ ser_mask;
+  assign \$3081  = \$3080  + 1'h1;
+  assign \$3082  = { 1'h0, ser_mask } & \$3081 ;
+  assign \$3083  = ~ ser_mask;
+  assign \$3084  = \$3083  + 1'h1;
+  assign \$3085  = { 1'h0, ser_mask } & \$3084 ;
+  assign \$3086  = ~ ser_mask;
+  assign \$3087  = \$3086  + 1'h1;
+  assign \$3088  = { 1'h0, ser_mask } & \$3087 ;
+  assign \$3089  = ~ ser_mask;
+  assign \$3090  = \$3089  + 1'h1;
+  assign \$3091  = { 1'h0, ser_mask } & \$3090 ;
+  assign \$3092  = ~ ser_mask;
+  assign \$3093  = \$3092  + 1'h1;
+  assign \$3094  = { 1'h0, ser_mask } & \$3093 ;
+  assign \$3095  = ~ ser_mask;
+  assign \$3096  = \$3095  + 1'h1;
+  assign \$3097  = { 1'h0, ser_mask } & \$3096 ;
+  assign \$3098  = ~ ser_mask;
+  assign \$3099  = \$3098  + 1'h1;
+  assign \$3100  = { 1'h0, ser_mask } & \$3099 ;
+  assign \$3101  = ~ ser_mask;
+  assign \$3102  = \$3101  + 1'h1;
+  assign \$3103  = { 1'h0, ser_mask } & \$3102 ;
+  assign \$3104  = ~ ser_mask;
+  assign \$3105  = \$3104  + 1'h1;
+  assign \$3106  = { 1'h0, ser_mask } & \$3105 ;
+  assign \$3107  = ~ ser_mask;
+  assign \$3108  = \$3107  + 1'h1;
+  assign \$3109  = { 1'h0, ser_mask } & \$3108 ;
+  assign \$3110  = ~ ser_mask;
+  assign \$3111  = \$3110  + 1'h1;
+  assign \$3112  = { 1'h0, ser_mask } & \$3111 ;
+  assign \$3113  = ~ ser_mask;
+  assign \$3114  = \$3113  + 1'h1;
+  assign \$3115  = { 1'h0, ser_mask } & \$3114 ;
+  assign \$3116  = ~ ser_mask;
+  assign \$3117  = \$3116  + 1'h1;
+  assign \$3118  = { 1'h0, ser_mask } & \$3117 ;
+  assign \$3119  = ~ ser_mask;
+  assign \$3120  = \$3119  + 1'h1;
+  assign \$3121  = { 1'h0, ser_mask } & \$3120 ;
+  assign \$3122  = ~ ser_mask;
+  assign \$3123  = \$3122  + 1'h1;
+  assign \$3124  = { 1'h0, ser_mask } & \$3123 ;
+  assign \$3125  = ~ ser_mask;
+  assign \$3126  = \$3125  + 1'h1;
+  assign \$3127  = { 1'h0, ser_mask } & \$3126 ;
+  assign \$3128  = | { \$3127 [31], \$3124 [30], \$3121 [29], \$3118 [28], \$3115 [27], \$3112 [26], \$3109 [25], \$3106 [24], \$3103 [15], \$3100 [14], \$3097 [13], \$3094 [12], \$3091 [11], \$3088 [10], \$3085 [9], \$3082 [8] };
+  assign \$3129  = ~ ser_mask;
+  assign \$3130  = \$3129  + 1'h1;
+  assign \$3131  = { 1'h0, ser_mask } & \$3130 ;
+  assign \$3132  = ~ ser_mask;
+  assign \$3133  = \$3132  + 1'h1;
+  assign \$3134  = { 1'h0, ser_mask } & \$3133 ;
+  assign \$3135  = ~ ser_mask;
+  assign \$3136  = \$3135  + 1'h1;
+  assign \$3137  = { 1'h0, ser_mask } & \$3136 ;
+  assign \$3138  = ~ ser_mask;
+  assign \$3139  = \$3138  + 1'h1;
+  assign \$3140  = { 1'h0, ser_mask } & \$3139 ;
+  assign \$3141  = ~ ser_mask;
+  assign \$3142  = \$3141  + 1'h1;
+  assign \$3143  = { 1'h0, ser_mask } & \$3142 ;
+  assign \$3144  = ~ ser_mask;
+  assign \$3145  = \$3144  + 1'h1;
+  assign \$3146  = { 1'h0, ser_mask } & \$3145 ;
+  assign \$3147  = ~ ser_mask;
+  assign \$3148  = \$3147  + 1'h1;
+  assign \$3149  = { 1'h0, ser_mask } & \$3148 ;
+  assign \$3150  = ~ ser_mask;
+  assign \$3151  = \$3150  + 1'h1;
+  assign \$3152  = { 1'h0, ser_mask } & \$3151 ;
+  assign \$3153  = ~ ser_mask;
+  assign \$3154  = \$3153  + 1'h1;
+  assign \$3155  = { 1'h0, ser_mask } & \$3154 ;
+  assign \$3156  = ~ ser_mask;
+  assign \$3157  = \$3156  + 1'h1;
+  assign \$3158  = { 1'h0, ser_mask } & \$3157 ;
+  assign \$3159  = ~ ser_mask;
+  assign \$3160  = \$3159  + 1'h1;
+  assign \$3161  = { 1'h0, ser_mask } & \$3160 ;
+  assign \$3162  = ~ ser_mask;
+  assign \$3163  = \$3162  + 1'h1;
+  assign \$3164  = { 1'h0, ser_mask } & \$3163 ;
+  assign \$3165  = ~ ser_mask;
+  assign \$3166  = \$3165  + 1'h1;
+  assign \$3167  = { 1'h0, ser_mask } & \$3166 ;
+  assign \$3168  = ~ ser_mask;
+  assign \$3169  = \$3168  + 1'h1;
+  assign \$3170  = { 1'h0, ser_mask } & \$3169 ;
+  assign \$3171  = ~ ser_mask;
+  assign \$3172  = \$3171  + 1'h1;
+  assign \$3173  = { 1'h0, ser_mask } & \$3172 ;
+  assign \$3174  = ~ ser_mask;
+  assign \$3175  = \$3174  + 1'h1;
+  assign \$3176  = { 1'h0, ser_mask } & \$3175 ;
+  assign \$3177  = | { \$3176 [31], \$3173 [30], \$3170 [29], \$3167 [28], \$3164 [27], \$3161 [26], \$3158 [25], \$3155 [24], \$3152 [23], \$3149 [22], \$3146 [21], \$3143 [20], \$3140 [19], \$3137 [18], \$3134 [17], \$3131 [16] };
+  assign \$3178  = ser_mask - 1'h1;
+  assign \$3179  = { 1'h0, ser_mask } & \$3178 ;
+  assign \$3180  = ~ o_flip__valid;
+  assign \$3181  = o_flip__valid & o_flip__ready;
+  assign \$3182  = ! \$3179 [31:0];
+  assign \$3183  = \$3181  & \$3182 ;
+  assign r_en = \$3180  | \$3183 ;
+  assign \$3184  = ~ have_row;
+  assign \$3185  = ended & \$3184 ;
+  assign \$3186  = ~ s1_valid;
+  assign \$3187  = \$3185  & \$3186 ;
+  assign \$3188  = | { s2_valid, se_valid, sd_valid, sc_valid, sb_valid, sa_valid, sq_valid };
+  assign \$3189  = ~ \$3188 ;
+  assign \$3190  = \$3187  & \$3189 ;
+  assign \$3191  = ~ cnt_valid;
+  assign \$3192  = \$3190  & \$3191 ;
+  assign \$3193  = ! level;
+  assign \$3194  = ~ o_flip__valid;
+  assign \$3195  = \$3193  & \$3194 ;
+  assign \$3196  = \$3192  & \$3195 ;
+  assign done = busy & \$3196 ;
+  assign \$3197  = row_c + 1'h1;
+  assign \$3198  = w_rd_addr + 1'h1;
+  assign \$3199  = row_c == 3'h7;
+  assign \$3200  = i_pre__valid & pre_ready;
+  assign \$3201  = | i_pre__payload[13:7];
+  assign \$3202  = i_pre__payload[6:0] * 4'h8;
+  assign \$3203  = rate_shift + 2'h2;
+  assign \$3204  = rate_shift + 2'h2;
+  assign \$3205  = 32'd4294967295 << \$3204 ;
+  assign \$3206  = ~ \$3205 [31:0];
+  assign \$3207  = srand_r2_c & rnd_mask;
+  assign \$3208  = ~ srand_r2_c;
+  assign \$3209  = \$3208  & rnd_mask;
+  assign \$3210  = k_total <= 5'h17;
+  assign \$3211  = k_total <= 6'h20;
+  assign \$3212  = k_total + 4'h8;
+  assign \$3213  = 25'h1ffffff << \$3212 ;
+  assign \$3214  = | sa_d[15:0];
+  assign \$3216  = sa_rm | sa_rn;
+  assign \$3217  = sa_rm[31:23] == \$3216 [31:23];
+  assign \$3218  = ! sa_rm[31:23];
+  assign \$3219  = | sa_d[31:16];
+  assign \$3221  = sa_rm | sa_rn;
+  assign \$3222  = { sa_rm[31:25], sa_rn[24:23] } == \$3221 [31:23];
+  assign \$3223  = ! { sa_rm[31:25], sa_rn[24:23] };
+  assign \$3224  = | sa_d[47:32];
+  assign \$3226  = sa_rm | sa_rn;
+  assign \$3227  = { sa_rm[31:26], sa_rn[25:24], sa_rm[23] } == \$3226 [31:23];
+  assign \$3228  = ! { sa_rm[31:26], sa_rn[25:24], sa_rm[23] };
+  assign \$3229  = | sa_d[63:48];
+  assign \$3231  = sa_rm | sa_rn;
+  assign \$3232  = { sa_rm[31:26], sa_rn[25], sa_rm[24], sa_rn[23] } == \$3231 [31:23];
+  assign \$3233  = ! { sa_rm[31:26], sa_rn[25], sa_rm[24], sa_rn[23] };
+  assign \$3234  = | sa_d[79:64];
+  assign \$3236  = sa_rm | sa_rn;
+  assign \$3237  = { sa_rm[31:27], sa_rn[26:25], sa_rm[24:23] } == \$3236 [31:23];
+  assign \$3238  = ! { sa_rm[31:27], sa_rn[26:25], sa_rm[24:23] };
+  assign \$3239  = | sa_d[95:80];
+  assign \$3241  = sa_rm | sa_rn;
+  assign \$3242  = { sa_rm[31:27], sa_rn[26:23] } == \$3241 [31:23];
+  assign \$3243  = ! { sa_rm[31:27], sa_rn[26:23] };
+  assign \$3244  = | sa_d[111:96];
+  assign \$3246  = sa_rm | sa_rn;
+  assign \$3247  = { sa_rm[31:27], sa_rn[26], sa_rm[25], sa_rn[24], sa_rm[23] } == \$3246 [31:23];
+  assign \$3248  = ! { sa_rm[31:27], sa_rn[26], sa_rm[25], sa_rn[24], sa_rm[23] };
+  assign \$3249  = | sa_d[127:112];
+  assign \$3251  = sa_rm | sa_rn;
+  assign \$3252  = { sa_rm[31:27], sa_rn[26], sa_rm[25:24], sa_rn[23] } == \$3251 [31:23];
+  assign \$3253  = ! { sa_rm[31:27], sa_rn[26], sa_rm[25:24], sa_rn[23] };
+  assign \$3254  = | sa_d[143:128];
+  assign \$3256  = sa_rm | sa_rn;
+  assign \$3257  = { sa_rm[31:28], sa_rn[27:26], sa_rm[25:23] } == \$3256 [31:23];
+  assign \$3258  = ! { sa_rm[31:28], sa_rn[27:26], sa_rm[25:23] };
+  assign \$3259  = | sa_d[159:144];
+  assign \$3261  = sa_rm | sa_rn;
+  assign \$3262  = { sa_rm[31:28], sa_rn[27:26], sa_rm[25], sa_rn[24:23] } == \$3261 [31:23];
+  assign \$3263  = ! { sa_rm[31:28], sa_rn[27:26], sa_rm[25], sa_rn[24:23] };
+  assign \$3264  = | sa_d[175:160];
+  assign \$3266  = sa_rm | sa_rn;
+  assign \$3267  = { sa_rm[31:28], sa_rn[27:24], sa_rm[23] } == \$3266 [31:23];
+  assign \$3268  = ! { sa_rm[31:28], sa_rn[27:24], sa_rm[23] };
+  assign \$3269  = | sa_d[191:176];
+  assign \$3271  = sa_rm | sa_rn;
+  assign \$3272  = { sa_rm[31:28], sa_rn[27:25], sa_rm[24], sa_rn[23] } == \$3271 [31:23];
+  assign \$3273  = ! { sa_rm[31:28], sa_rn[27:25], sa_rm[24], sa_rn[23] };
+  assign \$3274  = | sa_d[207:192];
+  assign \$3276  = sa_rm | sa_rn;
+  assign \$3277  = { sa_rm[31:28], sa_rn[27], sa_rm[26], sa_rn[25], sa_rm[24:23] } == \$3276 [31:23];
+  assign \$3278  = ! { sa_rm[31:28], sa_rn[27], sa_rm[26], sa_rn[25], sa_rm[24:23] };
+  assign \$3279  = | sa_d[223:208];
+  assign \$3281  = sa_rm | sa_rn;
+  assign \$3282  = { sa_rm[31:28], sa_rn[27], sa_rm[26], sa_rn[25:23] } == \$3281 [31:23];
+  assign \$3283  = ! { sa_rm[31:28], sa_rn[27], sa_rm[26], sa_rn[25:23] };
+  assign \$3284  = | sa_d[239:224];
+  assign \$3286  = sa_rm | sa_rn;
+  assign \$3287  = { sa_rm[31:28], sa_rn[27], sa_rm[26:25], sa_rn[24], sa_rm[23] } == \$3286 [31:23];
+  assign \$3288  = ! { sa_rm[31:28], sa_rn[27], sa_rm[26:25], sa_rn[24], sa_rm[23] };
+  assign \$3289  = | sa_d[255:240];
+  assign \$3291  = sa_rm | sa_rn;
+  assign \$3292  = { sa_rm[31:28], sa_rn[27], sa_rm[26:24], sa_rn[23] } == \$3291 [31:23];
+  assign \$3293  = ! { sa_rm[31:28], sa_rn[27], sa_rm[26:24], sa_rn[23] };
+  assign \$3294  = | sa_d[271:256];
+  assign \$3296  = sa_rm | sa_rn;
+  assign \$3297  = { sa_rm[31:29], sa_rn[28:27], sa_rm[26:23] } == \$3296 [31:23];
+  assign \$3298  = ! { sa_rm[31:29], sa_rn[28:27], sa_rm[26:23] };
+  assign \$3299  = | sa_d[287:272];
+  assign \$3301  = sa_rm | sa_rn;
+  assign \$3302  = { sa_rm[31:29], sa_rn[28:27], sa_rm[26:25], sa_rn[24:23] } == \$3301 [31:23];
+  assign \$3303  = ! { sa_rm[31:29], sa_rn[28:27], sa_rm[26:25], sa_rn[24:23] };
+  assign \$3304  = | sa_d[303:288];
+  assign \$3306  = sa_rm | sa_rn;
+  assign \$3307  = { sa_rm[31:29], sa_rn[28:27], sa_rm[26], sa_rn[25:24], sa_rm[23] } == \$3306 [31:23];
+  assign \$3308  = ! { sa_rm[31:29], sa_rn[28:27], sa_rm[26], sa_rn[25:24], sa_rm[23] };
+  assign \$3309  = | sa_d[319:304];
+  assign \$3311  = sa_rm | sa_rn;
+  assign \$3312  = { sa_rm[31:29], sa_rn[28:27], sa_rm[26], sa_rn[25], sa_rm[24], sa_rn[23] } == \$3311 [31:23];
+  assign \$3313  = ! { sa_rm[31:29], sa_rn[28:27], sa_rm[26], sa_rn[25], sa_rm[24], sa_rn[23] };
+  assign \$3314  = | sa_d[335:320];
+  assign \$3316  = sa_rm | sa_rn;
+  assign \$3317  = { sa_rm[31:29], sa_rn[28:25], sa_rm[24:23] } == \$3316 [31:23];
+  assign \$3318  = ! { sa_rm[31:29], sa_rn[28:25], sa_rm[24:23] };
+  assign \$3319  = | sa_d[351:336];
+  assign \$3321  = sa_rm | sa_rn;
+  assign \$3322  = { sa_rm[31:29], sa_rn[28:23] } == \$3321 [31:23];
+  assign \$3323  = ! { sa_rm[31:29], sa_rn[28:23] };
+  assign \$3324  = | sa_d[367:352];
+  assign \$3326  = sa_rm | sa_rn;
+  assign \$3327  = { sa_rm[31:29], sa_rn[28:26], sa_rm[25], sa_rn[24], sa_rm[23] } == \$3326 [31:23];
+  assign \$3328  = ! { sa_rm[31:29], sa_rn[28:26], sa_rm[25], sa_rn[24], sa_rm[23] };
+  assign \$3329  = | sa_d[383:368];
+  assign \$3331  = sa_rm | sa_rn;
+  assign \$3332  = { sa_rm[31:29], sa_rn[28:26], sa_rm[25:24], sa_rn[23] } == \$3331 [31:23];
+  assign \$3333  = ! { sa_rm[31:29], sa_rn[28:26], sa_rm[25:24], sa_rn[23] };
+  assign \$3334  = | sa_d[399:384];
+  assign \$3336  = sa_rm | sa_rn;
+  assign \$3337  = { sa_rm[31:29], sa_rn[28], sa_rm[27], sa_rn[26], sa_rm[25:23] } == \$3336 [31:23];
+  assign \$3338  = ! { sa_rm[31:29], sa_rn[28], sa_rm[27], sa_rn[26], sa_rm[25:23] };
+  assign \$3339  = | sa_d[415:400];
+  assign \$3341  = sa_rm | sa_rn;
+  assign \$3342  = { sa_rm[31:29], sa_rn[28], sa_rm[27], sa_rn[26], sa_rm[25], sa_rn[24:23] } == \$3341 [31:23];
+  assign \$3343  = ! { sa_rm[31:29], sa_rn[28], sa_rm[27], sa_rn[26], sa_rm[25], sa_rn[24:23] };
+  assign \$3344  = | sa_d[431:416];
+  assign \$3346  = sa_rm | sa_rn;
+  assign \$3347  = { sa_rm[31:29], sa_rn[28], sa_rm[27], sa_rn[26:24], sa_rm[23] } == \$3346 [31:23];
+  assign \$3348  = ! { sa_rm[31:29], sa_rn[28], sa_rm[27], sa_rn[26:24], sa_rm[23] };
+  assign \$3349  = | sa_d[447:432];
+  assign \$3351  = sa_rm | sa_rn;
+  assign \$3352  = { sa_rm[31:29], sa_rn[28], sa_rm[27], sa_rn[26:25], sa_rm[24], sa_rn[23] } == \$3351 [31:23];
+  assign \$3353  = ! { sa_rm[31:29], sa_rn[28], sa_rm[27], sa_rn[26:25], sa_rm[24], sa_rn[23] };
+  assign \$3354  = | sa_d[463:448];
+  assign \$3356  = sa_rm | sa_rn;
+  assign \$3357  = { sa_rm[31:29], sa_rn[28], sa_rm[27:26], sa_rn[25], sa_rm[24:23] } == \$3356 [31:23];
+  assign \$3358  = ! { sa_rm[31:29], sa_rn[28], sa_rm[27:26], sa_rn[25], sa_rm[24:23] };
+  assign \$3359  = | sa_d[479:464];
+  assign \$3361  = sa_rm | sa_rn;
+  assign \$3362  = { sa_rm[31:29], sa_rn[28], sa_rm[27:26], sa_rn[25:23] } == \$3361 [31:23];
+  assign \$3363  = ! { sa_rm[31:29], sa_rn[28], sa_rm[27:26], sa_rn[25:23] };
+  assign \$3364  = | sa_d[495:480];
+  assign \$3366  = sa_rm | sa_rn;
+  assign \$3367  = { sa_rm[31:29], sa_rn[28], sa_rm[27:25], sa_rn[24], sa_rm[23] } == \$3366 [31:23];
+  assign \$3368  = ! { sa_rm[31:29], sa_rn[28], sa_rm[27:25], sa_rn[24], sa_rm[23] };
+  assign \$3369  = | sa_d[511:496];
+  assign \$3371  = sa_rm | sa_rn;
+  assign \$3372  = { sa_rm[31:29], sa_rn[28], sa_rm[27:24], sa_rn[23] } == \$3371 [31:23];
+  assign \$3373  = ! { sa_rm[31:29], sa_rn[28], sa_rm[27:24], sa_rn[23] };
+  assign \$3374  = sat_hi0 | sat_lo0;
+  assign \$3375  = sd_visit0 & \$3374 ;
+  assign \$3376  = sat_hi1 | sat_lo1;
+  assign \$3377  = sd_visit1 & \$3376 ;
+  assign \$3378  = sat_hi2 | sat_lo2;
+  assign \$3379  = sd_visit2 & \$3378 ;
+  assign \$3380  = sat_hi3 | sat_lo3;
+  assign \$3381  = sd_visit3 & \$3380 ;
+  assign \$3382  = sat_hi4 | sat_lo4;
+  assign \$3383  = sd_visit4 & \$3382 ;
+  assign \$3384  = sat_hi5 | sat_lo5;
+  assign \$3385  = sd_visit5 & \$3384 ;
+  assign \$3386  = sat_hi6 | sat_lo6;
+  assign \$3387  = sd_visit6 & \$3386 ;
+  assign \$3388  = sat_hi7 | sat_lo7;
+  assign \$3389  = sd_visit7 & \$3388 ;
+  assign \$3390  = sat_hi8 | sat_lo8;
+  assign \$3391  = sd_visit8 & \$3390 ;
+  assign \$3392  = sat_hi9 | sat_lo9;
+  assign \$3393  = sd_visit9 & \$3392 ;
+  assign \$3394  = sat_hi10 | sat_lo10;
+  assign \$3395  = sd_visit10 & \$3394 ;
+  assign \$3396  = sat_hi11 | sat_lo11;
+  assign \$3397  = sd_visit11 & \$3396 ;
+  assign \$3398  = sat_hi12 | sat_lo12;
+  assign \$3399  = sd_visit12 & \$3398 ;
+  assign \$3400  = sat_hi13 | sat_lo13;
+  assign \$3401  = sd_visit13 & \$3400 ;
+  assign \$3402  = sat_hi14 | sat_lo14;
+  assign \$3403  = sd_visit14 & \$3402 ;
+  assign \$3404  = sat_hi15 | sat_lo15;
+  assign \$3405  = sd_visit15 & \$3404 ;
+  assign \$3406  = sat_hi16 | sat_lo16;
+  assign \$3407  = sd_visit16 & \$3406 ;
+  assign \$3408  = sat_hi17 | sat_lo17;
+  assign \$3409  = sd_visit17 & \$3408 ;
+  assign \$3410  = sat_hi18 | sat_lo18;
+  assign \$3411  = sd_visit18 & \$3410 ;
+  assign \$3412  = sat_hi19 | sat_lo19;
+  assign \$3413  = sd_visit19 & \$3412 ;
+  assign \$3414  = sat_hi20 | sat_lo20;
+  assign \$3415  = sd_visit20 & \$3414 ;
+  assign \$3416  = sat_hi21 | sat_lo21;
+  assign \$3417  = sd_visit21 & \$3416 ;
+  assign \$3418  = sat_hi22 | sat_lo22;
+  assign \$3419  = sd_visit22 & \$3418 ;
+  assign \$3420  = sat_hi23 | sat_lo23;
+  assign \$3421  = sd_visit23 & \$3420 ;
+  assign \$3422  = sat_hi24 | sat_lo24;
+  assign \$3423  = sd_visit24 & \$3422 ;
+  assign \$3424  = sat_hi25 | sat_lo25;
+  assign \$3425  = sd_visit25 & \$3424 ;
+  assign \$3426  = sat_hi26 | sat_lo26;
+  assign \$3427  = sd_visit26 & \$3426 ;
+  assign \$3428  = sat_hi27 | sat_lo27;
+  assign \$3429  = sd_visit27 & \$3428 ;
+  assign \$3430  = sat_hi28 | sat_lo28;
+  assign \$3431  = sd_visit28 & \$3430 ;
+  assign \$3432  = sat_hi29 | sat_lo29;
+  assign \$3433  = sd_visit29 & \$3432 ;
+  assign \$3434  = sat_hi30 | sat_lo30;
+  assign \$3435  = sd_visit30 & \$3434 ;
+  assign \$3436  = sat_hi31 | sat_lo31;
+  assign \$3437  = sd_visit31 & \$3436 ;
+  assign \$3438  = - $signed(thr);
+  assign \$3439  = se_w[0] ^ flip0;
+  assign \$3440  = se_w[1] ^ flip1;
+  assign \$3441  = se_w[2] ^ flip2;
+  assign \$3442  = se_w[3] ^ flip3;
+  assign \$3443  = se_w[4] ^ flip4;
+  assign \$3444  = se_w[5] ^ flip5;
+  assign \$3445  = se_w[6] ^ flip6;
+  assign \$3446  = se_w[7] ^ flip7;
+  assign \$3447  = se_w[8] ^ flip8;
+  assign \$3448  = se_w[9] ^ flip9;
+  assign \$3449  = se_w[10] ^ flip10;
+  assign \$3450  = se_w[11] ^ flip11;
+  assign \$3451  = se_w[12] ^ flip12;
+  assign \$3452  = se_w[13] ^ flip13;
+  assign \$3453  = se_w[14] ^ flip14;
+  assign \$3454  = se_w[15] ^ flip15;
+  assign \$3455  = se_w[16] ^ flip16;
+  assign \$3456  = se_w[17] ^ flip17;
+  assign \$3457  = se_w[18] ^ flip18;
+  assign \$3458  = se_w[19] ^ flip19;
+  assign \$3459  = se_w[20] ^ flip20;
+  assign \$3460  = se_w[21] ^ flip21;
+  assign \$3461  = se_w[22] ^ flip22;
+  assign \$3462  = se_w[23] ^ flip23;
+  assign \$3463  = se_w[24] ^ flip24;
+  assign \$3464  = se_w[25] ^ flip25;
+  assign \$3465  = se_w[26] ^ flip26;
+  assign \$3466  = se_w[27] ^ flip27;
+  assign \$3467  = se_w[28] ^ flip28;
+  assign \$3468  = se_w[29] ^ flip29;
+  assign \$3469  = se_w[30] ^ flip30;
+  assign \$3470  = se_w[31] ^ flip31;
+  assign \$3471  = flip0 ? 8'h00 : se_ms0;
+  assign \$3472  = se_visit0 ? \$3471  : se_mo[7:0];
+  assign \$3473  = flip1 ? 8'h00 : se_ms1;
+  assign \$3474  = se_visit1 ? \$3473  : se_mo[15:8];
+  assign \$3475  = flip2 ? 8'h00 : se_ms2;
+  assign \$3476  = se_visit2 ? \$3475  : se_mo[23:16];
+  assign \$3477  = flip3 ? 8'h00 : se_ms3;
+  assign \$3478  = se_visit3 ? \$3477  : se_mo[31:24];
+  assign \$3479  = flip4 ? 8'h00 : se_ms4;
+  assign \$3480  = se_visit4 ? \$3479  : se_mo[39:32];
+  assign \$3481  = flip5 ? 8'h00 : se_ms5;
+  assign \$3482  = se_visit5 ? \$3481  : se_mo[47:40];
+  assign \$3483  = flip6 ? 8'h00 : se_ms6;
+  assign \$3484  = se_visit6 ? \$3483  : se_mo[55:48];
+  assign \$3485  = flip7 ? 8'h00 : se_ms7;
+  assign \$3486  = se_visit7 ? \$3485  : se_mo[63:56];
+  assign \$3487  = flip8 ? 8'h00 : se_ms8;
+  assign \$3488  = se_visit8 ? \$3487  : se_mo[71:64];
+  assign \$3489  = flip9 ? 8'h00 : se_ms9;
+  assign \$3490  = se_visit9 ? \$3489  : se_mo[79:72];
+  assign \$3491  = flip10 ? 8'h00 : se_ms10;
+  assign \$3492  = se_visit10 ? \$3491  : se_mo[87:80];
+  assign \$3493  = flip11 ? 8'h00 : se_ms11;
+  assign \$3494  = se_visit11 ? \$3493  : se_mo[95:88];
+  assign \$3495  = flip12 ? 8'h00 : se_ms12;
+  assign \$3496  = se_visit12 ? \$3495  : se_mo[103:96];
+  assign \$3497  = flip13 ? 8'h00 : se_ms13;
+  assign \$3498  = se_visit13 ? \$3497  : se_mo[111:104];
+  assign \$3499  = flip14 ? 8'h00 : se_ms14;
+  assign \$3500  = se_visit14 ? \$3499  : se_mo[119:112];
+  assign \$3501  = flip15 ? 8'h00 : se_ms15;
+  assign \$3502  = se_visit15 ? \$3501  : se_mo[127:120];
+  assign \$3503  = flip16 ? 8'h00 : se_ms16;
+  assign \$3504  = se_visit16 ? \$3503  : se_mo[135:128];
+  assign \$3505  = flip17 ? 8'h00 : se_ms17;
+  assign \$3506  = se_visit17 ? \$3505  : se_mo[143:136];
+  assign \$3507  = flip18 ? 8'h00 : se_ms18;
+  assign \$3508  = se_visit18 ? \$3507  : se_mo[151:144];
+  assign \$3509  = flip19 ? 8'h00 : se_ms19;
+  assign \$3510  = se_visit19 ? \$3509  : se_mo[159:152];
+  assign \$3511  = flip20 ? 8'h00 : se_ms20;
+  assign \$3512  = se_visit20 ? \$3511  : se_mo[167:160];
+  assign \$3513  = flip21 ? 8'h00 : se_ms21;
+  assign \$3514  = se_visit21 ? \$3513  : se_mo[175:168];
+  assign \$3515  = flip22 ? 8'h00 : se_ms22;
+  assign \$3516  = se_visit22 ? \$3515  : se_mo[183:176];
+  assign \$3517  = flip23 ? 8'h00 : se_ms23;
+  assign \$3518  = se_visit23 ? \$3517  : se_mo[191:184];
+  assign \$3519  = flip24 ? 8'h00 : se_ms24;
+  assign \$3520  = se_visit24 ? \$3519  : se_mo[199:192];
+  assign \$3521  = flip25 ? 8'h00 : se_ms25;
+  assign \$3522  = se_visit25 ? \$3521  : se_mo[207:200];
+  assign \$3523  = flip26 ? 8'h00 : se_ms26;
+  assign \$3524  = se_visit26 ? \$3523  : se_mo[215:208];
+  assign \$3525  = flip27 ? 8'h00 : se_ms27;
+  assign \$3526  = se_visit27 ? \$3525  : se_mo[223:216];
+  assign \$3527  = flip28 ? 8'h00 : se_ms28;
+  assign \$3528  = se_visit28 ? \$3527  : se_mo[231:224];
+  assign \$3529  = flip29 ? 8'h00 : se_ms29;
+  assign \$3530  = se_visit29 ? \$3529  : se_mo[239:232];
+  assign \$3531  = flip30 ? 8'h00 : se_ms30;
+  assign \$3532  = se_visit30 ? \$3531  : se_mo[247:240];
+  assign \$3533  = flip31 ? 8'h00 : se_ms31;
+  assign \$3534  = se_visit31 ? \$3533  : se_mo[255:248];
+  assign \$3535  = | { se_visit31, se_visit30, se_visit29, se_visit28, se_visit27, se_visit26, se_visit25, se_visit24, se_visit23, se_visit22, se_visit21, se_visit20, se_visit19, se_visit18, se_visit17, se_visit16, se_visit15, se_visit14, se_visit13, se_visit12, se_visit11, se_visit10, se_visit9, se_visit8, se_visit7, se_visit6, se_visit5, se_visit4, se_visit3, se_visit2, se_visit1, se_visit0 };
+  assign \$3536  = ~ busy;
+  assign \$3537  = mom_re & \$3536 ;
+  assign \$3538  = 1'h0 + s2_sat[0];
+  assign \$3539  = \$3538  + s2_sat[1];
+  assign \$3540  = \$3539  + s2_sat[2];
+  assign \$3541  = \$3540  + s2_sat[3];
+  assign \$3542  = \$3541  + s2_sat[4];
+  assign \$3543  = \$3542  + s2_sat[5];
+  assign \$3544  = \$3543  + s2_sat[6];
+  assign \$3545  = \$3544  + s2_sat[7];
+  assign \$3546  = \$3545  + s2_sat[8];
+  assign \$3547  = \$3546  + s2_sat[9];
+  assign \$3548  = \$3547  + s2_sat[10];
+  assign \$3549  = \$3548  + s2_sat[11];
+  assign \$3550  = \$3549  + s2_sat[12];
+  assign \$3551  = \$3550  + s2_sat[13];
+  assign \$3552  = \$3551  + s2_sat[14];
+  assign \$3553  = \$3552  + s2_sat[15];
+  assign \$3554  = \$3553  + s2_sat[16];
+  assign \$3555  = \$3554  + s2_sat[17];
+  assign \$3556  = \$3555  + s2_sat[18];
+  assign \$3557  = \$3556  + s2_sat[19];
+  assign \$3558  = \$3557  + s2_sat[20];
+  assign \$3559  = \$3558  + s2_sat[21];
+  assign \$3560  = \$3559  + s2_sat[22];
+  assign \$3561  = \$3560  + s2_sat[23];
+  assign \$3562  = \$3561  + s2_sat[24];
+  assign \$3563  = \$3562  + s2_sat[25];
+  assign \$3564  = \$3563  + s2_sat[26];
+  assign \$3565  = \$3564  + s2_sat[27];
+  assign \$3566  = \$3565  + s2_sat[28];
+  assign \$3567  = \$3566  + s2_sat[29];
+  assign \$3568  = \$3567  + s2_sat[30];
+  assign \$3569  = \$3568  + s2_sat[31];
+  assign \$3570  = 1'h0 + s2_flip[0];
+  assign \$3571  = \$3570  + s2_flip[1];
+  assign \$3572  = \$3571  + s2_flip[2];
+  assign \$3573  = \$3572  + s2_flip[3];
+  assign \$3574  = \$3573  + s2_flip[4];
+  assign \$3575  = \$3574  + s2_flip[5];
+  assign \$3576  = \$3575  + s2_flip[6];
+  assign \$3577  = \$3576  + s2_flip[7];
+  assign \$3578  = \$3577  + s2_flip[8];
+  assign \$3579  = \$3578  + s2_flip[9];
+  assign \$3580  = \$3579  + s2_flip[10];
+  assign \$3581  = \$3580  + s2_flip[11];
+  assign \$3582  = \$3581  + s2_flip[12];
+  assign \$3583  = \$3582  + s2_flip[13];
+  assign \$3584  = \$3583  + s2_flip[14];
+  assign \$3585  = \$3584  + s2_flip[15];
+  assign \$3586  = \$3585  + s2_flip[16];
+  assign \$3587  = \$3586  + s2_flip[17];
+  assign \$3588  = \$3587  + s2_flip[18];
+  assign \$3589  = \$3588  + s2_flip[19];
+  assign \$3590  = \$3589  + s2_flip[20];
+  assign \$3591  = \$3590  + s2_flip[21];
+  assign \$3592  = \$3591  + s2_flip[22];
+  assign \$3593  = \$3592  + s2_flip[23];
+  assign \$3594  = \$3593  + s2_flip[24];
+  assign \$3595  = \$3594  + s2_flip[25];
+  assign \$3596  = \$3595  + s2_flip[26];
+  assign \$3597  = \$3596  + s2_flip[27];
+  assign \$3598  = \$3597  + s2_flip[28];
+  assign \$3599  = \$3598  + s2_flip[29];
+  assign \$3600  = \$3599  + s2_flip[30];
+  assign \$3601  = \$3600  + s2_flip[31];
+  assign \$3602  = n_sat + cnt_sat;
+  assign \$3603  = n_flip + cnt_flip;
+  assign \$3604  = o_flip__valid & o_flip__ready;
+  assign \$3605  = inflight + issue;
+  assign \$3606  = | s2_flip;
+  assign \$3607  = ~ \$3606 ;
+  assign \$3608  = s2_valid & \$3607 ;
+  assign \$3609  = \$3605  - \$3608 ;
+  assign \$3610  = r_en & r_rdy;
+  assign \$3611  = $signed(\$3609 ) - $signed({ 1'h0, \$3610  });
+  assign \$3612  = ~ have_row;
+  assign \$3613  = ended & \$3612 ;
+  assign \$3614  = ~ s1_valid;
+  assign \$3615  = \$3613  & \$3614 ;
+  assign \$3616  = | { s2_valid, se_valid, sd_valid, sc_valid, sb_valid, sa_valid, sq_valid };
+  assign \$3617  = ~ \$3616 ;
+  assign \$3618  = \$3615  & \$3617 ;
+  assign \$3619  = ~ cnt_valid;
+  assign \$3620  = \$3618  & \$3619 ;
+  assign \$3621  = ! level;
+  assign \$3622  = ~ o_flip__valid;
+  assign \$3623  = \$3621  & \$3622 ;
+  assign \$3624  = \$3620  & \$3623 ;
+  assign \$3625  = busy & \$3624 ;
+  always @(posedge clk)
+    row_c <= \$3626 ;
+  always @(posedge clk)
+    w_rd_addr <= \$3627 ;
+  always @(posedge clk)
+    have_row <= \$3628 ;
+  always @(posedge clk)
+    busy <= \$3629 ;
+  always @(posedge clk)
+    ended <= \$3630 ;
+  always @(posedge clk)
+    row_pre <= \$3631 ;
+  always @(posedge clk)
+    row_a <= \$3632 ;
+  always @(posedge clk)
+    k_total <= \$3633 ;
+  always @(posedge clk)
+    rnd_mask <= \$3634 ;
+  always @(posedge clk)
+    s1_valid <= \$3635 ;
+  always @(posedge clk)
+    s1_pre <= \$3636 ;
+  always @(posedge clk)
+    s1_a <= \$3637 ;
+  always @(posedge clk)
+    s1_c <= \$3638 ;
+  always @(posedge clk)
+    s1_addr <= \$3639 ;
+  always @(posedge clk)
+    s1_rm <= \$3640 ;
+  always @(posedge clk)
+    s1_rn <= \$3641 ;
+  always @(posedge clk)
+    mom_q <= \$3642 ;
+  always @(posedge clk)
+    k_small <= \$3643 ;
+  always @(posedge clk)
+    k_le_32 <= \$3644 ;
+  always @(posedge clk)
+    t_mask <= \$3645 ;
+  always @(posedge clk)
+    sq_valid <= \$3646 ;
+  always @(posedge clk)
+    sq_pre <= \$3647 ;
+  always @(posedge clk)
+    sq_c <= \$3648 ;
+  always @(posedge clk)
+    sq_addr <= \$3649 ;
+  always @(posedge clk)
+    sq_d <= \$3650 ;
+  always @(posedge clk)
+    sq_w <= \$3651 ;
+  always @(posedge clk)
+    sq_a <= \$3652 ;
+  always @(posedge clk)
+    sq_rm <= \$3653 ;
+  always @(posedge clk)
+    sq_rn <= \$3654 ;
+  always @(posedge clk)
+    sa_valid <= \$3655 ;
+  always @(posedge clk)
+    sa_pre <= \$3656 ;
+  always @(posedge clk)
+    sa_c <= \$3657 ;
+  always @(posedge clk)
+    sa_addr <= \$3658 ;
+  always @(posedge clk)
+    sa_d <= \$3659 ;
+  always @(posedge clk)
+    sa_mo <= \$3660 ;
+  always @(posedge clk)
+    sa_w <= \$3661 ;
+  always @(posedge clk)
+    sa_a <= \$3662 ;
+  always @(posedge clk)
+    sa_rm <= \$3663 ;
+  always @(posedge clk)
+    sa_rn <= \$3664 ;
+  always @(posedge clk)
+    sb_valid <= \$3665 ;
+  always @(posedge clk)
+    sb_pre <= \$3666 ;
+  always @(posedge clk)
+    sb_c <= \$3667 ;
+  always @(posedge clk)
+    sb_addr <= \$3668 ;
+  always @(posedge clk)
+    sb_mo <= \$3669 ;
+  always @(posedge clk)
+    sb_w <= \$3670 ;
+  always @(posedge clk)
+    sb_g0 <= \$3671 ;
+  always @(posedge clk)
+    sb_visit0 <= \$3672 ;
+  always @(posedge clk)
+    sb_rlo0 <= \$3673 ;
+  always @(posedge clk)
+    sb_rup0 <= \$3674 ;
+  always @(posedge clk)
+    sb_rdn0 <= \$3675 ;
+  always @(posedge clk)
+    sb_g1 <= \$3676 ;
+  always @(posedge clk)
+    sb_visit1 <= \$3677 ;
+  always @(posedge clk)
+    sb_rlo1 <= \$3678 ;
+  always @(posedge clk)
+    sb_rup1 <= \$3679 ;
+  always @(posedge clk)
+    sb_rdn1 <= \$3680 ;
+  always @(posedge clk)
+    sb_g2 <= \$3681 ;
+  always @(posedge clk)
+    sb_visit2 <= \$3682 ;
+  always @(posedge clk)
+    sb_rlo2 <= \$3683 ;
+  always @(posedge clk)
+    sb_rup2 <= \$3684 ;
+  always @(posedge clk)
+    sb_rdn2 <= \$3685 ;
+  always @(posedge clk)
+    sb_g3 <= \$3686 ;
+  always @(posedge clk)
+    sb_visit3 <= \$3687 ;
+  always @(posedge clk)
+    sb_rlo3 <= \$3688 ;
+  always @(posedge clk)
+    sb_rup3 <= \$3689 ;
+  always @(posedge clk)
+    sb_rdn3 <= \$3690 ;
+  always @(posedge clk)
+    sb_g4 <= \$3691 ;
+  always @(posedge clk)
+    sb_visit4 <= \$3692 ;
+  always @(posedge clk)
+    sb_rlo4 <= \$3693 ;
+  always @(posedge clk)
+    sb_rup4 <= \$3694 ;
+  always @(posedge clk)
+    sb_rdn4 <= \$3695 ;
+  always @(posedge clk)
+    sb_g5 <= \$3696 ;
+  always @(posedge clk)
+    sb_visit5 <= \$3697 ;
+  always @(posedge clk)
+    sb_rlo5 <= \$3698 ;
+  always @(posedge clk)
+    sb_rup5 <= \$3699 ;
+  always @(posedge clk)
+    sb_rdn5 <= \$3700 ;
+  always @(posedge clk)
+    sb_g6 <= \$3701 ;
+  always @(posedge clk)
+    sb_visit6 <= \$3702 ;
+  always @(posedge clk)
+    sb_rlo6 <= \$3703 ;
+  always @(posedge clk)
+    sb_rup6 <= \$3704 ;
+  always @(posedge clk)
+    sb_rdn6 <= \$3705 ;
+  always @(posedge clk)
+    sb_g7 <= \$3706 ;
+  always @(posedge clk)
+    sb_visit7 <= \$3707 ;
+  always @(posedge clk)
+    sb_rlo7 <= \$3708 ;
+  always @(posedge clk)
+    sb_rup7 <= \$3709 ;
+  always @(posedge clk)
+    sb_rdn7 <= \$3710 ;
+  always @(posedge clk)
+    sb_g8 <= \$3711 ;
+  always @(posedge clk)
+    sb_visit8 <= \$3712 ;
+  always @(posedge clk)
+    sb_rlo8 <= \$3713 ;
+  always @(posedge clk)
+    sb_rup8 <= \$3714 ;
+  always @(posedge clk)
+    sb_rdn8 <= \$3715 ;
+  always @(posedge clk)
+    sb_g9 <= \$3716 ;
+  always @(posedge clk)
+    sb_visit9 <= \$3717 ;
+  always @(posedge clk)
+    sb_rlo9 <= \$3718 ;
+  always @(posedge clk)
+    sb_rup9 <= \$3719 ;
+  always @(posedge clk)
+    sb_rdn9 <= \$3720 ;
+  always @(posedge clk)
+    sb_g10 <= \$3721 ;
+  always @(posedge clk)
+    sb_visit10 <= \$3722 ;
+  always @(posedge clk)
+    sb_rlo10 <= \$3723 ;
+  always @(posedge clk)
+    sb_rup10 <= \$3724 ;
+  always @(posedge clk)
+    sb_rdn10 <= \$3725 ;
+  always @(posedge clk)
+    sb_g11 <= \$3726 ;
+  always @(posedge clk)
+    sb_visit11 <= \$3727 ;
+  always @(posedge clk)
+    sb_rlo11 <= \$3728 ;
+  always @(posedge clk)
+    sb_rup11 <= \$3729 ;
+  always @(posedge clk)
+    sb_rdn11 <= \$3730 ;
+  always @(posedge clk)
+    sb_g12 <= \$3731 ;
+  always @(posedge clk)
+    sb_visit12 <= \$3732 ;
+  always @(posedge clk)
+    sb_rlo12 <= \$3733 ;
+  always @(posedge clk)
+    sb_rup12 <= \$3734 ;
+  always @(posedge clk)
+    sb_rdn12 <= \$3735 ;
+  always @(posedge clk)
+    sb_g13 <= \$3736 ;
+  always @(posedge clk)
+    sb_visit13 <= \$3737 ;
+  always @(posedge clk)
+    sb_rlo13 <= \$3738 ;
+  always @(posedge clk)
+    sb_rup13 <= \$3739 ;
+  always @(posedge clk)
+    sb_rdn13 <= \$3740 ;
+  always @(posedge clk)
+    sb_g14 <= \$3741 ;
+  always @(posedge clk)
+    sb_visit14 <= \$3742 ;
+  always @(posedge clk)
+    sb_rlo14 <= \$3743 ;
+  always @(posedge clk)
+    sb_rup14 <= \$3744 ;
+  always @(posedge clk)
+    sb_rdn14 <= \$3745 ;
+  always @(posedge clk)
+    sb_g15 <= \$3746 ;
+  always @(posedge clk)
+    sb_visit15 <= \$3747 ;
+  always @(posedge clk)
+    sb_rlo15 <= \$3748 ;
+  always @(posedge clk)
+    sb_rup15 <= \$3749 ;
+  always @(posedge clk)
+    sb_rdn15 <= \$3750 ;
+  always @(posedge clk)
+    sb_g16 <= \$3751 ;
+  always @(posedge clk)
+    sb_visit16 <= \$3752 ;
+  always @(posedge clk)
+    sb_rlo16 <= \$3753 ;
+  always @(posedge clk)
+    sb_rup16 <= \$3754 ;
+  always @(posedge clk)
+    sb_rdn16 <= \$3755 ;
+  always @(posedge clk)
+    sb_g17 <= \$3756 ;
+  always @(posedge clk)
+    sb_visit17 <= \$3757 ;
+  always @(posedge clk)
+    sb_rlo17 <= \$3758 ;
+  always @(posedge clk)
+    sb_rup17 <= \$3759 ;
+  always @(posedge clk)
+    sb_rdn17 <= \$3760 ;
+  always @(posedge clk)
+    sb_g18 <= \$3761 ;
+  always @(posedge clk)
+    sb_visit18 <= \$3762 ;
+  always @(posedge clk)
+    sb_rlo18 <= \$3763 ;
+  always @(posedge clk)
+    sb_rup18 <= \$3764 ;
+  always @(posedge clk)
+    sb_rdn18 <= \$3765 ;
+  always @(posedge clk)
+    sb_g19 <= \$3766 ;
+  always @(posedge clk)
+    sb_visit19 <= \$3767 ;
+  always @(posedge clk)
+    sb_rlo19 <= \$3768 ;
+  always @(posedge clk)
+    sb_rup19 <= \$3769 ;
+  always @(posedge clk)
+    sb_rdn19 <= \$3770 ;
+  always @(posedge clk)
+    sb_g20 <= \$3771 ;
+  always @(posedge clk)
+    sb_visit20 <= \$3772 ;
+  always @(posedge clk)
+    sb_rlo20 <= \$3773 ;
+  always @(posedge clk)
+    sb_rup20 <= \$3774 ;
+  always @(posedge clk)
+    sb_rdn20 <= \$3775 ;
+  always @(posedge clk)
+    sb_g21 <= \$3776 ;
+  always @(posedge clk)
+    sb_visit21 <= \$3777 ;
+  always @(posedge clk)
+    sb_rlo21 <= \$3778 ;
+  always @(posedge clk)
+    sb_rup21 <= \$3779 ;
+  always @(posedge clk)
+    sb_rdn21 <= \$3780 ;
+  always @(posedge clk)
+    sb_g22 <= \$3781 ;
+  always @(posedge clk)
+    sb_visit22 <= \$3782 ;
+  always @(posedge clk)
+    sb_rlo22 <= \$3783 ;
+  always @(posedge clk)
+    sb_rup22 <= \$3784 ;
+  always @(posedge clk)
+    sb_rdn22 <= \$3785 ;
+  always @(posedge clk)
+    sb_g23 <= \$3786 ;
+  always @(posedge clk)
+    sb_visit23 <= \$3787 ;
+  always @(posedge clk)
+    sb_rlo23 <= \$3788 ;
+  always @(posedge clk)
+    sb_rup23 <= \$3789 ;
+  always @(posedge clk)
+    sb_rdn23 <= \$3790 ;
+  always @(posedge clk)
+    sb_g24 <= \$3791 ;
+  always @(posedge clk)
+    sb_visit24 <= \$3792 ;
+  always @(posedge clk)
+    sb_rlo24 <= \$3793 ;
+  always @(posedge clk)
+    sb_rup24 <= \$3794 ;
+  always @(posedge clk)
+    sb_rdn24 <= \$3795 ;
+  always @(posedge clk)
+    sb_g25 <= \$3796 ;
+  always @(posedge clk)
+    sb_visit25 <= \$3797 ;
+  always @(posedge clk)
+    sb_rlo25 <= \$3798 ;
+  always @(posedge clk)
+    sb_rup25 <= \$3799 ;
+  always @(posedge clk)
+    sb_rdn25 <= \$3800 ;
+  always @(posedge clk)
+    sb_g26 <= \$3801 ;
+  always @(posedge clk)
+    sb_visit26 <= \$3802 ;
+  always @(posedge clk)
+    sb_rlo26 <= \$3803 ;
+  always @(posedge clk)
+    sb_rup26 <= \$3804 ;
+  always @(posedge clk)
+    sb_rdn26 <= \$3805 ;
+  always @(posedge clk)
+    sb_g27 <= \$3806 ;
+  always @(posedge clk)
+    sb_visit27 <= \$3807 ;
+  always @(posedge clk)
+    sb_rlo27 <= \$3808 ;
+  always @(posedge clk)
+    sb_rup27 <= \$3809 ;
+  always @(posedge clk)
+    sb_rdn27 <= \$3810 ;
+  always @(posedge clk)
+    sb_g28 <= \$3811 ;
+  always @(posedge clk)
+    sb_visit28 <= \$3812 ;
+  always @(posedge clk)
+    sb_rlo28 <= \$3813 ;
+  always @(posedge clk)
+    sb_rup28 <= \$3814 ;
+  always @(posedge clk)
+    sb_rdn28 <= \$3815 ;
+  always @(posedge clk)
+    sb_g29 <= \$3816 ;
+  always @(posedge clk)
+    sb_visit29 <= \$3817 ;
+  always @(posedge clk)
+    sb_rlo29 <= \$3818 ;
+  always @(posedge clk)
+    sb_rup29 <= \$3819 ;
+  always @(posedge clk)
+    sb_rdn29 <= \$3820 ;
+  always @(posedge clk)
+    sb_g30 <= \$3821 ;
+  always @(posedge clk)
+    sb_visit30 <= \$3822 ;
+  always @(posedge clk)
+    sb_rlo30 <= \$3823 ;
+  always @(posedge clk)
+    sb_rup30 <= \$3824 ;
+  always @(posedge clk)
+    sb_rdn30 <= \$3825 ;
+  always @(posedge clk)
+    sb_g31 <= \$3826 ;
+  always @(posedge clk)
+    sb_visit31 <= \$3827 ;
+  always @(posedge clk)
+    sb_rlo31 <= \$3828 ;
+  always @(posedge clk)
+    sb_rup31 <= \$3829 ;
+  always @(posedge clk)
+    sb_rdn31 <= \$3830 ;
+  always @(posedge clk)
+    sc_valid <= \$3831 ;
+  always @(posedge clk)
+    sc_pre <= \$3832 ;
+  always @(posedge clk)
+    sc_c <= \$3833 ;
+  always @(posedge clk)
+    sc_addr <= \$3834 ;
+  always @(posedge clk)
+    sc_mo <= \$3835 ;
+  always @(posedge clk)
+    sc_w <= \$3836 ;
+  always @(posedge clk)
+    sc_t0 <= \$3837 ;
+  always @(posedge clk)
+    sc_visit0 <= \$3838 ;
+  always @(posedge clk)
+    sc_rup0 <= \$3839 ;
+  always @(posedge clk)
+    sc_rdn0 <= \$3840 ;
+  always @(posedge clk)
+    sc_t1 <= \$3841 ;
+  always @(posedge clk)
+    sc_visit1 <= \$3842 ;
+  always @(posedge clk)
+    sc_rup1 <= \$3843 ;
+  always @(posedge clk)
+    sc_rdn1 <= \$3844 ;
+  always @(posedge clk)
+    sc_t2 <= \$3845 ;
+  always @(posedge clk)
+    sc_visit2 <= \$3846 ;
+  always @(posedge clk)
+    sc_rup2 <= \$3847 ;
+  always @(posedge clk)
+    sc_rdn2 <= \$3848 ;
+  always @(posedge clk)
+    sc_t3 <= \$3849 ;
+  always @(posedge clk)
+    sc_visit3 <= \$3850 ;
+  always @(posedge clk)
+    sc_rup3 <= \$3851 ;
+  always @(posedge clk)
+    sc_rdn3 <= \$3852 ;
+  always @(posedge clk)
+    sc_t4 <= \$3853 ;
+  always @(posedge clk)
+    sc_visit4 <= \$3854 ;
+  always @(posedge clk)
+    sc_rup4 <= \$3855 ;
+  always @(posedge clk)
+    sc_rdn4 <= \$3856 ;
+  always @(posedge clk)
+    sc_t5 <= \$3857 ;
+  always @(posedge clk)
+    sc_visit5 <= \$3858 ;
   always @(posedge clk)
-    sc_t8 <= \$3857 ;
+    sc_rup5 <= \$3859 ;
   always @(posedge clk)
-    sc_visit8 <= \$3858 ;
+    sc_rdn5 <= \$3860 ;
   always @(posedge clk)
-    sc_rup8 <= \$3859 ;
+    sc_t6 <= \$3861 ;
   always @(posedge clk)
-    sc_rdn8 <= \$3860 ;
+    sc_visit6 <= \$3862 ;
   always @(posedge clk)
-    sc_t9 <= \$3861 ;
+    sc_rup6 <= \$3863 ;
   always @(posedge clk)
-    sc_visit9 <= \$3862 ;
+    sc_rdn6 <= \$3864 ;
   always @(posedge clk)
-    sc_rup9 <= \$3863 ;
+    sc_t7 <= \$3865 ;
   always @(posedge clk)
-    sc_rdn9 <= \$3864 ;
+    sc_visit7 <= \$3866 ;
   always @(posedge clk)
-    sc_t10 <= \$3865 ;
+    sc_rup7 <= \$3867 ;
   always @(posedge clk)
-    sc_visit10 <= \$3866 ;
+    sc_rdn7 <= \$3868 ;
   always @(posedge clk)
-    sc_rup10 <= \$3867 ;
+    sc_t8 <= \$3869 ;
   always @(posedge clk)
-    sc_rdn10 <= \$3868 ;
+    sc_visit8 <= \$3870 ;
   always @(posedge clk)
-    sc_t11 <= \$3869 ;
+    sc_rup8 <= \$3871 ;
   always @(posedge clk)
-    sc_visit11 <= \$3870 ;
+    sc_rdn8 <= \$3872 ;
   always @(posedge clk)
-    sc_rup11 <= \$3871 ;
+    sc_t9 <= \$3873 ;
   always @(posedge clk)
-    sc_rdn11 <= \$3872 ;
+    sc_visit9 <= \$3874 ;
   always @(posedge clk)
-    sc_t12 <= \$3873 ;
+    sc_rup9 <= \$3875 ;
   always @(posedge clk)
-    sc_visit12 <= \$3874 ;
+    sc_rdn9 <= \$3876 ;
   always @(posedge clk)
-    sc_rup12 <= \$3875 ;
+    sc_t10 <= \$3877 ;
   always @(posedge clk)
-    sc_rdn12 <= \$3876 ;
+    sc_visit10 <= \$3878 ;
   always @(posedge clk)
-    sc_t13 <= \$3877 ;
+    sc_rup10 <= \$3879 ;
   always @(posedge clk)
-    sc_visit13 <= \$3878 ;
+    sc_rdn10 <= \$3880 ;
   always @(posedge clk)
-    sc_rup13 <= \$3879 ;
+    sc_t11 <= \$3881 ;
   always @(posedge clk)
-    sc_rdn13 <= \$3880 ;
+    sc_visit11 <= \$3882 ;
   always @(posedge clk)
-    sc_t14 <= \$3881 ;
+    sc_rup11 <= \$3883 ;
   always @(posedge clk)
-    sc_visit14 <= \$3882 ;
+    sc_rdn11 <= \$3884 ;
   always @(posedge clk)
-    sc_rup14 <= \$3883 ;
+    sc_t12 <= \$3885 ;
   always @(posedge clk)
-    sc_rdn14 <= \$3884 ;
+    sc_visit12 <= \$3886 ;
   always @(posedge clk)
-    sc_t15 <= \$3885 ;
+    sc_rup12 <= \$3887 ;
   always @(posedge clk)
-    sc_visit15 <= \$3886 ;
+    sc_rdn12 <= \$3888 ;
   always @(posedge clk)
-    sc_rup15 <= \$3887 ;
+    sc_t13 <= \$3889 ;
   always @(posedge clk)
-    sc_rdn15 <= \$3888 ;
+    sc_visit13 <= \$3890 ;
   always @(posedge clk)
-    sc_t16 <= \$3889 ;
+    sc_rup13 <= \$3891 ;
   always @(posedge clk)
-    sc_visit16 <= \$3890 ;
+    sc_rdn13 <= \$3892 ;
   always @(posedge clk)
-    sc_rup16 <= \$3891 ;
+    sc_t14 <= \$3893 ;
   always @(posedge clk)
-    sc_rdn16 <= \$3892 ;
+    sc_visit14 <= \$3894 ;
   always @(posedge clk)
-    sc_t17 <= \$3893 ;
+    sc_rup14 <= \$3895 ;
   always @(posedge clk)
-    sc_visit17 <= \$3894 ;
+    sc_rdn14 <= \$3896 ;
   always @(posedge clk)
-    sc_rup17 <= \$3895 ;
+    sc_t15 <= \$3897 ;
   always @(posedge clk)
-    sc_rdn17 <= \$3896 ;
+    sc_visit15 <= \$3898 ;
   always @(posedge clk)
-    sc_t18 <= \$3897 ;
+    sc_rup15 <= \$3899 ;
   always @(posedge clk)
-    sc_visit18 <= \$3898 ;
+    sc_rdn15 <= \$3900 ;
   always @(posedge clk)
-    sc_rup18 <= \$3899 ;
+    sc_t16 <= \$3901 ;
   always @(posedge clk)
-    sc_rdn18 <= \$3900 ;
+    sc_visit16 <= \$3902 ;
   always @(posedge clk)
-    sc_t19 <= \$3901 ;
+    sc_rup16 <= \$3903 ;
   always @(posedge clk)
-    sc_visit19 <= \$3902 ;
+    sc_rdn16 <= \$3904 ;
   always @(posedge clk)
-    sc_rup19 <= \$3903 ;
+    sc_t17 <= \$3905 ;
   always @(posedge clk)
-    sc_rdn19 <= \$3904 ;
+    sc_visit17 <= \$3906 ;
   always @(posedge clk)
-    sc_t20 <= \$3905 ;
+    sc_rup17 <= \$3907 ;
   always @(posedge clk)
-    sc_visit20 <= \$3906 ;
+    sc_rdn17 <= \$3908 ;
   always @(posedge clk)
-    sc_rup20 <= \$3907 ;
+    sc_t18 <= \$3909 ;
   always @(posedge clk)
-    sc_rdn20 <= \$3908 ;
+    sc_visit18 <= \$3910 ;
   always @(posedge clk)
-    sc_t21 <= \$3909 ;
+    sc_rup18 <= \$3911 ;
   always @(posedge clk)
-    sc_visit21 <= \$3910 ;
+    sc_rdn18 <= \$3912 ;
   always @(posedge clk)
-    sc_rup21 <= \$3911 ;
+    sc_t19 <= \$3913 ;
   always @(posedge clk)
-    sc_rdn21 <= \$3912 ;
+    sc_visit19 <= \$3914 ;
   always @(posedge clk)
-    sc_t22 <= \$3913 ;
+    sc_rup19 <= \$3915 ;
   always @(posedge clk)
-    sc_visit22 <= \$3914 ;
+    sc_rdn19 <= \$3916 ;
   always @(posedge clk)
-    sc_rup22 <= \$3915 ;
+    sc_t20 <= \$3917 ;
   always @(posedge clk)
-    sc_rdn22 <= \$3916 ;
+    sc_visit20 <= \$3918 ;
   always @(posedge clk)
-    sc_t23 <= \$3917 ;
+    sc_rup20 <= \$3919 ;
   always @(posedge clk)
-    sc_visit23 <= \$3918 ;
+    sc_rdn20 <= \$3920 ;
   always @(posedge clk)
-    sc_rup23 <= \$3919 ;
+    sc_t21 <= \$3921 ;
   always @(posedge clk)
-    sc_rdn23 <= \$3920 ;
+    sc_visit21 <= \$3922 ;
   always @(posedge clk)
-    sc_t24 <= \$3921 ;
+    sc_rup21 <= \$3923 ;
   always @(posedge clk)
-    sc_visit24 <= \$3922 ;
+    sc_rdn21 <= \$3924 ;
   always @(posedge clk)
-    sc_rup24 <= \$3923 ;
+    sc_t22 <= \$3925 ;
   always @(posedge clk)
-    sc_rdn24 <= \$3924 ;
+    sc_visit22 <= \$3926 ;
   always @(posedge clk)
-    sc_t25 <= \$3925 ;
+    sc_rup22 <= \$3927 ;
   always @(posedge clk)
-    sc_visit25 <= \$3926 ;
+    sc_rdn22 <= \$3928 ;
   always @(posedge clk)
-    sc_rup25 <= \$3927 ;
+    sc_t23 <= \$3929 ;
   always @(posedge clk)
-    sc_rdn25 <= \$3928 ;
+    sc_visit23 <= \$3930 ;
   always @(posedge clk)
-    sc_t26 <= \$3929 ;
+    sc_rup23 <= \$3931 ;
   always @(posedge clk)
-    sc_visit26 <= \$3930 ;
+    sc_rdn23 <= \$3932 ;
   always @(posedge clk)
-    sc_rup26 <= \$3931 ;
+    sc_t24 <= \$3933 ;
   always @(posedge clk)
-    sc_rdn26 <= \$3932 ;
+    sc_visit24 <= \$3934 ;
   always @(posedge clk)
-    sc_t27 <= \$3933 ;
+    sc_rup24 <= \$3935 ;
   always @(posedge clk)
-    sc_visit27 <= \$3934 ;
+    sc_rdn24 <= \$3936 ;
   always @(posedge clk)
-    sc_rup27 <= \$3935 ;
+    sc_t25 <= \$3937 ;
   always @(posedge clk)
-    sc_rdn27 <= \$3936 ;
+    sc_visit25 <= \$3938 ;
   always @(posedge clk)
-    sc_t28 <= \$3937 ;
+    sc_rup25 <= \$3939 ;
   always @(posedge clk)
-    sc_visit28 <= \$3938 ;
+    sc_rdn25 <= \$3940 ;
   always @(posedge clk)
-    sc_rup28 <= \$3939 ;
+    sc_t26 <= \$3941 ;
   always @(posedge clk)
-    sc_rdn28 <= \$3940 ;
+    sc_visit26 <= \$3942 ;
   always @(posedge clk)
-    sc_t29 <= \$3941 ;
+    sc_rup26 <= \$3943 ;
   always @(posedge clk)
-    sc_visit29 <= \$3942 ;
+    sc_rdn26 <= \$3944 ;
   always @(posedge clk)
-    sc_rup29 <= \$3943 ;
+    sc_t27 <= \$3945 ;
   always @(posedge clk)
-    sc_rdn29 <= \$3944 ;
+    sc_visit27 <= \$3946 ;
   always @(posedge clk)
-    sc_t30 <= \$3945 ;
+    sc_rup27 <= \$3947 ;
   always @(posedge clk)
-    sc_visit30 <= \$3946 ;
+    sc_rdn27 <= \$3948 ;
   always @(posedge clk)
-    sc_rup30 <= \$3947 ;
+    sc_t28 <= \$3949 ;
   always @(posedge clk)
-    sc_rdn30 <= \$3948 ;
+    sc_visit28 <= \$3950 ;
   always @(posedge clk)
-    sc_t31 <= \$3949 ;
+    sc_rup28 <= \$3951 ;
   always @(posedge clk)
-    sc_visit31 <= \$3950 ;
+    sc_rdn28 <= \$3952 ;
   always @(posedge clk)
-    sc_rup31 <= \$3951 ;
+    sc_t29 <= \$3953 ;
   always @(posedge clk)
-    sc_rdn31 <= \$3952 ;
+    sc_visit29 <= \$3954 ;
   always @(posedge clk)
-    sd_valid <= \$3953 ;
+    sc_rup29 <= \$3955 ;
   always @(posedge clk)
-    sd_pre <= \$3954 ;
+    sc_rdn29 <= \$3956 ;
   always @(posedge clk)
-    sd_c <= \$3955 ;
+    sc_t30 <= \$3957 ;
   always @(posedge clk)
-    sd_addr <= \$3956 ;
+    sc_visit30 <= \$3958 ;
   always @(posedge clk)
-    sd_mo <= \$3957 ;
+    sc_rup30 <= \$3959 ;
   always @(posedge clk)
-    sd_w <= \$3958 ;
+    sc_rdn30 <= \$3960 ;
   always @(posedge clk)
-    sd_u0 <= \$3959 ;
+    sc_t31 <= \$3961 ;
   always @(posedge clk)
-    sd_visit0 <= \$3960 ;
+    sc_visit31 <= \$3962 ;
   always @(posedge clk)
-    sd_u1 <= \$3961 ;
+    sc_rup31 <= \$3963 ;
   always @(posedge clk)
-    sd_visit1 <= \$3962 ;
+    sc_rdn31 <= \$3964 ;
   always @(posedge clk)
-    sd_u2 <= \$3963 ;
+    sd_valid <= \$3965 ;
   always @(posedge clk)
-    sd_visit2 <= \$3964 ;
+    sd_pre <= \$3966 ;
   always @(posedge clk)
-    sd_u3 <= \$3965 ;
+    sd_c <= \$3967 ;
   always @(posedge clk)
-    sd_visit3 <= \$3966 ;
+    sd_addr <= \$3968 ;
   always @(posedge clk)
-    sd_u4 <= \$3967 ;
+    sd_mo <= \$3969 ;
   always @(posedge clk)
-    sd_visit4 <= \$3968 ;
+    sd_w <= \$3970 ;
   always @(posedge clk)
-    sd_u5 <= \$3969 ;
+    sd_u0 <= \$3971 ;
   always @(posedge clk)
-    sd_visit5 <= \$3970 ;
+    sd_visit0 <= \$3972 ;
   always @(posedge clk)
-    sd_u6 <= \$3971 ;
+    sd_u1 <= \$3973 ;
   always @(posedge clk)
-    sd_visit6 <= \$3972 ;
+    sd_visit1 <= \$3974 ;
   always @(posedge clk)
-    sd_u7 <= \$3973 ;
+    sd_u2 <= \$3975 ;
   always @(posedge clk)
-    sd_visit7 <= \$3974 ;
+    sd_visit2 <= \$3976 ;
   always @(posedge clk)
-    sd_u8 <= \$3975 ;
+    sd_u3 <= \$3977 ;
   always @(posedge clk)
-    sd_visit8 <= \$3976 ;
+    sd_visit3 <= \$3978 ;
   always @(posedge clk)
-    sd_u9 <= \$3977 ;
+    sd_u4 <= \$3979 ;
   always @(posedge clk)
-    sd_visit9 <= \$3978 ;
+    sd_visit4 <= \$3980 ;
   always @(posedge clk)
-    sd_u10 <= \$3979 ;
+    sd_u5 <= \$3981 ;
   always @(posedge clk)
-    sd_visit10 <= \$3980 ;
+    sd_visit5 <= \$3982 ;
   always @(posedge clk)
-    sd_u11 <= \$3981 ;
+    sd_u6 <= \$3983 ;
   always @(posedge clk)
-    sd_visit11 <= \$3982 ;
+    sd_visit6 <= \$3984 ;
   always @(posedge clk)
-    sd_u12 <= \$3983 ;
+    sd_u7 <= \$3985 ;
   always @(posedge clk)
-    sd_visit12 <= \$3984 ;
+    sd_visit7 <= \$3986 ;
   always @(posedge clk)
-    sd_u13 <= \$3985 ;
+    sd_u8 <= \$3987 ;
   always @(posedge clk)
-    sd_visit13 <= \$3986 ;
+    sd_visit8 <= \$3988 ;
   always @(posedge clk)
-    sd_u14 <= \$3987 ;
+    sd_u9 <= \$3989 ;
   always @(posedge clk)
-    sd_visit14 <= \$3988 ;
+    sd_visit9 <= \$3990 ;
   always @(posedge clk)
-    sd_u15 <= \$3989 ;
+    sd_u10 <= \$3991 ;
   always @(posedge clk)
-    sd_visit15 <= \$3990 ;
+    sd_visit10 <= \$3992 ;
   always @(posedge clk)
-    sd_u16 <= \$3991 ;
+    sd_u11 <= \$3993 ;
   always @(posedge clk)
-    sd_visit16 <= \$3992 ;
+    sd_visit11 <= \$3994 ;
   always @(posedge clk)
-    sd_u17 <= \$3993 ;
+    sd_u12 <= \$3995 ;
   always @(posedge clk)
-    sd_visit17 <= \$3994 ;
+    sd_visit12 <= \$3996 ;
   always @(posedge clk)
-    sd_u18 <= \$3995 ;
+    sd_u13 <= \$3997 ;
   always @(posedge clk)
-    sd_visit18 <= \$3996 ;
+    sd_visit13 <= \$3998 ;
   always @(posedge clk)
-    sd_u19 <= \$3997 ;
+    sd_u14 <= \$3999 ;
   always @(posedge clk)
-    sd_visit19 <= \$3998 ;
+    sd_visit14 <= \$4000 ;
   always @(posedge clk)
-    sd_u20 <= \$3999 ;
+    sd_u15 <= \$4001 ;
   always @(posedge clk)
-    sd_visit20 <= \$4000 ;
+    sd_visit15 <= \$4002 ;
   always @(posedge clk)
-    sd_u21 <= \$4001 ;
+    sd_u16 <= \$4003 ;
   always @(posedge clk)
-    sd_visit21 <= \$4002 ;
+    sd_visit16 <= \$4004 ;
   always @(posedge clk)
-    sd_u22 <= \$4003 ;
+    sd_u17 <= \$4005 ;
   always @(posedge clk)
-    sd_visit22 <= \$4004 ;
+    sd_visit17 <= \$4006 ;
   always @(posedge clk)
-    sd_u23 <= \$4005 ;
+    sd_u18 <= \$4007 ;
   always @(posedge clk)
-    sd_visit23 <= \$4006 ;
+    sd_visit18 <= \$4008 ;
   always @(posedge clk)
-    sd_u24 <= \$4007 ;
+    sd_u19 <= \$4009 ;
   always @(posedge clk)
-    sd_visit24 <= \$4008 ;
+    sd_visit19 <= \$4010 ;
   always @(posedge clk)
-    sd_u25 <= \$4009 ;
+    sd_u20 <= \$4011 ;
   always @(posedge clk)
-    sd_visit25 <= \$4010 ;
+    sd_visit20 <= \$4012 ;
   always @(posedge clk)
-    sd_u26 <= \$4011 ;
+    sd_u21 <= \$4013 ;
   always @(posedge clk)
-    sd_visit26 <= \$4012 ;
+    sd_visit21 <= \$4014 ;
   always @(posedge clk)
-    sd_u27 <= \$4013 ;
+    sd_u22 <= \$4015 ;
   always @(posedge clk)
-    sd_visit27 <= \$4014 ;
+    sd_visit22 <= \$4016 ;
   always @(posedge clk)
-    sd_u28 <= \$4015 ;
+    sd_u23 <= \$4017 ;
   always @(posedge clk)
-    sd_visit28 <= \$4016 ;
+    sd_visit23 <= \$4018 ;
   always @(posedge clk)
-    sd_u29 <= \$4017 ;
+    sd_u24 <= \$4019 ;
   always @(posedge clk)
-    sd_visit29 <= \$4018 ;
+    sd_visit24 <= \$4020 ;
   always @(posedge clk)
-    sd_u30 <= \$4019 ;
+    sd_u25 <= \$4021 ;
   always @(posedge clk)
-    sd_visit30 <= \$4020 ;
+    sd_visit25 <= \$4022 ;
   always @(posedge clk)
-    sd_u31 <= \$4021 ;
+    sd_u26 <= \$4023 ;
   always @(posedge clk)
-    sd_visit31 <= \$4022 ;
+    sd_visit26 <= \$4024 ;
   always @(posedge clk)
-    se_valid <= \$4023 ;
+    sd_u27 <= \$4025 ;
   always @(posedge clk)
-    se_pre <= \$4024 ;
+    sd_visit27 <= \$4026 ;
   always @(posedge clk)
-    se_c <= \$4025 ;
+    sd_u28 <= \$4027 ;
   always @(posedge clk)
-    se_addr <= \$4026 ;
+    sd_visit28 <= \$4028 ;
   always @(posedge clk)
-    se_mo <= \$4027 ;
+    sd_u29 <= \$4029 ;
   always @(posedge clk)
-    se_w <= \$4028 ;
+    sd_visit29 <= \$4030 ;
   always @(posedge clk)
-    se_ms0 <= \$4029 ;
+    sd_u30 <= \$4031 ;
   always @(posedge clk)
-    se_sat0 <= \$4030 ;
+    sd_visit30 <= \$4032 ;
   always @(posedge clk)
-    se_visit0 <= \$4031 ;
+    sd_u31 <= \$4033 ;
   always @(posedge clk)
-    se_ms1 <= \$4032 ;
+    sd_visit31 <= \$4034 ;
   always @(posedge clk)
-    se_sat1 <= \$4033 ;
+    se_valid <= \$4035 ;
   always @(posedge clk)
-    se_visit1 <= \$4034 ;
+    se_pre <= \$4036 ;
   always @(posedge clk)
-    se_ms2 <= \$4035 ;
+    se_c <= \$4037 ;
   always @(posedge clk)
-    se_sat2 <= \$4036 ;
+    se_addr <= \$4038 ;
   always @(posedge clk)
-    se_visit2 <= \$4037 ;
+    se_mo <= \$4039 ;
   always @(posedge clk)
-    se_ms3 <= \$4038 ;
+    se_w <= \$4040 ;
   always @(posedge clk)
-    se_sat3 <= \$4039 ;
+    se_ms0 <= \$4041 ;
   always @(posedge clk)
-    se_visit3 <= \$4040 ;
+    se_sat0 <= \$4042 ;
   always @(posedge clk)
-    se_ms4 <= \$4041 ;
+    se_visit0 <= \$4043 ;
   always @(posedge clk)
-    se_sat4 <= \$4042 ;
+    se_ms1 <= \$4044 ;
   always @(posedge clk)
-    se_visit4 <= \$4043 ;
+    se_sat1 <= \$4045 ;
   always @(posedge clk)
-    se_ms5 <= \$4044 ;
+    se_visit1 <= \$4046 ;
   always @(posedge clk)
-    se_sat5 <= \$4045 ;
+    se_ms2 <= \$4047 ;
   always @(posedge clk)
-    se_visit5 <= \$4046 ;
+    se_sat2 <= \$4048 ;
   always @(posedge clk)
-    se_ms6 <= \$4047 ;
+    se_visit2 <= \$4049 ;
   always @(posedge clk)
-    se_sat6 <= \$4048 ;
+    se_ms3 <= \$4050 ;
   always @(posedge clk)
-    se_visit6 <= \$4049 ;
+    se_sat3 <= \$4051 ;
   always @(posedge clk)
-    se_ms7 <= \$4050 ;
+    se_visit3 <= \$4052 ;
   always @(posedge clk)
-    se_sat7 <= \$4051 ;
+    se_ms4 <= \$4053 ;
   always @(posedge clk)
-    se_visit7 <= \$4052 ;
+    se_sat4 <= \$4054 ;
   always @(posedge clk)
-    se_ms8 <= \$4053 ;
+    se_visit4 <= \$4055 ;
   always @(posedge clk)
-    se_sat8 <= \$4054 ;
+    se_ms5 <= \$4056 ;
   always @(posedge clk)
-    se_visit8 <= \$4055 ;
+    se_sat5 <= \$4057 ;
   always @(posedge clk)
-    se_ms9 <= \$4056 ;
+    se_visit5 <= \$4058 ;
   always @(posedge clk)
-    se_sat9 <= \$4057 ;
+    se_ms6 <= \$4059 ;
   always @(posedge clk)
-    se_visit9 <= \$4058 ;
+    se_sat6 <= \$4060 ;
   always @(posedge clk)
-    se_ms10 <= \$4059 ;
+    se_visit6 <= \$4061 ;
   always @(posedge clk)
-    se_sat10 <= \$4060 ;
+    se_ms7 <= \$4062 ;
   always @(posedge clk)
-    se_visit10 <= \$4061 ;
+    se_sat7 <= \$4063 ;
   always @(posedge clk)
-    se_ms11 <= \$4062 ;
+    se_visit7 <= \$4064 ;
   always @(posedge clk)
-    se_sat11 <= \$4063 ;
+    se_ms8 <= \$4065 ;
   always @(posedge clk)
-    se_visit11 <= \$4064 ;
+    se_sat8 <= \$4066 ;
   always @(posedge clk)
-    se_ms12 <= \$4065 ;
+    se_visit8 <= \$4067 ;
   always @(posedge clk)
-    se_sat12 <= \$4066 ;
+    se_ms9 <= \$4068 ;
   always @(posedge clk)
-    se_visit12 <= \$4067 ;
+    se_sat9 <= \$4069 ;
   always @(posedge clk)
-    se_ms13 <= \$4068 ;
+    se_visit9 <= \$4070 ;
   always @(posedge clk)
-    se_sat13 <= \$4069 ;
+    se_ms10 <= \$4071 ;
   always @(posedge clk)
-    se_visit13 <= \$4070 ;
+    se_sat10 <= \$4072 ;
   always @(posedge clk)
-    se_ms14 <= \$4071 ;
+    se_visit10 <= \$4073 ;
   always @(posedge clk)
-    se_sat14 <= \$4072 ;
+    se_ms11 <= \$4074 ;
   always @(posedge clk)
-    se_visit14 <= \$4073 ;
+    se_sat11 <= \$4075 ;
   always @(posedge clk)
-    se_ms15 <= \$4074 ;
+    se_visit11 <= \$4076 ;
   always @(posedge clk)
-    se_sat15 <= \$4075 ;
+    se_ms12 <= \$4077 ;
   always @(posedge clk)
-    se_visit15 <= \$4076 ;
+    se_sat12 <= \$4078 ;
   always @(posedge clk)
-    se_ms16 <= \$4077 ;
+    se_visit12 <= \$4079 ;
   always @(posedge clk)
-    se_sat16 <= \$4078 ;
+    se_ms13 <= \$4080 ;
   always @(posedge clk)
-    se_visit16 <= \$4079 ;
+    se_sat13 <= \$4081 ;
   always @(posedge clk)
-    se_ms17 <= \$4080 ;
+    se_visit13 <= \$4082 ;
   always @(posedge clk)
-    se_sat17 <= \$4081 ;
+    se_ms14 <= \$4083 ;
   always @(posedge clk)
-    se_visit17 <= \$4082 ;
+    se_sat14 <= \$4084 ;
   always @(posedge clk)
-    se_ms18 <= \$4083 ;
+    se_visit14 <= \$4085 ;
   always @(posedge clk)
-    se_sat18 <= \$4084 ;
+    se_ms15 <= \$4086 ;
   always @(posedge clk)
-    se_visit18 <= \$4085 ;
+    se_sat15 <= \$4087 ;
   always @(posedge clk)
-    se_ms19 <= \$4086 ;
+    se_visit15 <= \$4088 ;
   always @(posedge clk)
-    se_sat19 <= \$4087 ;
+    se_ms16 <= \$4089 ;
   always @(posedge clk)
-    se_visit19 <= \$4088 ;
+    se_sat16 <= \$4090 ;
   always @(posedge clk)
-    se_ms20 <= \$4089 ;
+    se_visit16 <= \$4091 ;
   always @(posedge clk)
-    se_sat20 <= \$4090 ;
+    se_ms17 <= \$4092 ;
   always @(posedge clk)
-    se_visit20 <= \$4091 ;
+    se_sat17 <= \$4093 ;
   always @(posedge clk)
-    se_ms21 <= \$4092 ;
+    se_visit17 <= \$4094 ;
   always @(posedge clk)
-    se_sat21 <= \$4093 ;
+    se_ms18 <= \$4095 ;
   always @(posedge clk)
-    se_visit21 <= \$4094 ;
+    se_sat18 <= \$4096 ;
   always @(posedge clk)
-    se_ms22 <= \$4095 ;
+    se_visit18 <= \$4097 ;
   always @(posedge clk)
-    se_sat22 <= \$4096 ;
+    se_ms19 <= \$4098 ;
   always @(posedge clk)
-    se_visit22 <= \$4097 ;
+    se_sat19 <= \$4099 ;
   always @(posedge clk)
-    se_ms23 <= \$4098 ;
+    se_visit19 <= \$4100 ;
   always @(posedge clk)
-    se_sat23 <= \$4099 ;
+    se_ms20 <= \$4101 ;
   always @(posedge clk)
-    se_visit23 <= \$4100 ;
+    se_sat20 <= \$4102 ;
   always @(posedge clk)
-    se_ms24 <= \$4101 ;
+    se_visit20 <= \$4103 ;
   always @(posedge clk)
-    se_sat24 <= \$4102 ;
+    se_ms21 <= \$4104 ;
   always @(posedge clk)
-    se_visit24 <= \$4103 ;
+    se_sat21 <= \$4105 ;
   always @(posedge clk)
-    se_ms25 <= \$4104 ;
+    se_visit21 <= \$4106 ;
   always @(posedge clk)
-    se_sat25 <= \$4105 ;
+    se_ms22 <= \$4107 ;
   always @(posedge clk)
-    se_visit25 <= \$4106 ;
+    se_sat22 <= \$4108 ;
   always @(posedge clk)
-    se_ms26 <= \$4107 ;
+    se_visit22 <= \$4109 ;
   always @(posedge clk)
-    se_sat26 <= \$4108 ;
+    se_ms23 <= \$4110 ;
   always @(posedge clk)
-    se_visit26 <= \$4109 ;
+    se_sat23 <= \$4111 ;
   always @(posedge clk)
-    se_ms27 <= \$4110 ;
+    se_visit23 <= \$4112 ;
   always @(posedge clk)
-    se_sat27 <= \$4111 ;
+    se_ms24 <= \$4113 ;
   always @(posedge clk)
-    se_visit27 <= \$4112 ;
+    se_sat24 <= \$4114 ;
   always @(posedge clk)
-    se_ms28 <= \$4113 ;
+    se_visit24 <= \$4115 ;
   always @(posedge clk)
-    se_sat28 <= \$4114 ;
+    se_ms25 <= \$4116 ;
   always @(posedge clk)
-    se_visit28 <= \$4115 ;
+    se_sat25 <= \$4117 ;
   always @(posedge clk)
-    se_ms29 <= \$4116 ;
+    se_visit25 <= \$4118 ;
   always @(posedge clk)
-    se_sat29 <= \$4117 ;
+    se_ms26 <= \$4119 ;
   always @(posedge clk)
-    se_visit29 <= \$4118 ;
+    se_sat26 <= \$4120 ;
   always @(posedge clk)
-    se_ms30 <= \$4119 ;
+    se_visit26 <= \$4121 ;
   always @(posedge clk)
-    se_sat30 <= \$4120 ;
+    se_ms27 <= \$4122 ;
   always @(posedge clk)
-    se_visit30 <= \$4121 ;
+    se_sat27 <= \$4123 ;
   always @(posedge clk)
-    se_ms31 <= \$4122 ;
+    se_visit27 <= \$4124 ;
   always @(posedge clk)
-    se_sat31 <= \$4123 ;
+    se_ms28 <= \$4125 ;
   always @(posedge clk)
-    se_visit31 <= \$4124 ;
+    se_sat28 <= \$4126 ;
   always @(posedge clk)
-    thr_neg <= \$4125 ;
+    se_visit28 <= \$4127 ;
   always @(posedge clk)
-    s2_valid <= \$4126 ;
+    se_ms29 <= \$4128 ;
   always @(posedge clk)
-    s2_pre <= \$4127 ;
+    se_sat29 <= \$4129 ;
   always @(posedge clk)
-    s2_c <= \$4128 ;
+    se_visit29 <= \$4130 ;
   always @(posedge clk)
-    w_wr_addr <= \$4129 ;
+    se_ms30 <= \$4131 ;
   always @(posedge clk)
-    w_wr_data <= \$4130 ;
+    se_sat30 <= \$4132 ;
   always @(posedge clk)
-    s2_m <= \$4131 ;
+    se_visit30 <= \$4133 ;
   always @(posedge clk)
-    s2_flip <= \$4132 ;
+    se_ms31 <= \$4134 ;
   always @(posedge clk)
-    s2_sat <= \$4133 ;
+    se_sat31 <= \$4135 ;
   always @(posedge clk)
-    s2_visit <= \$4134 ;
+    se_visit31 <= \$4136 ;
   always @(posedge clk)
-    mom_rvalid <= \$4135 ;
+    thr_neg <= \$4137 ;
   always @(posedge clk)
-    cnt_valid <= \$4136 ;
+    s2_valid <= \$4138 ;
   always @(posedge clk)
-    cnt_sat <= \$4137 ;
+    s2_pre <= \$4139 ;
   always @(posedge clk)
-    cnt_flip <= \$4138 ;
+    s2_c <= \$4140 ;
   always @(posedge clk)
-    n_sat <= \$4139 ;
+    w_wr_addr <= \$4141 ;
   always @(posedge clk)
-    n_flip <= \$4140 ;
+    w_wr_data <= \$4142 ;
   always @(posedge clk)
-    ser_mask <= \$4141 ;
+    s2_m <= \$4143 ;
   always @(posedge clk)
-    inflight <= \$4142 ;
+    s2_flip <= \$4144 ;
   always @(posedge clk)
-    o_flip__valid <= \$4143 ;
+    s2_sat <= \$4145 ;
   always @(posedge clk)
-    ser_c <= \$4144 ;
+    s2_visit <= \$4146 ;
   always @(posedge clk)
-    ser_pre <= \$4145 ;
+    rvalid1 <= \$4147 ;
+  always @(posedge clk)
+    mom_rvalid <= \$4148 ;
+  always @(posedge clk)
+    cnt_valid <= \$4149 ;
+  always @(posedge clk)
+    cnt_sat <= \$4150 ;
+  always @(posedge clk)
+    cnt_flip <= \$4151 ;
+  always @(posedge clk)
+    n_sat <= \$4152 ;
+  always @(posedge clk)
+    n_flip <= \$4153 ;
+  always @(posedge clk)
+    ser_mask <= \$4154 ;
+  always @(posedge clk)
+    inflight <= \$4155 ;
+  always @(posedge clk)
+    o_flip__valid <= \$4156 ;
+  always @(posedge clk)
+    ser_c <= \$4157 ;
+  always @(posedge clk)
+    ser_pre <= \$4158 ;
   \core.fu0.ffifo  ffifo (
     .clk(clk),
     .level(level),
-    .\port$15644$0 (s2_pre),
-    .\port$15646$0 (s2_c),
-    .\port$15654$0 (s2_flip),
+    .\port$15672$0 (s2_pre),
+    .\port$15674$0 (s2_c),
+    .\port$15682$0 (s2_flip),
     .r_data(r_data),
     .r_en(r_en),
     .r_rdy(r_rdy),
@@ -20409,3737 +20497,3814 @@ module \core.fu0 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr__addr, d_wr
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3624  = row_c;
+    \$3626  = row_c;
     if (issue) begin
-      \$3624  = \$3195 [2:0];
+      \$3626  = \$3197 [2:0];
     end
-    if (\$3198 ) begin
-      if (\$3199 ) begin
-        \$3624  = 3'h0;
+    if (\$3200 ) begin
+      if (\$3201 ) begin
+        \$3626  = 3'h0;
       end
     end
     if (rst) begin
-      \$3624  = 3'h0;
+      \$3626  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3625  = w_rd_addr;
+    \$3627  = w_rd_addr;
     if (issue) begin
-      \$3625  = \$3196 [9:0];
+      \$3627  = \$3198 [9:0];
     end
-    if (\$3198 ) begin
-      if (\$3199 ) begin
-        \$3625  = \$3200 [9:0];
+    if (\$3200 ) begin
+      if (\$3201 ) begin
+        \$3627  = \$3202 [9:0];
       end
     end
     if (rst) begin
-      \$3625  = 10'h000;
+      \$3627  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3626  = have_row;
+    \$3628  = have_row;
     if (issue) begin
-      if (\$3197 ) begin
-        \$3626  = 1'h0;
-      end
-    end
-    if (\$3198 ) begin
       if (\$3199 ) begin
-        \$3626  = 1'h1;
+        \$3628  = 1'h0;
       end
     end
-    if (rst) begin
-      \$3626  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3627  = busy;
-    if (\$3198 ) begin
-      \$3627  = 1'h1;
-    end
-    if (\$3623 ) begin
-      \$3627  = 1'h0;
-    end
-    if (rst) begin
-      \$3627  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3628  = ended;
-    if (\$3198 ) begin
-      if (i_pre__payload[14]) begin
+    if (\$3200 ) begin
+      if (\$3201 ) begin
         \$3628  = 1'h1;
       end
     end
-    if (\$3623 ) begin
-      \$3628  = 1'h0;
-    end
     if (rst) begin
       \$3628  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3629  = row_pre;
-    if (\$3198 ) begin
-      if (\$3199 ) begin
-        \$3629  = i_pre__payload[6:0];
-      end
+    \$3629  = busy;
+    if (\$3200 ) begin
+      \$3629  = 1'h1;
+    end
+    if (\$3625 ) begin
+      \$3629  = 1'h0;
     end
     if (rst) begin
-      \$3629  = 7'h00;
+      \$3629  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3630  = row_a;
-    if (\$3198 ) begin
-      if (\$3199 ) begin
-        \$3630  = i_pre__payload[13:7];
+    \$3630  = ended;
+    if (\$3200 ) begin
+      if (i_pre__payload[14]) begin
+        \$3630  = 1'h1;
       end
     end
+    if (\$3625 ) begin
+      \$3630  = 1'h0;
+    end
     if (rst) begin
-      \$3630  = 7'h00;
+      \$3630  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3631  = \$3201 ;
+    \$3631  = row_pre;
+    if (\$3200 ) begin
+      if (\$3201 ) begin
+        \$3631  = i_pre__payload[6:0];
+      end
+    end
     if (rst) begin
       \$3631  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3632  = \$3204 ;
+    \$3632  = row_a;
+    if (\$3200 ) begin
+      if (\$3201 ) begin
+        \$3632  = i_pre__payload[13:7];
+      end
+    end
     if (rst) begin
-      \$3632  = 32'd0;
+      \$3632  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3633  = issue;
+    \$3633  = \$3203 ;
     if (rst) begin
-      \$3633  = 1'h0;
+      \$3633  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3634  = row_pre;
+    \$3634  = \$3206 ;
     if (rst) begin
-      \$3634  = 7'h00;
+      \$3634  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3635  = row_a;
+    \$3635  = issue;
     if (rst) begin
-      \$3635  = 7'h00;
+      \$3635  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3636  = row_c;
+    \$3636  = row_pre;
     if (rst) begin
-      \$3636  = 3'h0;
+      \$3636  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3637  = w_rd_addr;
+    \$3637  = row_a;
     if (rst) begin
-      \$3637  = 10'h000;
+      \$3637  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3638  = \$3205 ;
+    \$3638  = row_c;
     if (rst) begin
-      \$3638  = 32'd0;
+      \$3638  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3639  = \$3207 ;
+    \$3639  = w_rd_addr;
     if (rst) begin
-      \$3639  = 32'd0;
+      \$3639  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3640  = \$3208 ;
+    \$3640  = \$3207 ;
     if (rst) begin
-      \$3640  = 1'h0;
+      \$3640  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$3641  = \$3209 ;
     if (rst) begin
-      \$3641  = 1'h0;
+      \$3641  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3642  = \$3211 [24:0];
+    \$3642  = \$signature__data$807 ;
     if (rst) begin
-      \$3642  = 25'h0000000;
+      \$3642  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3643  = s1_valid;
+    \$3643  = \$3210 ;
     if (rst) begin
       \$3643  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3644  = s1_pre;
+    \$3644  = \$3211 ;
     if (rst) begin
-      \$3644  = 7'h00;
+      \$3644  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3645  = s1_c;
+    \$3645  = \$3213 [24:0];
     if (rst) begin
-      \$3645  = 3'h0;
+      \$3645  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3646  = s1_addr;
+    \$3646  = s1_valid;
     if (rst) begin
-      \$3646  = 10'h000;
+      \$3646  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3647  = \$signature__data$804 ;
+    \$3647  = s1_pre;
     if (rst) begin
-      \$3647  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$3647  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3648  = mom_rdata;
+    \$3648  = s1_c;
     if (rst) begin
-      \$3648  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+      \$3648  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3649  = w_rd_data;
+    \$3649  = s1_addr;
     if (rst) begin
-      \$3649  = 32'd0;
+      \$3649  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3650  = s1_a;
+    \$3650  = \$signature__data$812 ;
     if (rst) begin
-      \$3650  = 7'h00;
+      \$3650  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3651  = s1_rm;
+    \$3651  = w_rd_data;
     if (rst) begin
       \$3651  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3652  = s1_rn;
+    \$3652  = s1_a;
     if (rst) begin
-      \$3652  = 32'd0;
+      \$3652  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3653  = sa_valid;
+    \$3653  = s1_rm;
     if (rst) begin
-      \$3653  = 1'h0;
+      \$3653  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3654  = sa_pre;
+    \$3654  = s1_rn;
     if (rst) begin
-      \$3654  = 7'h00;
+      \$3654  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3655  = sa_c;
+    \$3655  = sq_valid;
     if (rst) begin
-      \$3655  = 3'h0;
+      \$3655  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3656  = sa_addr;
+    \$3656  = sq_pre;
     if (rst) begin
-      \$3656  = 10'h000;
+      \$3656  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3657  = sa_mo;
+    \$3657  = sq_c;
     if (rst) begin
-      \$3657  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+      \$3657  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3658  = sa_w;
+    \$3658  = sq_addr;
     if (rst) begin
-      \$3658  = 32'd0;
+      \$3658  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3659  = g0;
+    \$3659  = sq_d;
     if (rst) begin
-      \$3659  = 23'h000000;
+      \$3659  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3660  = \$3213 ;
+    \$3660  = mom_q;
     if (rst) begin
-      \$3660  = 1'h0;
+      \$3660  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3661  = sa_rm[22:0];
+    \$3661  = sq_w;
     if (rst) begin
-      \$3661  = 23'h000000;
+      \$3661  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3662  = \$3215 ;
+    \$3662  = sq_a;
     if (rst) begin
-      \$3662  = 1'h0;
+      \$3662  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3663  = \$3216 ;
+    \$3663  = sq_rm;
     if (rst) begin
-      \$3663  = 1'h0;
+      \$3663  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3664  = g1;
+    \$3664  = sq_rn;
     if (rst) begin
-      \$3664  = 23'h000000;
+      \$3664  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3665  = \$3218 ;
+    \$3665  = sa_valid;
     if (rst) begin
       \$3665  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3666  = { sa_rm[22:21], sa_rn[20], sa_rm[19:17], sa_rn[16], sa_rm[15], sa_rn[14], sa_rm[13:11], sa_rn[10], sa_rm[9:8], sa_rn[7:6], sa_rm[5:3], sa_rn[2], sa_rm[1:0] };
+    \$3666  = sa_pre;
     if (rst) begin
-      \$3666  = 23'h000000;
+      \$3666  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3667  = \$3220 ;
+    \$3667  = sa_c;
     if (rst) begin
-      \$3667  = 1'h0;
+      \$3667  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3668  = \$3221 ;
+    \$3668  = sa_addr;
     if (rst) begin
-      \$3668  = 1'h0;
+      \$3668  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3669  = g2;
+    \$3669  = sa_mo;
     if (rst) begin
-      \$3669  = 23'h000000;
+      \$3669  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3670  = \$3223 ;
+    \$3670  = sa_w;
     if (rst) begin
-      \$3670  = 1'h0;
+      \$3670  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3671  = { sa_rm[22], sa_rn[21], sa_rm[20:18], sa_rn[17], sa_rm[16], sa_rn[15], sa_rm[14:12], sa_rn[11], sa_rm[10:9], sa_rn[8:7], sa_rm[6:4], sa_rn[3], sa_rm[2:0] };
+    \$3671  = g0;
     if (rst) begin
       \$3671  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3672  = \$3225 ;
+    \$3672  = \$3215 ;
     if (rst) begin
       \$3672  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3673  = \$3226 ;
+    \$3673  = sa_rm[22:0];
     if (rst) begin
-      \$3673  = 1'h0;
+      \$3673  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3674  = g3;
+    \$3674  = \$3217 ;
     if (rst) begin
-      \$3674  = 23'h000000;
+      \$3674  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3675  = \$3228 ;
+    \$3675  = \$3218 ;
     if (rst) begin
       \$3675  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3676  = { sa_rm[22], sa_rn[21:20], sa_rm[19:18], sa_rn[17:14], sa_rm[13:12], sa_rn[11:10], sa_rm[9], sa_rn[8], sa_rm[7], sa_rn[6], sa_rm[5:4], sa_rn[3:2], sa_rm[1:0] };
+    \$3676  = g1;
     if (rst) begin
       \$3676  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3677  = \$3230 ;
+    \$3677  = \$3220 ;
     if (rst) begin
       \$3677  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3678  = \$3231 ;
+    \$3678  = { sa_rm[22:21], sa_rn[20], sa_rm[19:17], sa_rn[16], sa_rm[15], sa_rn[14], sa_rm[13:11], sa_rn[10], sa_rm[9:8], sa_rn[7:6], sa_rm[5:3], sa_rn[2], sa_rm[1:0] };
     if (rst) begin
-      \$3678  = 1'h0;
+      \$3678  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3679  = g4;
+    \$3679  = \$3222 ;
     if (rst) begin
-      \$3679  = 23'h000000;
+      \$3679  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3680  = \$3233 ;
+    \$3680  = \$3223 ;
     if (rst) begin
       \$3680  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3681  = { sa_rn[22], sa_rm[21:19], sa_rn[18], sa_rm[17], sa_rn[16], sa_rm[15:13], sa_rn[12], sa_rm[11:10], sa_rn[9:8], sa_rm[7:6], sa_rn[5:4], sa_rm[3:1], sa_rn[0] };
+    \$3681  = g2;
     if (rst) begin
       \$3681  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3682  = \$3235 ;
+    \$3682  = \$3225 ;
     if (rst) begin
       \$3682  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3683  = \$3236 ;
+    \$3683  = { sa_rm[22], sa_rn[21], sa_rm[20:18], sa_rn[17], sa_rm[16], sa_rn[15], sa_rm[14:12], sa_rn[11], sa_rm[10:9], sa_rn[8:7], sa_rm[6:4], sa_rn[3], sa_rm[2:0] };
     if (rst) begin
-      \$3683  = 1'h0;
+      \$3683  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3684  = g5;
+    \$3684  = \$3227 ;
     if (rst) begin
-      \$3684  = 23'h000000;
+      \$3684  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3685  = \$3238 ;
+    \$3685  = \$3228 ;
     if (rst) begin
       \$3685  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3686  = { sa_rn[22], sa_rm[21], sa_rn[20], sa_rm[19], sa_rn[18], sa_rm[17:15], sa_rn[14], sa_rm[13], sa_rn[12], sa_rm[11], sa_rn[10:4], sa_rm[3], sa_rn[2], sa_rm[1], sa_rn[0] };
+    \$3686  = g3;
     if (rst) begin
       \$3686  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3687  = \$3240 ;
+    \$3687  = \$3230 ;
     if (rst) begin
       \$3687  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3688  = \$3241 ;
+    \$3688  = { sa_rm[22], sa_rn[21:20], sa_rm[19:18], sa_rn[17:14], sa_rm[13:12], sa_rn[11:10], sa_rm[9], sa_rn[8], sa_rm[7], sa_rn[6], sa_rm[5:4], sa_rn[3:2], sa_rm[1:0] };
     if (rst) begin
-      \$3688  = 1'h0;
+      \$3688  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3689  = g6;
+    \$3689  = \$3232 ;
     if (rst) begin
-      \$3689  = 23'h000000;
+      \$3689  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3690  = \$3243 ;
+    \$3690  = \$3233 ;
     if (rst) begin
       \$3690  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3691  = { sa_rn[22:21], sa_rm[20:19], sa_rn[18:15], sa_rm[14:13], sa_rn[12:11], sa_rm[10], sa_rn[9], sa_rm[8], sa_rn[7], sa_rm[6], sa_rn[5:3], sa_rm[2:1], sa_rn[0] };
+    \$3691  = g4;
     if (rst) begin
       \$3691  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3692  = \$3245 ;
+    \$3692  = \$3235 ;
     if (rst) begin
       \$3692  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3693  = \$3246 ;
+    \$3693  = { sa_rn[22], sa_rm[21:19], sa_rn[18], sa_rm[17], sa_rn[16], sa_rm[15:13], sa_rn[12], sa_rm[11:10], sa_rn[9:8], sa_rm[7:6], sa_rn[5:4], sa_rm[3:1], sa_rn[0] };
     if (rst) begin
-      \$3693  = 1'h0;
+      \$3693  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3694  = g7;
+    \$3694  = \$3237 ;
     if (rst) begin
-      \$3694  = 23'h000000;
+      \$3694  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3695  = \$3248 ;
+    \$3695  = \$3238 ;
     if (rst) begin
       \$3695  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3696  = { sa_rn[22:20], sa_rm[19], sa_rn[18:17], sa_rm[16], sa_rn[15:14], sa_rm[13], sa_rn[12:9], sa_rm[8:7], sa_rn[6:2], sa_rm[1], sa_rn[0] };
+    \$3696  = g5;
     if (rst) begin
       \$3696  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3697  = \$3250 ;
+    \$3697  = \$3240 ;
     if (rst) begin
       \$3697  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3698  = \$3251 ;
+    \$3698  = { sa_rn[22], sa_rm[21], sa_rn[20], sa_rm[19], sa_rn[18], sa_rm[17:15], sa_rn[14], sa_rm[13], sa_rn[12], sa_rm[11], sa_rn[10:4], sa_rm[3], sa_rn[2], sa_rm[1], sa_rn[0] };
     if (rst) begin
-      \$3698  = 1'h0;
+      \$3698  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3699  = g8;
+    \$3699  = \$3242 ;
     if (rst) begin
-      \$3699  = 23'h000000;
+      \$3699  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3700  = \$3253 ;
+    \$3700  = \$3243 ;
     if (rst) begin
       \$3700  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3701  = { sa_rm[22:20], sa_rn[19], sa_rm[18], sa_rn[17], sa_rm[16:10], sa_rn[9], sa_rm[8:0] };
+    \$3701  = g6;
     if (rst) begin
       \$3701  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3702  = \$3255 ;
+    \$3702  = \$3245 ;
     if (rst) begin
       \$3702  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3703  = \$3256 ;
+    \$3703  = { sa_rn[22:21], sa_rm[20:19], sa_rn[18:15], sa_rm[14:13], sa_rn[12:11], sa_rm[10], sa_rn[9], sa_rm[8], sa_rn[7], sa_rm[6], sa_rn[5:3], sa_rm[2:1], sa_rn[0] };
     if (rst) begin
-      \$3703  = 1'h0;
+      \$3703  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3704  = g9;
+    \$3704  = \$3247 ;
     if (rst) begin
-      \$3704  = 23'h000000;
+      \$3704  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3705  = \$3258 ;
+    \$3705  = \$3248 ;
     if (rst) begin
       \$3705  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3706  = { sa_rm[22:21], sa_rn[20:19], sa_rm[18], sa_rn[17:16], sa_rm[15], sa_rn[14], sa_rm[13:11], sa_rn[10:9], sa_rm[8], sa_rn[7:6], sa_rm[5:3], sa_rn[2], sa_rm[1:0] };
+    \$3706  = g7;
     if (rst) begin
       \$3706  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3707  = \$3260 ;
+    \$3707  = \$3250 ;
     if (rst) begin
       \$3707  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3708  = \$3261 ;
+    \$3708  = { sa_rn[22:20], sa_rm[19], sa_rn[18:17], sa_rm[16], sa_rn[15:14], sa_rm[13], sa_rn[12:9], sa_rm[8:7], sa_rn[6:2], sa_rm[1], sa_rn[0] };
     if (rst) begin
-      \$3708  = 1'h0;
+      \$3708  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3709  = g10;
+    \$3709  = \$3252 ;
     if (rst) begin
-      \$3709  = 23'h000000;
+      \$3709  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3710  = \$3263 ;
+    \$3710  = \$3253 ;
     if (rst) begin
       \$3710  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3711  = { sa_rm[22], sa_rn[21], sa_rm[20], sa_rn[19], sa_rm[18:16], sa_rn[15], sa_rm[14:12], sa_rn[11], sa_rm[10], sa_rn[9:7], sa_rm[6:4], sa_rn[3], sa_rm[2:0] };
+    \$3711  = g8;
     if (rst) begin
       \$3711  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3712  = \$3265 ;
+    \$3712  = \$3255 ;
     if (rst) begin
       \$3712  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3713  = \$3266 ;
+    \$3713  = { sa_rm[22:20], sa_rn[19], sa_rm[18], sa_rn[17], sa_rm[16:10], sa_rn[9], sa_rm[8:0] };
     if (rst) begin
-      \$3713  = 1'h0;
+      \$3713  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3714  = g11;
+    \$3714  = \$3257 ;
     if (rst) begin
-      \$3714  = 23'h000000;
+      \$3714  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3715  = \$3268 ;
+    \$3715  = \$3258 ;
     if (rst) begin
       \$3715  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3716  = { sa_rm[22], sa_rn[21:19], sa_rm[18:17], sa_rn[16:14], sa_rm[13:12], sa_rn[11:8], sa_rm[7], sa_rn[6], sa_rm[5:4], sa_rn[3:2], sa_rm[1:0] };
+    \$3716  = g9;
     if (rst) begin
       \$3716  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3717  = \$3270 ;
+    \$3717  = \$3260 ;
     if (rst) begin
       \$3717  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3718  = \$3271 ;
+    \$3718  = { sa_rm[22:21], sa_rn[20:19], sa_rm[18], sa_rn[17:16], sa_rm[15], sa_rn[14], sa_rm[13:11], sa_rn[10:9], sa_rm[8], sa_rn[7:6], sa_rm[5:3], sa_rn[2], sa_rm[1:0] };
     if (rst) begin
-      \$3718  = 1'h0;
+      \$3718  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3719  = g12;
+    \$3719  = \$3262 ;
     if (rst) begin
-      \$3719  = 23'h000000;
+      \$3719  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3720  = \$3273 ;
+    \$3720  = \$3263 ;
     if (rst) begin
       \$3720  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3721  = { sa_rn[22], sa_rm[21:20], sa_rn[19:16], sa_rm[15:13], sa_rn[12], sa_rm[11:9], sa_rn[8], sa_rm[7:6], sa_rn[5:4], sa_rm[3:1], sa_rn[0] };
+    \$3721  = g10;
     if (rst) begin
       \$3721  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3722  = \$3275 ;
+    \$3722  = \$3265 ;
     if (rst) begin
       \$3722  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3723  = \$3276 ;
+    \$3723  = { sa_rm[22], sa_rn[21], sa_rm[20], sa_rn[19], sa_rm[18:16], sa_rn[15], sa_rm[14:12], sa_rn[11], sa_rm[10], sa_rn[9:7], sa_rm[6:4], sa_rn[3], sa_rm[2:0] };
     if (rst) begin
-      \$3723  = 1'h0;
+      \$3723  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3724  = g13;
+    \$3724  = \$3267 ;
     if (rst) begin
-      \$3724  = 23'h000000;
+      \$3724  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3725  = \$3278 ;
+    \$3725  = \$3268 ;
     if (rst) begin
       \$3725  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3726  = { sa_rn[22], sa_rm[21], sa_rn[20:17], sa_rm[16:15], sa_rn[14], sa_rm[13], sa_rn[12], sa_rm[11], sa_rn[10], sa_rm[9], sa_rn[8:4], sa_rm[3], sa_rn[2], sa_rm[1], sa_rn[0] };
+    \$3726  = g11;
     if (rst) begin
       \$3726  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3727  = \$3280 ;
+    \$3727  = \$3270 ;
     if (rst) begin
       \$3727  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3728  = \$3281 ;
+    \$3728  = { sa_rm[22], sa_rn[21:19], sa_rm[18:17], sa_rn[16:14], sa_rm[13:12], sa_rn[11:8], sa_rm[7], sa_rn[6], sa_rm[5:4], sa_rn[3:2], sa_rm[1:0] };
     if (rst) begin
-      \$3728  = 1'h0;
+      \$3728  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3729  = g14;
+    \$3729  = \$3272 ;
     if (rst) begin
-      \$3729  = 23'h000000;
+      \$3729  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3730  = \$3283 ;
+    \$3730  = \$3273 ;
     if (rst) begin
       \$3730  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3731  = { sa_rn[22:21], sa_rm[20], sa_rn[19:18], sa_rm[17], sa_rn[16:15], sa_rm[14:13], sa_rn[12:11], sa_rm[10:8], sa_rn[7], sa_rm[6], sa_rn[5:3], sa_rm[2:1], sa_rn[0] };
+    \$3731  = g12;
     if (rst) begin
       \$3731  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3732  = \$3285 ;
+    \$3732  = \$3275 ;
     if (rst) begin
       \$3732  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3733  = \$3286 ;
+    \$3733  = { sa_rn[22], sa_rm[21:20], sa_rn[19:16], sa_rm[15:13], sa_rn[12], sa_rm[11:9], sa_rn[8], sa_rm[7:6], sa_rn[5:4], sa_rm[3:1], sa_rn[0] };
     if (rst) begin
-      \$3733  = 1'h0;
+      \$3733  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3734  = g15;
+    \$3734  = \$3277 ;
     if (rst) begin
-      \$3734  = 23'h000000;
+      \$3734  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3735  = \$3288 ;
+    \$3735  = \$3278 ;
     if (rst) begin
       \$3735  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3736  = { sa_rn[22:18], sa_rm[17:16], sa_rn[15:14], sa_rm[13], sa_rn[12:10], sa_rm[9:7], sa_rn[6:2], sa_rm[1], sa_rn[0] };
+    \$3736  = g13;
     if (rst) begin
       \$3736  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3737  = \$3290 ;
+    \$3737  = \$3280 ;
     if (rst) begin
       \$3737  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3738  = \$3291 ;
+    \$3738  = { sa_rn[22], sa_rm[21], sa_rn[20:17], sa_rm[16:15], sa_rn[14], sa_rm[13], sa_rn[12], sa_rm[11], sa_rn[10], sa_rm[9], sa_rn[8:4], sa_rm[3], sa_rn[2], sa_rm[1], sa_rn[0] };
     if (rst) begin
-      \$3738  = 1'h0;
+      \$3738  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3739  = g16;
+    \$3739  = \$3282 ;
     if (rst) begin
-      \$3739  = 23'h000000;
+      \$3739  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3740  = \$3293 ;
+    \$3740  = \$3283 ;
     if (rst) begin
       \$3740  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3741  = { sa_rm[22:19], sa_rn[18], sa_rm[17:16], sa_rn[15], sa_rm[14:11], sa_rn[10], sa_rm[9:0] };
+    \$3741  = g14;
     if (rst) begin
       \$3741  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3742  = \$3295 ;
+    \$3742  = \$3285 ;
     if (rst) begin
       \$3742  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3743  = \$3296 ;
+    \$3743  = { sa_rn[22:21], sa_rm[20], sa_rn[19:18], sa_rm[17], sa_rn[16:15], sa_rm[14:13], sa_rn[12:11], sa_rm[10:8], sa_rn[7], sa_rm[6], sa_rn[5:3], sa_rm[2:1], sa_rn[0] };
     if (rst) begin
-      \$3743  = 1'h0;
+      \$3743  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3744  = g17;
+    \$3744  = \$3287 ;
     if (rst) begin
-      \$3744  = 23'h000000;
+      \$3744  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3745  = \$3298 ;
+    \$3745  = \$3288 ;
     if (rst) begin
       \$3745  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3746  = { sa_rm[22:21], sa_rn[20], sa_rm[19], sa_rn[18], sa_rm[17], sa_rn[16:14], sa_rm[13:8], sa_rn[7:6], sa_rm[5:3], sa_rn[2], sa_rm[1:0] };
+    \$3746  = g15;
     if (rst) begin
       \$3746  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3747  = \$3300 ;
+    \$3747  = \$3290 ;
     if (rst) begin
       \$3747  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3748  = \$3301 ;
+    \$3748  = { sa_rn[22:18], sa_rm[17:16], sa_rn[15:14], sa_rm[13], sa_rn[12:10], sa_rm[9:7], sa_rn[6:2], sa_rm[1], sa_rn[0] };
     if (rst) begin
-      \$3748  = 1'h0;
+      \$3748  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3749  = g18;
+    \$3749  = \$3292 ;
     if (rst) begin
-      \$3749  = 23'h000000;
+      \$3749  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3750  = \$3303 ;
+    \$3750  = \$3293 ;
     if (rst) begin
       \$3750  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3751  = { sa_rm[22], sa_rn[21], sa_rm[20:19], sa_rn[18:17], sa_rm[16:12], sa_rn[11:10], sa_rm[9], sa_rn[8:7], sa_rm[6:4], sa_rn[3], sa_rm[2:0] };
+    \$3751  = g16;
     if (rst) begin
       \$3751  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3752  = \$3305 ;
+    \$3752  = \$3295 ;
     if (rst) begin
       \$3752  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3753  = \$3306 ;
+    \$3753  = { sa_rm[22:19], sa_rn[18], sa_rm[17:16], sa_rn[15], sa_rm[14:11], sa_rn[10], sa_rm[9:0] };
     if (rst) begin
-      \$3753  = 1'h0;
+      \$3753  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3754  = g19;
+    \$3754  = \$3297 ;
     if (rst) begin
-      \$3754  = 23'h000000;
+      \$3754  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3755  = \$3308 ;
+    \$3755  = \$3298 ;
     if (rst) begin
       \$3755  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3756  = { sa_rm[22], sa_rn[21:20], sa_rm[19], sa_rn[18:16], sa_rm[15], sa_rn[14], sa_rm[13:12], sa_rn[11], sa_rm[10:9], sa_rn[8], sa_rm[7], sa_rn[6], sa_rm[5:4], sa_rn[3:2], sa_rm[1:0] };
+    \$3756  = g17;
     if (rst) begin
       \$3756  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3757  = \$3310 ;
+    \$3757  = \$3300 ;
     if (rst) begin
       \$3757  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3758  = \$3311 ;
+    \$3758  = { sa_rm[22:21], sa_rn[20], sa_rm[19], sa_rn[18], sa_rm[17], sa_rn[16:14], sa_rm[13:8], sa_rn[7:6], sa_rm[5:3], sa_rn[2], sa_rm[1:0] };
     if (rst) begin
-      \$3758  = 1'h0;
+      \$3758  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3759  = g20;
+    \$3759  = \$3302 ;
     if (rst) begin
-      \$3759  = 23'h000000;
+      \$3759  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3760  = \$3313 ;
+    \$3760  = \$3303 ;
     if (rst) begin
       \$3760  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3761  = { sa_rn[22], sa_rm[21:17], sa_rn[16:15], sa_rm[14:13], sa_rn[12], sa_rm[11], sa_rn[10:8], sa_rm[7:6], sa_rn[5:4], sa_rm[3:1], sa_rn[0] };
+    \$3761  = g18;
     if (rst) begin
       \$3761  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3762  = \$3315 ;
+    \$3762  = \$3305 ;
     if (rst) begin
       \$3762  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3763  = \$3316 ;
+    \$3763  = { sa_rm[22], sa_rn[21], sa_rm[20:19], sa_rn[18:17], sa_rm[16:12], sa_rn[11:10], sa_rm[9], sa_rn[8:7], sa_rm[6:4], sa_rn[3], sa_rm[2:0] };
     if (rst) begin
-      \$3763  = 1'h0;
+      \$3763  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3764  = g21;
+    \$3764  = \$3307 ;
     if (rst) begin
-      \$3764  = 23'h000000;
+      \$3764  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3765  = \$3318 ;
+    \$3765  = \$3308 ;
     if (rst) begin
       \$3765  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3766  = { sa_rn[22], sa_rm[21], sa_rn[20], sa_rm[19:16], sa_rn[15:14], sa_rm[13], sa_rn[12], sa_rm[11:10], sa_rn[9:4], sa_rm[3], sa_rn[2], sa_rm[1], sa_rn[0] };
+    \$3766  = g19;
     if (rst) begin
       \$3766  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3767  = \$3320 ;
+    \$3767  = \$3310 ;
     if (rst) begin
       \$3767  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3768  = \$3321 ;
+    \$3768  = { sa_rm[22], sa_rn[21:20], sa_rm[19], sa_rn[18:16], sa_rm[15], sa_rn[14], sa_rm[13:12], sa_rn[11], sa_rm[10:9], sa_rn[8], sa_rm[7], sa_rn[6], sa_rm[5:4], sa_rn[3:2], sa_rm[1:0] };
     if (rst) begin
-      \$3768  = 1'h0;
+      \$3768  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3769  = g22;
+    \$3769  = \$3312 ;
     if (rst) begin
-      \$3769  = 23'h000000;
+      \$3769  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3770  = \$3323 ;
+    \$3770  = \$3313 ;
     if (rst) begin
       \$3770  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3771  = { sa_rn[22:21], sa_rm[20:18], sa_rn[17:16], sa_rm[15:13], sa_rn[12:9], sa_rm[8], sa_rn[7], sa_rm[6], sa_rn[5:3], sa_rm[2:1], sa_rn[0] };
+    \$3771  = g20;
     if (rst) begin
       \$3771  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3772  = \$3325 ;
+    \$3772  = \$3315 ;
     if (rst) begin
       \$3772  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3773  = \$3326 ;
+    \$3773  = { sa_rn[22], sa_rm[21:17], sa_rn[16:15], sa_rm[14:13], sa_rn[12], sa_rm[11], sa_rn[10:8], sa_rm[7:6], sa_rn[5:4], sa_rm[3:1], sa_rn[0] };
     if (rst) begin
-      \$3773  = 1'h0;
+      \$3773  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3774  = g23;
+    \$3774  = \$3317 ;
     if (rst) begin
-      \$3774  = 23'h000000;
+      \$3774  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3775  = \$3328 ;
+    \$3775  = \$3318 ;
     if (rst) begin
       \$3775  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3776  = { sa_rn[22:20], sa_rm[19:18], sa_rn[17], sa_rm[16:15], sa_rn[14], sa_rm[13], sa_rn[12:11], sa_rm[10], sa_rn[9], sa_rm[8:7], sa_rn[6:2], sa_rm[1], sa_rn[0] };
+    \$3776  = g21;
     if (rst) begin
       \$3776  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3777  = \$3330 ;
+    \$3777  = \$3320 ;
     if (rst) begin
       \$3777  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3778  = \$3331 ;
+    \$3778  = { sa_rn[22], sa_rm[21], sa_rn[20], sa_rm[19:16], sa_rn[15:14], sa_rm[13], sa_rn[12], sa_rm[11:10], sa_rn[9:4], sa_rm[3], sa_rn[2], sa_rm[1], sa_rn[0] };
     if (rst) begin
-      \$3778  = 1'h0;
+      \$3778  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3779  = g24;
+    \$3779  = \$3322 ;
     if (rst) begin
-      \$3779  = 23'h000000;
+      \$3779  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3780  = \$3333 ;
+    \$3780  = \$3323 ;
     if (rst) begin
       \$3780  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3781  = { sa_rm[22:20], sa_rn[19:17], sa_rm[16], sa_rn[15], sa_rm[14:11], sa_rn[10:9], sa_rm[8:0] };
+    \$3781  = g22;
     if (rst) begin
       \$3781  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3782  = \$3335 ;
+    \$3782  = \$3325 ;
     if (rst) begin
       \$3782  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3783  = \$3336 ;
+    \$3783  = { sa_rn[22:21], sa_rm[20:18], sa_rn[17:16], sa_rm[15:13], sa_rn[12:9], sa_rm[8], sa_rn[7], sa_rm[6], sa_rn[5:3], sa_rm[2:1], sa_rn[0] };
     if (rst) begin
-      \$3783  = 1'h0;
+      \$3783  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3784  = g25;
+    \$3784  = \$3327 ;
     if (rst) begin
-      \$3784  = 23'h000000;
+      \$3784  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3785  = \$3338 ;
+    \$3785  = \$3328 ;
     if (rst) begin
       \$3785  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3786  = { sa_rm[22:21], sa_rn[20:14], sa_rm[13:10], sa_rn[9], sa_rm[8], sa_rn[7:6], sa_rm[5:3], sa_rn[2], sa_rm[1:0] };
+    \$3786  = g23;
     if (rst) begin
       \$3786  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3787  = \$3340 ;
+    \$3787  = \$3330 ;
     if (rst) begin
       \$3787  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3788  = \$3341 ;
+    \$3788  = { sa_rn[22:20], sa_rm[19:18], sa_rn[17], sa_rm[16:15], sa_rn[14], sa_rm[13], sa_rn[12:11], sa_rm[10], sa_rn[9], sa_rm[8:7], sa_rn[6:2], sa_rm[1], sa_rn[0] };
     if (rst) begin
-      \$3788  = 1'h0;
+      \$3788  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3789  = g26;
+    \$3789  = \$3332 ;
     if (rst) begin
-      \$3789  = 23'h000000;
+      \$3789  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3790  = \$3343 ;
+    \$3790  = \$3333 ;
     if (rst) begin
       \$3790  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3791  = { sa_rm[22], sa_rn[21], sa_rm[20], sa_rn[19:18], sa_rm[17:12], sa_rn[11:7], sa_rm[6:4], sa_rn[3], sa_rm[2:0] };
+    \$3791  = g24;
     if (rst) begin
       \$3791  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3792  = \$3345 ;
+    \$3792  = \$3335 ;
     if (rst) begin
       \$3792  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3793  = \$3346 ;
+    \$3793  = { sa_rm[22:20], sa_rn[19:17], sa_rm[16], sa_rn[15], sa_rm[14:11], sa_rn[10:9], sa_rm[8:0] };
     if (rst) begin
-      \$3793  = 1'h0;
+      \$3793  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3794  = g27;
+    \$3794  = \$3337 ;
     if (rst) begin
-      \$3794  = 23'h000000;
+      \$3794  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3795  = \$3348 ;
+    \$3795  = \$3338 ;
     if (rst) begin
       \$3795  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3796  = { sa_rm[22], sa_rn[21:18], sa_rm[17], sa_rn[16], sa_rm[15], sa_rn[14], sa_rm[13:12], sa_rn[11], sa_rm[10], sa_rn[9:8], sa_rm[7], sa_rn[6], sa_rm[5:4], sa_rn[3:2], sa_rm[1:0] };
+    \$3796  = g25;
     if (rst) begin
       \$3796  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3797  = \$3350 ;
+    \$3797  = \$3340 ;
     if (rst) begin
       \$3797  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3798  = \$3351 ;
+    \$3798  = { sa_rm[22:21], sa_rn[20:14], sa_rm[13:10], sa_rn[9], sa_rm[8], sa_rn[7:6], sa_rm[5:3], sa_rn[2], sa_rm[1:0] };
     if (rst) begin
-      \$3798  = 1'h0;
+      \$3798  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3799  = g28;
+    \$3799  = \$3342 ;
     if (rst) begin
-      \$3799  = 23'h000000;
+      \$3799  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3800  = \$3353 ;
+    \$3800  = \$3343 ;
     if (rst) begin
       \$3800  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3801  = { sa_rn[22], sa_rm[21:20], sa_rn[19], sa_rm[18], sa_rn[17:15], sa_rm[14:13], sa_rn[12], sa_rm[11], sa_rn[10], sa_rm[9], sa_rn[8], sa_rm[7:6], sa_rn[5:4], sa_rm[3:1], sa_rn[0] };
+    \$3801  = g26;
     if (rst) begin
       \$3801  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3802  = \$3355 ;
+    \$3802  = \$3345 ;
     if (rst) begin
       \$3802  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3803  = \$3356 ;
+    \$3803  = { sa_rm[22], sa_rn[21], sa_rm[20], sa_rn[19:18], sa_rm[17:12], sa_rn[11:7], sa_rm[6:4], sa_rn[3], sa_rm[2:0] };
     if (rst) begin
-      \$3803  = 1'h0;
+      \$3803  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3804  = g29;
+    \$3804  = \$3347 ;
     if (rst) begin
-      \$3804  = 23'h000000;
+      \$3804  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3805  = \$3358 ;
+    \$3805  = \$3348 ;
     if (rst) begin
       \$3805  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3806  = { sa_rn[22], sa_rm[21], sa_rn[20:19], sa_rm[18], sa_rn[17], sa_rm[16], sa_rn[15:14], sa_rm[13], sa_rn[12], sa_rm[11:9], sa_rn[8:4], sa_rm[3], sa_rn[2], sa_rm[1], sa_rn[0] };
+    \$3806  = g27;
     if (rst) begin
       \$3806  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3807  = \$3360 ;
+    \$3807  = \$3350 ;
     if (rst) begin
       \$3807  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3808  = \$3361 ;
+    \$3808  = { sa_rm[22], sa_rn[21:18], sa_rm[17], sa_rn[16], sa_rm[15], sa_rn[14], sa_rm[13:12], sa_rn[11], sa_rm[10], sa_rn[9:8], sa_rm[7], sa_rn[6], sa_rm[5:4], sa_rn[3:2], sa_rm[1:0] };
     if (rst) begin
-      \$3808  = 1'h0;
+      \$3808  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3809  = g30;
+    \$3809  = \$3352 ;
     if (rst) begin
-      \$3809  = 23'h000000;
+      \$3809  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3810  = \$3363 ;
+    \$3810  = \$3353 ;
     if (rst) begin
       \$3810  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3811  = { sa_rn[22:21], sa_rm[20], sa_rn[19], sa_rm[18:17], sa_rn[16], sa_rm[15:13], sa_rn[12:10], sa_rm[9:8], sa_rn[7], sa_rm[6], sa_rn[5:3], sa_rm[2:1], sa_rn[0] };
+    \$3811  = g28;
     if (rst) begin
       \$3811  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3812  = \$3365 ;
+    \$3812  = \$3355 ;
     if (rst) begin
       \$3812  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3813  = \$3366 ;
+    \$3813  = { sa_rn[22], sa_rm[21:20], sa_rn[19], sa_rm[18], sa_rn[17:15], sa_rm[14:13], sa_rn[12], sa_rm[11], sa_rn[10], sa_rm[9], sa_rn[8], sa_rm[7:6], sa_rn[5:4], sa_rm[3:1], sa_rn[0] };
     if (rst) begin
-      \$3813  = 1'h0;
+      \$3813  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3814  = g31;
+    \$3814  = \$3357 ;
     if (rst) begin
-      \$3814  = 23'h000000;
+      \$3814  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3815  = \$3368 ;
+    \$3815  = \$3358 ;
     if (rst) begin
       \$3815  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3816  = { sa_rn[22:19], sa_rm[18:15], sa_rn[14], sa_rm[13], sa_rn[12:11], sa_rm[10:7], sa_rn[6:2], sa_rm[1], sa_rn[0] };
+    \$3816  = g29;
     if (rst) begin
       \$3816  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3817  = \$3370 ;
+    \$3817  = \$3360 ;
     if (rst) begin
       \$3817  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3818  = \$3371 ;
+    \$3818  = { sa_rn[22], sa_rm[21], sa_rn[20:19], sa_rm[18], sa_rn[17], sa_rm[16], sa_rn[15:14], sa_rm[13], sa_rn[12], sa_rm[11:9], sa_rn[8:4], sa_rm[3], sa_rn[2], sa_rm[1], sa_rn[0] };
     if (rst) begin
-      \$3818  = 1'h0;
+      \$3818  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3819  = sb_valid;
+    \$3819  = \$3362 ;
     if (rst) begin
       \$3819  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3820  = sb_pre;
+    \$3820  = \$3363 ;
     if (rst) begin
-      \$3820  = 7'h00;
+      \$3820  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3821  = sb_c;
+    \$3821  = g30;
     if (rst) begin
-      \$3821  = 3'h0;
+      \$3821  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3822  = sb_addr;
+    \$3822  = \$3365 ;
     if (rst) begin
-      \$3822  = 10'h000;
+      \$3822  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3823  = sb_mo;
+    \$3823  = { sa_rn[22:21], sa_rm[20], sa_rn[19], sa_rm[18:17], sa_rn[16], sa_rm[15:13], sa_rn[12:10], sa_rm[9:8], sa_rn[7], sa_rm[6], sa_rn[5:3], sa_rm[2:1], sa_rn[0] };
     if (rst) begin
-      \$3823  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+      \$3823  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3824  = sb_w;
+    \$3824  = \$3367 ;
     if (rst) begin
-      \$3824  = 32'd0;
+      \$3824  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3825  = t0;
+    \$3825  = \$3368 ;
     if (rst) begin
-      \$3825  = 25'h0000000;
+      \$3825  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3826  = sb_visit0;
+    \$3826  = g31;
     if (rst) begin
-      \$3826  = 1'h0;
+      \$3826  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3827  = sb_rup0;
+    \$3827  = \$3370 ;
     if (rst) begin
       \$3827  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3828  = sb_rdn0;
+    \$3828  = { sa_rn[22:19], sa_rm[18:15], sa_rn[14], sa_rm[13], sa_rn[12:11], sa_rm[10:7], sa_rn[6:2], sa_rm[1], sa_rn[0] };
     if (rst) begin
-      \$3828  = 1'h0;
+      \$3828  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3829  = t1;
+    \$3829  = \$3372 ;
     if (rst) begin
-      \$3829  = 25'h0000000;
+      \$3829  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3830  = sb_visit1;
+    \$3830  = \$3373 ;
     if (rst) begin
       \$3830  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3831  = sb_rup1;
+    \$3831  = sb_valid;
     if (rst) begin
       \$3831  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3832  = sb_rdn1;
+    \$3832  = sb_pre;
     if (rst) begin
-      \$3832  = 1'h0;
+      \$3832  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3833  = t2;
+    \$3833  = sb_c;
     if (rst) begin
-      \$3833  = 25'h0000000;
+      \$3833  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3834  = sb_visit2;
+    \$3834  = sb_addr;
     if (rst) begin
-      \$3834  = 1'h0;
+      \$3834  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3835  = sb_rup2;
+    \$3835  = sb_mo;
     if (rst) begin
-      \$3835  = 1'h0;
+      \$3835  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3836  = sb_rdn2;
+    \$3836  = sb_w;
     if (rst) begin
-      \$3836  = 1'h0;
+      \$3836  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3837  = t3;
+    \$3837  = t0;
     if (rst) begin
       \$3837  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3838  = sb_visit3;
+    \$3838  = sb_visit0;
     if (rst) begin
       \$3838  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3839  = sb_rup3;
+    \$3839  = sb_rup0;
     if (rst) begin
       \$3839  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3840  = sb_rdn3;
+    \$3840  = sb_rdn0;
     if (rst) begin
       \$3840  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3841  = t4;
+    \$3841  = t1;
     if (rst) begin
       \$3841  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3842  = sb_visit4;
+    \$3842  = sb_visit1;
     if (rst) begin
       \$3842  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3843  = sb_rup4;
+    \$3843  = sb_rup1;
     if (rst) begin
       \$3843  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3844  = sb_rdn4;
+    \$3844  = sb_rdn1;
     if (rst) begin
       \$3844  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3845  = t5;
+    \$3845  = t2;
     if (rst) begin
       \$3845  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3846  = sb_visit5;
+    \$3846  = sb_visit2;
     if (rst) begin
       \$3846  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3847  = sb_rup5;
+    \$3847  = sb_rup2;
     if (rst) begin
       \$3847  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3848  = sb_rdn5;
+    \$3848  = sb_rdn2;
     if (rst) begin
       \$3848  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3849  = t6;
+    \$3849  = t3;
     if (rst) begin
       \$3849  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3850  = sb_visit6;
+    \$3850  = sb_visit3;
     if (rst) begin
       \$3850  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3851  = sb_rup6;
+    \$3851  = sb_rup3;
     if (rst) begin
       \$3851  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3852  = sb_rdn6;
+    \$3852  = sb_rdn3;
     if (rst) begin
       \$3852  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3853  = t7;
+    \$3853  = t4;
     if (rst) begin
       \$3853  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3854  = sb_visit7;
+    \$3854  = sb_visit4;
     if (rst) begin
       \$3854  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3855  = sb_rup7;
+    \$3855  = sb_rup4;
     if (rst) begin
       \$3855  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3856  = sb_rdn7;
+    \$3856  = sb_rdn4;
     if (rst) begin
       \$3856  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3857  = t8;
+    \$3857  = t5;
     if (rst) begin
       \$3857  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3858  = sb_visit8;
+    \$3858  = sb_visit5;
     if (rst) begin
       \$3858  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3859  = sb_rup8;
+    \$3859  = sb_rup5;
     if (rst) begin
       \$3859  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3860  = sb_rdn8;
+    \$3860  = sb_rdn5;
     if (rst) begin
       \$3860  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3861  = t9;
+    \$3861  = t6;
     if (rst) begin
       \$3861  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3862  = sb_visit9;
+    \$3862  = sb_visit6;
     if (rst) begin
       \$3862  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3863  = sb_rup9;
+    \$3863  = sb_rup6;
     if (rst) begin
       \$3863  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3864  = sb_rdn9;
+    \$3864  = sb_rdn6;
     if (rst) begin
       \$3864  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3865  = t10;
+    \$3865  = t7;
     if (rst) begin
       \$3865  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3866  = sb_visit10;
+    \$3866  = sb_visit7;
     if (rst) begin
       \$3866  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3867  = sb_rup10;
+    \$3867  = sb_rup7;
     if (rst) begin
       \$3867  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3868  = sb_rdn10;
+    \$3868  = sb_rdn7;
     if (rst) begin
       \$3868  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3869  = t11;
+    \$3869  = t8;
     if (rst) begin
       \$3869  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3870  = sb_visit11;
+    \$3870  = sb_visit8;
     if (rst) begin
       \$3870  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3871  = sb_rup11;
+    \$3871  = sb_rup8;
     if (rst) begin
       \$3871  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3872  = sb_rdn11;
+    \$3872  = sb_rdn8;
     if (rst) begin
       \$3872  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3873  = t12;
+    \$3873  = t9;
     if (rst) begin
       \$3873  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3874  = sb_visit12;
+    \$3874  = sb_visit9;
     if (rst) begin
       \$3874  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3875  = sb_rup12;
+    \$3875  = sb_rup9;
     if (rst) begin
       \$3875  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3876  = sb_rdn12;
+    \$3876  = sb_rdn9;
     if (rst) begin
       \$3876  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3877  = t13;
+    \$3877  = t10;
     if (rst) begin
       \$3877  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3878  = sb_visit13;
+    \$3878  = sb_visit10;
     if (rst) begin
       \$3878  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3879  = sb_rup13;
+    \$3879  = sb_rup10;
     if (rst) begin
       \$3879  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3880  = sb_rdn13;
+    \$3880  = sb_rdn10;
     if (rst) begin
       \$3880  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3881  = t14;
+    \$3881  = t11;
     if (rst) begin
       \$3881  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3882  = sb_visit14;
+    \$3882  = sb_visit11;
     if (rst) begin
       \$3882  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3883  = sb_rup14;
+    \$3883  = sb_rup11;
     if (rst) begin
       \$3883  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3884  = sb_rdn14;
+    \$3884  = sb_rdn11;
     if (rst) begin
       \$3884  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3885  = t15;
+    \$3885  = t12;
     if (rst) begin
       \$3885  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3886  = sb_visit15;
+    \$3886  = sb_visit12;
     if (rst) begin
       \$3886  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3887  = sb_rup15;
+    \$3887  = sb_rup12;
     if (rst) begin
       \$3887  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3888  = sb_rdn15;
+    \$3888  = sb_rdn12;
     if (rst) begin
       \$3888  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3889  = t16;
+    \$3889  = t13;
     if (rst) begin
       \$3889  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3890  = sb_visit16;
+    \$3890  = sb_visit13;
     if (rst) begin
       \$3890  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3891  = sb_rup16;
+    \$3891  = sb_rup13;
     if (rst) begin
       \$3891  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3892  = sb_rdn16;
+    \$3892  = sb_rdn13;
     if (rst) begin
       \$3892  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3893  = t17;
+    \$3893  = t14;
     if (rst) begin
       \$3893  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3894  = sb_visit17;
+    \$3894  = sb_visit14;
     if (rst) begin
       \$3894  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3895  = sb_rup17;
+    \$3895  = sb_rup14;
     if (rst) begin
       \$3895  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3896  = sb_rdn17;
+    \$3896  = sb_rdn14;
     if (rst) begin
       \$3896  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3897  = t18;
+    \$3897  = t15;
     if (rst) begin
       \$3897  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3898  = sb_visit18;
+    \$3898  = sb_visit15;
     if (rst) begin
       \$3898  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3899  = sb_rup18;
+    \$3899  = sb_rup15;
     if (rst) begin
       \$3899  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3900  = sb_rdn18;
+    \$3900  = sb_rdn15;
     if (rst) begin
       \$3900  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3901  = t19;
+    \$3901  = t16;
     if (rst) begin
       \$3901  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3902  = sb_visit19;
+    \$3902  = sb_visit16;
     if (rst) begin
       \$3902  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3903  = sb_rup19;
+    \$3903  = sb_rup16;
     if (rst) begin
       \$3903  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3904  = sb_rdn19;
+    \$3904  = sb_rdn16;
     if (rst) begin
       \$3904  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3905  = t20;
+    \$3905  = t17;
     if (rst) begin
       \$3905  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3906  = sb_visit20;
+    \$3906  = sb_visit17;
     if (rst) begin
       \$3906  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3907  = sb_rup20;
+    \$3907  = sb_rup17;
     if (rst) begin
       \$3907  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3908  = sb_rdn20;
+    \$3908  = sb_rdn17;
     if (rst) begin
       \$3908  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3909  = t21;
+    \$3909  = t18;
     if (rst) begin
       \$3909  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3910  = sb_visit21;
+    \$3910  = sb_visit18;
     if (rst) begin
       \$3910  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3911  = sb_rup21;
+    \$3911  = sb_rup18;
     if (rst) begin
       \$3911  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3912  = sb_rdn21;
+    \$3912  = sb_rdn18;
     if (rst) begin
       \$3912  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3913  = t22;
+    \$3913  = t19;
     if (rst) begin
       \$3913  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3914  = sb_visit22;
+    \$3914  = sb_visit19;
     if (rst) begin
       \$3914  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3915  = sb_rup22;
+    \$3915  = sb_rup19;
     if (rst) begin
       \$3915  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3916  = sb_rdn22;
+    \$3916  = sb_rdn19;
     if (rst) begin
       \$3916  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3917  = t23;
+    \$3917  = t20;
     if (rst) begin
       \$3917  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3918  = sb_visit23;
+    \$3918  = sb_visit20;
     if (rst) begin
       \$3918  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3919  = sb_rup23;
+    \$3919  = sb_rup20;
     if (rst) begin
       \$3919  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3920  = sb_rdn23;
+    \$3920  = sb_rdn20;
     if (rst) begin
       \$3920  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3921  = t24;
+    \$3921  = t21;
     if (rst) begin
       \$3921  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3922  = sb_visit24;
+    \$3922  = sb_visit21;
     if (rst) begin
       \$3922  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3923  = sb_rup24;
+    \$3923  = sb_rup21;
     if (rst) begin
       \$3923  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3924  = sb_rdn24;
+    \$3924  = sb_rdn21;
     if (rst) begin
       \$3924  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3925  = t25;
+    \$3925  = t22;
     if (rst) begin
       \$3925  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3926  = sb_visit25;
+    \$3926  = sb_visit22;
     if (rst) begin
       \$3926  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3927  = sb_rup25;
+    \$3927  = sb_rup22;
     if (rst) begin
       \$3927  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3928  = sb_rdn25;
+    \$3928  = sb_rdn22;
     if (rst) begin
       \$3928  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3929  = t26;
+    \$3929  = t23;
     if (rst) begin
       \$3929  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3930  = sb_visit26;
+    \$3930  = sb_visit23;
     if (rst) begin
       \$3930  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3931  = sb_rup26;
+    \$3931  = sb_rup23;
     if (rst) begin
       \$3931  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3932  = sb_rdn26;
+    \$3932  = sb_rdn23;
     if (rst) begin
       \$3932  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3933  = t27;
+    \$3933  = t24;
     if (rst) begin
       \$3933  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3934  = sb_visit27;
+    \$3934  = sb_visit24;
     if (rst) begin
       \$3934  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3935  = sb_rup27;
+    \$3935  = sb_rup24;
     if (rst) begin
       \$3935  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3936  = sb_rdn27;
+    \$3936  = sb_rdn24;
     if (rst) begin
       \$3936  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3937  = t28;
+    \$3937  = t25;
     if (rst) begin
       \$3937  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3938  = sb_visit28;
+    \$3938  = sb_visit25;
     if (rst) begin
       \$3938  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3939  = sb_rup28;
+    \$3939  = sb_rup25;
     if (rst) begin
       \$3939  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3940  = sb_rdn28;
+    \$3940  = sb_rdn25;
     if (rst) begin
       \$3940  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3941  = t29;
+    \$3941  = t26;
     if (rst) begin
       \$3941  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3942  = sb_visit29;
+    \$3942  = sb_visit26;
     if (rst) begin
       \$3942  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3943  = sb_rup29;
+    \$3943  = sb_rup26;
     if (rst) begin
       \$3943  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3944  = sb_rdn29;
+    \$3944  = sb_rdn26;
     if (rst) begin
       \$3944  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3945  = t30;
+    \$3945  = t27;
     if (rst) begin
       \$3945  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3946  = sb_visit30;
+    \$3946  = sb_visit27;
     if (rst) begin
       \$3946  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3947  = sb_rup30;
+    \$3947  = sb_rup27;
     if (rst) begin
       \$3947  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3948  = sb_rdn30;
+    \$3948  = sb_rdn27;
     if (rst) begin
       \$3948  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3949  = t31;
+    \$3949  = t28;
     if (rst) begin
       \$3949  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3950  = sb_visit31;
+    \$3950  = sb_visit28;
     if (rst) begin
       \$3950  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3951  = sb_rup31;
+    \$3951  = sb_rup28;
     if (rst) begin
       \$3951  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3952  = sb_rdn31;
+    \$3952  = sb_rdn28;
     if (rst) begin
       \$3952  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3953  = sc_valid;
+    \$3953  = t29;
     if (rst) begin
-      \$3953  = 1'h0;
+      \$3953  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3954  = sc_pre;
+    \$3954  = sb_visit29;
     if (rst) begin
-      \$3954  = 7'h00;
+      \$3954  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3955  = sc_c;
+    \$3955  = sb_rup29;
     if (rst) begin
-      \$3955  = 3'h0;
+      \$3955  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3956  = sc_addr;
+    \$3956  = sb_rdn29;
     if (rst) begin
-      \$3956  = 10'h000;
+      \$3956  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3957  = sc_mo;
+    \$3957  = t30;
     if (rst) begin
-      \$3957  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+      \$3957  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3958  = sc_w;
+    \$3958  = sb_visit30;
     if (rst) begin
-      \$3958  = 32'd0;
+      \$3958  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3959  = uc0;
+    \$3959  = sb_rup30;
     if (rst) begin
-      \$3959  = 10'h000;
+      \$3959  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3960  = sc_visit0;
+    \$3960  = sb_rdn30;
     if (rst) begin
       \$3960  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3961  = uc1;
+    \$3961  = t31;
     if (rst) begin
-      \$3961  = 10'h000;
+      \$3961  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3962  = sc_visit1;
+    \$3962  = sb_visit31;
     if (rst) begin
       \$3962  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3963  = uc2;
+    \$3963  = sb_rup31;
     if (rst) begin
-      \$3963  = 10'h000;
+      \$3963  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3964  = sc_visit2;
+    \$3964  = sb_rdn31;
     if (rst) begin
       \$3964  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3965  = uc3;
+    \$3965  = sc_valid;
     if (rst) begin
-      \$3965  = 10'h000;
+      \$3965  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3966  = sc_visit3;
+    \$3966  = sc_pre;
     if (rst) begin
-      \$3966  = 1'h0;
+      \$3966  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3967  = uc4;
+    \$3967  = sc_c;
     if (rst) begin
-      \$3967  = 10'h000;
+      \$3967  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3968  = sc_visit4;
+    \$3968  = sc_addr;
     if (rst) begin
-      \$3968  = 1'h0;
+      \$3968  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3969  = uc5;
+    \$3969  = sc_mo;
     if (rst) begin
-      \$3969  = 10'h000;
+      \$3969  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3970  = sc_visit5;
+    \$3970  = sc_w;
     if (rst) begin
-      \$3970  = 1'h0;
+      \$3970  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3971  = uc6;
+    \$3971  = uc0;
     if (rst) begin
       \$3971  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3972  = sc_visit6;
+    \$3972  = sc_visit0;
     if (rst) begin
       \$3972  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3973  = uc7;
+    \$3973  = uc1;
     if (rst) begin
       \$3973  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3974  = sc_visit7;
+    \$3974  = sc_visit1;
     if (rst) begin
       \$3974  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3975  = uc8;
+    \$3975  = uc2;
     if (rst) begin
       \$3975  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3976  = sc_visit8;
+    \$3976  = sc_visit2;
     if (rst) begin
       \$3976  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3977  = uc9;
+    \$3977  = uc3;
     if (rst) begin
       \$3977  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3978  = sc_visit9;
+    \$3978  = sc_visit3;
     if (rst) begin
       \$3978  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3979  = uc10;
+    \$3979  = uc4;
     if (rst) begin
       \$3979  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3980  = sc_visit10;
+    \$3980  = sc_visit4;
     if (rst) begin
       \$3980  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3981  = uc11;
+    \$3981  = uc5;
     if (rst) begin
       \$3981  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3982  = sc_visit11;
+    \$3982  = sc_visit5;
     if (rst) begin
       \$3982  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3983  = uc12;
+    \$3983  = uc6;
     if (rst) begin
       \$3983  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3984  = sc_visit12;
+    \$3984  = sc_visit6;
     if (rst) begin
       \$3984  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3985  = uc13;
+    \$3985  = uc7;
     if (rst) begin
       \$3985  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3986  = sc_visit13;
+    \$3986  = sc_visit7;
     if (rst) begin
       \$3986  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3987  = uc14;
+    \$3987  = uc8;
     if (rst) begin
       \$3987  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3988  = sc_visit14;
+    \$3988  = sc_visit8;
     if (rst) begin
       \$3988  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3989  = uc15;
+    \$3989  = uc9;
     if (rst) begin
       \$3989  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3990  = sc_visit15;
+    \$3990  = sc_visit9;
     if (rst) begin
       \$3990  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3991  = uc16;
+    \$3991  = uc10;
     if (rst) begin
       \$3991  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3992  = sc_visit16;
+    \$3992  = sc_visit10;
     if (rst) begin
       \$3992  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3993  = uc17;
+    \$3993  = uc11;
     if (rst) begin
       \$3993  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3994  = sc_visit17;
+    \$3994  = sc_visit11;
     if (rst) begin
       \$3994  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3995  = uc18;
+    \$3995  = uc12;
     if (rst) begin
       \$3995  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3996  = sc_visit18;
+    \$3996  = sc_visit12;
     if (rst) begin
       \$3996  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3997  = uc19;
+    \$3997  = uc13;
     if (rst) begin
       \$3997  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3998  = sc_visit19;
+    \$3998  = sc_visit13;
     if (rst) begin
       \$3998  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3999  = uc20;
+    \$3999  = uc14;
     if (rst) begin
       \$3999  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4000  = sc_visit20;
+    \$4000  = sc_visit14;
     if (rst) begin
       \$4000  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4001  = uc21;
+    \$4001  = uc15;
     if (rst) begin
       \$4001  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4002  = sc_visit21;
+    \$4002  = sc_visit15;
     if (rst) begin
       \$4002  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4003  = uc22;
+    \$4003  = uc16;
     if (rst) begin
       \$4003  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4004  = sc_visit22;
+    \$4004  = sc_visit16;
     if (rst) begin
       \$4004  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4005  = uc23;
+    \$4005  = uc17;
     if (rst) begin
       \$4005  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4006  = sc_visit23;
+    \$4006  = sc_visit17;
     if (rst) begin
       \$4006  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4007  = uc24;
+    \$4007  = uc18;
     if (rst) begin
       \$4007  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4008  = sc_visit24;
+    \$4008  = sc_visit18;
     if (rst) begin
       \$4008  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4009  = uc25;
+    \$4009  = uc19;
     if (rst) begin
       \$4009  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4010  = sc_visit25;
+    \$4010  = sc_visit19;
     if (rst) begin
       \$4010  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4011  = uc26;
+    \$4011  = uc20;
     if (rst) begin
       \$4011  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4012  = sc_visit26;
+    \$4012  = sc_visit20;
     if (rst) begin
       \$4012  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4013  = uc27;
+    \$4013  = uc21;
     if (rst) begin
       \$4013  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4014  = sc_visit27;
+    \$4014  = sc_visit21;
     if (rst) begin
       \$4014  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4015  = uc28;
+    \$4015  = uc22;
     if (rst) begin
       \$4015  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4016  = sc_visit28;
+    \$4016  = sc_visit22;
     if (rst) begin
       \$4016  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4017  = uc29;
+    \$4017  = uc23;
     if (rst) begin
       \$4017  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4018  = sc_visit29;
+    \$4018  = sc_visit23;
     if (rst) begin
       \$4018  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4019  = uc30;
+    \$4019  = uc24;
     if (rst) begin
       \$4019  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4020  = sc_visit30;
+    \$4020  = sc_visit24;
     if (rst) begin
       \$4020  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4021  = uc31;
+    \$4021  = uc25;
     if (rst) begin
       \$4021  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4022  = sc_visit31;
+    \$4022  = sc_visit25;
     if (rst) begin
       \$4022  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4023  = sd_valid;
+    \$4023  = uc26;
     if (rst) begin
-      \$4023  = 1'h0;
+      \$4023  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4024  = sd_pre;
+    \$4024  = sc_visit26;
     if (rst) begin
-      \$4024  = 7'h00;
+      \$4024  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4025  = sd_c;
+    \$4025  = uc27;
     if (rst) begin
-      \$4025  = 3'h0;
+      \$4025  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4026  = sd_addr;
+    \$4026  = sc_visit27;
     if (rst) begin
-      \$4026  = 10'h000;
+      \$4026  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4027  = sd_mo;
+    \$4027  = uc28;
     if (rst) begin
-      \$4027  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+      \$4027  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4028  = sd_w;
+    \$4028  = sc_visit28;
     if (rst) begin
-      \$4028  = 32'd0;
+      \$4028  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4029  = \$2769 [7:0];
+    \$4029  = uc29;
     if (rst) begin
-      \$4029  = 8'h00;
+      \$4029  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4030  = \$3373 ;
+    \$4030  = sc_visit29;
     if (rst) begin
       \$4030  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4031  = sd_visit0;
+    \$4031  = uc30;
     if (rst) begin
-      \$4031  = 1'h0;
+      \$4031  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4032  = \$2771 [7:0];
+    \$4032  = sc_visit30;
     if (rst) begin
-      \$4032  = 8'h00;
+      \$4032  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4033  = \$3375 ;
+    \$4033  = uc31;
     if (rst) begin
-      \$4033  = 1'h0;
+      \$4033  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4034  = sd_visit1;
+    \$4034  = sc_visit31;
     if (rst) begin
       \$4034  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4035  = \$2773 [7:0];
+    \$4035  = sd_valid;
     if (rst) begin
-      \$4035  = 8'h00;
+      \$4035  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4036  = \$3377 ;
+    \$4036  = sd_pre;
     if (rst) begin
-      \$4036  = 1'h0;
+      \$4036  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4037  = sd_visit2;
+    \$4037  = sd_c;
     if (rst) begin
-      \$4037  = 1'h0;
+      \$4037  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4038  = \$2775 [7:0];
+    \$4038  = sd_addr;
     if (rst) begin
-      \$4038  = 8'h00;
+      \$4038  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4039  = \$3379 ;
+    \$4039  = sd_mo;
     if (rst) begin
-      \$4039  = 1'h0;
+      \$4039  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4040  = sd_visit3;
+    \$4040  = sd_w;
     if (rst) begin
-      \$4040  = 1'h0;
+      \$4040  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4041  = \$2777 [7:0];
+    \$4041  = \$2769 [7:0];
     if (rst) begin
       \$4041  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4042  = \$3381 ;
+    \$4042  = \$3375 ;
     if (rst) begin
       \$4042  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4043  = sd_visit4;
+    \$4043  = sd_visit0;
     if (rst) begin
       \$4043  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4044  = \$2779 [7:0];
+    \$4044  = \$2771 [7:0];
     if (rst) begin
       \$4044  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4045  = \$3383 ;
+    \$4045  = \$3377 ;
     if (rst) begin
       \$4045  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4046  = sd_visit5;
+    \$4046  = sd_visit1;
     if (rst) begin
       \$4046  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4047  = \$2781 [7:0];
+    \$4047  = \$2773 [7:0];
     if (rst) begin
       \$4047  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4048  = \$3385 ;
+    \$4048  = \$3379 ;
     if (rst) begin
       \$4048  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4049  = sd_visit6;
+    \$4049  = sd_visit2;
     if (rst) begin
       \$4049  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4050  = \$2783 [7:0];
+    \$4050  = \$2775 [7:0];
     if (rst) begin
       \$4050  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4051  = \$3387 ;
+    \$4051  = \$3381 ;
     if (rst) begin
       \$4051  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4052  = sd_visit7;
+    \$4052  = sd_visit3;
     if (rst) begin
       \$4052  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4053  = \$2785 [7:0];
+    \$4053  = \$2777 [7:0];
     if (rst) begin
       \$4053  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4054  = \$3389 ;
+    \$4054  = \$3383 ;
     if (rst) begin
       \$4054  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4055  = sd_visit8;
+    \$4055  = sd_visit4;
     if (rst) begin
       \$4055  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4056  = \$2787 [7:0];
+    \$4056  = \$2779 [7:0];
     if (rst) begin
       \$4056  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4057  = \$3391 ;
+    \$4057  = \$3385 ;
     if (rst) begin
       \$4057  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4058  = sd_visit9;
+    \$4058  = sd_visit5;
     if (rst) begin
       \$4058  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4059  = \$2789 [7:0];
+    \$4059  = \$2781 [7:0];
     if (rst) begin
       \$4059  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4060  = \$3393 ;
+    \$4060  = \$3387 ;
     if (rst) begin
       \$4060  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4061  = sd_visit10;
+    \$4061  = sd_visit6;
     if (rst) begin
       \$4061  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4062  = \$2791 [7:0];
+    \$4062  = \$2783 [7:0];
     if (rst) begin
       \$4062  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4063  = \$3395 ;
+    \$4063  = \$3389 ;
     if (rst) begin
       \$4063  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4064  = sd_visit11;
+    \$4064  = sd_visit7;
     if (rst) begin
       \$4064  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4065  = \$2793 [7:0];
+    \$4065  = \$2785 [7:0];
     if (rst) begin
       \$4065  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4066  = \$3397 ;
+    \$4066  = \$3391 ;
     if (rst) begin
       \$4066  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4067  = sd_visit12;
+    \$4067  = sd_visit8;
     if (rst) begin
       \$4067  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4068  = \$2795 [7:0];
+    \$4068  = \$2787 [7:0];
     if (rst) begin
       \$4068  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4069  = \$3399 ;
+    \$4069  = \$3393 ;
     if (rst) begin
       \$4069  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4070  = sd_visit13;
+    \$4070  = sd_visit9;
     if (rst) begin
       \$4070  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4071  = \$2797 [7:0];
+    \$4071  = \$2789 [7:0];
     if (rst) begin
       \$4071  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4072  = \$3401 ;
+    \$4072  = \$3395 ;
     if (rst) begin
       \$4072  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4073  = sd_visit14;
+    \$4073  = sd_visit10;
     if (rst) begin
       \$4073  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4074  = \$2799 [7:0];
+    \$4074  = \$2791 [7:0];
     if (rst) begin
       \$4074  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4075  = \$3403 ;
+    \$4075  = \$3397 ;
     if (rst) begin
       \$4075  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4076  = sd_visit15;
+    \$4076  = sd_visit11;
     if (rst) begin
       \$4076  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4077  = \$2801 [7:0];
+    \$4077  = \$2793 [7:0];
     if (rst) begin
       \$4077  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4078  = \$3405 ;
+    \$4078  = \$3399 ;
     if (rst) begin
       \$4078  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4079  = sd_visit16;
+    \$4079  = sd_visit12;
     if (rst) begin
       \$4079  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4080  = \$2803 [7:0];
+    \$4080  = \$2795 [7:0];
     if (rst) begin
       \$4080  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4081  = \$3407 ;
+    \$4081  = \$3401 ;
     if (rst) begin
       \$4081  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4082  = sd_visit17;
+    \$4082  = sd_visit13;
     if (rst) begin
       \$4082  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4083  = \$2805 [7:0];
+    \$4083  = \$2797 [7:0];
     if (rst) begin
       \$4083  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4084  = \$3409 ;
+    \$4084  = \$3403 ;
     if (rst) begin
       \$4084  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4085  = sd_visit18;
+    \$4085  = sd_visit14;
     if (rst) begin
       \$4085  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4086  = \$2807 [7:0];
+    \$4086  = \$2799 [7:0];
     if (rst) begin
       \$4086  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4087  = \$3411 ;
+    \$4087  = \$3405 ;
     if (rst) begin
       \$4087  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4088  = sd_visit19;
+    \$4088  = sd_visit15;
     if (rst) begin
       \$4088  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4089  = \$2809 [7:0];
+    \$4089  = \$2801 [7:0];
     if (rst) begin
       \$4089  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4090  = \$3413 ;
+    \$4090  = \$3407 ;
     if (rst) begin
       \$4090  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4091  = sd_visit20;
+    \$4091  = sd_visit16;
     if (rst) begin
       \$4091  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4092  = \$2811 [7:0];
+    \$4092  = \$2803 [7:0];
     if (rst) begin
       \$4092  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4093  = \$3415 ;
+    \$4093  = \$3409 ;
     if (rst) begin
       \$4093  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4094  = sd_visit21;
+    \$4094  = sd_visit17;
     if (rst) begin
       \$4094  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4095  = \$2813 [7:0];
+    \$4095  = \$2805 [7:0];
     if (rst) begin
       \$4095  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4096  = \$3417 ;
+    \$4096  = \$3411 ;
     if (rst) begin
       \$4096  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4097  = sd_visit22;
+    \$4097  = sd_visit18;
     if (rst) begin
       \$4097  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4098  = \$2815 [7:0];
+    \$4098  = \$2807 [7:0];
     if (rst) begin
       \$4098  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4099  = \$3419 ;
+    \$4099  = \$3413 ;
     if (rst) begin
       \$4099  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4100  = sd_visit23;
+    \$4100  = sd_visit19;
     if (rst) begin
       \$4100  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4101  = \$2817 [7:0];
+    \$4101  = \$2809 [7:0];
     if (rst) begin
       \$4101  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4102  = \$3421 ;
+    \$4102  = \$3415 ;
     if (rst) begin
       \$4102  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4103  = sd_visit24;
+    \$4103  = sd_visit20;
     if (rst) begin
       \$4103  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4104  = \$2819 [7:0];
+    \$4104  = \$2811 [7:0];
     if (rst) begin
       \$4104  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4105  = \$3423 ;
+    \$4105  = \$3417 ;
     if (rst) begin
       \$4105  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4106  = sd_visit25;
+    \$4106  = sd_visit21;
     if (rst) begin
       \$4106  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4107  = \$2821 [7:0];
+    \$4107  = \$2813 [7:0];
     if (rst) begin
       \$4107  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4108  = \$3425 ;
+    \$4108  = \$3419 ;
     if (rst) begin
       \$4108  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4109  = sd_visit26;
+    \$4109  = sd_visit22;
     if (rst) begin
       \$4109  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4110  = \$2823 [7:0];
+    \$4110  = \$2815 [7:0];
     if (rst) begin
       \$4110  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4111  = \$3427 ;
+    \$4111  = \$3421 ;
     if (rst) begin
       \$4111  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4112  = sd_visit27;
+    \$4112  = sd_visit23;
     if (rst) begin
       \$4112  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4113  = \$2825 [7:0];
+    \$4113  = \$2817 [7:0];
     if (rst) begin
       \$4113  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4114  = \$3429 ;
+    \$4114  = \$3423 ;
     if (rst) begin
       \$4114  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4115  = sd_visit28;
+    \$4115  = sd_visit24;
     if (rst) begin
       \$4115  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4116  = \$2827 [7:0];
+    \$4116  = \$2819 [7:0];
     if (rst) begin
       \$4116  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4117  = \$3431 ;
+    \$4117  = \$3425 ;
     if (rst) begin
       \$4117  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4118  = sd_visit29;
+    \$4118  = sd_visit25;
     if (rst) begin
       \$4118  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4119  = \$2829 [7:0];
+    \$4119  = \$2821 [7:0];
     if (rst) begin
       \$4119  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4120  = \$3433 ;
+    \$4120  = \$3427 ;
     if (rst) begin
       \$4120  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4121  = sd_visit30;
+    \$4121  = sd_visit26;
     if (rst) begin
       \$4121  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4122  = \$2831 [7:0];
+    \$4122  = \$2823 [7:0];
     if (rst) begin
       \$4122  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4123  = \$3435 ;
+    \$4123  = \$3429 ;
     if (rst) begin
       \$4123  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4124  = sd_visit31;
+    \$4124  = sd_visit27;
     if (rst) begin
       \$4124  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4125  = \$3436 ;
+    \$4125  = \$2825 [7:0];
     if (rst) begin
-      \$4125  = 10'h000;
+      \$4125  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4126  = se_valid;
+    \$4126  = \$3431 ;
     if (rst) begin
       \$4126  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4127  = se_pre;
+    \$4127  = sd_visit28;
     if (rst) begin
-      \$4127  = 7'h00;
+      \$4127  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4128  = se_c;
+    \$4128  = \$2827 [7:0];
     if (rst) begin
-      \$4128  = 3'h0;
+      \$4128  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4129  = se_addr;
+    \$4129  = \$3433 ;
     if (rst) begin
-      \$4129  = 10'h000;
+      \$4129  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4130  = { \$3468 , \$3467 , \$3466 , \$3465 , \$3464 , \$3463 , \$3462 , \$3461 , \$3460 , \$3459 , \$3458 , \$3457 , \$3456 , \$3455 , \$3454 , \$3453 , \$3452 , \$3451 , \$3450 , \$3449 , \$3448 , \$3447 , \$3446 , \$3445 , \$3444 , \$3443 , \$3442 , \$3441 , \$3440 , \$3439 , \$3438 , \$3437  };
+    \$4130  = sd_visit29;
     if (rst) begin
-      \$4130  = 32'd0;
+      \$4130  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4131  = { \$3532 , \$3530 , \$3528 , \$3526 , \$3524 , \$3522 , \$3520 , \$3518 , \$3516 , \$3514 , \$3512 , \$3510 , \$3508 , \$3506 , \$3504 , \$3502 , \$3500 , \$3498 , \$3496 , \$3494 , \$3492 , \$3490 , \$3488 , \$3486 , \$3484 , \$3482 , \$3480 , \$3478 , \$3476 , \$3474 , \$3472 , \$3470  };
+    \$4131  = \$2829 [7:0];
     if (rst) begin
-      \$4131  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+      \$4131  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4132  = { flip31, flip30, flip29, flip28, flip27, flip26, flip25, flip24, flip23, flip22, flip21, flip20, flip19, flip18, flip17, flip16, flip15, flip14, flip13, flip12, flip11, flip10, flip9, flip8, flip7, flip6, flip5, flip4, flip3, flip2, flip1, flip0 };
+    \$4132  = \$3435 ;
     if (rst) begin
-      \$4132  = 32'd0;
+      \$4132  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4133  = { se_sat31, se_sat30, se_sat29, se_sat28, se_sat27, se_sat26, se_sat25, se_sat24, se_sat23, se_sat22, se_sat21, se_sat20, se_sat19, se_sat18, se_sat17, se_sat16, se_sat15, se_sat14, se_sat13, se_sat12, se_sat11, se_sat10, se_sat9, se_sat8, se_sat7, se_sat6, se_sat5, se_sat4, se_sat3, se_sat2, se_sat1, se_sat0 };
+    \$4133  = sd_visit30;
     if (rst) begin
-      \$4133  = 32'd0;
+      \$4133  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4134  = \$3533 ;
+    \$4134  = \$2831 [7:0];
     if (rst) begin
-      \$4134  = 1'h0;
+      \$4134  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4135  = \$3535 ;
+    \$4135  = \$3437 ;
     if (rst) begin
       \$4135  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4136  = s2_valid;
+    \$4136  = sd_visit31;
     if (rst) begin
       \$4136  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4137  = \$3567 [5:0];
+    \$4137  = \$3438 ;
     if (rst) begin
-      \$4137  = 6'h00;
+      \$4137  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4138  = \$3599 [5:0];
+    \$4138  = se_valid;
     if (rst) begin
-      \$4138  = 6'h00;
+      \$4138  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4139  = n_sat;
+    \$4139  = se_pre;
+    if (rst) begin
+      \$4139  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$4140  = se_c;
+    if (rst) begin
+      \$4140  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$4141  = se_addr;
+    if (rst) begin
+      \$4141  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$4142  = { \$3470 , \$3469 , \$3468 , \$3467 , \$3466 , \$3465 , \$3464 , \$3463 , \$3462 , \$3461 , \$3460 , \$3459 , \$3458 , \$3457 , \$3456 , \$3455 , \$3454 , \$3453 , \$3452 , \$3451 , \$3450 , \$3449 , \$3448 , \$3447 , \$3446 , \$3445 , \$3444 , \$3443 , \$3442 , \$3441 , \$3440 , \$3439  };
+    if (rst) begin
+      \$4142  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$4143  = { \$3534 , \$3532 , \$3530 , \$3528 , \$3526 , \$3524 , \$3522 , \$3520 , \$3518 , \$3516 , \$3514 , \$3512 , \$3510 , \$3508 , \$3506 , \$3504 , \$3502 , \$3500 , \$3498 , \$3496 , \$3494 , \$3492 , \$3490 , \$3488 , \$3486 , \$3484 , \$3482 , \$3480 , \$3478 , \$3476 , \$3474 , \$3472  };
+    if (rst) begin
+      \$4143  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$4144  = { flip31, flip30, flip29, flip28, flip27, flip26, flip25, flip24, flip23, flip22, flip21, flip20, flip19, flip18, flip17, flip16, flip15, flip14, flip13, flip12, flip11, flip10, flip9, flip8, flip7, flip6, flip5, flip4, flip3, flip2, flip1, flip0 };
+    if (rst) begin
+      \$4144  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$4145  = { se_sat31, se_sat30, se_sat29, se_sat28, se_sat27, se_sat26, se_sat25, se_sat24, se_sat23, se_sat22, se_sat21, se_sat20, se_sat19, se_sat18, se_sat17, se_sat16, se_sat15, se_sat14, se_sat13, se_sat12, se_sat11, se_sat10, se_sat9, se_sat8, se_sat7, se_sat6, se_sat5, se_sat4, se_sat3, se_sat2, se_sat1, se_sat0 };
+    if (rst) begin
+      \$4145  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$4146  = \$3535 ;
+    if (rst) begin
+      \$4146  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$4147  = \$3537 ;
+    if (rst) begin
+      \$4147  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$4148  = rvalid1;
+    if (rst) begin
+      \$4148  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$4149  = s2_valid;
+    if (rst) begin
+      \$4149  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$4150  = \$3569 [5:0];
+    if (rst) begin
+      \$4150  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$4151  = \$3601 [5:0];
+    if (rst) begin
+      \$4151  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$4152  = n_sat;
     if (cnt_clear) begin
-      \$4139  = 32'd0;
+      \$4152  = 32'd0;
     end else if (cnt_valid) begin
-      \$4139  = \$3600 [31:0];
+      \$4152  = \$3602 [31:0];
     end
     if (rst) begin
-      \$4139  = 32'd0;
+      \$4152  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4140  = n_flip;
+    \$4153  = n_flip;
     if (cnt_clear) begin
-      \$4140  = 32'd0;
+      \$4153  = 32'd0;
     end else if (cnt_valid) begin
-      \$4140  = \$3601 [31:0];
+      \$4153  = \$3603 [31:0];
     end
     if (rst) begin
-      \$4140  = 32'd0;
+      \$4153  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4141  = ser_mask;
-    if (\$3602 ) begin
-      \$4141  = \$3177 [31:0];
+    \$4154  = ser_mask;
+    if (\$3604 ) begin
+      \$4154  = \$3179 [31:0];
     end
     if (r_en) begin
       if (r_rdy) begin
-        \$4141  = r_data[31:0];
+        \$4154  = r_data[31:0];
       end
     end
     if (rst) begin
-      \$4141  = 32'd0;
+      \$4154  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4142  = \$3609 [3:0];
+    \$4155  = \$3611 [3:0];
     if (rst) begin
-      \$4142  = 4'h0;
+      \$4155  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4143  = o_flip__valid;
+    \$4156  = o_flip__valid;
     if (r_en) begin
-      \$4143  = r_rdy;
+      \$4156  = r_rdy;
     end
     if (rst) begin
-      \$4143  = 1'h0;
+      \$4156  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4144  = ser_c;
-    if (r_en) begin
-      if (r_rdy) begin
-        \$4144  = r_data[34:32];
-      end
-    end
-    if (rst) begin
-      \$4144  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4145  = ser_pre;
+    \$4157  = ser_c;
     if (r_en) begin
       if (r_rdy) begin
-        \$4145  = r_data[41:35];
+        \$4157  = r_data[34:32];
       end
     end
     if (rst) begin
-      \$4145  = 7'h00;
+      \$4157  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$4158  = ser_pre;
+    if (r_en) begin
+      if (r_rdy) begin
+        \$4158  = r_data[41:35];
+      end
+    end
+    if (rst) begin
+      \$4158  = 7'h00;
     end
   end
   assign d_wr_addr = d_wr__addr;
@@ -24150,6 +24315,8 @@ module \core.fu0 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr__addr, d_wr
   assign row_addr = w_rd_addr;
   assign \$signature__addr  = row_c;
   assign base = { 9'h000, \$9  };
+  assign \$signature__addr$30  = mom_raddr;
+  assign mom_q0 = mom_q;
   assign u0_sh4 = { \$103 , \$102 , \$101 , \$100 , \$99 , \$98 , \$97 , \$96 , \$95 , \$94 , \$93 , \$92 , \$91 , \$90 , \$89 , \$88 , \$87 , \$86 , \$85 , \$84 , \$83 , \$82 , \$81 , \$80  };
   assign u0_sh3 = { \$119 , \$118 , \$117 , \$116 , \$115 , \$114 , \$113 , \$112 , \$111 , \$110 , \$109 , \$108 , \$107 , \$106 , \$105 , \$104  };
   assign u0_sh2 = { \$131 , \$130 , \$129 , \$128 , \$127 , \$126 , \$125 , \$124 , \$123 , \$122 , \$121 , \$120  };
@@ -24376,19 +24543,21 @@ module \core.fu0 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr__addr, d_wr
   assign ms31 = \$2831 [7:0];
   assign s2_addr = w_wr_addr;
   assign s2_w = w_wr_data;
-  assign \$signature__data  = mom_rdata;
+  assign mom_rdata = mom_q;
+  assign \$signature__addr$763  = mom_waddr;
+  assign \$signature__data  = mom_wdata;
   assign w_data = { s2_pre, s2_c, s2_flip };
-  assign \n_sat$766  = n_sat;
-  assign \n_flip$768  = n_flip;
-  assign idx = { \$3175 , \$3126 , \$3077 , \$3028 , \$2979  };
-  assign rest = \$3177 [31:0];
+  assign \n_sat$771  = n_sat;
+  assign \n_flip$773  = n_flip;
+  assign idx = { \$3177 , \$3128 , \$3079 , \$3030 , \$2981  };
+  assign rest = \$3179 [31:0];
   assign ser_have = o_flip__valid;
   assign \o_flip__payload.pre  = o_flip__payload[6:0];
   assign \o_flip__payload.post  = o_flip__payload[14:7];
   assign \i_pre__payload.pre  = i_pre__payload[6:0];
   assign \i_pre__payload.a  = i_pre__payload[13:7];
   assign \i_pre__payload.last  = i_pre__payload[14];
-  assign o_flip__payload[14:7] = { ser_c, \$3175 , \$3126 , \$3077 , \$3028 , \$2979  };
+  assign o_flip__payload[14:7] = { ser_c, \$3177 , \$3128 , \$3079 , \$3030 , \$2981  };
   assign o_flip__payload[6:0] = ser_pre;
   assign \$7  = { 1'h0, row_c, 19'h00000 };
   assign \$9  = \$8 ;
@@ -24430,41 +24599,44 @@ module \core.fu0 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr__addr, d_wr
   assign \$74  = { sb_mo[239], sb_mo[239:232], 2'h0 };
   assign \$76  = { sb_mo[247], sb_mo[247:240], 2'h0 };
   assign \$78  = { sb_mo[255], sb_mo[255:248], 2'h0 };
-  assign \$3213  = \$3212 ;
-  assign \$3218  = \$3217 ;
-  assign \$3223  = \$3222 ;
-  assign \$3228  = \$3227 ;
-  assign \$3233  = \$3232 ;
-  assign \$3238  = \$3237 ;
-  assign \$3243  = \$3242 ;
-  assign \$3248  = \$3247 ;
-  assign \$3253  = \$3252 ;
-  assign \$3258  = \$3257 ;
-  assign \$3263  = \$3262 ;
-  assign \$3268  = \$3267 ;
-  assign \$3273  = \$3272 ;
-  assign \$3278  = \$3277 ;
-  assign \$3283  = \$3282 ;
-  assign \$3288  = \$3287 ;
-  assign \$3293  = \$3292 ;
-  assign \$3298  = \$3297 ;
-  assign \$3303  = \$3302 ;
-  assign \$3308  = \$3307 ;
-  assign \$3313  = \$3312 ;
-  assign \$3318  = \$3317 ;
-  assign \$3323  = \$3322 ;
-  assign \$3328  = \$3327 ;
-  assign \$3333  = \$3332 ;
-  assign \$3338  = \$3337 ;
-  assign \$3343  = \$3342 ;
-  assign \$3348  = \$3347 ;
-  assign \$3353  = \$3352 ;
-  assign \$3358  = \$3357 ;
-  assign \$3363  = \$3362 ;
-  assign \$3368  = \$3367 ;
+  assign \$2930  = 10'h000;
+  assign \$3215  = \$3214 ;
+  assign \$3220  = \$3219 ;
+  assign \$3225  = \$3224 ;
+  assign \$3230  = \$3229 ;
+  assign \$3235  = \$3234 ;
+  assign \$3240  = \$3239 ;
+  assign \$3245  = \$3244 ;
+  assign \$3250  = \$3249 ;
+  assign \$3255  = \$3254 ;
+  assign \$3260  = \$3259 ;
+  assign \$3265  = \$3264 ;
+  assign \$3270  = \$3269 ;
+  assign \$3275  = \$3274 ;
+  assign \$3280  = \$3279 ;
+  assign \$3285  = \$3284 ;
+  assign \$3290  = \$3289 ;
+  assign \$3295  = \$3294 ;
+  assign \$3300  = \$3299 ;
+  assign \$3305  = \$3304 ;
+  assign \$3310  = \$3309 ;
+  assign \$3315  = \$3314 ;
+  assign \$3320  = \$3319 ;
+  assign \$3325  = \$3324 ;
+  assign \$3330  = \$3329 ;
+  assign \$3335  = \$3334 ;
+  assign \$3340  = \$3339 ;
+  assign \$3345  = \$3344 ;
+  assign \$3350  = \$3349 ;
+  assign \$3355  = \$3354 ;
+  assign \$3360  = \$3359 ;
+  assign \$3365  = \$3364 ;
+  assign \$3370  = \$3369 ;
+  assign \$2931  = 1'h1;
+  assign \$signature__en  = mom_wen;
 endmodule
 
-module \core.fu0.ffifo (rst, w_en, r_en, r_rdy, r_data, \port$15644$0 , \port$15646$0 , \port$15654$0 , level, clk);
+module \core.fu0.ffifo (rst, w_en, r_en, r_rdy, r_data, \port$15672$0 , \port$15674$0 , \port$15682$0 , level, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -24493,12 +24665,12 @@ module \core.fu0.ffifo (rst, w_en, r_en, r_rdy, r_data, \port$15644$0 , \port$15
   wire [3:0] consume;
   output [3:0] level;
   reg [3:0] level = 4'h0;
-  input [6:0] \port$15644$0 ;
-  wire [6:0] \port$15644$0 ;
-  input [2:0] \port$15646$0 ;
-  wire [2:0] \port$15646$0 ;
-  input [31:0] \port$15654$0 ;
-  wire [31:0] \port$15654$0 ;
+  input [6:0] \port$15672$0 ;
+  wire [6:0] \port$15672$0 ;
+  input [2:0] \port$15674$0 ;
+  wire [2:0] \port$15674$0 ;
+  input [31:0] \port$15682$0 ;
+  wire [31:0] \port$15682$0 ;
   (* init = 4'h0 *)
   wire [3:0] produce;
   output [41:0] r_data;
@@ -24522,7 +24694,7 @@ module \core.fu0.ffifo (rst, w_en, r_en, r_rdy, r_data, \port$15644$0 , \port$15
   wire [41:0] w_port__data;
   wire w_port__en;
   wire w_rdy;
-  reg [41:0] storage [8:0];
+  reg [41:0] storage [9:0];
   initial begin
     storage[0] = 42'h00000000000;
     storage[1] = 42'h00000000000;
@@ -24533,21 +24705,22 @@ module \core.fu0.ffifo (rst, w_en, r_en, r_rdy, r_data, \port$15644$0 , \port$15
     storage[6] = 42'h00000000000;
     storage[7] = 42'h00000000000;
     storage[8] = 42'h00000000000;
+    storage[9] = 42'h00000000000;
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$15644$0 , \port$15646$0 , \port$15654$0  };
+      storage[w_port__addr] <= { \port$15672$0 , \port$15674$0 , \port$15682$0  };
   end
   assign r_data = storage[r_port__addr];
-  assign w_rdy = level != 4'h9;
+  assign w_rdy = level != 4'ha;
   assign r_rdy = | level;
   assign w_port__en = w_en & w_rdy;
   assign \$1  = w_rdy & w_en;
-  assign \$2  = w_port__addr == 4'h8;
+  assign \$2  = w_port__addr == 4'h9;
   assign \$3  = w_port__addr + 1'h1;
   assign \$4  = \$2  ? 5'h00 : \$3 ;
   assign \$5  = r_rdy & r_en;
-  assign \$6  = r_port__addr == 4'h8;
+  assign \$6  = r_port__addr == 4'h9;
   assign \$7  = r_port__addr + 1'h1;
   assign \$8  = \$6  ? 5'h00 : \$7 ;
   assign \$9  = w_rdy & w_en;
@@ -24602,14 +24775,14 @@ module \core.fu0.ffifo (rst, w_en, r_en, r_rdy, r_data, \port$15644$0 , \port$15
   assign w_level = level;
   assign r_level = level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$15644$0 , \port$15646$0 , \port$15654$0  };
-  assign w_data = { \port$15644$0 , \port$15646$0 , \port$15654$0  };
+  assign w_port__data = { \port$15672$0 , \port$15674$0 , \port$15682$0  };
+  assign w_data = { \port$15672$0 , \port$15674$0 , \port$15682$0  };
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule
 
-module \core.fu1 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr_addr, d_wr__en, pre_ready, w_wr_en, mom_rdata, cnt_clear, mom_re, mom_wdata, mom_we, key, rate_shift, i_pre__payload, i_pre__valid, d_wr__data, o_flip__payload, w_rd_addr
-, busy, w_wr_addr, w_wr_data, n_sat, n_flip, o_flip__valid, clk);
+module \core.fu1 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr_addr, d_wr__en, pre_ready, w_wr_en, cnt_clear, mom_re, \mom_wdata$758 , mom_we, key, rate_shift, i_pre__payload, i_pre__valid, d_wr__data, o_flip__payload, w_rd_addr, busy
+, mom_q, w_wr_addr, w_wr_data, n_sat, n_flip, o_flip__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire [46:0] \$10 ;
@@ -26757,283 +26930,283 @@ module \core.fu1 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr_addr, d_wr_
   wire \$2928 ;
   wire \$2929 ;
   wire \$293 ;
-  wire \$2930 ;
-  wire [31:0] \$2931 ;
-  wire [32:0] \$2932 ;
-  wire [32:0] \$2933 ;
-  wire [31:0] \$2934 ;
+  wire [7:0] \$2930 ;
+  wire \$2931 ;
+  wire \$2932 ;
+  wire [31:0] \$2933 ;
+  wire [32:0] \$2934 ;
   wire [32:0] \$2935 ;
-  wire [32:0] \$2936 ;
-  wire [31:0] \$2937 ;
+  wire [31:0] \$2936 ;
+  wire [32:0] \$2937 ;
   wire [32:0] \$2938 ;
-  wire [32:0] \$2939 ;
+  wire [31:0] \$2939 ;
   wire \$294 ;
-  wire [31:0] \$2940 ;
+  wire [32:0] \$2940 ;
   wire [32:0] \$2941 ;
-  wire [32:0] \$2942 ;
-  wire [31:0] \$2943 ;
+  wire [31:0] \$2942 ;
+  wire [32:0] \$2943 ;
   wire [32:0] \$2944 ;
-  wire [32:0] \$2945 ;
-  wire [31:0] \$2946 ;
+  wire [31:0] \$2945 ;
+  wire [32:0] \$2946 ;
   wire [32:0] \$2947 ;
-  wire [32:0] \$2948 ;
-  wire [31:0] \$2949 ;
+  wire [31:0] \$2948 ;
+  wire [32:0] \$2949 ;
   wire \$295 ;
   wire [32:0] \$2950 ;
-  wire [32:0] \$2951 ;
-  wire [31:0] \$2952 ;
+  wire [31:0] \$2951 ;
+  wire [32:0] \$2952 ;
   wire [32:0] \$2953 ;
-  wire [32:0] \$2954 ;
-  wire [31:0] \$2955 ;
+  wire [31:0] \$2954 ;
+  wire [32:0] \$2955 ;
   wire [32:0] \$2956 ;
-  wire [32:0] \$2957 ;
-  wire [31:0] \$2958 ;
+  wire [31:0] \$2957 ;
+  wire [32:0] \$2958 ;
   wire [32:0] \$2959 ;
   wire \$296 ;
-  wire [32:0] \$2960 ;
-  wire [31:0] \$2961 ;
+  wire [31:0] \$2960 ;
+  wire [32:0] \$2961 ;
   wire [32:0] \$2962 ;
-  wire [32:0] \$2963 ;
-  wire [31:0] \$2964 ;
+  wire [31:0] \$2963 ;
+  wire [32:0] \$2964 ;
   wire [32:0] \$2965 ;
-  wire [32:0] \$2966 ;
-  wire [31:0] \$2967 ;
+  wire [31:0] \$2966 ;
+  wire [32:0] \$2967 ;
   wire [32:0] \$2968 ;
-  wire [32:0] \$2969 ;
+  wire [31:0] \$2969 ;
   wire \$297 ;
-  wire [31:0] \$2970 ;
+  wire [32:0] \$2970 ;
   wire [32:0] \$2971 ;
-  wire [32:0] \$2972 ;
-  wire [31:0] \$2973 ;
+  wire [31:0] \$2972 ;
+  wire [32:0] \$2973 ;
   wire [32:0] \$2974 ;
-  wire [32:0] \$2975 ;
-  wire [31:0] \$2976 ;
+  wire [31:0] \$2975 ;
+  wire [32:0] \$2976 ;
   wire [32:0] \$2977 ;
-  wire [32:0] \$2978 ;
-  wire \$2979 ;
+  wire [31:0] \$2978 ;
+  wire [32:0] \$2979 ;
   wire \$298 ;
-  wire [31:0] \$2980 ;
-  wire [32:0] \$2981 ;
-  wire [32:0] \$2982 ;
-  wire [31:0] \$2983 ;
+  wire [32:0] \$2980 ;
+  wire \$2981 ;
+  wire [31:0] \$2982 ;
+  wire [32:0] \$2983 ;
   wire [32:0] \$2984 ;
-  wire [32:0] \$2985 ;
-  wire [31:0] \$2986 ;
+  wire [31:0] \$2985 ;
+  wire [32:0] \$2986 ;
   wire [32:0] \$2987 ;
-  wire [32:0] \$2988 ;
-  wire [31:0] \$2989 ;
+  wire [31:0] \$2988 ;
+  wire [32:0] \$2989 ;
   wire \$299 ;
   wire [32:0] \$2990 ;
-  wire [32:0] \$2991 ;
-  wire [31:0] \$2992 ;
+  wire [31:0] \$2991 ;
+  wire [32:0] \$2992 ;
   wire [32:0] \$2993 ;
-  wire [32:0] \$2994 ;
-  wire [31:0] \$2995 ;
+  wire [31:0] \$2994 ;
+  wire [32:0] \$2995 ;
   wire [32:0] \$2996 ;
-  wire [32:0] \$2997 ;
-  wire [31:0] \$2998 ;
+  wire [31:0] \$2997 ;
+  wire [32:0] \$2998 ;
   wire [32:0] \$2999 ;
   wire \$3 ;
   wire [14:0] \$30 ;
   wire \$300 ;
-  wire [32:0] \$3000 ;
-  wire [31:0] \$3001 ;
+  wire [31:0] \$3000 ;
+  wire [32:0] \$3001 ;
   wire [32:0] \$3002 ;
-  wire [32:0] \$3003 ;
-  wire [31:0] \$3004 ;
+  wire [31:0] \$3003 ;
+  wire [32:0] \$3004 ;
   wire [32:0] \$3005 ;
-  wire [32:0] \$3006 ;
-  wire [31:0] \$3007 ;
+  wire [31:0] \$3006 ;
+  wire [32:0] \$3007 ;
   wire [32:0] \$3008 ;
-  wire [32:0] \$3009 ;
+  wire [31:0] \$3009 ;
   wire \$301 ;
-  wire [31:0] \$3010 ;
+  wire [32:0] \$3010 ;
   wire [32:0] \$3011 ;
-  wire [32:0] \$3012 ;
-  wire [31:0] \$3013 ;
+  wire [31:0] \$3012 ;
+  wire [32:0] \$3013 ;
   wire [32:0] \$3014 ;
-  wire [32:0] \$3015 ;
-  wire [31:0] \$3016 ;
+  wire [31:0] \$3015 ;
+  wire [32:0] \$3016 ;
   wire [32:0] \$3017 ;
-  wire [32:0] \$3018 ;
-  wire [31:0] \$3019 ;
+  wire [31:0] \$3018 ;
+  wire [32:0] \$3019 ;
   wire \$302 ;
   wire [32:0] \$3020 ;
-  wire [32:0] \$3021 ;
-  wire [31:0] \$3022 ;
+  wire [31:0] \$3021 ;
+  wire [32:0] \$3022 ;
   wire [32:0] \$3023 ;
-  wire [32:0] \$3024 ;
-  wire [31:0] \$3025 ;
+  wire [31:0] \$3024 ;
+  wire [32:0] \$3025 ;
   wire [32:0] \$3026 ;
-  wire [32:0] \$3027 ;
-  wire \$3028 ;
-  wire [31:0] \$3029 ;
+  wire [31:0] \$3027 ;
+  wire [32:0] \$3028 ;
+  wire [32:0] \$3029 ;
   wire \$303 ;
-  wire [32:0] \$3030 ;
-  wire [32:0] \$3031 ;
-  wire [31:0] \$3032 ;
+  wire \$3030 ;
+  wire [31:0] \$3031 ;
+  wire [32:0] \$3032 ;
   wire [32:0] \$3033 ;
-  wire [32:0] \$3034 ;
-  wire [31:0] \$3035 ;
+  wire [31:0] \$3034 ;
+  wire [32:0] \$3035 ;
   wire [32:0] \$3036 ;
-  wire [32:0] \$3037 ;
-  wire [31:0] \$3038 ;
+  wire [31:0] \$3037 ;
+  wire [32:0] \$3038 ;
   wire [32:0] \$3039 ;
   wire \$304 ;
-  wire [32:0] \$3040 ;
-  wire [31:0] \$3041 ;
+  wire [31:0] \$3040 ;
+  wire [32:0] \$3041 ;
   wire [32:0] \$3042 ;
-  wire [32:0] \$3043 ;
-  wire [31:0] \$3044 ;
+  wire [31:0] \$3043 ;
+  wire [32:0] \$3044 ;
   wire [32:0] \$3045 ;
-  wire [32:0] \$3046 ;
-  wire [31:0] \$3047 ;
+  wire [31:0] \$3046 ;
+  wire [32:0] \$3047 ;
   wire [32:0] \$3048 ;
-  wire [32:0] \$3049 ;
+  wire [31:0] \$3049 ;
   wire \$305 ;
-  wire [31:0] \$3050 ;
+  wire [32:0] \$3050 ;
   wire [32:0] \$3051 ;
-  wire [32:0] \$3052 ;
-  wire [31:0] \$3053 ;
+  wire [31:0] \$3052 ;
+  wire [32:0] \$3053 ;
   wire [32:0] \$3054 ;
-  wire [32:0] \$3055 ;
-  wire [31:0] \$3056 ;
+  wire [31:0] \$3055 ;
+  wire [32:0] \$3056 ;
   wire [32:0] \$3057 ;
-  wire [32:0] \$3058 ;
-  wire [31:0] \$3059 ;
+  wire [31:0] \$3058 ;
+  wire [32:0] \$3059 ;
   wire \$306 ;
   wire [32:0] \$3060 ;
-  wire [32:0] \$3061 ;
-  wire [31:0] \$3062 ;
+  wire [31:0] \$3061 ;
+  wire [32:0] \$3062 ;
   wire [32:0] \$3063 ;
-  wire [32:0] \$3064 ;
-  wire [31:0] \$3065 ;
+  wire [31:0] \$3064 ;
+  wire [32:0] \$3065 ;
   wire [32:0] \$3066 ;
-  wire [32:0] \$3067 ;
-  wire [31:0] \$3068 ;
+  wire [31:0] \$3067 ;
+  wire [32:0] \$3068 ;
   wire [32:0] \$3069 ;
   wire \$307 ;
-  wire [32:0] \$3070 ;
-  wire [31:0] \$3071 ;
+  wire [31:0] \$3070 ;
+  wire [32:0] \$3071 ;
   wire [32:0] \$3072 ;
-  wire [32:0] \$3073 ;
-  wire [31:0] \$3074 ;
+  wire [31:0] \$3073 ;
+  wire [32:0] \$3074 ;
   wire [32:0] \$3075 ;
-  wire [32:0] \$3076 ;
-  wire \$3077 ;
-  wire [31:0] \$3078 ;
-  wire [32:0] \$3079 ;
+  wire [31:0] \$3076 ;
+  wire [32:0] \$3077 ;
+  wire [32:0] \$3078 ;
+  wire \$3079 ;
   wire \$308 ;
-  wire [32:0] \$3080 ;
-  wire [31:0] \$3081 ;
+  wire [31:0] \$3080 ;
+  wire [32:0] \$3081 ;
   wire [32:0] \$3082 ;
-  wire [32:0] \$3083 ;
-  wire [31:0] \$3084 ;
+  wire [31:0] \$3083 ;
+  wire [32:0] \$3084 ;
   wire [32:0] \$3085 ;
-  wire [32:0] \$3086 ;
-  wire [31:0] \$3087 ;
+  wire [31:0] \$3086 ;
+  wire [32:0] \$3087 ;
   wire [32:0] \$3088 ;
-  wire [32:0] \$3089 ;
+  wire [31:0] \$3089 ;
   wire \$309 ;
-  wire [31:0] \$3090 ;
+  wire [32:0] \$3090 ;
   wire [32:0] \$3091 ;
-  wire [32:0] \$3092 ;
-  wire [31:0] \$3093 ;
+  wire [31:0] \$3092 ;
+  wire [32:0] \$3093 ;
   wire [32:0] \$3094 ;
-  wire [32:0] \$3095 ;
-  wire [31:0] \$3096 ;
+  wire [31:0] \$3095 ;
+  wire [32:0] \$3096 ;
   wire [32:0] \$3097 ;
-  wire [32:0] \$3098 ;
-  wire [31:0] \$3099 ;
+  wire [31:0] \$3098 ;
+  wire [32:0] \$3099 ;
   wire [23:0] \$31 ;
   wire \$310 ;
   wire [32:0] \$3100 ;
-  wire [32:0] \$3101 ;
-  wire [31:0] \$3102 ;
+  wire [31:0] \$3101 ;
+  wire [32:0] \$3102 ;
   wire [32:0] \$3103 ;
-  wire [32:0] \$3104 ;
-  wire [31:0] \$3105 ;
+  wire [31:0] \$3104 ;
+  wire [32:0] \$3105 ;
   wire [32:0] \$3106 ;
-  wire [32:0] \$3107 ;
-  wire [31:0] \$3108 ;
+  wire [31:0] \$3107 ;
+  wire [32:0] \$3108 ;
   wire [32:0] \$3109 ;
   wire \$311 ;
-  wire [32:0] \$3110 ;
-  wire [31:0] \$3111 ;
+  wire [31:0] \$3110 ;
+  wire [32:0] \$3111 ;
   wire [32:0] \$3112 ;
-  wire [32:0] \$3113 ;
-  wire [31:0] \$3114 ;
+  wire [31:0] \$3113 ;
+  wire [32:0] \$3114 ;
   wire [32:0] \$3115 ;
-  wire [32:0] \$3116 ;
-  wire [31:0] \$3117 ;
+  wire [31:0] \$3116 ;
+  wire [32:0] \$3117 ;
   wire [32:0] \$3118 ;
-  wire [32:0] \$3119 ;
+  wire [31:0] \$3119 ;
   wire \$312 ;
-  wire [31:0] \$3120 ;
+  wire [32:0] \$3120 ;
   wire [32:0] \$3121 ;
-  wire [32:0] \$3122 ;
-  wire [31:0] \$3123 ;
+  wire [31:0] \$3122 ;
+  wire [32:0] \$3123 ;
   wire [32:0] \$3124 ;
-  wire [32:0] \$3125 ;
-  wire \$3126 ;
-  wire [31:0] \$3127 ;
-  wire [32:0] \$3128 ;
-  wire [32:0] \$3129 ;
+  wire [31:0] \$3125 ;
+  wire [32:0] \$3126 ;
+  wire [32:0] \$3127 ;
+  wire \$3128 ;
+  wire [31:0] \$3129 ;
   wire \$313 ;
-  wire [31:0] \$3130 ;
+  wire [32:0] \$3130 ;
   wire [32:0] \$3131 ;
-  wire [32:0] \$3132 ;
-  wire [31:0] \$3133 ;
+  wire [31:0] \$3132 ;
+  wire [32:0] \$3133 ;
   wire [32:0] \$3134 ;
-  wire [32:0] \$3135 ;
-  wire [31:0] \$3136 ;
+  wire [31:0] \$3135 ;
+  wire [32:0] \$3136 ;
   wire [32:0] \$3137 ;
-  wire [32:0] \$3138 ;
-  wire [31:0] \$3139 ;
+  wire [31:0] \$3138 ;
+  wire [32:0] \$3139 ;
   wire \$314 ;
   wire [32:0] \$3140 ;
-  wire [32:0] \$3141 ;
-  wire [31:0] \$3142 ;
+  wire [31:0] \$3141 ;
+  wire [32:0] \$3142 ;
   wire [32:0] \$3143 ;
-  wire [32:0] \$3144 ;
-  wire [31:0] \$3145 ;
+  wire [31:0] \$3144 ;
+  wire [32:0] \$3145 ;
   wire [32:0] \$3146 ;
-  wire [32:0] \$3147 ;
-  wire [31:0] \$3148 ;
+  wire [31:0] \$3147 ;
+  wire [32:0] \$3148 ;
   wire [32:0] \$3149 ;
   wire \$315 ;
-  wire [32:0] \$3150 ;
-  wire [31:0] \$3151 ;
+  wire [31:0] \$3150 ;
+  wire [32:0] \$3151 ;
   wire [32:0] \$3152 ;
-  wire [32:0] \$3153 ;
-  wire [31:0] \$3154 ;
+  wire [31:0] \$3153 ;
+  wire [32:0] \$3154 ;
   wire [32:0] \$3155 ;
-  wire [32:0] \$3156 ;
-  wire [31:0] \$3157 ;
+  wire [31:0] \$3156 ;
+  wire [32:0] \$3157 ;
   wire [32:0] \$3158 ;
-  wire [32:0] \$3159 ;
+  wire [31:0] \$3159 ;
   wire \$316 ;
-  wire [31:0] \$3160 ;
+  wire [32:0] \$3160 ;
   wire [32:0] \$3161 ;
-  wire [32:0] \$3162 ;
-  wire [31:0] \$3163 ;
+  wire [31:0] \$3162 ;
+  wire [32:0] \$3163 ;
   wire [32:0] \$3164 ;
-  wire [32:0] \$3165 ;
-  wire [31:0] \$3166 ;
+  wire [31:0] \$3165 ;
+  wire [32:0] \$3166 ;
   wire [32:0] \$3167 ;
-  wire [32:0] \$3168 ;
-  wire [31:0] \$3169 ;
+  wire [31:0] \$3168 ;
+  wire [32:0] \$3169 ;
   wire \$317 ;
   wire [32:0] \$3170 ;
-  wire [32:0] \$3171 ;
-  wire [31:0] \$3172 ;
+  wire [31:0] \$3171 ;
+  wire [32:0] \$3172 ;
   wire [32:0] \$3173 ;
-  wire [32:0] \$3174 ;
-  wire \$3175 ;
+  wire [31:0] \$3174 ;
+  wire [32:0] \$3175 ;
   wire [32:0] \$3176 ;
-  wire [32:0] \$3177 ;
-  wire \$3178 ;
-  wire \$3179 ;
+  wire \$3177 ;
+  wire [32:0] \$3178 ;
+  wire [32:0] \$3179 ;
   wire \$318 ;
   wire \$3180 ;
   wire \$3181 ;
@@ -27051,227 +27224,227 @@ module \core.fu1 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr_addr, d_wr_
   wire \$3192 ;
   wire \$3193 ;
   wire \$3194 ;
-  wire [1:0] \$3195 ;
-  wire [8:0] \$3196 ;
-  wire \$3197 ;
-  wire \$3198 ;
+  wire \$3195 ;
+  wire \$3196 ;
+  wire [1:0] \$3197 ;
+  wire [8:0] \$3198 ;
   wire \$3199 ;
   wire [14:0] \$32 ;
   wire [25:0] \$320 ;
-  wire [8:0] \$3200 ;
-  wire [6:0] \$3201 ;
-  wire [6:0] \$3202 ;
-  wire [158:0] \$3203 ;
-  wire [31:0] \$3204 ;
-  wire [31:0] \$3205 ;
+  wire \$3200 ;
+  wire \$3201 ;
+  wire [8:0] \$3202 ;
+  wire [6:0] \$3203 ;
+  wire [6:0] \$3204 ;
+  wire [158:0] \$3205 ;
   wire [31:0] \$3206 ;
   wire [31:0] \$3207 ;
-  wire \$3208 ;
-  wire \$3209 ;
+  wire [31:0] \$3208 ;
+  wire [31:0] \$3209 ;
   wire \$321 ;
-  wire [7:0] \$3210 ;
-  wire [279:0] \$3211 ;
-  wire \$3212 ;
-  wire \$3213 ;
-  wire [31:0] \$3214 ;
+  wire \$3210 ;
+  wire \$3211 ;
+  wire [7:0] \$3212 ;
+  wire [279:0] \$3213 ;
+  wire \$3214 ;
   wire \$3215 ;
-  wire \$3216 ;
+  wire [31:0] \$3216 ;
   wire \$3217 ;
   wire \$3218 ;
-  wire [31:0] \$3219 ;
+  wire \$3219 ;
   wire \$322 ;
   wire \$3220 ;
-  wire \$3221 ;
+  wire [31:0] \$3221 ;
   wire \$3222 ;
   wire \$3223 ;
-  wire [31:0] \$3224 ;
+  wire \$3224 ;
   wire \$3225 ;
-  wire \$3226 ;
+  wire [31:0] \$3226 ;
   wire \$3227 ;
   wire \$3228 ;
-  wire [31:0] \$3229 ;
+  wire \$3229 ;
   wire [9:0] \$323 ;
   wire \$3230 ;
-  wire \$3231 ;
+  wire [31:0] \$3231 ;
   wire \$3232 ;
   wire \$3233 ;
-  wire [31:0] \$3234 ;
+  wire \$3234 ;
   wire \$3235 ;
-  wire \$3236 ;
+  wire [31:0] \$3236 ;
   wire \$3237 ;
   wire \$3238 ;
-  wire [31:0] \$3239 ;
+  wire \$3239 ;
   wire [9:0] \$324 ;
   wire \$3240 ;
-  wire \$3241 ;
+  wire [31:0] \$3241 ;
   wire \$3242 ;
   wire \$3243 ;
-  wire [31:0] \$3244 ;
+  wire \$3244 ;
   wire \$3245 ;
-  wire \$3246 ;
+  wire [31:0] \$3246 ;
   wire \$3247 ;
   wire \$3248 ;
-  wire [31:0] \$3249 ;
+  wire \$3249 ;
   wire \$325 ;
   wire \$3250 ;
-  wire \$3251 ;
+  wire [31:0] \$3251 ;
   wire \$3252 ;
   wire \$3253 ;
-  wire [31:0] \$3254 ;
+  wire \$3254 ;
   wire \$3255 ;
-  wire \$3256 ;
+  wire [31:0] \$3256 ;
   wire \$3257 ;
   wire \$3258 ;
-  wire [31:0] \$3259 ;
+  wire \$3259 ;
   wire \$326 ;
   wire \$3260 ;
-  wire \$3261 ;
+  wire [31:0] \$3261 ;
   wire \$3262 ;
   wire \$3263 ;
   wire \$3264 ;
-  wire [31:0] \$3265 ;
+  wire \$3265 ;
   wire \$3266 ;
-  wire \$3267 ;
+  wire [31:0] \$3267 ;
   wire \$3268 ;
   wire \$3269 ;
   wire \$327 ;
   wire \$3270 ;
-  wire [31:0] \$3271 ;
+  wire \$3271 ;
   wire \$3272 ;
-  wire \$3273 ;
+  wire [31:0] \$3273 ;
   wire \$3274 ;
   wire \$3275 ;
   wire \$3276 ;
-  wire [31:0] \$3277 ;
+  wire \$3277 ;
   wire \$3278 ;
-  wire \$3279 ;
+  wire [31:0] \$3279 ;
   wire \$328 ;
   wire \$3280 ;
   wire \$3281 ;
   wire \$3282 ;
-  wire [31:0] \$3283 ;
+  wire \$3283 ;
   wire \$3284 ;
-  wire \$3285 ;
+  wire [31:0] \$3285 ;
   wire \$3286 ;
   wire \$3287 ;
   wire \$3288 ;
-  wire [31:0] \$3289 ;
+  wire \$3289 ;
   wire \$329 ;
   wire \$3290 ;
-  wire \$3291 ;
+  wire [31:0] \$3291 ;
   wire \$3292 ;
   wire \$3293 ;
   wire \$3294 ;
-  wire [31:0] \$3295 ;
+  wire \$3295 ;
   wire \$3296 ;
-  wire \$3297 ;
+  wire [31:0] \$3297 ;
   wire \$3298 ;
   wire \$3299 ;
   wire [23:0] \$33 ;
   wire [1:0] \$330 ;
   wire \$3300 ;
-  wire [31:0] \$3301 ;
+  wire \$3301 ;
   wire \$3302 ;
-  wire \$3303 ;
+  wire [31:0] \$3303 ;
   wire \$3304 ;
   wire \$3305 ;
   wire \$3306 ;
-  wire [31:0] \$3307 ;
+  wire \$3307 ;
   wire \$3308 ;
-  wire \$3309 ;
+  wire [31:0] \$3309 ;
   wire [1:0] \$331 ;
   wire \$3310 ;
   wire \$3311 ;
   wire \$3312 ;
-  wire [31:0] \$3313 ;
+  wire \$3313 ;
   wire \$3314 ;
-  wire \$3315 ;
+  wire [31:0] \$3315 ;
   wire \$3316 ;
   wire \$3317 ;
   wire \$3318 ;
-  wire [31:0] \$3319 ;
+  wire \$3319 ;
   wire \$332 ;
   wire \$3320 ;
-  wire \$3321 ;
+  wire [31:0] \$3321 ;
   wire \$3322 ;
   wire \$3323 ;
   wire \$3324 ;
-  wire [31:0] \$3325 ;
+  wire \$3325 ;
   wire \$3326 ;
-  wire \$3327 ;
+  wire [31:0] \$3327 ;
   wire \$3328 ;
   wire \$3329 ;
   wire \$333 ;
   wire \$3330 ;
-  wire [31:0] \$3331 ;
+  wire \$3331 ;
   wire \$3332 ;
-  wire \$3333 ;
+  wire [31:0] \$3333 ;
   wire \$3334 ;
   wire \$3335 ;
   wire \$3336 ;
-  wire [31:0] \$3337 ;
+  wire \$3337 ;
   wire \$3338 ;
-  wire \$3339 ;
+  wire [31:0] \$3339 ;
   wire \$334 ;
   wire \$3340 ;
   wire \$3341 ;
   wire \$3342 ;
-  wire [31:0] \$3343 ;
+  wire \$3343 ;
   wire \$3344 ;
-  wire \$3345 ;
+  wire [31:0] \$3345 ;
   wire \$3346 ;
   wire \$3347 ;
   wire \$3348 ;
-  wire [31:0] \$3349 ;
+  wire \$3349 ;
   wire \$335 ;
   wire \$3350 ;
-  wire \$3351 ;
+  wire [31:0] \$3351 ;
   wire \$3352 ;
   wire \$3353 ;
   wire \$3354 ;
-  wire [31:0] \$3355 ;
+  wire \$3355 ;
   wire \$3356 ;
-  wire \$3357 ;
+  wire [31:0] \$3357 ;
   wire \$3358 ;
   wire \$3359 ;
   wire \$336 ;
   wire \$3360 ;
-  wire [31:0] \$3361 ;
+  wire \$3361 ;
   wire \$3362 ;
-  wire \$3363 ;
+  wire [31:0] \$3363 ;
   wire \$3364 ;
   wire \$3365 ;
   wire \$3366 ;
-  wire [31:0] \$3367 ;
+  wire \$3367 ;
   wire \$3368 ;
-  wire \$3369 ;
+  wire [31:0] \$3369 ;
   wire \$337 ;
   wire \$3370 ;
   wire \$3371 ;
   wire \$3372 ;
-  wire [31:0] \$3373 ;
+  wire \$3373 ;
   wire \$3374 ;
-  wire \$3375 ;
+  wire [31:0] \$3375 ;
   wire \$3376 ;
   wire \$3377 ;
   wire \$3378 ;
-  wire [31:0] \$3379 ;
+  wire \$3379 ;
   wire \$338 ;
   wire \$3380 ;
-  wire \$3381 ;
+  wire [31:0] \$3381 ;
   wire \$3382 ;
   wire \$3383 ;
   wire \$3384 ;
-  wire [31:0] \$3385 ;
+  wire \$3385 ;
   wire \$3386 ;
-  wire \$3387 ;
+  wire [31:0] \$3387 ;
   wire \$3388 ;
   wire \$3389 ;
   wire \$339 ;
   wire \$3390 ;
-  wire [31:0] \$3391 ;
+  wire \$3391 ;
   wire \$3392 ;
-  wire \$3393 ;
+  wire [31:0] \$3393 ;
   wire \$3394 ;
   wire \$3395 ;
   wire \$3396 ;
@@ -27343,10 +27516,10 @@ module \core.fu1 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr_addr, d_wr_
   wire \$3455 ;
   wire \$3456 ;
   wire \$3457 ;
-  wire [9:0] \$3458 ;
+  wire \$3458 ;
   wire \$3459 ;
   wire \$346 ;
-  wire \$3460 ;
+  wire [9:0] \$3460 ;
   wire \$3461 ;
   wire \$3462 ;
   wire \$3463 ;
@@ -27380,8 +27553,8 @@ module \core.fu1 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr_addr, d_wr_
   wire \$3489 ;
   wire \$349 ;
   wire \$3490 ;
-  wire [7:0] \$3491 ;
-  wire [7:0] \$3492 ;
+  wire \$3491 ;
+  wire \$3492 ;
   wire [7:0] \$3493 ;
   wire [7:0] \$3494 ;
   wire [7:0] \$3495 ;
@@ -27451,94 +27624,94 @@ module \core.fu1 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr_addr, d_wr_
   wire [7:0] \$3552 ;
   wire [7:0] \$3553 ;
   wire [7:0] \$3554 ;
-  wire \$3555 ;
-  wire \$3556 ;
+  wire [7:0] \$3555 ;
+  wire [7:0] \$3556 ;
   wire \$3557 ;
-  wire [1:0] \$3558 ;
-  wire [2:0] \$3559 ;
+  wire \$3558 ;
+  wire \$3559 ;
   wire \$356 ;
-  wire [3:0] \$3560 ;
-  wire [4:0] \$3561 ;
-  wire [5:0] \$3562 ;
-  wire [6:0] \$3563 ;
-  wire [7:0] \$3564 ;
-  wire [8:0] \$3565 ;
-  wire [9:0] \$3566 ;
-  wire [10:0] \$3567 ;
-  wire [11:0] \$3568 ;
-  wire [12:0] \$3569 ;
+  wire [1:0] \$3560 ;
+  wire [2:0] \$3561 ;
+  wire [3:0] \$3562 ;
+  wire [4:0] \$3563 ;
+  wire [5:0] \$3564 ;
+  wire [6:0] \$3565 ;
+  wire [7:0] \$3566 ;
+  wire [8:0] \$3567 ;
+  wire [9:0] \$3568 ;
+  wire [10:0] \$3569 ;
   wire \$357 ;
-  wire [13:0] \$3570 ;
-  wire [14:0] \$3571 ;
-  wire [15:0] \$3572 ;
-  wire [16:0] \$3573 ;
-  wire [17:0] \$3574 ;
-  wire [18:0] \$3575 ;
-  wire [19:0] \$3576 ;
-  wire [20:0] \$3577 ;
-  wire [21:0] \$3578 ;
-  wire [22:0] \$3579 ;
+  wire [11:0] \$3570 ;
+  wire [12:0] \$3571 ;
+  wire [13:0] \$3572 ;
+  wire [14:0] \$3573 ;
+  wire [15:0] \$3574 ;
+  wire [16:0] \$3575 ;
+  wire [17:0] \$3576 ;
+  wire [18:0] \$3577 ;
+  wire [19:0] \$3578 ;
+  wire [20:0] \$3579 ;
   wire \$358 ;
-  wire [23:0] \$3580 ;
-  wire [24:0] \$3581 ;
-  wire [25:0] \$3582 ;
-  wire [26:0] \$3583 ;
-  wire [27:0] \$3584 ;
-  wire [28:0] \$3585 ;
-  wire [29:0] \$3586 ;
-  wire [30:0] \$3587 ;
-  wire [31:0] \$3588 ;
-  wire [32:0] \$3589 ;
+  wire [21:0] \$3580 ;
+  wire [22:0] \$3581 ;
+  wire [23:0] \$3582 ;
+  wire [24:0] \$3583 ;
+  wire [25:0] \$3584 ;
+  wire [26:0] \$3585 ;
+  wire [27:0] \$3586 ;
+  wire [28:0] \$3587 ;
+  wire [29:0] \$3588 ;
+  wire [30:0] \$3589 ;
   wire \$359 ;
-  wire [1:0] \$3590 ;
-  wire [2:0] \$3591 ;
-  wire [3:0] \$3592 ;
-  wire [4:0] \$3593 ;
-  wire [5:0] \$3594 ;
-  wire [6:0] \$3595 ;
-  wire [7:0] \$3596 ;
-  wire [8:0] \$3597 ;
-  wire [9:0] \$3598 ;
-  wire [10:0] \$3599 ;
+  wire [31:0] \$3590 ;
+  wire [32:0] \$3591 ;
+  wire [1:0] \$3592 ;
+  wire [2:0] \$3593 ;
+  wire [3:0] \$3594 ;
+  wire [4:0] \$3595 ;
+  wire [5:0] \$3596 ;
+  wire [6:0] \$3597 ;
+  wire [7:0] \$3598 ;
+  wire [8:0] \$3599 ;
   wire [14:0] \$36 ;
   wire \$360 ;
-  wire [11:0] \$3600 ;
-  wire [12:0] \$3601 ;
-  wire [13:0] \$3602 ;
-  wire [14:0] \$3603 ;
-  wire [15:0] \$3604 ;
-  wire [16:0] \$3605 ;
-  wire [17:0] \$3606 ;
-  wire [18:0] \$3607 ;
-  wire [19:0] \$3608 ;
-  wire [20:0] \$3609 ;
+  wire [9:0] \$3600 ;
+  wire [10:0] \$3601 ;
+  wire [11:0] \$3602 ;
+  wire [12:0] \$3603 ;
+  wire [13:0] \$3604 ;
+  wire [14:0] \$3605 ;
+  wire [15:0] \$3606 ;
+  wire [16:0] \$3607 ;
+  wire [17:0] \$3608 ;
+  wire [18:0] \$3609 ;
   wire \$361 ;
-  wire [21:0] \$3610 ;
-  wire [22:0] \$3611 ;
-  wire [23:0] \$3612 ;
-  wire [24:0] \$3613 ;
-  wire [25:0] \$3614 ;
-  wire [26:0] \$3615 ;
-  wire [27:0] \$3616 ;
-  wire [28:0] \$3617 ;
-  wire [29:0] \$3618 ;
-  wire [30:0] \$3619 ;
+  wire [19:0] \$3610 ;
+  wire [20:0] \$3611 ;
+  wire [21:0] \$3612 ;
+  wire [22:0] \$3613 ;
+  wire [23:0] \$3614 ;
+  wire [24:0] \$3615 ;
+  wire [25:0] \$3616 ;
+  wire [26:0] \$3617 ;
+  wire [27:0] \$3618 ;
+  wire [28:0] \$3619 ;
   wire \$362 ;
-  wire [31:0] \$3620 ;
-  wire [32:0] \$3621 ;
-  wire [32:0] \$3622 ;
+  wire [29:0] \$3620 ;
+  wire [30:0] \$3621 ;
+  wire [31:0] \$3622 ;
   wire [32:0] \$3623 ;
-  wire \$3624 ;
-  wire [4:0] \$3625 ;
+  wire [32:0] \$3624 ;
+  wire [32:0] \$3625 ;
   wire \$3626 ;
-  wire \$3627 ;
+  wire [4:0] \$3627 ;
   wire \$3628 ;
-  wire [5:0] \$3629 ;
+  wire \$3629 ;
   wire \$363 ;
   wire \$3630 ;
-  wire [6:0] \$3631 ;
+  wire [5:0] \$3631 ;
   wire \$3632 ;
-  wire \$3633 ;
+  wire [6:0] \$3633 ;
   wire \$3634 ;
   wire \$3635 ;
   wire \$3636 ;
@@ -27552,242 +27725,242 @@ module \core.fu1 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr_addr, d_wr_
   wire \$3643 ;
   wire \$3644 ;
   wire \$3645 ;
-  reg \$3646 ;
-  reg [7:0] \$3647 ;
+  wire \$3646 ;
+  wire \$3647 ;
   reg \$3648 ;
-  reg \$3649 ;
+  reg [7:0] \$3649 ;
   wire \$365 ;
   reg \$3650 ;
-  reg [7:0] \$3651 ;
-  reg [6:0] \$3652 ;
-  reg [6:0] \$3653 ;
-  reg [31:0] \$3654 ;
-  reg \$3655 ;
-  reg [7:0] \$3656 ;
-  reg [6:0] \$3657 ;
-  reg \$3658 ;
-  reg [7:0] \$3659 ;
+  reg \$3651 ;
+  reg \$3652 ;
+  reg [7:0] \$3653 ;
+  reg [6:0] \$3654 ;
+  reg [6:0] \$3655 ;
+  reg [31:0] \$3656 ;
+  reg \$3657 ;
+  reg [7:0] \$3658 ;
+  reg [6:0] \$3659 ;
   wire \$366 ;
-  reg [31:0] \$3660 ;
-  reg [31:0] \$3661 ;
-  reg \$3662 ;
-  reg \$3663 ;
-  reg [24:0] \$3664 ;
+  reg \$3660 ;
+  reg [7:0] \$3661 ;
+  reg [31:0] \$3662 ;
+  reg [31:0] \$3663 ;
+  reg [255:0] \$3664 ;
   reg \$3665 ;
-  reg [7:0] \$3666 ;
-  reg \$3667 ;
-  reg [7:0] \$3668 ;
-  reg [511:0] \$3669 ;
+  reg \$3666 ;
+  reg [24:0] \$3667 ;
+  reg \$3668 ;
+  reg [7:0] \$3669 ;
   wire \$367 ;
-  reg [255:0] \$3670 ;
-  reg [31:0] \$3671 ;
-  reg [6:0] \$3672 ;
+  reg \$3670 ;
+  reg [7:0] \$3671 ;
+  reg [511:0] \$3672 ;
   reg [31:0] \$3673 ;
-  reg [31:0] \$3674 ;
-  reg \$3675 ;
-  reg [7:0] \$3676 ;
+  reg [6:0] \$3674 ;
+  reg [31:0] \$3675 ;
+  reg [31:0] \$3676 ;
   reg \$3677 ;
   reg [7:0] \$3678 ;
-  reg [255:0] \$3679 ;
+  reg \$3679 ;
   wire \$368 ;
-  reg [31:0] \$3680 ;
-  reg [22:0] \$3681 ;
-  reg \$3682 ;
-  reg [22:0] \$3683 ;
-  reg \$3684 ;
-  reg \$3685 ;
-  reg [22:0] \$3686 ;
+  reg [7:0] \$3680 ;
+  reg [511:0] \$3681 ;
+  reg [255:0] \$3682 ;
+  reg [31:0] \$3683 ;
+  reg [6:0] \$3684 ;
+  reg [31:0] \$3685 ;
+  reg [31:0] \$3686 ;
   reg \$3687 ;
-  reg [22:0] \$3688 ;
+  reg [7:0] \$3688 ;
   reg \$3689 ;
   wire \$369 ;
-  reg \$3690 ;
-  reg [22:0] \$3691 ;
-  reg \$3692 ;
+  reg [7:0] \$3690 ;
+  reg [255:0] \$3691 ;
+  reg [31:0] \$3692 ;
   reg [22:0] \$3693 ;
   reg \$3694 ;
-  reg \$3695 ;
-  reg [22:0] \$3696 ;
+  reg [22:0] \$3695 ;
+  reg \$3696 ;
   reg \$3697 ;
   reg [22:0] \$3698 ;
   reg \$3699 ;
   wire [23:0] \$37 ;
   wire \$370 ;
-  reg \$3700 ;
-  reg [22:0] \$3701 ;
+  reg [22:0] \$3700 ;
+  reg \$3701 ;
   reg \$3702 ;
   reg [22:0] \$3703 ;
   reg \$3704 ;
-  reg \$3705 ;
-  reg [22:0] \$3706 ;
+  reg [22:0] \$3705 ;
+  reg \$3706 ;
   reg \$3707 ;
   reg [22:0] \$3708 ;
   reg \$3709 ;
   wire \$371 ;
-  reg \$3710 ;
-  reg [22:0] \$3711 ;
+  reg [22:0] \$3710 ;
+  reg \$3711 ;
   reg \$3712 ;
   reg [22:0] \$3713 ;
   reg \$3714 ;
-  reg \$3715 ;
-  reg [22:0] \$3716 ;
+  reg [22:0] \$3715 ;
+  reg \$3716 ;
   reg \$3717 ;
   reg [22:0] \$3718 ;
   reg \$3719 ;
   wire \$372 ;
-  reg \$3720 ;
-  reg [22:0] \$3721 ;
+  reg [22:0] \$3720 ;
+  reg \$3721 ;
   reg \$3722 ;
   reg [22:0] \$3723 ;
   reg \$3724 ;
-  reg \$3725 ;
-  reg [22:0] \$3726 ;
+  reg [22:0] \$3725 ;
+  reg \$3726 ;
   reg \$3727 ;
   reg [22:0] \$3728 ;
   reg \$3729 ;
   wire \$373 ;
-  reg \$3730 ;
-  reg [22:0] \$3731 ;
+  reg [22:0] \$3730 ;
+  reg \$3731 ;
   reg \$3732 ;
   reg [22:0] \$3733 ;
   reg \$3734 ;
-  reg \$3735 ;
-  reg [22:0] \$3736 ;
+  reg [22:0] \$3735 ;
+  reg \$3736 ;
   reg \$3737 ;
   reg [22:0] \$3738 ;
   reg \$3739 ;
   wire \$374 ;
-  reg \$3740 ;
-  reg [22:0] \$3741 ;
+  reg [22:0] \$3740 ;
+  reg \$3741 ;
   reg \$3742 ;
   reg [22:0] \$3743 ;
   reg \$3744 ;
-  reg \$3745 ;
-  reg [22:0] \$3746 ;
+  reg [22:0] \$3745 ;
+  reg \$3746 ;
   reg \$3747 ;
   reg [22:0] \$3748 ;
   reg \$3749 ;
   wire \$375 ;
-  reg \$3750 ;
-  reg [22:0] \$3751 ;
+  reg [22:0] \$3750 ;
+  reg \$3751 ;
   reg \$3752 ;
   reg [22:0] \$3753 ;
   reg \$3754 ;
-  reg \$3755 ;
-  reg [22:0] \$3756 ;
+  reg [22:0] \$3755 ;
+  reg \$3756 ;
   reg \$3757 ;
   reg [22:0] \$3758 ;
   reg \$3759 ;
   wire \$376 ;
-  reg \$3760 ;
-  reg [22:0] \$3761 ;
+  reg [22:0] \$3760 ;
+  reg \$3761 ;
   reg \$3762 ;
   reg [22:0] \$3763 ;
   reg \$3764 ;
-  reg \$3765 ;
-  reg [22:0] \$3766 ;
+  reg [22:0] \$3765 ;
+  reg \$3766 ;
   reg \$3767 ;
   reg [22:0] \$3768 ;
   reg \$3769 ;
   wire \$377 ;
-  reg \$3770 ;
-  reg [22:0] \$3771 ;
+  reg [22:0] \$3770 ;
+  reg \$3771 ;
   reg \$3772 ;
   reg [22:0] \$3773 ;
   reg \$3774 ;
-  reg \$3775 ;
-  reg [22:0] \$3776 ;
+  reg [22:0] \$3775 ;
+  reg \$3776 ;
   reg \$3777 ;
   reg [22:0] \$3778 ;
   reg \$3779 ;
   wire \$378 ;
-  reg \$3780 ;
-  reg [22:0] \$3781 ;
+  reg [22:0] \$3780 ;
+  reg \$3781 ;
   reg \$3782 ;
   reg [22:0] \$3783 ;
   reg \$3784 ;
-  reg \$3785 ;
-  reg [22:0] \$3786 ;
+  reg [22:0] \$3785 ;
+  reg \$3786 ;
   reg \$3787 ;
   reg [22:0] \$3788 ;
   reg \$3789 ;
   wire \$379 ;
-  reg \$3790 ;
-  reg [22:0] \$3791 ;
+  reg [22:0] \$3790 ;
+  reg \$3791 ;
   reg \$3792 ;
   reg [22:0] \$3793 ;
   reg \$3794 ;
-  reg \$3795 ;
-  reg [22:0] \$3796 ;
+  reg [22:0] \$3795 ;
+  reg \$3796 ;
   reg \$3797 ;
   reg [22:0] \$3798 ;
   reg \$3799 ;
   wire [14:0] \$38 ;
   wire \$380 ;
-  reg \$3800 ;
-  reg [22:0] \$3801 ;
+  reg [22:0] \$3800 ;
+  reg \$3801 ;
   reg \$3802 ;
   reg [22:0] \$3803 ;
   reg \$3804 ;
-  reg \$3805 ;
-  reg [22:0] \$3806 ;
+  reg [22:0] \$3805 ;
+  reg \$3806 ;
   reg \$3807 ;
   reg [22:0] \$3808 ;
   reg \$3809 ;
   wire \$381 ;
-  reg \$3810 ;
-  reg [22:0] \$3811 ;
+  reg [22:0] \$3810 ;
+  reg \$3811 ;
   reg \$3812 ;
   reg [22:0] \$3813 ;
   reg \$3814 ;
-  reg \$3815 ;
-  reg [22:0] \$3816 ;
+  reg [22:0] \$3815 ;
+  reg \$3816 ;
   reg \$3817 ;
   reg [22:0] \$3818 ;
   reg \$3819 ;
   wire \$382 ;
-  reg \$3820 ;
-  reg [22:0] \$3821 ;
+  reg [22:0] \$3820 ;
+  reg \$3821 ;
   reg \$3822 ;
   reg [22:0] \$3823 ;
   reg \$3824 ;
-  reg \$3825 ;
-  reg [22:0] \$3826 ;
+  reg [22:0] \$3825 ;
+  reg \$3826 ;
   reg \$3827 ;
   reg [22:0] \$3828 ;
   reg \$3829 ;
   wire \$383 ;
-  reg \$3830 ;
-  reg [22:0] \$3831 ;
+  reg [22:0] \$3830 ;
+  reg \$3831 ;
   reg \$3832 ;
   reg [22:0] \$3833 ;
   reg \$3834 ;
-  reg \$3835 ;
-  reg [22:0] \$3836 ;
+  reg [22:0] \$3835 ;
+  reg \$3836 ;
   reg \$3837 ;
   reg [22:0] \$3838 ;
   reg \$3839 ;
   wire \$384 ;
-  reg \$3840 ;
+  reg [22:0] \$3840 ;
   reg \$3841 ;
-  reg [7:0] \$3842 ;
-  reg \$3843 ;
-  reg [7:0] \$3844 ;
-  reg [255:0] \$3845 ;
-  reg [31:0] \$3846 ;
-  reg [24:0] \$3847 ;
-  reg \$3848 ;
+  reg \$3842 ;
+  reg [22:0] \$3843 ;
+  reg \$3844 ;
+  reg [22:0] \$3845 ;
+  reg \$3846 ;
+  reg \$3847 ;
+  reg [22:0] \$3848 ;
   reg \$3849 ;
   wire \$385 ;
-  reg \$3850 ;
-  reg [24:0] \$3851 ;
+  reg [22:0] \$3850 ;
+  reg \$3851 ;
   reg \$3852 ;
   reg \$3853 ;
-  reg \$3854 ;
-  reg [24:0] \$3855 ;
-  reg \$3856 ;
-  reg \$3857 ;
-  reg \$3858 ;
+  reg [7:0] \$3854 ;
+  reg \$3855 ;
+  reg [7:0] \$3856 ;
+  reg [255:0] \$3857 ;
+  reg [31:0] \$3858 ;
   reg [24:0] \$3859 ;
   wire \$386 ;
   reg \$3860 ;
@@ -27917,26 +28090,26 @@ module \core.fu1 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr_addr, d_wr_
   reg \$3972 ;
   reg \$3973 ;
   reg \$3974 ;
-  reg \$3975 ;
-  reg [7:0] \$3976 ;
+  reg [24:0] \$3975 ;
+  reg \$3976 ;
   reg \$3977 ;
-  reg [7:0] \$3978 ;
-  reg [255:0] \$3979 ;
+  reg \$3978 ;
+  reg [24:0] \$3979 ;
   wire \$398 ;
-  reg [31:0] \$3980 ;
-  reg [9:0] \$3981 ;
+  reg \$3980 ;
+  reg \$3981 ;
   reg \$3982 ;
-  reg [9:0] \$3983 ;
+  reg [24:0] \$3983 ;
   reg \$3984 ;
-  reg [9:0] \$3985 ;
+  reg \$3985 ;
   reg \$3986 ;
-  reg [9:0] \$3987 ;
-  reg \$3988 ;
-  reg [9:0] \$3989 ;
+  reg \$3987 ;
+  reg [7:0] \$3988 ;
+  reg \$3989 ;
   wire \$399 ;
-  reg \$3990 ;
-  reg [9:0] \$3991 ;
-  reg \$3992 ;
+  reg [7:0] \$3990 ;
+  reg [255:0] \$3991 ;
+  reg [31:0] \$3992 ;
   reg [9:0] \$3993 ;
   reg \$3994 ;
   reg [9:0] \$3995 ;
@@ -27996,26 +28169,26 @@ module \core.fu1 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr_addr, d_wr_
   reg \$4042 ;
   reg [9:0] \$4043 ;
   reg \$4044 ;
-  reg \$4045 ;
-  reg [7:0] \$4046 ;
-  reg \$4047 ;
-  reg [7:0] \$4048 ;
-  reg [255:0] \$4049 ;
+  reg [9:0] \$4045 ;
+  reg \$4046 ;
+  reg [9:0] \$4047 ;
+  reg \$4048 ;
+  reg [9:0] \$4049 ;
   wire \$405 ;
-  reg [31:0] \$4050 ;
-  reg [7:0] \$4051 ;
+  reg \$4050 ;
+  reg [9:0] \$4051 ;
   reg \$4052 ;
-  reg \$4053 ;
-  reg [7:0] \$4054 ;
-  reg \$4055 ;
+  reg [9:0] \$4053 ;
+  reg \$4054 ;
+  reg [9:0] \$4055 ;
   reg \$4056 ;
-  reg [7:0] \$4057 ;
-  reg \$4058 ;
+  reg \$4057 ;
+  reg [7:0] \$4058 ;
   reg \$4059 ;
   wire \$406 ;
   reg [7:0] \$4060 ;
-  reg \$4061 ;
-  reg \$4062 ;
+  reg [255:0] \$4061 ;
+  reg [31:0] \$4062 ;
   reg [7:0] \$4063 ;
   reg \$4064 ;
   reg \$4065 ;
@@ -28109,31 +28282,44 @@ module \core.fu1 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr_addr, d_wr_
   reg [7:0] \$4144 ;
   reg \$4145 ;
   reg \$4146 ;
-  reg [9:0] \$4147 ;
+  reg [7:0] \$4147 ;
   reg \$4148 ;
-  reg [7:0] \$4149 ;
+  reg \$4149 ;
   wire [1:0] \$415 ;
-  reg \$4150 ;
-  reg [7:0] \$4151 ;
-  reg [31:0] \$4152 ;
-  reg [255:0] \$4153 ;
-  reg [31:0] \$4154 ;
-  reg [31:0] \$4155 ;
-  reg \$4156 ;
+  reg [7:0] \$4150 ;
+  reg \$4151 ;
+  reg \$4152 ;
+  reg [7:0] \$4153 ;
+  reg \$4154 ;
+  reg \$4155 ;
+  reg [7:0] \$4156 ;
   reg \$4157 ;
   reg \$4158 ;
-  reg [5:0] \$4159 ;
+  reg [9:0] \$4159 ;
   wire \$416 ;
-  reg [5:0] \$4160 ;
-  reg [31:0] \$4161 ;
-  reg [31:0] \$4162 ;
-  reg [31:0] \$4163 ;
-  reg [3:0] \$4164 ;
-  reg \$4165 ;
-  reg \$4166 ;
-  reg [7:0] \$4167 ;
+  reg \$4160 ;
+  reg [7:0] \$4161 ;
+  reg \$4162 ;
+  reg [7:0] \$4163 ;
+  reg [31:0] \$4164 ;
+  reg [255:0] \$4165 ;
+  reg [31:0] \$4166 ;
+  reg [31:0] \$4167 ;
+  reg \$4168 ;
+  reg \$4169 ;
   wire \$417 ;
+  reg \$4170 ;
+  reg \$4171 ;
+  reg [5:0] \$4172 ;
+  reg [5:0] \$4173 ;
+  reg [31:0] \$4174 ;
+  reg [31:0] \$4175 ;
+  reg [31:0] \$4176 ;
+  reg [3:0] \$4177 ;
+  reg \$4178 ;
+  reg \$4179 ;
   wire \$418 ;
+  reg [7:0] \$4180 ;
   wire \$419 ;
   wire [14:0] \$42 ;
   wire \$420 ;
@@ -28779,9 +28965,12 @@ module \core.fu1 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr_addr, d_wr_
   wire \$998 ;
   wire \$999 ;
   wire [-1:0] \$signature__addr ;
-  wire [7:0] \$signature__addr$18 ;
+  wire [7:0] \$signature__addr$30 ;
+  wire [7:0] \$signature__addr$763 ;
   wire [255:0] \$signature__data ;
-  wire [511:0] \$signature__data$804 ;
+  wire [255:0] \$signature__data$807 ;
+  wire [511:0] \$signature__data$812 ;
+  wire \$signature__en ;
   wire [31:0] base;
   output busy;
   reg busy = 1'h0;
@@ -28919,18 +29108,23 @@ module \core.fu1 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr_addr, d_wr_
   wire [10:0] mn9;
   input [7:0] mom_addr;
   wire [7:0] mom_addr;
-  output [255:0] mom_rdata;
+  output [255:0] mom_q;
+  reg [255:0] mom_q = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+  (* init = 256'h0000000000000000000000000000000000000000000000000000000000000000 *)
+  wire [255:0] mom_q0;
+  wire [7:0] mom_raddr;
+  (* init = 256'h0000000000000000000000000000000000000000000000000000000000000000 *)
   wire [255:0] mom_rdata;
   input mom_re;
   wire mom_re;
   reg mom_rvalid = 1'h0;
-  input [255:0] mom_wdata;
+  wire [7:0] mom_waddr;
   wire [255:0] mom_wdata;
+  input [255:0] \mom_wdata$758 ;
+  wire [255:0] \mom_wdata$758 ;
   input mom_we;
   wire mom_we;
-  wire [7:0] mom_wr__addr;
-  wire [255:0] mom_wr__data;
-  wire mom_wr__en;
+  wire mom_wen;
   wire [7:0] ms0;
   wire [7:0] ms1;
   wire [7:0] ms10;
@@ -28966,11 +29160,11 @@ module \core.fu1 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr_addr, d_wr_
   output [31:0] n_flip;
   reg [31:0] n_flip = 32'd0;
   (* init = 32'd0 *)
-  wire [31:0] \n_flip$768 ;
+  wire [31:0] \n_flip$773 ;
   output [31:0] n_sat;
   reg [31:0] n_sat = 32'd0;
   (* init = 32'd0 *)
-  wire [31:0] \n_sat$766 ;
+  wire [31:0] \n_sat$771 ;
   output [11:0] o_flip__payload;
   wire [11:0] o_flip__payload;
   wire [3:0] \o_flip__payload.post ;
@@ -28997,6 +29191,7 @@ module \core.fu1 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr_addr, d_wr_
   wire rst;
   (* init = 1'h0 *)
   wire running;
+  reg rvalid1 = 1'h0;
   reg [6:0] s1_a = 7'h00;
   reg [7:0] s1_addr = 8'h00;
   reg s1_c = 1'h0;
@@ -29566,6 +29761,15 @@ module \core.fu1 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr_addr, d_wr_
   wire ser_have;
   reg [31:0] ser_mask = 32'd0;
   reg [7:0] ser_pre = 8'h00;
+  reg [6:0] sq_a = 7'h00;
+  reg [7:0] sq_addr = 8'h00;
+  reg sq_c = 1'h0;
+  reg [511:0] sq_d = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  reg [7:0] sq_pre = 8'h00;
+  reg [31:0] sq_rm = 32'd0;
+  reg [31:0] sq_rn = 32'd0;
+  reg sq_valid = 1'h0;
+  reg [31:0] sq_w = 32'd0;
   wire [31:0] srand_r1_a;
   wire [31:0] srand_r1_b;
   wire [31:0] srand_r1_c;
@@ -29857,7 +30061,7 @@ module \core.fu1 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr_addr, d_wr_
   always @(posedge clk) begin
     _0_ <= dmem[1'h0];
   end
-  assign \$signature__data$804  = _0_;
+  assign \$signature__data$812  = _0_;
   reg [255:0] mom [255:0];
   initial begin
     mom[0] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
@@ -30118,15 +30322,15 @@ module \core.fu1 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr_addr, d_wr_
     mom[255] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (mom_wr__en)
-      mom[mom_wr__addr] <= mom_wr__data;
+    if (\$signature__en )
+      mom[mom_waddr] <= mom_wdata;
   end
   reg [255:0] _1_;
   always @(posedge clk) begin
-    _1_ <= mom[\$signature__addr$18 ];
+    _1_ <= mom[mom_raddr];
   end
-  assign mom_rdata = _1_;
-  assign \$1  = inflight < 4'h9;
+  assign \$signature__data$807  = _1_;
+  assign \$1  = inflight < 4'ha;
   assign issue = have_row & \$1 ;
   assign \$2  = ~ ended;
   assign \$3  = ~ have_row;
@@ -30134,7 +30338,6 @@ module \core.fu1 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr_addr, d_wr_
   assign \$5  = issue & \$4 ;
   assign \$6  = \$3  | \$5 ;
   assign pre_ready = \$2  & \$6 ;
-  assign \$signature__addr$18  = busy ? w_rd_addr : mom_addr;
   assign \$8  = { 13'h0000, row_pre } | \$7 ;
   assign srand_x = { 3'h0, \$9  } ^ key;
   assign srand_r1_a = srand_x ^ \$10 [31:0];
@@ -30143,6 +30346,7 @@ module \core.fu1 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr_addr, d_wr_
   assign srand_r2_a = srand_r1_c ^ \$13 [31:0];
   assign srand_r2_b = srand_r2_a ^ \$14 ;
   assign srand_r2_c = srand_r2_b ^ \$15 [31:0];
+  assign mom_raddr = busy ? w_rd_addr : mom_addr;
   assign g0 = $signed(sa_d[15:0]) * $signed({ 1'h0, sa_a });
   assign g1 = $signed(sa_d[31:16]) * $signed({ 1'h0, sa_a });
   assign g2 = $signed(sa_d[47:32]) * $signed({ 1'h0, sa_a });
@@ -33217,1747 +33421,1769 @@ module \core.fu1 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr_addr, d_wr_
   assign flip31 = se_visit31 & \$2927 ;
   assign \$2928  = | s2_flip;
   assign w_wr_en = s2_valid & \$2928 ;
-  assign mom_wr__addr = busy ? w_wr_addr : mom_addr;
-  assign mom_wr__data = busy ? s2_m : mom_wdata;
+  assign mom_waddr = busy ? w_wr_addr : mom_addr;
+  assign mom_wdata = busy ? s2_m : \mom_wdata$758 ;
   assign \$2929  = s2_valid & s2_visit;
-  assign mom_wr__en = busy ? \$2929  : mom_we;
-  assign \$2930  = | s2_flip;
-  assign w_en = s2_valid & \$2930 ;
-  assign \$2931  = ~ ser_mask;
-  assign \$2932  = \$2931  + 1'h1;
-  assign \$2933  = { 1'h0, ser_mask } & \$2932 ;
-  assign \$2934  = ~ ser_mask;
-  assign \$2935  = \$2934  + 1'h1;
-  assign \$2936  = { 1'h0, ser_mask } & \$2935 ;
-  assign \$2937  = ~ ser_mask;
-  assign \$2938  = \$2937  + 1'h1;
-  assign \$2939  = { 1'h0, ser_mask } & \$2938 ;
-  assign \$2940  = ~ ser_mask;
-  assign \$2941  = \$2940  + 1'h1;
-  assign \$2942  = { 1'h0, ser_mask } & \$2941 ;
-  assign \$2943  = ~ ser_mask;
-  assign \$2944  = \$2943  + 1'h1;
-  assign \$2945  = { 1'h0, ser_mask } & \$2944 ;
-  assign \$2946  = ~ ser_mask;
-  assign \$2947  = \$2946  + 1'h1;
-  assign \$2948  = { 1'h0, ser_mask } & \$2947 ;
-  assign \$2949  = ~ ser_mask;
-  assign \$2950  = \$2949  + 1'h1;
-  assign \$2951  = { 1'h0, ser_mask } & \$2950 ;
-  assign \$2952  = ~ ser_mask;
-  assign \$2953  = \$2952  + 1'h1;
-  assign \$2954  = { 1'h0, ser_mask } & \$2953 ;
-  assign \$2955  = ~ ser_mask;
-  assign \$2956  = \$2955  + 1'h1;
-  assign \$2957  = { 1'h0, ser_mask } & \$2956 ;
-  assign \$2958  = ~ ser_mask;
-  assign \$2959  = \$2958  + 1'h1;
-  assign \$2960  = { 1'h0, ser_mask } & \$2959 ;
-  assign \$2961  = ~ ser_mask;
-  assign \$2962  = \$2961  + 1'h1;
-  assign \$2963  = { 1'h0, ser_mask } & \$2962 ;
-  assign \$2964  = ~ ser_mask;
-  assign \$2965  = \$2964  + 1'h1;
-  assign \$2966  = { 1'h0, ser_mask } & \$2965 ;
-  assign \$2967  = ~ ser_mask;
-  assign \$2968  = \$2967  + 1'h1;
-  assign \$2969  = { 1'h0, ser_mask } & \$2968 ;
-  assign \$2970  = ~ ser_mask;
-  assign \$2971  = \$2970  + 1'h1;
-  assign \$2972  = { 1'h0, ser_mask } & \$2971 ;
-  assign \$2973  = ~ ser_mask;
-  assign \$2974  = \$2973  + 1'h1;
-  assign \$2975  = { 1'h0, ser_mask } & \$2974 ;
-  assign \$2976  = ~ ser_mask;
-  assign \$2977  = \$2976  + 1'h1;
-  assign \$2978  = { 1'h0, ser_mask } & \$2977 ;
-  assign \$2979  = | { \$2978 [31], \$2975 [29], \$2972 [27], \$2969 [25], \$2966 [23], \$2963 [21], \$2960 [19], \$2957 [17], \$2954 [15], \$2951 [13], \$2948 [11], \$2945 [9], \$2942 [7], \$2939 [5], \$2936 [3], \$2933 [1] };
-  assign \$2980  = ~ ser_mask;
-  assign \$2981  = \$2980  + 1'h1;
-  assign \$2982  = { 1'h0, ser_mask } & \$2981 ;
-  assign \$2983  = ~ ser_mask;
-  assign \$2984  = \$2983  + 1'h1;
-  assign \$2985  = { 1'h0, ser_mask } & \$2984 ;
-  assign \$2986  = ~ ser_mask;
-  assign \$2987  = \$2986  + 1'h1;
-  assign \$2988  = { 1'h0, ser_mask } & \$2987 ;
-  assign \$2989  = ~ ser_mask;
-  assign \$2990  = \$2989  + 1'h1;
-  assign \$2991  = { 1'h0, ser_mask } & \$2990 ;
-  assign \$2992  = ~ ser_mask;
-  assign \$2993  = \$2992  + 1'h1;
-  assign \$2994  = { 1'h0, ser_mask } & \$2993 ;
-  assign \$2995  = ~ ser_mask;
-  assign \$2996  = \$2995  + 1'h1;
-  assign \$2997  = { 1'h0, ser_mask } & \$2996 ;
-  assign \$2998  = ~ ser_mask;
-  assign \$2999  = \$2998  + 1'h1;
-  assign \$3000  = { 1'h0, ser_mask } & \$2999 ;
-  assign \$3001  = ~ ser_mask;
-  assign \$3002  = \$3001  + 1'h1;
-  assign \$3003  = { 1'h0, ser_mask } & \$3002 ;
-  assign \$3004  = ~ ser_mask;
-  assign \$3005  = \$3004  + 1'h1;
-  assign \$3006  = { 1'h0, ser_mask } & \$3005 ;
-  assign \$3007  = ~ ser_mask;
-  assign \$3008  = \$3007  + 1'h1;
-  assign \$3009  = { 1'h0, ser_mask } & \$3008 ;
-  assign \$3010  = ~ ser_mask;
-  assign \$3011  = \$3010  + 1'h1;
-  assign \$3012  = { 1'h0, ser_mask } & \$3011 ;
-  assign \$3013  = ~ ser_mask;
-  assign \$3014  = \$3013  + 1'h1;
-  assign \$3015  = { 1'h0, ser_mask } & \$3014 ;
-  assign \$3016  = ~ ser_mask;
-  assign \$3017  = \$3016  + 1'h1;
-  assign \$3018  = { 1'h0, ser_mask } & \$3017 ;
-  assign \$3019  = ~ ser_mask;
-  assign \$3020  = \$3019  + 1'h1;
-  assign \$3021  = { 1'h0, ser_mask } & \$3020 ;
-  assign \$3022  = ~ ser_mask;
-  assign \$3023  = \$3022  + 1'h1;
-  assign \$3024  = { 1'h0, ser_mask } & \$3023 ;
-  assign \$3025  = ~ ser_mask;
-  assign \$3026  = \$3025  + 1'h1;
-  assign \$3027  = { 1'h0, ser_mask } & \$3026 ;
-  assign \$3028  = | { \$3027 [31], \$3024 [30], \$3021 [27], \$3018 [26], \$3015 [23], \$3012 [22], \$3009 [19], \$3006 [18], \$3003 [15], \$3000 [14], \$2997 [11], \$2994 [10], \$2991 [7], \$2988 [6], \$2985 [3], \$2982 [2] };
-  assign \$3029  = ~ ser_mask;
-  assign \$3030  = \$3029  + 1'h1;
-  assign \$3031  = { 1'h0, ser_mask } & \$3030 ;
-  assign \$3032  = ~ ser_mask;
-  assign \$3033  = \$3032  + 1'h1;
-  assign \$3034  = { 1'h0, ser_mask } & \$3033 ;
-  assign \$3035  = ~ ser_mask;
-  assign \$3036  = \$3035  + 1'h1;
-  assign \$3037  = { 1'h0, ser_mask } & \$3036 ;
-  assign \$3038  = ~ ser_mask;
-  assign \$3039  = \$3038  + 1'h1;
-  assign \$3040  = { 1'h0, ser_mask } & \$3039 ;
-  assign \$3041  = ~ ser_mask;
-  assign \$3042  = \$3041  + 1'h1;
-  assign \$3043  = { 1'h0, ser_mask } & \$3042 ;
-  assign \$3044  = ~ ser_mask;
-  assign \$3045  = \$3044  + 1'h1;
-  assign \$3046  = { 1'h0, ser_mask } & \$3045 ;
-  assign \$3047  = ~ ser_mask;
-  assign \$3048  = \$3047  + 1'h1;
-  assign \$3049  = { 1'h0, ser_mask } & \$3048 ;
-  assign \$3050  = ~ ser_mask;
-  assign \$3051  = \$3050  + 1'h1;
-  assign \$3052  = { 1'h0, ser_mask } & \$3051 ;
-  assign \$3053  = ~ ser_mask;
-  assign \$3054  = \$3053  + 1'h1;
-  assign \$3055  = { 1'h0, ser_mask } & \$3054 ;
-  assign \$3056  = ~ ser_mask;
-  assign \$3057  = \$3056  + 1'h1;
-  assign \$3058  = { 1'h0, ser_mask } & \$3057 ;
-  assign \$3059  = ~ ser_mask;
-  assign \$3060  = \$3059  + 1'h1;
-  assign \$3061  = { 1'h0, ser_mask } & \$3060 ;
-  assign \$3062  = ~ ser_mask;
-  assign \$3063  = \$3062  + 1'h1;
-  assign \$3064  = { 1'h0, ser_mask } & \$3063 ;
-  assign \$3065  = ~ ser_mask;
-  assign \$3066  = \$3065  + 1'h1;
-  assign \$3067  = { 1'h0, ser_mask } & \$3066 ;
-  assign \$3068  = ~ ser_mask;
-  assign \$3069  = \$3068  + 1'h1;
-  assign \$3070  = { 1'h0, ser_mask } & \$3069 ;
-  assign \$3071  = ~ ser_mask;
-  assign \$3072  = \$3071  + 1'h1;
-  assign \$3073  = { 1'h0, ser_mask } & \$3072 ;
-  assign \$3074  = ~ ser_mask;
-  assign \$3075  = \$3074  + 1'h1;
-  assign \$3076  = { 1'h0, ser_mask } & \$3075 ;
-  assign \$3077  = | { \$3076 [31], \$3073 [30], \$3070 [29], \$3067 [28], \$3064 [23], \$3061 [22], \$3058 [21], \$3055 [20], \$3052 [15], \$3049 [14], \$3046 [13], \$3043 [12], \$3040 [7], \$3037 [6], \$3034 [5], \$3031 [4] };
-  assign \$3078  = ~ ser_mask;
-  assign \$3079  = \$3078  + 1'h1;
-  assign \$3080  = { 1'h0, ser_mask } & \$3079 ;
-  assign \$3081  = ~ ser_mask;
-  assign \$3082  = \$3081  + 1'h1;
-  assign \$3083  = { 1'h0, ser_mask } & \$3082 ;
-  assign \$3084  = ~ ser_mask;
-  assign \$3085  = \$3084  + 1'h1;
-  assign \$3086  = { 1'h0, ser_mask } & \$3085 ;
-  assign \$3087  = ~ ser_mask;
-  assign \$3088  = \$3087  + 1'h1;
-  assign \$3089  = { 1'h0, ser_mask } & \$3088 ;
-  assign \$3090  = ~ ser_mask;
-  assign \$3091  = \$3090  + 1'h1;
-  assign \$3092  = { 1'h0, ser_mask } & \$3091 ;
-  assign \$3093  = ~ ser_mask;
-  assign \$3094  = \$3093  + 1'h1;
-  assign \$3095  = { 1'h0, ser_mask } & \$3094 ;
-  assign \$3096  = ~ ser_mask;
-  assign \$3097  = \$3096  + 1'h1;
-  assign \$3098  = { 1'h0, ser_mask } & \$3097 ;
-  assign \$3099  = ~ ser_mask;
-  assign \$3100  = \$3099  + 1'h1;
-  assign \$3101  = { 1'h0, ser_mask } & \$3100 ;
-  assign \$3102  = ~ ser_mask;
-  assign \$3103  = \$3102  + 1'h1;
-  assign \$3104  = { 1'h0, ser_mask } & \$3103 ;
-  assign \$3105  = ~ ser_mask;
-  assign \$3106  = \$3105  + 1'h1;
-  assign \$3107  = { 1'h0, ser_mask } & \$3106 ;
-  assign \$3108  = ~ ser_mask;
-  assign \$3109  = \$3108  + 1'h1;
-  assign \$3110  = { 1'h0, ser_mask } & \$3109 ;
-  assign \$3111  = ~ ser_mask;
-  assign \$3112  = \$3111  + 1'h1;
-  assign \$3113  = { 1'h0, ser_mask } & \$3112 ;
-  assign \$3114  = ~ ser_mask;
-  assign \$3115  = \$3114  + 1'h1;
-  assign \$3116  = { 1'h0, ser_mask } & \$3115 ;
-  assign \$3117  = ~ ser_mask;
-  assign \$3118  = \$3117  + 1'h1;
-  assign \$3119  = { 1'h0, ser_mask } & \$3118 ;
-  assign \$3120  = ~ ser_mask;
-  assign \$3121  = \$3120  + 1'h1;
-  assign \$3122  = { 1'h0, ser_mask } & \$3121 ;
-  assign \$3123  = ~ ser_mask;
-  assign \$3124  = \$3123  + 1'h1;
-  assign \$3125  = { 1'h0, ser_mask } & \$3124 ;
-  assign \$3126  = | { \$3125 [31], \$3122 [30], \$3119 [29], \$3116 [28], \$3113 [27], \$3110 [26], \$3107 [25], \$3104 [24], \$3101 [15], \$3098 [14], \$3095 [13], \$3092 [12], \$3089 [11], \$3086 [10], \$3083 [9], \$3080 [8] };
-  assign \$3127  = ~ ser_mask;
-  assign \$3128  = \$3127  + 1'h1;
-  assign \$3129  = { 1'h0, ser_mask } & \$3128 ;
-  assign \$3130  = ~ ser_mask;
-  assign \$3131  = \$3130  + 1'h1;
-  assign \$3132  = { 1'h0, ser_mask } & \$3131 ;
-  assign \$3133  = ~ ser_mask;
-  assign \$3134  = \$3133  + 1'h1;
-  assign \$3135  = { 1'h0, ser_mask } & \$3134 ;
-  assign \$3136  = ~ ser_mask;
-  assign \$3137  = \$3136  + 1'h1;
-  assign \$3138  = { 1'h0, ser_mask } & \$3137 ;
-  assign \$3139  = ~ ser_mask;
-  assign \$3140  = \$3139  + 1'h1;
-  assign \$3141  = { 1'h0, ser_mask } & \$3140 ;
-  assign \$3142  = ~ ser_mask;
-  assign \$3143  = \$3142  + 1'h1;
-  assign \$3144  = { 1'h0, ser_mask } & \$3143 ;
-  assign \$3145  = ~ ser_mask;
-  assign \$3146  = \$3145  + 1'h1;
-  assign \$3147  = { 1'h0, ser_mask } & \$3146 ;
-  assign \$3148  = ~ ser_mask;
-  assign \$3149  = \$3148  + 1'h1;
-  assign \$3150  = { 1'h0, ser_mask } & \$3149 ;
-  assign \$3151  = ~ ser_mask;
-  assign \$3152  = \$3151  + 1'h1;
-  assign \$3153  = { 1'h0, ser_mask } & \$3152 ;
-  assign \$3154  = ~ ser_mask;
-  assign \$3155  = \$3154  + 1'h1;
-  assign \$3156  = { 1'h0, ser_mask } & \$3155 ;
-  assign \$3157  = ~ ser_mask;
-  assign \$3158  = \$3157  + 1'h1;
-  assign \$3159  = { 1'h0, ser_mask } & \$3158 ;
-  assign \$3160  = ~ ser_mask;
-  assign \$3161  = \$3160  + 1'h1;
-  assign \$3162  = { 1'h0, ser_mask } & \$3161 ;
-  assign \$3163  = ~ ser_mask;
-  assign \$3164  = \$3163  + 1'h1;
-  assign \$3165  = { 1'h0, ser_mask } & \$3164 ;
-  assign \$3166  = ~ ser_mask;
-  assign \$3167  = \$3166  + 1'h1;
-  assign \$3168  = { 1'h0, ser_mask } & \$3167 ;
-  assign \$3169  = ~ ser_mask;
-  assign \$3170  = \$3169  + 1'h1;
-  assign \$3171  = { 1'h0, ser_mask } & \$3170 ;
-  assign \$3172  = ~ ser_mask;
-  assign \$3173  = \$3172  + 1'h1;
-  assign \$3174  = { 1'h0, ser_mask } & \$3173 ;
-  assign \$3175  = | { \$3174 [31], \$3171 [30], \$3168 [29], \$3165 [28], \$3162 [27], \$3159 [26], \$3156 [25], \$3153 [24], \$3150 [23], \$3147 [22], \$3144 [21], \$3141 [20], \$3138 [19], \$3135 [18], \$3132 [17], \$3129 [16] };
-  assign \$3176  = ser_mask - 1'h1;
-  assign \$3177  = { 1'h0, ser_mask } & \$3176 ;
-  assign \$3178  = ~ o_flip__valid;
-  assign \$3179  = o_flip__valid & o_flip__ready;
-  assign \$3180  = ! \$3177 [31:0];
-  assign \$3181  = \$3179  & \$3180 ;
-  assign r_en = \$3178  | \$3181 ;
-  assign \$3182  = ~ have_row;
-  assign \$3183  = ended & \$3182 ;
-  assign \$3184  = ~ s1_valid;
-  assign \$3185  = \$3183  & \$3184 ;
-  assign \$3186  = | { s2_valid, se_valid, sd_valid, sc_valid, sb_valid, sa_valid };
-  assign \$3187  = ~ \$3186 ;
-  assign \$3188  = \$3185  & \$3187 ;
-  assign \$3189  = ~ cnt_valid;
-  assign \$3190  = \$3188  & \$3189 ;
-  assign \$3191  = ! level;
-  assign \$3192  = ~ o_flip__valid;
-  assign \$3193  = \$3191  & \$3192 ;
-  assign \$3194  = \$3190  & \$3193 ;
-  assign done = busy & \$3194 ;
-  assign \$3195  = row_c + 1'h1;
-  assign \$3196  = w_rd_addr + 1'h1;
-  assign \$3197  = ! row_c;
-  assign \$3198  = i_pre__valid & pre_ready;
-  assign \$3199  = | i_pre__payload[14:8];
-  assign \$3200  = i_pre__payload[7:0] * 1'h1;
-  assign \$3201  = rate_shift + 3'h4;
-  assign \$3202  = rate_shift + 3'h4;
-  assign \$3203  = 32'd4294967295 << \$3202 ;
-  assign \$3204  = ~ \$3203 [31:0];
-  assign \$3205  = srand_r2_c & rnd_mask;
-  assign \$3206  = ~ srand_r2_c;
-  assign \$3207  = \$3206  & rnd_mask;
-  assign \$3208  = k_total <= 5'h17;
-  assign \$3209  = k_total <= 6'h20;
-  assign \$3210  = k_total + 4'h8;
-  assign \$3211  = 25'h1ffffff << \$3210 ;
-  assign \$3212  = | sa_d[15:0];
-  assign \$3214  = sa_rm | sa_rn;
-  assign \$3215  = sa_rm[31:23] == \$3214 [31:23];
-  assign \$3216  = ! sa_rm[31:23];
-  assign \$3217  = | sa_d[31:16];
-  assign \$3219  = sa_rm | sa_rn;
-  assign \$3220  = { sa_rm[31:25], sa_rn[24:23] } == \$3219 [31:23];
-  assign \$3221  = ! { sa_rm[31:25], sa_rn[24:23] };
-  assign \$3222  = | sa_d[47:32];
-  assign \$3224  = sa_rm | sa_rn;
-  assign \$3225  = { sa_rm[31:26], sa_rn[25:24], sa_rm[23] } == \$3224 [31:23];
-  assign \$3226  = ! { sa_rm[31:26], sa_rn[25:24], sa_rm[23] };
-  assign \$3227  = | sa_d[63:48];
-  assign \$3229  = sa_rm | sa_rn;
-  assign \$3230  = { sa_rm[31:26], sa_rn[25], sa_rm[24], sa_rn[23] } == \$3229 [31:23];
-  assign \$3231  = ! { sa_rm[31:26], sa_rn[25], sa_rm[24], sa_rn[23] };
-  assign \$3232  = | sa_d[79:64];
-  assign \$3234  = sa_rm | sa_rn;
-  assign \$3235  = { sa_rm[31:27], sa_rn[26:25], sa_rm[24:23] } == \$3234 [31:23];
-  assign \$3236  = ! { sa_rm[31:27], sa_rn[26:25], sa_rm[24:23] };
-  assign \$3237  = | sa_d[95:80];
-  assign \$3239  = sa_rm | sa_rn;
-  assign \$3240  = { sa_rm[31:27], sa_rn[26:23] } == \$3239 [31:23];
-  assign \$3241  = ! { sa_rm[31:27], sa_rn[26:23] };
-  assign \$3242  = | sa_d[111:96];
-  assign \$3244  = sa_rm | sa_rn;
-  assign \$3245  = { sa_rm[31:27], sa_rn[26], sa_rm[25], sa_rn[24], sa_rm[23] } == \$3244 [31:23];
-  assign \$3246  = ! { sa_rm[31:27], sa_rn[26], sa_rm[25], sa_rn[24], sa_rm[23] };
-  assign \$3247  = | sa_d[127:112];
-  assign \$3249  = sa_rm | sa_rn;
-  assign \$3250  = { sa_rm[31:27], sa_rn[26], sa_rm[25:24], sa_rn[23] } == \$3249 [31:23];
-  assign \$3251  = ! { sa_rm[31:27], sa_rn[26], sa_rm[25:24], sa_rn[23] };
-  assign \$3252  = | sa_d[143:128];
-  assign \$3254  = sa_rm | sa_rn;
-  assign \$3255  = { sa_rm[31:28], sa_rn[27:26], sa_rm[25:23] } == \$3254 [31:23];
-  assign \$3256  = ! { sa_rm[31:28], sa_rn[27:26], sa_rm[25:23] };
-  assign \$3257  = | sa_d[159:144];
-  assign \$3259  = sa_rm | sa_rn;
-  assign \$3260  = { sa_rm[31:28], sa_rn[27:26], sa_rm[25], sa_rn[24:23] } == \$3259 [31:23];
-  assign \$3261  = ! { sa_rm[31:28], sa_rn[27:26], sa_rm[25], sa_rn[24:23] };
-  assign \$3263  = | sa_d[175:160];
-  assign \$3264  = \$3262  & \$3263 ;
-  assign \$3265  = sa_rm | sa_rn;
-  assign \$3266  = { sa_rm[31:28], sa_rn[27:24], sa_rm[23] } == \$3265 [31:23];
-  assign \$3267  = ! { sa_rm[31:28], sa_rn[27:24], sa_rm[23] };
-  assign \$3269  = | sa_d[191:176];
-  assign \$3270  = \$3268  & \$3269 ;
-  assign \$3271  = sa_rm | sa_rn;
-  assign \$3272  = { sa_rm[31:28], sa_rn[27:25], sa_rm[24], sa_rn[23] } == \$3271 [31:23];
-  assign \$3273  = ! { sa_rm[31:28], sa_rn[27:25], sa_rm[24], sa_rn[23] };
-  assign \$3275  = | sa_d[207:192];
-  assign \$3276  = \$3274  & \$3275 ;
-  assign \$3277  = sa_rm | sa_rn;
-  assign \$3278  = { sa_rm[31:28], sa_rn[27], sa_rm[26], sa_rn[25], sa_rm[24:23] } == \$3277 [31:23];
-  assign \$3279  = ! { sa_rm[31:28], sa_rn[27], sa_rm[26], sa_rn[25], sa_rm[24:23] };
-  assign \$3281  = | sa_d[223:208];
-  assign \$3282  = \$3280  & \$3281 ;
-  assign \$3283  = sa_rm | sa_rn;
-  assign \$3284  = { sa_rm[31:28], sa_rn[27], sa_rm[26], sa_rn[25:23] } == \$3283 [31:23];
-  assign \$3285  = ! { sa_rm[31:28], sa_rn[27], sa_rm[26], sa_rn[25:23] };
-  assign \$3287  = | sa_d[239:224];
-  assign \$3288  = \$3286  & \$3287 ;
-  assign \$3289  = sa_rm | sa_rn;
-  assign \$3290  = { sa_rm[31:28], sa_rn[27], sa_rm[26:25], sa_rn[24], sa_rm[23] } == \$3289 [31:23];
-  assign \$3291  = ! { sa_rm[31:28], sa_rn[27], sa_rm[26:25], sa_rn[24], sa_rm[23] };
-  assign \$3293  = | sa_d[255:240];
-  assign \$3294  = \$3292  & \$3293 ;
-  assign \$3295  = sa_rm | sa_rn;
-  assign \$3296  = { sa_rm[31:28], sa_rn[27], sa_rm[26:24], sa_rn[23] } == \$3295 [31:23];
-  assign \$3297  = ! { sa_rm[31:28], sa_rn[27], sa_rm[26:24], sa_rn[23] };
-  assign \$3299  = | sa_d[271:256];
-  assign \$3300  = \$3298  & \$3299 ;
-  assign \$3301  = sa_rm | sa_rn;
-  assign \$3302  = { sa_rm[31:29], sa_rn[28:27], sa_rm[26:23] } == \$3301 [31:23];
-  assign \$3303  = ! { sa_rm[31:29], sa_rn[28:27], sa_rm[26:23] };
-  assign \$3305  = | sa_d[287:272];
-  assign \$3306  = \$3304  & \$3305 ;
-  assign \$3307  = sa_rm | sa_rn;
-  assign \$3308  = { sa_rm[31:29], sa_rn[28:27], sa_rm[26:25], sa_rn[24:23] } == \$3307 [31:23];
-  assign \$3309  = ! { sa_rm[31:29], sa_rn[28:27], sa_rm[26:25], sa_rn[24:23] };
-  assign \$3311  = | sa_d[303:288];
-  assign \$3312  = \$3310  & \$3311 ;
-  assign \$3313  = sa_rm | sa_rn;
-  assign \$3314  = { sa_rm[31:29], sa_rn[28:27], sa_rm[26], sa_rn[25:24], sa_rm[23] } == \$3313 [31:23];
-  assign \$3315  = ! { sa_rm[31:29], sa_rn[28:27], sa_rm[26], sa_rn[25:24], sa_rm[23] };
-  assign \$3317  = | sa_d[319:304];
-  assign \$3318  = \$3316  & \$3317 ;
-  assign \$3319  = sa_rm | sa_rn;
-  assign \$3320  = { sa_rm[31:29], sa_rn[28:27], sa_rm[26], sa_rn[25], sa_rm[24], sa_rn[23] } == \$3319 [31:23];
-  assign \$3321  = ! { sa_rm[31:29], sa_rn[28:27], sa_rm[26], sa_rn[25], sa_rm[24], sa_rn[23] };
-  assign \$3323  = | sa_d[335:320];
-  assign \$3324  = \$3322  & \$3323 ;
-  assign \$3325  = sa_rm | sa_rn;
-  assign \$3326  = { sa_rm[31:29], sa_rn[28:25], sa_rm[24:23] } == \$3325 [31:23];
-  assign \$3327  = ! { sa_rm[31:29], sa_rn[28:25], sa_rm[24:23] };
-  assign \$3329  = | sa_d[351:336];
-  assign \$3330  = \$3328  & \$3329 ;
-  assign \$3331  = sa_rm | sa_rn;
-  assign \$3332  = { sa_rm[31:29], sa_rn[28:23] } == \$3331 [31:23];
-  assign \$3333  = ! { sa_rm[31:29], sa_rn[28:23] };
-  assign \$3335  = | sa_d[367:352];
-  assign \$3336  = \$3334  & \$3335 ;
-  assign \$3337  = sa_rm | sa_rn;
-  assign \$3338  = { sa_rm[31:29], sa_rn[28:26], sa_rm[25], sa_rn[24], sa_rm[23] } == \$3337 [31:23];
-  assign \$3339  = ! { sa_rm[31:29], sa_rn[28:26], sa_rm[25], sa_rn[24], sa_rm[23] };
-  assign \$3341  = | sa_d[383:368];
-  assign \$3342  = \$3340  & \$3341 ;
-  assign \$3343  = sa_rm | sa_rn;
-  assign \$3344  = { sa_rm[31:29], sa_rn[28:26], sa_rm[25:24], sa_rn[23] } == \$3343 [31:23];
-  assign \$3345  = ! { sa_rm[31:29], sa_rn[28:26], sa_rm[25:24], sa_rn[23] };
-  assign \$3347  = | sa_d[399:384];
-  assign \$3348  = \$3346  & \$3347 ;
-  assign \$3349  = sa_rm | sa_rn;
-  assign \$3350  = { sa_rm[31:29], sa_rn[28], sa_rm[27], sa_rn[26], sa_rm[25:23] } == \$3349 [31:23];
-  assign \$3351  = ! { sa_rm[31:29], sa_rn[28], sa_rm[27], sa_rn[26], sa_rm[25:23] };
-  assign \$3353  = | sa_d[415:400];
-  assign \$3354  = \$3352  & \$3353 ;
-  assign \$3355  = sa_rm | sa_rn;
-  assign \$3356  = { sa_rm[31:29], sa_rn[28], sa_rm[27], sa_rn[26], sa_rm[25], sa_rn[24:23] } == \$3355 [31:23];
-  assign \$3357  = ! { sa_rm[31:29], sa_rn[28], sa_rm[27], sa_rn[26], sa_rm[25], sa_rn[24:23] };
-  assign \$3359  = | sa_d[431:416];
-  assign \$3360  = \$3358  & \$3359 ;
-  assign \$3361  = sa_rm | sa_rn;
-  assign \$3362  = { sa_rm[31:29], sa_rn[28], sa_rm[27], sa_rn[26:24], sa_rm[23] } == \$3361 [31:23];
-  assign \$3363  = ! { sa_rm[31:29], sa_rn[28], sa_rm[27], sa_rn[26:24], sa_rm[23] };
-  assign \$3365  = | sa_d[447:432];
-  assign \$3366  = \$3364  & \$3365 ;
-  assign \$3367  = sa_rm | sa_rn;
-  assign \$3368  = { sa_rm[31:29], sa_rn[28], sa_rm[27], sa_rn[26:25], sa_rm[24], sa_rn[23] } == \$3367 [31:23];
-  assign \$3369  = ! { sa_rm[31:29], sa_rn[28], sa_rm[27], sa_rn[26:25], sa_rm[24], sa_rn[23] };
-  assign \$3371  = | sa_d[463:448];
-  assign \$3372  = \$3370  & \$3371 ;
-  assign \$3373  = sa_rm | sa_rn;
-  assign \$3374  = { sa_rm[31:29], sa_rn[28], sa_rm[27:26], sa_rn[25], sa_rm[24:23] } == \$3373 [31:23];
-  assign \$3375  = ! { sa_rm[31:29], sa_rn[28], sa_rm[27:26], sa_rn[25], sa_rm[24:23] };
-  assign \$3377  = | sa_d[479:464];
-  assign \$3378  = \$3376  & \$3377 ;
-  assign \$3379  = sa_rm | sa_rn;
-  assign \$3380  = { sa_rm[31:29], sa_rn[28], sa_rm[27:26], sa_rn[25:23] } == \$3379 [31:23];
-  assign \$3381  = ! { sa_rm[31:29], sa_rn[28], sa_rm[27:26], sa_rn[25:23] };
-  assign \$3383  = | sa_d[495:480];
-  assign \$3384  = \$3382  & \$3383 ;
-  assign \$3385  = sa_rm | sa_rn;
-  assign \$3386  = { sa_rm[31:29], sa_rn[28], sa_rm[27:25], sa_rn[24], sa_rm[23] } == \$3385 [31:23];
-  assign \$3387  = ! { sa_rm[31:29], sa_rn[28], sa_rm[27:25], sa_rn[24], sa_rm[23] };
-  assign \$3389  = | sa_d[511:496];
-  assign \$3390  = \$3388  & \$3389 ;
-  assign \$3391  = sa_rm | sa_rn;
-  assign \$3392  = { sa_rm[31:29], sa_rn[28], sa_rm[27:24], sa_rn[23] } == \$3391 [31:23];
-  assign \$3393  = ! { sa_rm[31:29], sa_rn[28], sa_rm[27:24], sa_rn[23] };
-  assign \$3394  = sat_hi0 | sat_lo0;
-  assign \$3395  = sd_visit0 & \$3394 ;
-  assign \$3396  = sat_hi1 | sat_lo1;
-  assign \$3397  = sd_visit1 & \$3396 ;
-  assign \$3398  = sat_hi2 | sat_lo2;
-  assign \$3399  = sd_visit2 & \$3398 ;
-  assign \$3400  = sat_hi3 | sat_lo3;
-  assign \$3401  = sd_visit3 & \$3400 ;
-  assign \$3402  = sat_hi4 | sat_lo4;
-  assign \$3403  = sd_visit4 & \$3402 ;
-  assign \$3404  = sat_hi5 | sat_lo5;
-  assign \$3405  = sd_visit5 & \$3404 ;
-  assign \$3406  = sat_hi6 | sat_lo6;
-  assign \$3407  = sd_visit6 & \$3406 ;
-  assign \$3408  = sat_hi7 | sat_lo7;
-  assign \$3409  = sd_visit7 & \$3408 ;
-  assign \$3410  = sat_hi8 | sat_lo8;
-  assign \$3411  = sd_visit8 & \$3410 ;
-  assign \$3412  = sat_hi9 | sat_lo9;
-  assign \$3413  = sd_visit9 & \$3412 ;
-  assign \$3414  = sat_hi10 | sat_lo10;
-  assign \$3415  = sd_visit10 & \$3414 ;
-  assign \$3416  = sat_hi11 | sat_lo11;
-  assign \$3417  = sd_visit11 & \$3416 ;
-  assign \$3418  = sat_hi12 | sat_lo12;
-  assign \$3419  = sd_visit12 & \$3418 ;
-  assign \$3420  = sat_hi13 | sat_lo13;
-  assign \$3421  = sd_visit13 & \$3420 ;
-  assign \$3422  = sat_hi14 | sat_lo14;
-  assign \$3423  = sd_visit14 & \$3422 ;
-  assign \$3424  = sat_hi15 | sat_lo15;
-  assign \$3425  = sd_visit15 & \$3424 ;
-  assign \$3426  = sat_hi16 | sat_lo16;
-  assign \$3427  = sd_visit16 & \$3426 ;
-  assign \$3428  = sat_hi17 | sat_lo17;
-  assign \$3429  = sd_visit17 & \$3428 ;
-  assign \$3430  = sat_hi18 | sat_lo18;
-  assign \$3431  = sd_visit18 & \$3430 ;
-  assign \$3432  = sat_hi19 | sat_lo19;
-  assign \$3433  = sd_visit19 & \$3432 ;
-  assign \$3434  = sat_hi20 | sat_lo20;
-  assign \$3435  = sd_visit20 & \$3434 ;
-  assign \$3436  = sat_hi21 | sat_lo21;
-  assign \$3437  = sd_visit21 & \$3436 ;
-  assign \$3438  = sat_hi22 | sat_lo22;
-  assign \$3439  = sd_visit22 & \$3438 ;
-  assign \$3440  = sat_hi23 | sat_lo23;
-  assign \$3441  = sd_visit23 & \$3440 ;
-  assign \$3442  = sat_hi24 | sat_lo24;
-  assign \$3443  = sd_visit24 & \$3442 ;
-  assign \$3444  = sat_hi25 | sat_lo25;
-  assign \$3445  = sd_visit25 & \$3444 ;
-  assign \$3446  = sat_hi26 | sat_lo26;
-  assign \$3447  = sd_visit26 & \$3446 ;
-  assign \$3448  = sat_hi27 | sat_lo27;
-  assign \$3449  = sd_visit27 & \$3448 ;
-  assign \$3450  = sat_hi28 | sat_lo28;
-  assign \$3451  = sd_visit28 & \$3450 ;
-  assign \$3452  = sat_hi29 | sat_lo29;
-  assign \$3453  = sd_visit29 & \$3452 ;
-  assign \$3454  = sat_hi30 | sat_lo30;
-  assign \$3455  = sd_visit30 & \$3454 ;
-  assign \$3456  = sat_hi31 | sat_lo31;
-  assign \$3457  = sd_visit31 & \$3456 ;
-  assign \$3458  = - $signed(thr);
-  assign \$3459  = se_w[0] ^ flip0;
-  assign \$3460  = se_w[1] ^ flip1;
-  assign \$3461  = se_w[2] ^ flip2;
-  assign \$3462  = se_w[3] ^ flip3;
-  assign \$3463  = se_w[4] ^ flip4;
-  assign \$3464  = se_w[5] ^ flip5;
-  assign \$3465  = se_w[6] ^ flip6;
-  assign \$3466  = se_w[7] ^ flip7;
-  assign \$3467  = se_w[8] ^ flip8;
-  assign \$3468  = se_w[9] ^ flip9;
-  assign \$3469  = se_w[10] ^ flip10;
-  assign \$3470  = se_w[11] ^ flip11;
-  assign \$3471  = se_w[12] ^ flip12;
-  assign \$3472  = se_w[13] ^ flip13;
-  assign \$3473  = se_w[14] ^ flip14;
-  assign \$3474  = se_w[15] ^ flip15;
-  assign \$3475  = se_w[16] ^ flip16;
-  assign \$3476  = se_w[17] ^ flip17;
-  assign \$3477  = se_w[18] ^ flip18;
-  assign \$3478  = se_w[19] ^ flip19;
-  assign \$3479  = se_w[20] ^ flip20;
-  assign \$3480  = se_w[21] ^ flip21;
-  assign \$3481  = se_w[22] ^ flip22;
-  assign \$3482  = se_w[23] ^ flip23;
-  assign \$3483  = se_w[24] ^ flip24;
-  assign \$3484  = se_w[25] ^ flip25;
-  assign \$3485  = se_w[26] ^ flip26;
-  assign \$3486  = se_w[27] ^ flip27;
-  assign \$3487  = se_w[28] ^ flip28;
-  assign \$3488  = se_w[29] ^ flip29;
-  assign \$3489  = se_w[30] ^ flip30;
-  assign \$3490  = se_w[31] ^ flip31;
-  assign \$3491  = flip0 ? 8'h00 : se_ms0;
-  assign \$3492  = se_visit0 ? \$3491  : se_mo[7:0];
-  assign \$3493  = flip1 ? 8'h00 : se_ms1;
-  assign \$3494  = se_visit1 ? \$3493  : se_mo[15:8];
-  assign \$3495  = flip2 ? 8'h00 : se_ms2;
-  assign \$3496  = se_visit2 ? \$3495  : se_mo[23:16];
-  assign \$3497  = flip3 ? 8'h00 : se_ms3;
-  assign \$3498  = se_visit3 ? \$3497  : se_mo[31:24];
-  assign \$3499  = flip4 ? 8'h00 : se_ms4;
-  assign \$3500  = se_visit4 ? \$3499  : se_mo[39:32];
-  assign \$3501  = flip5 ? 8'h00 : se_ms5;
-  assign \$3502  = se_visit5 ? \$3501  : se_mo[47:40];
-  assign \$3503  = flip6 ? 8'h00 : se_ms6;
-  assign \$3504  = se_visit6 ? \$3503  : se_mo[55:48];
-  assign \$3505  = flip7 ? 8'h00 : se_ms7;
-  assign \$3506  = se_visit7 ? \$3505  : se_mo[63:56];
-  assign \$3507  = flip8 ? 8'h00 : se_ms8;
-  assign \$3508  = se_visit8 ? \$3507  : se_mo[71:64];
-  assign \$3509  = flip9 ? 8'h00 : se_ms9;
-  assign \$3510  = se_visit9 ? \$3509  : se_mo[79:72];
-  assign \$3511  = flip10 ? 8'h00 : se_ms10;
-  assign \$3512  = se_visit10 ? \$3511  : se_mo[87:80];
-  assign \$3513  = flip11 ? 8'h00 : se_ms11;
-  assign \$3514  = se_visit11 ? \$3513  : se_mo[95:88];
-  assign \$3515  = flip12 ? 8'h00 : se_ms12;
-  assign \$3516  = se_visit12 ? \$3515  : se_mo[103:96];
-  assign \$3517  = flip13 ? 8'h00 : se_ms13;
-  assign \$3518  = se_visit13 ? \$3517  : se_mo[111:104];
-  assign \$3519  = flip14 ? 8'h00 : se_ms14;
-  assign \$3520  = se_visit14 ? \$3519  : se_mo[119:112];
-  assign \$3521  = flip15 ? 8'h00 : se_ms15;
-  assign \$3522  = se_visit15 ? \$3521  : se_mo[127:120];
-  assign \$3523  = flip16 ? 8'h00 : se_ms16;
-  assign \$3524  = se_visit16 ? \$3523  : se_mo[135:128];
-  assign \$3525  = flip17 ? 8'h00 : se_ms17;
-  assign \$3526  = se_visit17 ? \$3525  : se_mo[143:136];
-  assign \$3527  = flip18 ? 8'h00 : se_ms18;
-  assign \$3528  = se_visit18 ? \$3527  : se_mo[151:144];
-  assign \$3529  = flip19 ? 8'h00 : se_ms19;
-  assign \$3530  = se_visit19 ? \$3529  : se_mo[159:152];
-  assign \$3531  = flip20 ? 8'h00 : se_ms20;
-  assign \$3532  = se_visit20 ? \$3531  : se_mo[167:160];
-  assign \$3533  = flip21 ? 8'h00 : se_ms21;
-  assign \$3534  = se_visit21 ? \$3533  : se_mo[175:168];
-  assign \$3535  = flip22 ? 8'h00 : se_ms22;
-  assign \$3536  = se_visit22 ? \$3535  : se_mo[183:176];
-  assign \$3537  = flip23 ? 8'h00 : se_ms23;
-  assign \$3538  = se_visit23 ? \$3537  : se_mo[191:184];
-  assign \$3539  = flip24 ? 8'h00 : se_ms24;
-  assign \$3540  = se_visit24 ? \$3539  : se_mo[199:192];
-  assign \$3541  = flip25 ? 8'h00 : se_ms25;
-  assign \$3542  = se_visit25 ? \$3541  : se_mo[207:200];
-  assign \$3543  = flip26 ? 8'h00 : se_ms26;
-  assign \$3544  = se_visit26 ? \$3543  : se_mo[215:208];
-  assign \$3545  = flip27 ? 8'h00 : se_ms27;
-  assign \$3546  = se_visit27 ? \$3545  : se_mo[223:216];
-  assign \$3547  = flip28 ? 8'h00 : se_ms28;
-  assign \$3548  = se_visit28 ? \$3547  : se_mo[231:224];
-  assign \$3549  = flip29 ? 8'h00 : se_ms29;
-  assign \$3550  = se_visit29 ? \$3549  : se_mo[239:232];
-  assign \$3551  = flip30 ? 8'h00 : se_ms30;
-  assign \$3552  = se_visit30 ? \$3551  : se_mo[247:240];
-  assign \$3553  = flip31 ? 8'h00 : se_ms31;
-  assign \$3554  = se_visit31 ? \$3553  : se_mo[255:248];
-  assign \$3555  = | { se_visit31, se_visit30, se_visit29, se_visit28, se_visit27, se_visit26, se_visit25, se_visit24, se_visit23, se_visit22, se_visit21, se_visit20, se_visit19, se_visit18, se_visit17, se_visit16, se_visit15, se_visit14, se_visit13, se_visit12, se_visit11, se_visit10, se_visit9, se_visit8, se_visit7, se_visit6, se_visit5, se_visit4, se_visit3, se_visit2, se_visit1, se_visit0 };
-  assign \$3556  = ~ busy;
-  assign \$3557  = mom_re & \$3556 ;
-  assign \$3558  = 1'h0 + s2_sat[0];
-  assign \$3559  = \$3558  + s2_sat[1];
-  assign \$3560  = \$3559  + s2_sat[2];
-  assign \$3561  = \$3560  + s2_sat[3];
-  assign \$3562  = \$3561  + s2_sat[4];
-  assign \$3563  = \$3562  + s2_sat[5];
-  assign \$3564  = \$3563  + s2_sat[6];
-  assign \$3565  = \$3564  + s2_sat[7];
-  assign \$3566  = \$3565  + s2_sat[8];
-  assign \$3567  = \$3566  + s2_sat[9];
-  assign \$3568  = \$3567  + s2_sat[10];
-  assign \$3569  = \$3568  + s2_sat[11];
-  assign \$3570  = \$3569  + s2_sat[12];
-  assign \$3571  = \$3570  + s2_sat[13];
-  assign \$3572  = \$3571  + s2_sat[14];
-  assign \$3573  = \$3572  + s2_sat[15];
-  assign \$3574  = \$3573  + s2_sat[16];
-  assign \$3575  = \$3574  + s2_sat[17];
-  assign \$3576  = \$3575  + s2_sat[18];
-  assign \$3577  = \$3576  + s2_sat[19];
-  assign \$3578  = \$3577  + s2_sat[20];
-  assign \$3579  = \$3578  + s2_sat[21];
-  assign \$3580  = \$3579  + s2_sat[22];
-  assign \$3581  = \$3580  + s2_sat[23];
-  assign \$3582  = \$3581  + s2_sat[24];
-  assign \$3583  = \$3582  + s2_sat[25];
-  assign \$3584  = \$3583  + s2_sat[26];
-  assign \$3585  = \$3584  + s2_sat[27];
-  assign \$3586  = \$3585  + s2_sat[28];
-  assign \$3587  = \$3586  + s2_sat[29];
-  assign \$3588  = \$3587  + s2_sat[30];
-  assign \$3589  = \$3588  + s2_sat[31];
-  assign \$3590  = 1'h0 + s2_flip[0];
-  assign \$3591  = \$3590  + s2_flip[1];
-  assign \$3592  = \$3591  + s2_flip[2];
-  assign \$3593  = \$3592  + s2_flip[3];
-  assign \$3594  = \$3593  + s2_flip[4];
-  assign \$3595  = \$3594  + s2_flip[5];
-  assign \$3596  = \$3595  + s2_flip[6];
-  assign \$3597  = \$3596  + s2_flip[7];
-  assign \$3598  = \$3597  + s2_flip[8];
-  assign \$3599  = \$3598  + s2_flip[9];
-  assign \$3600  = \$3599  + s2_flip[10];
-  assign \$3601  = \$3600  + s2_flip[11];
-  assign \$3602  = \$3601  + s2_flip[12];
-  assign \$3603  = \$3602  + s2_flip[13];
-  assign \$3604  = \$3603  + s2_flip[14];
-  assign \$3605  = \$3604  + s2_flip[15];
-  assign \$3606  = \$3605  + s2_flip[16];
-  assign \$3607  = \$3606  + s2_flip[17];
-  assign \$3608  = \$3607  + s2_flip[18];
-  assign \$3609  = \$3608  + s2_flip[19];
-  assign \$3610  = \$3609  + s2_flip[20];
-  assign \$3611  = \$3610  + s2_flip[21];
-  assign \$3612  = \$3611  + s2_flip[22];
-  assign \$3613  = \$3612  + s2_flip[23];
-  assign \$3614  = \$3613  + s2_flip[24];
-  assign \$3615  = \$3614  + s2_flip[25];
-  assign \$3616  = \$3615  + s2_flip[26];
-  assign \$3617  = \$3616  + s2_flip[27];
-  assign \$3618  = \$3617  + s2_flip[28];
-  assign \$3619  = \$3618  + s2_flip[29];
-  assign \$3620  = \$3619  + s2_flip[30];
-  assign \$3621  = \$3620  + s2_flip[31];
-  assign \$3622  = n_sat + cnt_sat;
-  assign \$3623  = n_flip + cnt_flip;
-  assign \$3624  = o_flip__valid & o_flip__ready;
-  assign \$3625  = inflight + issue;
-  assign \$3626  = | s2_flip;
-  assign \$3627  = ~ \$3626 ;
-  assign \$3628  = s2_valid & \$3627 ;
-  assign \$3629  = \$3625  - \$3628 ;
-  assign \$3630  = r_en & r_rdy;
-  assign \$3631  = $signed(\$3629 ) - $signed({ 1'h0, \$3630  });
-  assign \$3632  = ~ have_row;
-  assign \$3633  = ended & \$3632 ;
-  assign \$3634  = ~ s1_valid;
-  assign \$3635  = \$3633  & \$3634 ;
-  assign \$3636  = | { s2_valid, se_valid, sd_valid, sc_valid, sb_valid, sa_valid };
-  assign \$3637  = ~ \$3636 ;
-  assign \$3638  = \$3635  & \$3637 ;
-  assign \$3639  = ~ cnt_valid;
-  assign \$3640  = \$3638  & \$3639 ;
-  assign \$3641  = ! level;
-  assign \$3642  = ~ o_flip__valid;
-  assign \$3643  = \$3641  & \$3642 ;
-  assign \$3644  = \$3640  & \$3643 ;
-  assign \$3645  = busy & \$3644 ;
-  always @(posedge clk)
-    row_c <= \$3646 ;
-  always @(posedge clk)
-    w_rd_addr <= \$3647 ;
-  always @(posedge clk)
-    have_row <= \$3648 ;
-  always @(posedge clk)
-    busy <= \$3649 ;
-  always @(posedge clk)
-    ended <= \$3650 ;
-  always @(posedge clk)
-    row_pre <= \$3651 ;
-  always @(posedge clk)
-    row_a <= \$3652 ;
-  always @(posedge clk)
-    k_total <= \$3653 ;
-  always @(posedge clk)
-    rnd_mask <= \$3654 ;
-  always @(posedge clk)
-    s1_valid <= \$3655 ;
-  always @(posedge clk)
-    s1_pre <= \$3656 ;
-  always @(posedge clk)
-    s1_a <= \$3657 ;
-  always @(posedge clk)
-    s1_c <= \$3658 ;
-  always @(posedge clk)
-    s1_addr <= \$3659 ;
-  always @(posedge clk)
-    s1_rm <= \$3660 ;
-  always @(posedge clk)
-    s1_rn <= \$3661 ;
-  always @(posedge clk)
-    k_small <= \$3662 ;
-  always @(posedge clk)
-    k_le_32 <= \$3663 ;
-  always @(posedge clk)
-    t_mask <= \$3664 ;
-  always @(posedge clk)
-    sa_valid <= \$3665 ;
-  always @(posedge clk)
-    sa_pre <= \$3666 ;
-  always @(posedge clk)
-    sa_c <= \$3667 ;
-  always @(posedge clk)
-    sa_addr <= \$3668 ;
-  always @(posedge clk)
-    sa_d <= \$3669 ;
-  always @(posedge clk)
-    sa_mo <= \$3670 ;
-  always @(posedge clk)
-    sa_w <= \$3671 ;
-  always @(posedge clk)
-    sa_a <= \$3672 ;
-  always @(posedge clk)
-    sa_rm <= \$3673 ;
-  always @(posedge clk)
-    sa_rn <= \$3674 ;
-  always @(posedge clk)
-    sb_valid <= \$3675 ;
-  always @(posedge clk)
-    sb_pre <= \$3676 ;
-  always @(posedge clk)
-    sb_c <= \$3677 ;
-  always @(posedge clk)
-    sb_addr <= \$3678 ;
-  always @(posedge clk)
-    sb_mo <= \$3679 ;
-  always @(posedge clk)
-    sb_w <= \$3680 ;
-  always @(posedge clk)
-    sb_g0 <= \$3681 ;
-  always @(posedge clk)
-    sb_visit0 <= \$3682 ;
-  always @(posedge clk)
-    sb_rlo0 <= \$3683 ;
-  always @(posedge clk)
-    sb_rup0 <= \$3684 ;
-  always @(posedge clk)
-    sb_rdn0 <= \$3685 ;
-  always @(posedge clk)
-    sb_g1 <= \$3686 ;
-  always @(posedge clk)
-    sb_visit1 <= \$3687 ;
-  always @(posedge clk)
-    sb_rlo1 <= \$3688 ;
-  always @(posedge clk)
-    sb_rup1 <= \$3689 ;
-  always @(posedge clk)
-    sb_rdn1 <= \$3690 ;
-  always @(posedge clk)
-    sb_g2 <= \$3691 ;
-  always @(posedge clk)
-    sb_visit2 <= \$3692 ;
-  always @(posedge clk)
-    sb_rlo2 <= \$3693 ;
-  always @(posedge clk)
-    sb_rup2 <= \$3694 ;
-  always @(posedge clk)
-    sb_rdn2 <= \$3695 ;
-  always @(posedge clk)
-    sb_g3 <= \$3696 ;
-  always @(posedge clk)
-    sb_visit3 <= \$3697 ;
-  always @(posedge clk)
-    sb_rlo3 <= \$3698 ;
-  always @(posedge clk)
-    sb_rup3 <= \$3699 ;
-  always @(posedge clk)
-    sb_rdn3 <= \$3700 ;
-  always @(posedge clk)
-    sb_g4 <= \$3701 ;
-  always @(posedge clk)
-    sb_visit4 <= \$3702 ;
-  always @(posedge clk)
-    sb_rlo4 <= \$3703 ;
-  always @(posedge clk)
-    sb_rup4 <= \$3704 ;
-  always @(posedge clk)
-    sb_rdn4 <= \$3705 ;
-  always @(posedge clk)
-    sb_g5 <= \$3706 ;
-  always @(posedge clk)
-    sb_visit5 <= \$3707 ;
-  always @(posedge clk)
-    sb_rlo5 <= \$3708 ;
-  always @(posedge clk)
-    sb_rup5 <= \$3709 ;
-  always @(posedge clk)
-    sb_rdn5 <= \$3710 ;
-  always @(posedge clk)
-    sb_g6 <= \$3711 ;
-  always @(posedge clk)
-    sb_visit6 <= \$3712 ;
-  always @(posedge clk)
-    sb_rlo6 <= \$3713 ;
-  always @(posedge clk)
-    sb_rup6 <= \$3714 ;
-  always @(posedge clk)
-    sb_rdn6 <= \$3715 ;
-  always @(posedge clk)
-    sb_g7 <= \$3716 ;
-  always @(posedge clk)
-    sb_visit7 <= \$3717 ;
-  always @(posedge clk)
-    sb_rlo7 <= \$3718 ;
-  always @(posedge clk)
-    sb_rup7 <= \$3719 ;
-  always @(posedge clk)
-    sb_rdn7 <= \$3720 ;
-  always @(posedge clk)
-    sb_g8 <= \$3721 ;
-  always @(posedge clk)
-    sb_visit8 <= \$3722 ;
-  always @(posedge clk)
-    sb_rlo8 <= \$3723 ;
-  always @(posedge clk)
-    sb_rup8 <= \$3724 ;
-  always @(posedge clk)
-    sb_rdn8 <= \$3725 ;
-  always @(posedge clk)
-    sb_g9 <= \$3726 ;
-  always @(posedge clk)
-    sb_visit9 <= \$3727 ;
-  always @(posedge clk)
-    sb_rlo9 <= \$3728 ;
-  always @(posedge clk)
-    sb_rup9 <= \$3729 ;
-  always @(posedge clk)
-    sb_rdn9 <= \$3730 ;
-  always @(posedge clk)
-    sb_g10 <= \$3731 ;
-  always @(posedge clk)
-    sb_visit10 <= \$3732 ;
-  always @(posedge clk)
-    sb_rlo10 <= \$3733 ;
-  always @(posedge clk)
-    sb_rup10 <= \$3734 ;
-  always @(posedge clk)
-    sb_rdn10 <= \$3735 ;
-  always @(posedge clk)
-    sb_g11 <= \$3736 ;
-  always @(posedge clk)
-    sb_visit11 <= \$3737 ;
-  always @(posedge clk)
-    sb_rlo11 <= \$3738 ;
-  always @(posedge clk)
-    sb_rup11 <= \$3739 ;
-  always @(posedge clk)
-    sb_rdn11 <= \$3740 ;
-  always @(posedge clk)
-    sb_g12 <= \$3741 ;
-  always @(posedge clk)
-    sb_visit12 <= \$3742 ;
-  always @(posedge clk)
-    sb_rlo12 <= \$3743 ;
-  always @(posedge clk)
-    sb_rup12 <= \$3744 ;
-  always @(posedge clk)
-    sb_rdn12 <= \$3745 ;
-  always @(posedge clk)
-    sb_g13 <= \$3746 ;
-  always @(posedge clk)
-    sb_visit13 <= \$3747 ;
-  always @(posedge clk)
-    sb_rlo13 <= \$3748 ;
-  always @(posedge clk)
-    sb_rup13 <= \$3749 ;
-  always @(posedge clk)
-    sb_rdn13 <= \$3750 ;
-  always @(posedge clk)
-    sb_g14 <= \$3751 ;
-  always @(posedge clk)
-    sb_visit14 <= \$3752 ;
-  always @(posedge clk)
-    sb_rlo14 <= \$3753 ;
-  always @(posedge clk)
-    sb_rup14 <= \$3754 ;
-  always @(posedge clk)
-    sb_rdn14 <= \$3755 ;
-  always @(posedge clk)
-    sb_g15 <= \$3756 ;
-  always @(posedge clk)
-    sb_visit15 <= \$3757 ;
-  always @(posedge clk)
-    sb_rlo15 <= \$3758 ;
-  always @(posedge clk)
-    sb_rup15 <= \$3759 ;
-  always @(posedge clk)
-    sb_rdn15 <= \$3760 ;
-  always @(posedge clk)
-    sb_g16 <= \$3761 ;
-  always @(posedge clk)
-    sb_visit16 <= \$3762 ;
-  always @(posedge clk)
-    sb_rlo16 <= \$3763 ;
-  always @(posedge clk)
-    sb_rup16 <= \$3764 ;
-  always @(posedge clk)
-    sb_rdn16 <= \$3765 ;
-  always @(posedge clk)
-    sb_g17 <= \$3766 ;
-  always @(posedge clk)
-    sb_visit17 <= \$3767 ;
-  always @(posedge clk)
-    sb_rlo17 <= \$3768 ;
-  always @(posedge clk)
-    sb_rup17 <= \$3769 ;
-  always @(posedge clk)
-    sb_rdn17 <= \$3770 ;
-  always @(posedge clk)
-    sb_g18 <= \$3771 ;
-  always @(posedge clk)
-    sb_visit18 <= \$3772 ;
-  always @(posedge clk)
-    sb_rlo18 <= \$3773 ;
-  always @(posedge clk)
-    sb_rup18 <= \$3774 ;
-  always @(posedge clk)
-    sb_rdn18 <= \$3775 ;
-  always @(posedge clk)
-    sb_g19 <= \$3776 ;
-  always @(posedge clk)
-    sb_visit19 <= \$3777 ;
-  always @(posedge clk)
-    sb_rlo19 <= \$3778 ;
-  always @(posedge clk)
-    sb_rup19 <= \$3779 ;
-  always @(posedge clk)
-    sb_rdn19 <= \$3780 ;
-  always @(posedge clk)
-    sb_g20 <= \$3781 ;
-  always @(posedge clk)
-    sb_visit20 <= \$3782 ;
-  always @(posedge clk)
-    sb_rlo20 <= \$3783 ;
-  always @(posedge clk)
-    sb_rup20 <= \$3784 ;
-  always @(posedge clk)
-    sb_rdn20 <= \$3785 ;
-  always @(posedge clk)
-    sb_g21 <= \$3786 ;
-  always @(posedge clk)
-    sb_visit21 <= \$3787 ;
-  always @(posedge clk)
-    sb_rlo21 <= \$3788 ;
-  always @(posedge clk)
-    sb_rup21 <= \$3789 ;
-  always @(posedge clk)
-    sb_rdn21 <= \$3790 ;
-  always @(posedge clk)
-    sb_g22 <= \$3791 ;
-  always @(posedge clk)
-    sb_visit22 <= \$3792 ;
-  always @(posedge clk)
-    sb_rlo22 <= \$3793 ;
-  always @(posedge clk)
-    sb_rup22 <= \$3794 ;
-  always @(posedge clk)
-    sb_rdn22 <= \$3795 ;
-  always @(posedge clk)
-    sb_g23 <= \$3796 ;
-  always @(posedge clk)
-    sb_visit23 <= \$3797 ;
-  always @(posedge clk)
-    sb_rlo23 <= \$3798 ;
-  always @(posedge clk)
-    sb_rup23 <= \$3799 ;
-  always @(posedge clk)
-    sb_rdn23 <= \$3800 ;
-  always @(posedge clk)
-    sb_g24 <= \$3801 ;
-  always @(posedge clk)
-    sb_visit24 <= \$3802 ;
-  always @(posedge clk)
-    sb_rlo24 <= \$3803 ;
-  always @(posedge clk)
-    sb_rup24 <= \$3804 ;
-  always @(posedge clk)
-    sb_rdn24 <= \$3805 ;
-  always @(posedge clk)
-    sb_g25 <= \$3806 ;
-  always @(posedge clk)
-    sb_visit25 <= \$3807 ;
-  always @(posedge clk)
-    sb_rlo25 <= \$3808 ;
-  always @(posedge clk)
-    sb_rup25 <= \$3809 ;
-  always @(posedge clk)
-    sb_rdn25 <= \$3810 ;
-  always @(posedge clk)
-    sb_g26 <= \$3811 ;
-  always @(posedge clk)
-    sb_visit26 <= \$3812 ;
-  always @(posedge clk)
-    sb_rlo26 <= \$3813 ;
-  always @(posedge clk)
-    sb_rup26 <= \$3814 ;
-  always @(posedge clk)
-    sb_rdn26 <= \$3815 ;
-  always @(posedge clk)
-    sb_g27 <= \$3816 ;
-  always @(posedge clk)
-    sb_visit27 <= \$3817 ;
-  always @(posedge clk)
-    sb_rlo27 <= \$3818 ;
-  always @(posedge clk)
-    sb_rup27 <= \$3819 ;
-  always @(posedge clk)
-    sb_rdn27 <= \$3820 ;
-  always @(posedge clk)
-    sb_g28 <= \$3821 ;
-  always @(posedge clk)
-    sb_visit28 <= \$3822 ;
-  always @(posedge clk)
-    sb_rlo28 <= \$3823 ;
-  always @(posedge clk)
-    sb_rup28 <= \$3824 ;
-  always @(posedge clk)
-    sb_rdn28 <= \$3825 ;
-  always @(posedge clk)
-    sb_g29 <= \$3826 ;
-  always @(posedge clk)
-    sb_visit29 <= \$3827 ;
-  always @(posedge clk)
-    sb_rlo29 <= \$3828 ;
-  always @(posedge clk)
-    sb_rup29 <= \$3829 ;
-  always @(posedge clk)
-    sb_rdn29 <= \$3830 ;
-  always @(posedge clk)
-    sb_g30 <= \$3831 ;
-  always @(posedge clk)
-    sb_visit30 <= \$3832 ;
-  always @(posedge clk)
-    sb_rlo30 <= \$3833 ;
-  always @(posedge clk)
-    sb_rup30 <= \$3834 ;
-  always @(posedge clk)
-    sb_rdn30 <= \$3835 ;
-  always @(posedge clk)
-    sb_g31 <= \$3836 ;
-  always @(posedge clk)
-    sb_visit31 <= \$3837 ;
-  always @(posedge clk)
-    sb_rlo31 <= \$3838 ;
-  always @(posedge clk)
-    sb_rup31 <= \$3839 ;
-  always @(posedge clk)
-    sb_rdn31 <= \$3840 ;
-  always @(posedge clk)
-    sc_valid <= \$3841 ;
-  always @(posedge clk)
-    sc_pre <= \$3842 ;
-  always @(posedge clk)
-    sc_c <= \$3843 ;
-  always @(posedge clk)
-    sc_addr <= \$3844 ;
-  always @(posedge clk)
-    sc_mo <= \$3845 ;
-  always @(posedge clk)
-    sc_w <= \$3846 ;
-  always @(posedge clk)
-    sc_t0 <= \$3847 ;
-  always @(posedge clk)
-    sc_visit0 <= \$3848 ;
-  always @(posedge clk)
-    sc_rup0 <= \$3849 ;
-  always @(posedge clk)
-    sc_rdn0 <= \$3850 ;
-  always @(posedge clk)
-    sc_t1 <= \$3851 ;
-  always @(posedge clk)
-    sc_visit1 <= \$3852 ;
-  always @(posedge clk)
-    sc_rup1 <= \$3853 ;
-  always @(posedge clk)
-    sc_rdn1 <= \$3854 ;
-  always @(posedge clk)
-    sc_t2 <= \$3855 ;
-  always @(posedge clk)
-    sc_visit2 <= \$3856 ;
-  always @(posedge clk)
-    sc_rup2 <= \$3857 ;
-  always @(posedge clk)
-    sc_rdn2 <= \$3858 ;
-  always @(posedge clk)
-    sc_t3 <= \$3859 ;
-  always @(posedge clk)
-    sc_visit3 <= \$3860 ;
-  always @(posedge clk)
-    sc_rup3 <= \$3861 ;
-  always @(posedge clk)
-    sc_rdn3 <= \$3862 ;
-  always @(posedge clk)
-    sc_t4 <= \$3863 ;
-  always @(posedge clk)
-    sc_visit4 <= \$3864 ;
-  always @(posedge clk)
-    sc_rup4 <= \$3865 ;
-  always @(posedge clk)
-    sc_rdn4 <= \$3866 ;
-  always @(posedge clk)
-    sc_t5 <= \$3867 ;
-  always @(posedge clk)
-    sc_visit5 <= \$3868 ;
-  always @(posedge clk)
-    sc_rup5 <= \$3869 ;
-  always @(posedge clk)
-    sc_rdn5 <= \$3870 ;
-  always @(posedge clk)
-    sc_t6 <= \$3871 ;
-  always @(posedge clk)
-    sc_visit6 <= \$3872 ;
-  always @(posedge clk)
-    sc_rup6 <= \$3873 ;
-  always @(posedge clk)
-    sc_rdn6 <= \$3874 ;
-  always @(posedge clk)
-    sc_t7 <= \$3875 ;
-  always @(posedge clk)
-    sc_visit7 <= \$3876 ;
-  always @(posedge clk)
-    sc_rup7 <= \$3877 ;
-  always @(posedge clk)
-    sc_rdn7 <= \$3878 ;
-  always @(posedge clk)
-    sc_t8 <= \$3879 ;
-  always @(posedge clk)
-    sc_visit8 <= \$3880 ;
-  always @(posedge clk)
-    sc_rup8 <= \$3881 ;
-  always @(posedge clk)
-    sc_rdn8 <= \$3882 ;
-  always @(posedge clk)
-    sc_t9 <= \$3883 ;
-  always @(posedge clk)
-    sc_visit9 <= \$3884 ;
-  always @(posedge clk)
-    sc_rup9 <= \$3885 ;
-  always @(posedge clk)
-    sc_rdn9 <= \$3886 ;
-  always @(posedge clk)
-    sc_t10 <= \$3887 ;
-  always @(posedge clk)
-    sc_visit10 <= \$3888 ;
-  always @(posedge clk)
-    sc_rup10 <= \$3889 ;
+  assign mom_wen = busy ? \$2929  : mom_we;
+  assign \$2932  = | s2_flip;
+  assign w_en = s2_valid & \$2932 ;
+  assign \$2933  = ~ ser_mask;
+  assign \$2934  = \$2933  + 1'h1;
+  assign \$2935  = { 1'h0, ser_mask } & \$2934 ;
+  assign \$2936  = ~ ser_mask;
+  assign \$2937  = \$2936  + 1'h1;
+  assign \$2938  = { 1'h0, ser_mask } & \$2937 ;
+  assign \$2939  = ~ ser_mask;
+  assign \$2940  = \$2939  + 1'h1;
+  assign \$2941  = { 1'h0, ser_mask } & \$2940 ;
+  assign \$2942  = ~ ser_mask;
+  assign \$2943  = \$2942  + 1'h1;
+  assign \$2944  = { 1'h0, ser_mask } & \$2943 ;
+  assign \$2945  = ~ ser_mask;
+  assign \$2946  = \$2945  + 1'h1;
+  assign \$2947  = { 1'h0, ser_mask } & \$2946 ;
+  assign \$2948  = ~ ser_mask;
+  assign \$2949  = \$2948  + 1'h1;
+  assign \$2950  = { 1'h0, ser_mask } & \$2949 ;
+  assign \$2951  = ~ ser_mask;
+  assign \$2952  = \$2951  + 1'h1;
+  assign \$2953  = { 1'h0, ser_mask } & \$2952 ;
+  assign \$2954  = ~ ser_mask;
+  assign \$2955  = \$2954  + 1'h1;
+  assign \$2956  = { 1'h0, ser_mask } & \$2955 ;
+  assign \$2957  = ~ ser_mask;
+  assign \$2958  = \$2957  + 1'h1;
+  assign \$2959  = { 1'h0, ser_mask } & \$2958 ;
+  assign \$2960  = ~ ser_mask;
+  assign \$2961  = \$2960  + 1'h1;
+  assign \$2962  = { 1'h0, ser_mask } & \$2961 ;
+  assign \$2963  = ~ ser_mask;
+  assign \$2964  = \$2963  + 1'h1;
+  assign \$2965  = { 1'h0, ser_mask } & \$2964 ;
+  assign \$2966  = ~ ser_mask;
+  assign \$2967  = \$2966  + 1'h1;
+  assign \$2968  = { 1'h0, ser_mask } & \$2967 ;
+  assign \$2969  = ~ ser_mask;
+  assign \$2970  = \$2969  + 1'h1;
+  assign \$2971  = { 1'h0, ser_mask } & \$2970 ;
+  assign \$2972  = ~ ser_mask;
+  assign \$2973  = \$2972  + 1'h1;
+  assign \$2974  = { 1'h0, ser_mask } & \$2973 ;
+  assign \$2975  = ~ ser_mask;
+  assign \$2976  = \$2975  + 1'h1;
+  assign \$2977  = { 1'h0, ser_mask } & \$2976 ;
+  assign \$2978  = ~ ser_mask;
+  assign \$2979  = \$2978  + 1'h1;
+  assign \$2980  = { 1'h0, ser_mask } & \$2979 ;
+  assign \$2981  = | { \$2980 [31], \$2977 [29], \$2974 [27], \$2971 [25], \$2968 [23], \$2965 [21], \$2962 [19], \$2959 [17], \$2956 [15], \$2953 [13], \$2950 [11], \$2947 [9], \$2944 [7], \$2941 [5], \$2938 [3], \$2935 [1] };
+  assign \$2982  = ~ ser_mask;
+  assign \$2983  = \$2982  + 1'h1;
+  assign \$2984  = { 1'h0, ser_mask } & \$2983 ;
+  assign \$2985  = ~ ser_mask;
+  assign \$2986  = \$2985  + 1'h1;
+  assign \$2987  = { 1'h0, ser_mask } & \$2986 ;
+  assign \$2988  = ~ ser_mask;
+  assign \$2989  = \$2988  + 1'h1;
+  assign \$2990  = { 1'h0, ser_mask } & \$2989 ;
+  assign \$2991  = ~ ser_mask;
+  assign \$2992  = \$2991  + 1'h1;
+  assign \$2993  = { 1'h0, ser_mask } & \$2992 ;
+  assign \$2994  = ~ ser_mask;
+  assign \$2995  = \$2994  + 1'h1;
+  assign \$2996  = { 1'h0, ser_mask } & \$2995 ;
+  assign \$2997  = ~ ser_mask;
+  assign \$2998  = \$2997  + 1'h1;
+  assign \$2999  = { 1'h0, ser_mask } & \$2998 ;
+  assign \$3000  = ~ ser_mask;
+  assign \$3001  = \$3000  + 1'h1;
+  assign \$3002  = { 1'h0, ser_mask } & \$3001 ;
+  assign \$3003  = ~ ser_mask;
+  assign \$3004  = \$3003  + 1'h1;
+  assign \$3005  = { 1'h0, ser_mask } & \$3004 ;
+  assign \$3006  = ~ ser_mask;
+  assign \$3007  = \$3006  + 1'h1;
+  assign \$3008  = { 1'h0, ser_mask } & \$3007 ;
+  assign \$3009  = ~ ser_mask;
+  assign \$3010  = \$3009  + 1'h1;
+  assign \$3011  = { 1'h0, ser_mask } & \$3010 ;
+  assign \$3012  = ~ ser_mask;
+  assign \$3013  = \$3012  + 1'h1;
+  assign \$3014  = { 1'h0, ser_mask } & \$3013 ;
+  assign \$3015  = ~ ser_mask;
+  assign \$3016  = \$3015  + 1'h1;
+  assign \$3017  = { 1'h0, ser_mask } & \$3016 ;
+  assign \$3018  = ~ ser_mask;
+  assign \$3019  = \$3018  + 1'h1;
+  assign \$3020  = { 1'h0, ser_mask } & \$3019 ;
+  assign \$3021  = ~ ser_mask;
+  assign \$3022  = \$3021  + 1'h1;
+  assign \$3023  = { 1'h0, ser_mask } & \$3022 ;
+  assign \$3024  = ~ ser_mask;
+  assign \$3025  = \$3024  + 1'h1;
+  assign \$3026  = { 1'h0, ser_mask } & \$3025 ;
+  assign \$3027  = ~ ser_mask;
+  assign \$3028  = \$3027  + 1'h1;
+  assign \$3029  = { 1'h0, ser_mask } & \$3028 ;
+  assign \$3030  = | { \$3029 [31], \$3026 [30], \$3023 [27], \$3020 [26], \$3017 [23], \$3014 [22], \$3011 [19], \$3008 [18], \$3005 [15], \$3002 [14], \$2999 [11], \$2996 [10], \$2993 [7], \$2990 [6], \$2987 [3], \$2984 [2] };
+  assign \$3031  = ~ ser_mask;
+  assign \$3032  = \$3031  + 1'h1;
+  assign \$3033  = { 1'h0, ser_mask } & \$3032 ;
+  assign \$3034  = ~ ser_mask;
+  assign \$3035  = \$3034  + 1'h1;
+  assign \$3036  = { 1'h0, ser_mask } & \$3035 ;
+  assign \$3037  = ~ ser_mask;
+  assign \$3038  = \$3037  + 1'h1;
+  assign \$3039  = { 1'h0, ser_mask } & \$3038 ;
+  assign \$3040  = ~ ser_mask;
+  assign \$3041  = \$3040  + 1'h1;
+  assign \$3042  = { 1'h0, ser_mask } & \$3041 ;
+  assign \$3043  = ~ ser_mask;
+  assign \$3044  = \$3043  + 1'h1;
+  assign \$3045  = { 1'h0, ser_mask } & \$3044 ;
+  assign \$3046  = ~ ser_mask;
+  assign \$3047  = \$3046  + 1'h1;
+  assign \$3048  = { 1'h0, ser_mask } & \$3047 ;
+  assign \$3049  = ~ ser_mask;
+  assign \$3050  = \$3049  + 1'h1;
+  assign \$3051  = { 1'h0, ser_mask } & \$3050 ;
+  assign \$3052  = ~ ser_mask;
+  assign \$3053  = \$3052  + 1'h1;
+  assign \$3054  = { 1'h0, ser_mask } & \$3053 ;
+  assign \$3055  = ~ ser_mask;
+  assign \$3056  = \$3055  + 1'h1;
+  assign \$3057  = { 1'h0, ser_mask } & \$3056 ;
+  assign \$3058  = ~ ser_mask;
+  assign \$3059  = \$3058  + 1'h1;
+  assign \$3060  = { 1'h0, ser_mask } & \$3059 ;
+  assign \$3061  = ~ ser_mask;
+  assign \$3062  = \$3061  + 1'h1;
+  assign \$3063  = { 1'h0, ser_mask } & \$3062 ;
+  assign \$3064  = ~ ser_mask;
+  assign \$3065  = \$3064  + 1'h1;
+  assign \$3066  = { 1'h0, ser_mask } & \$3065 ;
+  assign \$3067  = ~ ser_mask;
+  assign \$3068  = \$3067  + 1'h1;
+  assign \$3069  = { 1'h0, ser_mask } & \$3068 ;
+  assign \$3070  = ~ ser_mask;
+  assign \$3071  = \$3070  + 1'h1;
+  assign \$3072  = { 1'h0, ser_mask } & \$3071 ;
+  assign \$3073  = ~ ser_mask;
+  assign \$3074  = \$3073  + 1'h1;
+  assign \$3075  = { 1'h0, ser_mask } & \$3074 ;
+  assign \$3076  = ~ ser_mask;
+  assign \$3077  = \$3076  + 1'h1;
+  assign \$3078  = { 1'h0, ser_mask } & \$3077 ;
+  assign \$3079  = | { \$3078 [31], \$3075 [30], \$3072 [29], \$3069 [28], \$3066 [23], \$3063 [22], \$3060 [21], \$3057 [20], \$3054 [15], \$3051 [14], \$3048 [13], \$3045 [12], \$3042 [7], \$3039 [6], \$3036 [5], \$3033 [4] };
+  assign \$3080  = ~ ser_mask;
+  assign \$3081  = \$3080  + 1'h1;
+  assign \$3082  = { 1'h0, ser_mask } & \$3081 ;
+  assign \$3083  = ~ ser_mask;
+  assign \$3084  = \$3083  + 1'h1;
+  assign \$3085  = { 1'h0, ser_mask } & \$3084 ;
+  assign \$3086  = ~ ser_mask;
+  assign \$3087  = \$3086  + 1'h1;
+  assign \$3088  = { 1'h0, ser_mask } & \$3087 ;
+  assign \$3089  = ~ ser_mask;
+  assign \$3090  = \$3089  + 1'h1;
+  assign \$3091  = { 1'h0, ser_mask } & \$3090 ;
+  assign \$3092  = ~ ser_mask;
+  assign \$3093  = \$3092  + 1'h1;
+  assign \$3094  = { 1'h0, ser_mask } & \$3093 ;
+  assign \$3095  = ~ ser_mask;
+  assign \$3096  = \$3095  + 1'h1;
+  assign \$3097  = { 1'h0, ser_mask } & \$3096 ;
+  assign \$3098  = ~ ser_mask;
+  assign \$3099  = \$3098  + 1'h1;
+  assign \$3100  = { 1'h0, ser_mask } & \$3099 ;
+  assign \$3101  = ~ ser_mask;
+  assign \$3102  = \$3101  + 1'h1;
+  assign \$3103  = { 1'h0, ser_mask } & \$3102 ;
+  assign \$3104  = ~ ser_mask;
+  assign \$3105  = \$3104  + 1'h1;
+  assign \$3106  = { 1'h0, ser_mask } & \$3105 ;
+  assign \$3107  = ~ ser_mask;
+  assign \$3108  = \$3107  + 1'h1;
+  assign \$3109  = { 1'h0, ser_mask } & \$3108 ;
+  assign \$3110  = ~ ser_mask;
+  assign \$3111  = \$3110  + 1'h1;
+  assign \$3112  = { 1'h0, ser_mask } & \$3111 ;
+  assign \$3113  = ~ ser_mask;
+  assign \$3114  = \$3113  + 1'h1;
+  assign \$3115  = { 1'h0, ser_mask } & \$3114 ;
+  assign \$3116  = ~ ser_mask;
+  assign \$3117  = \$3116  + 1'h1;
+  assign \$3118  = { 1'h0, ser_mask } & \$3117 ;
+  assign \$3119  = ~ ser_mask;
+  assign \$3120  = \$3119  + 1'h1;
+  assign \$3121  = { 1'h0, ser_mask } & \$3120 ;
+  assign \$3122  = ~ ser_mask;
+  assign \$3123  = \$3122  + 1'h1;
+  assign \$3124  = { 1'h0, ser_mask } & \$3123 ;
+  assign \$3125  = ~ ser_mask;
+  assign \$3126  = \$3125  + 1'h1;
+  assign \$3127  = { 1'h0, ser_mask } & \$3126 ;
+  assign \$3128  = | { \$3127 [31], \$3124 [30], \$3121 [29], \$3118 [28], \$3115 [27], \$3112 [26], \$3109 [25], \$3106 [24], \$3103 [15], \$3100 [14], \$3097 [13], \$3094 [12], \$3091 [11], \$3088 [10], \$3085 [9], \$3082 [8] };
+  assign \$3129  = ~ ser_mask;
+  assign \$3130  = \$3129  + 1'h1;
+  assign \$3131  = { 1'h0, ser_mask } & \$3130 ;
+  assign \$3132  = ~ ser_mask;
+  assign \$3133  = \$3132  + 1'h1;
+  assign \$3134  = { 1'h0, ser_mask } & \$3133 ;
+  assign \$3135  = ~ ser_mask;
+  assign \$3136  = \$3135  + 1'h1;
+  assign \$3137  = { 1'h0, ser_mask } & \$3136 ;
+  assign \$3138  = ~ ser_mask;
+  assign \$3139  = \$3138  + 1'h1;
+  assign \$3140  = { 1'h0, ser_mask } & \$3139 ;
+  assign \$3141  = ~ ser_mask;
+  assign \$3142  = \$3141  + 1'h1;
+  assign \$3143  = { 1'h0, ser_mask } & \$3142 ;
+  assign \$3144  = ~ ser_mask;
+  assign \$3145  = \$3144  + 1'h1;
+  assign \$3146  = { 1'h0, ser_mask } & \$3145 ;
+  assign \$3147  = ~ ser_mask;
+  assign \$3148  = \$3147  + 1'h1;
+  assign \$3149  = { 1'h0, ser_mask } & \$3148 ;
+  assign \$3150  = ~ ser_mask;
+  assign \$3151  = \$3150  + 1'h1;
+  assign \$3152  = { 1'h0, ser_mask } & \$3151 ;
+  assign \$3153  = ~ ser_mask;
+  assign \$3154  = \$3153  + 1'h1;
+  assign \$3155  = { 1'h0, ser_mask } & \$3154 ;
+  assign \$3156  = ~ ser_mask;
+  assign \$3157  = \$3156  + 1'h1;
+  assign \$3158  = { 1'h0, ser_mask } & \$3157 ;
+  assign \$3159  = ~ ser_mask;
+  assign \$3160  = \$3159  + 1'h1;
+  assign \$3161  = { 1'h0, ser_mask } & \$3160 ;
+  assign \$3162  = ~ ser_mask;
+  assign \$3163  = \$3162  + 1'h1;
+  assign \$3164  = { 1'h0, ser_mask } & \$3163 ;
+  assign \$3165  = ~ ser_mask;
+  assign \$3166  = \$3165  + 1'h1;
+  assign \$3167  = { 1'h0, ser_mask } & \$3166 ;
+  assign \$3168  = ~ ser_mask;
+  assign \$3169  = \$3168  + 1'h1;
+  assign \$3170  = { 1'h0, ser_mask } & \$3169 ;
+  assign \$3171  = ~ ser_mask;
+  assign \$3172  = \$3171  + 1'h1;
+  assign \$3173  = { 1'h0, ser_mask } & \$3172 ;
+  assign \$3174  = ~ ser_mask;
+  assign \$3175  = \$3174  + 1'h1;
+  assign \$3176  = { 1'h0, ser_mask } & \$3175 ;
+  assign \$3177  = | { \$3176 [31], \$3173 [30], \$3170 [29], \$3167 [28], \$3164 [27], \$3161 [26], \$3158 [25], \$3155 [24], \$3152 [23], \$3149 [22], \$3146 [21], \$3143 [20], \$3140 [19], \$3137 [18], \$3134 [17], \$3131 [16] };
+  assign \$3178  = ser_mask - 1'h1;
+  assign \$3179  = { 1'h0, ser_mask } & \$3178 ;
+  assign \$3180  = ~ o_flip__valid;
+  assign \$3181  = o_flip__valid & o_flip__ready;
+  assign \$3182  = ! \$3179 [31:0];
+  assign \$3183  = \$3181  & \$3182 ;
+  assign r_en = \$3180  | \$3183 ;
+  assign \$3184  = ~ have_row;
+  assign \$3185  = ended & \$3184 ;
+  assign \$3186  = ~ s1_valid;
+  assign \$3187  = \$3185  & \$3186 ;
+  assign \$3188  = | { s2_valid, se_valid, sd_valid, sc_valid, sb_valid, sa_valid, sq_valid };
+  assign \$3189  = ~ \$3188 ;
+  assign \$3190  = \$3187  & \$3189 ;
+  assign \$3191  = ~ cnt_valid;
+  assign \$3192  = \$3190  & \$3191 ;
+  assign \$3193  = ! level;
+  assign \$3194  = ~ o_flip__valid;
+  assign \$3195  = \$3193  & \$3194 ;
+  assign \$3196  = \$3192  & \$3195 ;
+  assign done = busy & \$3196 ;
+  assign \$3197  = row_c + 1'h1;
+  assign \$3198  = w_rd_addr + 1'h1;
+  assign \$3199  = ! row_c;
+  assign \$3200  = i_pre__valid & pre_ready;
+  assign \$3201  = | i_pre__payload[14:8];
+  assign \$3202  = i_pre__payload[7:0] * 1'h1;
+  assign \$3203  = rate_shift + 3'h4;
+  assign \$3204  = rate_shift + 3'h4;
+  assign \$3205  = 32'd4294967295 << \$3204 ;
+  assign \$3206  = ~ \$3205 [31:0];
+  assign \$3207  = srand_r2_c & rnd_mask;
+  assign \$3208  = ~ srand_r2_c;
+  assign \$3209  = \$3208  & rnd_mask;
+  assign \$3210  = k_total <= 5'h17;
+  assign \$3211  = k_total <= 6'h20;
+  assign \$3212  = k_total + 4'h8;
+  assign \$3213  = 25'h1ffffff << \$3212 ;
+  assign \$3214  = | sa_d[15:0];
+  assign \$3216  = sa_rm | sa_rn;
+  assign \$3217  = sa_rm[31:23] == \$3216 [31:23];
+  assign \$3218  = ! sa_rm[31:23];
+  assign \$3219  = | sa_d[31:16];
+  assign \$3221  = sa_rm | sa_rn;
+  assign \$3222  = { sa_rm[31:25], sa_rn[24:23] } == \$3221 [31:23];
+  assign \$3223  = ! { sa_rm[31:25], sa_rn[24:23] };
+  assign \$3224  = | sa_d[47:32];
+  assign \$3226  = sa_rm | sa_rn;
+  assign \$3227  = { sa_rm[31:26], sa_rn[25:24], sa_rm[23] } == \$3226 [31:23];
+  assign \$3228  = ! { sa_rm[31:26], sa_rn[25:24], sa_rm[23] };
+  assign \$3229  = | sa_d[63:48];
+  assign \$3231  = sa_rm | sa_rn;
+  assign \$3232  = { sa_rm[31:26], sa_rn[25], sa_rm[24], sa_rn[23] } == \$3231 [31:23];
+  assign \$3233  = ! { sa_rm[31:26], sa_rn[25], sa_rm[24], sa_rn[23] };
+  assign \$3234  = | sa_d[79:64];
+  assign \$3236  = sa_rm | sa_rn;
+  assign \$3237  = { sa_rm[31:27], sa_rn[26:25], sa_rm[24:23] } == \$3236 [31:23];
+  assign \$3238  = ! { sa_rm[31:27], sa_rn[26:25], sa_rm[24:23] };
+  assign \$3239  = | sa_d[95:80];
+  assign \$3241  = sa_rm | sa_rn;
+  assign \$3242  = { sa_rm[31:27], sa_rn[26:23] } == \$3241 [31:23];
+  assign \$3243  = ! { sa_rm[31:27], sa_rn[26:23] };
+  assign \$3244  = | sa_d[111:96];
+  assign \$3246  = sa_rm | sa_rn;
+  assign \$3247  = { sa_rm[31:27], sa_rn[26], sa_rm[25], sa_rn[24], sa_rm[23] } == \$3246 [31:23];
+  assign \$3248  = ! { sa_rm[31:27], sa_rn[26], sa_rm[25], sa_rn[24], sa_rm[23] };
+  assign \$3249  = | sa_d[127:112];
+  assign \$3251  = sa_rm | sa_rn;
+  assign \$3252  = { sa_rm[31:27], sa_rn[26], sa_rm[25:24], sa_rn[23] } == \$3251 [31:23];
+  assign \$3253  = ! { sa_rm[31:27], sa_rn[26], sa_rm[25:24], sa_rn[23] };
+  assign \$3254  = | sa_d[143:128];
+  assign \$3256  = sa_rm | sa_rn;
+  assign \$3257  = { sa_rm[31:28], sa_rn[27:26], sa_rm[25:23] } == \$3256 [31:23];
+  assign \$3258  = ! { sa_rm[31:28], sa_rn[27:26], sa_rm[25:23] };
+  assign \$3259  = | sa_d[159:144];
+  assign \$3261  = sa_rm | sa_rn;
+  assign \$3262  = { sa_rm[31:28], sa_rn[27:26], sa_rm[25], sa_rn[24:23] } == \$3261 [31:23];
+  assign \$3263  = ! { sa_rm[31:28], sa_rn[27:26], sa_rm[25], sa_rn[24:23] };
+  assign \$3265  = | sa_d[175:160];
+  assign \$3266  = \$3264  & \$3265 ;
+  assign \$3267  = sa_rm | sa_rn;
+  assign \$3268  = { sa_rm[31:28], sa_rn[27:24], sa_rm[23] } == \$3267 [31:23];
+  assign \$3269  = ! { sa_rm[31:28], sa_rn[27:24], sa_rm[23] };
+  assign \$3271  = | sa_d[191:176];
+  assign \$3272  = \$3270  & \$3271 ;
+  assign \$3273  = sa_rm | sa_rn;
+  assign \$3274  = { sa_rm[31:28], sa_rn[27:25], sa_rm[24], sa_rn[23] } == \$3273 [31:23];
+  assign \$3275  = ! { sa_rm[31:28], sa_rn[27:25], sa_rm[24], sa_rn[23] };
+  assign \$3277  = | sa_d[207:192];
+  assign \$3278  = \$3276  & \$3277 ;
+  assign \$3279  = sa_rm | sa_rn;
+  assign \$3280  = { sa_rm[31:28], sa_rn[27], sa_rm[26], sa_rn[25], sa_rm[24:23] } == \$3279 [31:23];
+  assign \$3281  = ! { sa_rm[31:28], sa_rn[27], sa_rm[26], sa_rn[25], sa_rm[24:23] };
+  assign \$3283  = | sa_d[223:208];
+  assign \$3284  = \$3282  & \$3283 ;
+  assign \$3285  = sa_rm | sa_rn;
+  assign \$3286  = { sa_rm[31:28], sa_rn[27], sa_rm[26], sa_rn[25:23] } == \$3285 [31:23];
+  assign \$3287  = ! { sa_rm[31:28], sa_rn[27], sa_rm[26], sa_rn[25:23] };
+  assign \$3289  = | sa_d[239:224];
+  assign \$3290  = \$3288  & \$3289 ;
+  assign \$3291  = sa_rm | sa_rn;
+  assign \$3292  = { sa_rm[31:28], sa_rn[27], sa_rm[26:25], sa_rn[24], sa_rm[23] } == \$3291 [31:23];
+  assign \$3293  = ! { sa_rm[31:28], sa_rn[27], sa_rm[26:25], sa_rn[24], sa_rm[23] };
+  assign \$3295  = | sa_d[255:240];
+  assign \$3296  = \$3294  & \$3295 ;
+  assign \$3297  = sa_rm | sa_rn;
+  assign \$3298  = { sa_rm[31:28], sa_rn[27], sa_rm[26:24], sa_rn[23] } == \$3297 [31:23];
+  assign \$3299  = ! { sa_rm[31:28], sa_rn[27], sa_rm[26:24], sa_rn[23] };
+  assign \$3301  = | sa_d[271:256];
+  assign \$3302  = \$3300  & \$3301 ;
+  assign \$3303  = sa_rm | sa_rn;
+  assign \$3304  = { sa_rm[31:29], sa_rn[28:27], sa_rm[26:23] } == \$3303 [31:23];
+  assign \$3305  = ! { sa_rm[31:29], sa_rn[28:27], sa_rm[26:23] };
+  assign \$3307  = | sa_d[287:272];
+  assign \$3308  = \$3306  & \$3307 ;
+  assign \$3309  = sa_rm | sa_rn;
+  assign \$3310  = { sa_rm[31:29], sa_rn[28:27], sa_rm[26:25], sa_rn[24:23] } == \$3309 [31:23];
+  assign \$3311  = ! { sa_rm[31:29], sa_rn[28:27], sa_rm[26:25], sa_rn[24:23] };
+  assign \$3313  = | sa_d[303:288];
+  assign \$3314  = \$3312  & \$3313 ;
+  assign \$3315  = sa_rm | sa_rn;
+  assign \$3316  = { sa_rm[31:29], sa_rn[28:27], sa_rm[26], sa_rn[25:24], sa_rm[23] } == \$3315 [31:23];
+  assign \$3317  = ! { sa_rm[31:29], sa_rn[28:27], sa_rm[26], sa_rn[25:24], sa_rm[23] };
+  assign \$3319  = | sa_d[319:304];
+  assign \$3320  = \$3318  & \$3319 ;
+  assign \$3321  = sa_rm | sa_rn;
+  assign \$3322  = { sa_rm[31:29], sa_rn[28:27], sa_rm[26], sa_rn[25], sa_rm[24], sa_rn[23] } == \$3321 [31:23];
+  assign \$3323  = ! { sa_rm[31:29], sa_rn[28:27], sa_rm[26], sa_rn[25], sa_rm[24], sa_rn[23] };
+  assign \$3325  = | sa_d[335:320];
+  assign \$3326  = \$3324  & \$3325 ;
+  assign \$3327  = sa_rm | sa_rn;
+  assign \$3328  = { sa_rm[31:29], sa_rn[28:25], sa_rm[24:23] } == \$3327 [31:23];
+  assign \$3329  = ! { sa_rm[31:29], sa_rn[28:25], sa_rm[24:23] };
+  assign \$3331  = | sa_d[351:336];
+  assign \$3332  = \$3330  & \$3331 ;
+  assign \$3333  = sa_rm | sa_rn;
+  assign \$3334  = { sa_rm[31:29], sa_rn[28:23] } == \$3333 [31:23];
+  assign \$3335  = ! { sa_rm[31:29], sa_rn[28:23] };
+  assign \$3337  = | sa_d[367:352];
+  assign \$3338  = \$3336  & \$3337 ;
+  assign \$3339  = sa_rm | sa_rn;
+  assign \$3340  = { sa_rm[31:29], sa_rn[28:26], sa_rm[25], sa_rn[24], sa_rm[23] } == \$3339 [31:23];
+  assign \$3341  = ! { sa_rm[31:29], sa_rn[28:26], sa_rm[25], sa_rn[24], sa_rm[23] };
+  assign \$3343  = | sa_d[383:368];
+  assign \$3344  = \$3342  & \$3343 ;
+  assign \$3345  = sa_rm | sa_rn;
+  assign \$3346  = { sa_rm[31:29], sa_rn[28:26], sa_rm[25:24], sa_rn[23] } == \$3345 [31:23];
+  assign \$3347  = ! { sa_rm[31:29], sa_rn[28:26], sa_rm[25:24], sa_rn[23] };
+  assign \$3349  = | sa_d[399:384];
+  assign \$3350  = \$3348  & \$3349 ;
+  assign \$3351  = sa_rm | sa_rn;
+  assign \$3352  = { sa_rm[31:29], sa_rn[28], sa_rm[27], sa_rn[26], sa_rm[25:23] } == \$3351 [31:23];
+  assign \$3353  = ! { sa_rm[31:29], sa_rn[28], sa_rm[27], sa_rn[26], sa_rm[25:23] };
+  assign \$3355  = | sa_d[415:400];
+  assign \$3356  = \$3354  & \$3355 ;
+  assign \$3357  = sa_rm | sa_rn;
+  assign \$3358  = { sa_rm[31:29], sa_rn[28], sa_rm[27], sa_rn[26], sa_rm[25], sa_rn[24:23] } == \$3357 [31:23];
+  assign \$3359  = ! { sa_rm[31:29], sa_rn[28], sa_rm[27], sa_rn[26], sa_rm[25], sa_rn[24:23] };
+  assign \$3361  = | sa_d[431:416];
+  assign \$3362  = \$3360  & \$3361 ;
+  assign \$3363  = sa_rm | sa_rn;
+  assign \$3364  = { sa_rm[31:29], sa_rn[28], sa_rm[27], sa_rn[26:24], sa_rm[23] } == \$3363 [31:23];
+  assign \$3365  = ! { sa_rm[31:29], sa_rn[28], sa_rm[27], sa_rn[26:24], sa_rm[23] };
+  assign \$3367  = | sa_d[447:432];
+  assign \$3368  = \$3366  & \$3367 ;
+  assign \$3369  = sa_rm | sa_rn;
+  assign \$3370  = { sa_rm[31:29], sa_rn[28], sa_rm[27], sa_rn[26:25], sa_rm[24], sa_rn[23] } == \$3369 [31:23];
+  assign \$3371  = ! { sa_rm[31:29], sa_rn[28], sa_rm[27], sa_rn[26:25], sa_rm[24], sa_rn[23] };
+  assign \$3373  = | sa_d[463:448];
+  assign \$3374  = \$3372  & \$3373 ;
+  assign \$3375  = sa_rm | sa_rn;
+  assign \$3376  = { sa_rm[31:29], sa_rn[28], sa_rm[27:26], sa_rn[25], sa_rm[24:23] } == \$3375 [31:23];
+  assign \$3377  = ! { sa_rm[31:29], sa_rn[28], sa_rm[27:26], sa_rn[25], sa_rm[24:23] };
+  assign \$3379  = | sa_d[479:464];
+  assign \$3380  = \$3378  & \$3379 ;
+  assign \$3381  = sa_rm | sa_rn;
+  assign \$3382  = { sa_rm[31:29], sa_rn[28], sa_rm[27:26], sa_rn[25:23] } == \$3381 [31:23];
+  assign \$3383  = ! { sa_rm[31:29], sa_rn[28], sa_rm[27:26], sa_rn[25:23] };
+  assign \$3385  = | sa_d[495:480];
+  assign \$3386  = \$3384  & \$3385 ;
+  assign \$3387  = sa_rm | sa_rn;
+  assign \$3388  = { sa_rm[31:29], sa_rn[28], sa_rm[27:25], sa_rn[24], sa_rm[23] } == \$3387 [31:23];
+  assign \$3389  = ! { sa_rm[31:29], sa_rn[28], sa_rm[27:25], sa_rn[24], sa_rm[23] };
+  assign \$3391  = | sa_d[511:496];
+  assign \$3392  = \$3390  & \$3391 ;
+  assign \$3393  = sa_rm | sa_rn;
+  assign \$3394  = { sa_rm[31:29], sa_rn[28], sa_rm[27:24], sa_rn[23] } == \$3393 [31:23];
+  assign \$3395  = ! { sa_rm[31:29], sa_rn[28], sa_rm[27:24], sa_rn[23] };
+  assign \$3396  = sat_hi0 | sat_lo0;
+  assign \$3397  = sd_visit0 & \$3396 ;
+  assign \$3398  = sat_hi1 | sat_lo1;
+  assign \$3399  = sd_visit1 & \$3398 ;
+  assign \$3400  = sat_hi2 | sat_lo2;
+  assign \$3401  = sd_visit2 & \$3400 ;
+  assign \$3402  = sat_hi3 | sat_lo3;
+  assign \$3403  = sd_visit3 & \$3402 ;
+  assign \$3404  = sat_hi4 | sat_lo4;
+  assign \$3405  = sd_visit4 & \$3404 ;
+  assign \$3406  = sat_hi5 | sat_lo5;
+  assign \$3407  = sd_visit5 & \$3406 ;
+  assign \$3408  = sat_hi6 | sat_lo6;
+  assign \$3409  = sd_visit6 & \$3408 ;
+  assign \$3410  = sat_hi7 | sat_lo7;
+  assign \$3411  = sd_visit7 & \$3410 ;
+  assign \$3412  = sat_hi8 | sat_lo8;
+  assign \$3413  = sd_visit8 & \$3412 ;
+  assign \$3414  = sat_hi9 | sat_lo9;
+  assign \$3415  = sd_visit9 & \$3414 ;
+  assign \$3416  = sat_hi10 | sat_lo10;
+  assign \$3417  = sd_visit10 & \$3416 ;
+  assign \$3418  = sat_hi11 | sat_lo11;
+  assign \$3419  = sd_visit11 & \$3418 ;
+  assign \$3420  = sat_hi12 | sat_lo12;
+  assign \$3421  = sd_visit12 & \$3420 ;
+  assign \$3422  = sat_hi13 | sat_lo13;
+  assign \$3423  = sd_visit13 & \$3422 ;
+  assign \$3424  = sat_hi14 | sat_lo14;
+  assign \$3425  = sd_visit14 & \$3424 ;
+  assign \$3426  = sat_hi15 | sat_lo15;
+  assign \$3427  = sd_visit15 & \$3426 ;
+  assign \$3428  = sat_hi16 | sat_lo16;
+  assign \$3429  = sd_visit16 & \$3428 ;
+  assign \$3430  = sat_hi17 | sat_lo17;
+  assign \$3431  = sd_visit17 & \$3430 ;
+  assign \$3432  = sat_hi18 | sat_lo18;
+  assign \$3433  = sd_visit18 & \$3432 ;
+  assign \$3434  = sat_hi19 | sat_lo19;
+  assign \$3435  = sd_visit19 & \$3434 ;
+  assign \$3436  = sat_hi20 | sat_lo20;
+  assign \$3437  = sd_visit20 & \$3436 ;
+  assign \$3438  = sat_hi21 | sat_lo21;
+  assign \$3439  = sd_visit21 & \$3438 ;
+  assign \$3440  = sat_hi22 | sat_lo22;
+  assign \$3441  = sd_visit22 & \$3440 ;
+  assign \$3442  = sat_hi23 | sat_lo23;
+  assign \$3443  = sd_visit23 & \$3442 ;
+  assign \$3444  = sat_hi24 | sat_lo24;
+  assign \$3445  = sd_visit24 & \$3444 ;
+  assign \$3446  = sat_hi25 | sat_lo25;
+  assign \$3447  = sd_visit25 & \$3446 ;
+  assign \$3448  = sat_hi26 | sat_lo26;
+  assign \$3449  = sd_visit26 & \$3448 ;
+  assign \$3450  = sat_hi27 | sat_lo27;
+  assign \$3451  = sd_visit27 & \$3450 ;
+  assign \$3452  = sat_hi28 | sat_lo28;
+  assign \$3453  = sd_visit28 & \$3452 ;
+  assign \$3454  = sat_hi29 | sat_lo29;
+  assign \$3455  = sd_visit29 & \$3454 ;
+  assign \$3456  = sat_hi30 | sat_lo30;
+  assign \$3457  = sd_visit30 & \$3456 ;
+  assign \$3458  = sat_hi31 | sat_lo31;
+  assign \$3459  = sd_visit31 & \$3458 ;
+  assign \$3460  = - $signed(thr);
+  assign \$3461  = se_w[0] ^ flip0;
+  assign \$3462  = se_w[1] ^ flip1;
+  assign \$3463  = se_w[2] ^ flip2;
+  assign \$3464  = se_w[3] ^ flip3;
+  assign \$3465  = se_w[4] ^ flip4;
+  assign \$3466  = se_w[5] ^ flip5;
+  assign \$3467  = se_w[6] ^ flip6;
+  assign \$3468  = se_w[7] ^ flip7;
+  assign \$3469  = se_w[8] ^ flip8;
+  assign \$3470  = se_w[9] ^ flip9;
+  assign \$3471  = se_w[10] ^ flip10;
+  assign \$3472  = se_w[11] ^ flip11;
+  assign \$3473  = se_w[12] ^ flip12;
+  assign \$3474  = se_w[13] ^ flip13;
+  assign \$3475  = se_w[14] ^ flip14;
+  assign \$3476  = se_w[15] ^ flip15;
+  assign \$3477  = se_w[16] ^ flip16;
+  assign \$3478  = se_w[17] ^ flip17;
+  assign \$3479  = se_w[18] ^ flip18;
+  assign \$3480  = se_w[19] ^ flip19;
+  assign \$3481  = se_w[20] ^ flip20;
+  assign \$3482  = se_w[21] ^ flip21;
+  assign \$3483  = se_w[22] ^ flip22;
+  assign \$3484  = se_w[23] ^ flip23;
+  assign \$3485  = se_w[24] ^ flip24;
+  assign \$3486  = se_w[25] ^ flip25;
+  assign \$3487  = se_w[26] ^ flip26;
+  assign \$3488  = se_w[27] ^ flip27;
+  assign \$3489  = se_w[28] ^ flip28;
+  assign \$3490  = se_w[29] ^ flip29;
+  assign \$3491  = se_w[30] ^ flip30;
+  assign \$3492  = se_w[31] ^ flip31;
+  assign \$3493  = flip0 ? 8'h00 : se_ms0;
+  assign \$3494  = se_visit0 ? \$3493  : se_mo[7:0];
+  assign \$3495  = flip1 ? 8'h00 : se_ms1;
+  assign \$3496  = se_visit1 ? \$3495  : se_mo[15:8];
+  assign \$3497  = flip2 ? 8'h00 : se_ms2;
+  assign \$3498  = se_visit2 ? \$3497  : se_mo[23:16];
+  assign \$3499  = flip3 ? 8'h00 : se_ms3;
+  assign \$3500  = se_visit3 ? \$3499  : se_mo[31:24];
+  assign \$3501  = flip4 ? 8'h00 : se_ms4;
+  assign \$3502  = se_visit4 ? \$3501  : se_mo[39:32];
+  assign \$3503  = flip5 ? 8'h00 : se_ms5;
+  assign \$3504  = se_visit5 ? \$3503  : se_mo[47:40];
+  assign \$3505  = flip6 ? 8'h00 : se_ms6;
+  assign \$3506  = se_visit6 ? \$3505  : se_mo[55:48];
+  assign \$3507  = flip7 ? 8'h00 : se_ms7;
+  assign \$3508  = se_visit7 ? \$3507  : se_mo[63:56];
+  assign \$3509  = flip8 ? 8'h00 : se_ms8;
+  assign \$3510  = se_visit8 ? \$3509  : se_mo[71:64];
+  assign \$3511  = flip9 ? 8'h00 : se_ms9;
+  assign \$3512  = se_visit9 ? \$3511  : se_mo[79:72];
+  assign \$3513  = flip10 ? 8'h00 : se_ms10;
+  assign \$3514  = se_visit10 ? \$3513  : se_mo[87:80];
+  assign \$3515  = flip11 ? 8'h00 : se_ms11;
+  assign \$3516  = se_visit11 ? \$3515  : se_mo[95:88];
+  assign \$3517  = flip12 ? 8'h00 : se_ms12;
+  assign \$3518  = se_visit12 ? \$3517  : se_mo[103:96];
+  assign \$3519  = flip13 ? 8'h00 : se_ms13;
+  assign \$3520  = se_visit13 ? \$3519  : se_mo[111:104];
+  assign \$3521  = flip14 ? 8'h00 : se_ms14;
+  assign \$3522  = se_visit14 ? \$3521  : se_mo[119:112];
+  assign \$3523  = flip15 ? 8'h00 : se_ms15;
+  assign \$3524  = se_visit15 ? \$3523  : se_mo[127:120];
+  assign \$3525  = flip16 ? 8'h00 : se_ms16;
+  assign \$3526  = se_visit16 ? \$3525  : se_mo[135:128];
+  assign \$3527  = flip17 ? 8'h00 : se_ms17;
+  assign \$3528  = se_visit17 ? \$3527  : se_mo[143:136];
+  assign \$3529  = flip18 ? 8'h00 : se_ms18;
+  assign \$3530  = se_visit18 ? \$3529  : se_mo[151:144];
+  assign \$3531  = flip19 ? 8'h00 : se_ms19;
+  assign \$3532  = se_visit19 ? \$3531  : se_mo[159:152];
+  assign \$3533  = flip20 ? 8'h00 : se_ms20;
+  assign \$3534  = se_visit20 ? \$3533  : se_mo[167:160];
+  assign \$3535  = flip21 ? 8'h00 : se_ms21;
+  assign \$3536  = se_visit21 ? \$3535  : se_mo[175:168];
+  assign \$3537  = flip22 ? 8'h00 : se_ms22;
+  assign \$3538  = se_visit22 ? \$3537  : se_mo[183:176];
+  assign \$3539  = flip23 ? 8'h00 : se_ms23;
+  assign \$3540  = se_visit23 ? \$3539  : se_mo[191:184];
+  assign \$3541  = flip24 ? 8'h00 : se_ms24;
+  assign \$3542  = se_visit24 ? \$3541  : se_mo[199:192];
+  assign \$3543  = flip25 ? 8'h00 : se_ms25;
+  assign \$3544  = se_visit25 ? \$3543  : se_mo[207:200];
+  assign \$3545  = flip26 ? 8'h00 : se_ms26;
+  assign \$3546  = se_visit26 ? \$3545  : se_mo[215:208];
+  assign \$3547  = flip27 ? 8'h00 : se_ms27;
+  assign \$3548  = se_visit27 ? \$3547  : se_mo[223:216];
+  assign \$3549  = flip28 ? 8'h00 : se_ms28;
+  assign \$3550  = se_visit28 ? \$3549  : se_mo[231:224];
+  assign \$3551  = flip29 ? 8'h00 : se_ms29;
+  assign \$3552  = se_visit29 ? \$3551  : se_mo[239:232];
+  assign \$3553  = flip30 ? 8'h00 : se_ms30;
+  assign \$3554  = se_visit30 ? \$3553  : se_mo[247:240];
+  assign \$3555  = flip31 ? 8'h00 : se_ms31;
+  assign \$3556  = se_visit31 ? \$3555  : se_mo[255:248];
+  assign \$3557  = | { se_visit31, se_visit30, se_visit29, se_visit28, se_visit27, se_visit26, se_visit25, se_visit24, se_visit23, se_visit22, se_visit21, se_visit20, se_visit19, se_visit18, se_visit17, se_visit16, se_visit15, se_visit14, se_visit13, se_visit12, se_visit11, se_visit10, se_visit9, se_visit8, se_visit7, se_visit6, se_visit5, se_visit4, se_visit3, se_visit2, se_visit1, se_visit0 };
+  assign \$3558  = ~ busy;
+  assign \$3559  = mom_re & \$3558 ;
+  assign \$3560  = 1'h0 + s2_sat[0];
+  assign \$3561  = \$3560  + s2_sat[1];
+  assign \$3562  = \$3561  + s2_sat[2];
+  assign \$3563  = \$3562  + s2_sat[3];
+  assign \$3564  = \$3563  + s2_sat[4];
+  assign \$3565  = \$3564  + s2_sat[5];
+  assign \$3566  = \$3565  + s2_sat[6];
+  assign \$3567  = \$3566  + s2_sat[7];
+  assign \$3568  = \$3567  + s2_sat[8];
+  assign \$3569  = \$3568  + s2_sat[9];
+  assign \$3570  = \$3569  + s2_sat[10];
+  assign \$3571  = \$3570  + s2_sat[11];
+  assign \$3572  = \$3571  + s2_sat[12];
+  assign \$3573  = \$3572  + s2_sat[13];
+  assign \$3574  = \$3573  + s2_sat[14];
+  assign \$3575  = \$3574  + s2_sat[15];
+  assign \$3576  = \$3575  + s2_sat[16];
+  assign \$3577  = \$3576  + s2_sat[17];
+  assign \$3578  = \$3577  + s2_sat[18];
+  assign \$3579  = \$3578  + s2_sat[19];
+  assign \$3580  = \$3579  + s2_sat[20];
+  assign \$3581  = \$3580  + s2_sat[21];
+  assign \$3582  = \$3581  + s2_sat[22];
+  assign \$3583  = \$3582  + s2_sat[23];
+  assign \$3584  = \$3583  + s2_sat[24];
+  assign \$3585  = \$3584  + s2_sat[25];
+  assign \$3586  = \$3585  + s2_sat[26];
+  assign \$3587  = \$3586  + s2_sat[27];
+  assign \$3588  = \$3587  + s2_sat[28];
+  assign \$3589  = \$3588  + s2_sat[29];
+  assign \$3590  = \$3589  + s2_sat[30];
+  assign \$3591  = \$3590  + s2_sat[31];
+  assign \$3592  = 1'h0 + s2_flip[0];
+  assign \$3593  = \$3592  + s2_flip[1];
+  assign \$3594  = \$3593  + s2_flip[2];
+  assign \$3595  = \$3594  + s2_flip[3];
+  assign \$3596  = \$3595  + s2_flip[4];
+  assign \$3597  = \$3596  + s2_flip[5];
+  assign \$3598  = \$3597  + s2_flip[6];
+  assign \$3599  = \$3598  + s2_flip[7];
+  assign \$3600  = \$3599  + s2_flip[8];
+  assign \$3601  = \$3600  + s2_flip[9];
+  assign \$3602  = \$3601  + s2_flip[10];
+  assign \$3603  = \$3602  + s2_flip[11];
+  assign \$3604  = \$3603  + s2_flip[12];
+  assign \$3605  = \$3604  + s2_flip[13];
+  assign \$3606  = \$3605  + s2_flip[14];
+  assign \$3607  = \$3606  + s2_flip[15];
+  assign \$3608  = \$3607  + s2_flip[16];
+  assign \$3609  = \$3608  + s2_flip[17];
+  assign \$3610  = \$3609  + s2_flip[18];
+  assign \$3611  = \$3610  + s2_flip[19];
+  assign \$3612  = \$3611  + s2_flip[20];
+  assign \$3613  = \$3612  + s2_flip[21];
+  assign \$3614  = \$3613  + s2_flip[22];
+  assign \$3615  = \$3614  + s2_flip[23];
+  assign \$3616  = \$3615  + s2_flip[24];
+  assign \$3617  = \$3616  + s2_flip[25];
+  assign \$3618  = \$3617  + s2_flip[26];
+  assign \$3619  = \$3618  + s2_flip[27];
+  assign \$3620  = \$3619  + s2_flip[28];
+  assign \$3621  = \$3620  + s2_flip[29];
+  assign \$3622  = \$3621  + s2_flip[30];
+  assign \$3623  = \$3622  + s2_flip[31];
+  assign \$3624  = n_sat + cnt_sat;
+  assign \$3625  = n_flip + cnt_flip;
+  assign \$3626  = o_flip__valid & o_flip__ready;
+  assign \$3627  = inflight + issue;
+  assign \$3628  = | s2_flip;
+  assign \$3629  = ~ \$3628 ;
+  assign \$3630  = s2_valid & \$3629 ;
+  assign \$3631  = \$3627  - \$3630 ;
+  assign \$3632  = r_en & r_rdy;
+  assign \$3633  = $signed(\$3631 ) - $signed({ 1'h0, \$3632  });
+  assign \$3634  = ~ have_row;
+  assign \$3635  = ended & \$3634 ;
+  assign \$3636  = ~ s1_valid;
+  assign \$3637  = \$3635  & \$3636 ;
+  assign \$3638  = | { s2_valid, se_valid, sd_valid, sc_valid, sb_valid, sa_valid, sq_valid };
+  assign \$3639  = ~ \$3638 ;
+  assign \$3640  = \$3637  & \$3639 ;
+  assign \$3641  = ~ cnt_valid;
+  assign \$3642  = \$3640  & \$3641 ;
+  assign \$3643  = ! level;
+  assign \$3644  = ~ o_flip__valid;
+  assign \$3645  = \$3643  & \$3644 ;
+  assign \$3646  = \$3642  & \$3645 ;
+  assign \$3647  = busy & \$3646 ;
+  always @(posedge clk)
+    row_c <= \$3648 ;
+  always @(posedge clk)
+    w_rd_addr <= \$3649 ;
+  always @(posedge clk)
+    have_row <= \$3650 ;
+  always @(posedge clk)
+    busy <= \$3651 ;
+  always @(posedge clk)
+    ended <= \$3652 ;
+  always @(posedge clk)
+    row_pre <= \$3653 ;
+  always @(posedge clk)
+    row_a <= \$3654 ;
+  always @(posedge clk)
+    k_total <= \$3655 ;
+  always @(posedge clk)
+    rnd_mask <= \$3656 ;
+  always @(posedge clk)
+    s1_valid <= \$3657 ;
+  always @(posedge clk)
+    s1_pre <= \$3658 ;
+  always @(posedge clk)
+    s1_a <= \$3659 ;
+  always @(posedge clk)
+    s1_c <= \$3660 ;
+  always @(posedge clk)
+    s1_addr <= \$3661 ;
+  always @(posedge clk)
+    s1_rm <= \$3662 ;
+  always @(posedge clk)
+    s1_rn <= \$3663 ;
+  always @(posedge clk)
+    mom_q <= \$3664 ;
+  always @(posedge clk)
+    k_small <= \$3665 ;
+  always @(posedge clk)
+    k_le_32 <= \$3666 ;
+  always @(posedge clk)
+    t_mask <= \$3667 ;
+  always @(posedge clk)
+    sq_valid <= \$3668 ;
+  always @(posedge clk)
+    sq_pre <= \$3669 ;
+  always @(posedge clk)
+    sq_c <= \$3670 ;
+  always @(posedge clk)
+    sq_addr <= \$3671 ;
+  always @(posedge clk)
+    sq_d <= \$3672 ;
+  always @(posedge clk)
+    sq_w <= \$3673 ;
+  always @(posedge clk)
+    sq_a <= \$3674 ;
+  always @(posedge clk)
+    sq_rm <= \$3675 ;
+  always @(posedge clk)
+    sq_rn <= \$3676 ;
+  always @(posedge clk)
+    sa_valid <= \$3677 ;
+  always @(posedge clk)
+    sa_pre <= \$3678 ;
+  always @(posedge clk)
+    sa_c <= \$3679 ;
+  always @(posedge clk)
+    sa_addr <= \$3680 ;
+  always @(posedge clk)
+    sa_d <= \$3681 ;
+  always @(posedge clk)
+    sa_mo <= \$3682 ;
+  always @(posedge clk)
+    sa_w <= \$3683 ;
+  always @(posedge clk)
+    sa_a <= \$3684 ;
+  always @(posedge clk)
+    sa_rm <= \$3685 ;
+  always @(posedge clk)
+    sa_rn <= \$3686 ;
+  always @(posedge clk)
+    sb_valid <= \$3687 ;
+  always @(posedge clk)
+    sb_pre <= \$3688 ;
+  always @(posedge clk)
+    sb_c <= \$3689 ;
+  always @(posedge clk)
+    sb_addr <= \$3690 ;
+  always @(posedge clk)
+    sb_mo <= \$3691 ;
+  always @(posedge clk)
+    sb_w <= \$3692 ;
+  always @(posedge clk)
+    sb_g0 <= \$3693 ;
+  always @(posedge clk)
+    sb_visit0 <= \$3694 ;
+  always @(posedge clk)
+    sb_rlo0 <= \$3695 ;
+  always @(posedge clk)
+    sb_rup0 <= \$3696 ;
+  always @(posedge clk)
+    sb_rdn0 <= \$3697 ;
+  always @(posedge clk)
+    sb_g1 <= \$3698 ;
+  always @(posedge clk)
+    sb_visit1 <= \$3699 ;
+  always @(posedge clk)
+    sb_rlo1 <= \$3700 ;
+  always @(posedge clk)
+    sb_rup1 <= \$3701 ;
+  always @(posedge clk)
+    sb_rdn1 <= \$3702 ;
+  always @(posedge clk)
+    sb_g2 <= \$3703 ;
+  always @(posedge clk)
+    sb_visit2 <= \$3704 ;
+  always @(posedge clk)
+    sb_rlo2 <= \$3705 ;
+  always @(posedge clk)
+    sb_rup2 <= \$3706 ;
+  always @(posedge clk)
+    sb_rdn2 <= \$3707 ;
+  always @(posedge clk)
+    sb_g3 <= \$3708 ;
+  always @(posedge clk)
+    sb_visit3 <= \$3709 ;
+  always @(posedge clk)
+    sb_rlo3 <= \$3710 ;
+  always @(posedge clk)
+    sb_rup3 <= \$3711 ;
+  always @(posedge clk)
+    sb_rdn3 <= \$3712 ;
+  always @(posedge clk)
+    sb_g4 <= \$3713 ;
+  always @(posedge clk)
+    sb_visit4 <= \$3714 ;
+  always @(posedge clk)
+    sb_rlo4 <= \$3715 ;
+  always @(posedge clk)
+    sb_rup4 <= \$3716 ;
+  always @(posedge clk)
+    sb_rdn4 <= \$3717 ;
+  always @(posedge clk)
+    sb_g5 <= \$3718 ;
+  always @(posedge clk)
+    sb_visit5 <= \$3719 ;
+  always @(posedge clk)
+    sb_rlo5 <= \$3720 ;
+  always @(posedge clk)
+    sb_rup5 <= \$3721 ;
+  always @(posedge clk)
+    sb_rdn5 <= \$3722 ;
+  always @(posedge clk)
+    sb_g6 <= \$3723 ;
+  always @(posedge clk)
+    sb_visit6 <= \$3724 ;
+  always @(posedge clk)
+    sb_rlo6 <= \$3725 ;
+  always @(posedge clk)
+    sb_rup6 <= \$3726 ;
+  always @(posedge clk)
+    sb_rdn6 <= \$3727 ;
+  always @(posedge clk)
+    sb_g7 <= \$3728 ;
+  always @(posedge clk)
+    sb_visit7 <= \$3729 ;
+  always @(posedge clk)
+    sb_rlo7 <= \$3730 ;
+  always @(posedge clk)
+    sb_rup7 <= \$3731 ;
+  always @(posedge clk)
+    sb_rdn7 <= \$3732 ;
+  always @(posedge clk)
+    sb_g8 <= \$3733 ;
+  always @(posedge clk)
+    sb_visit8 <= \$3734 ;
+  always @(posedge clk)
+    sb_rlo8 <= \$3735 ;
+  always @(posedge clk)
+    sb_rup8 <= \$3736 ;
+  always @(posedge clk)
+    sb_rdn8 <= \$3737 ;
+  always @(posedge clk)
+    sb_g9 <= \$3738 ;
+  always @(posedge clk)
+    sb_visit9 <= \$3739 ;
+  always @(posedge clk)
+    sb_rlo9 <= \$3740 ;
+  always @(posedge clk)
+    sb_rup9 <= \$3741 ;
+  always @(posedge clk)
+    sb_rdn9 <= \$3742 ;
+  always @(posedge clk)
+    sb_g10 <= \$3743 ;
+  always @(posedge clk)
+    sb_visit10 <= \$3744 ;
+  always @(posedge clk)
+    sb_rlo10 <= \$3745 ;
+  always @(posedge clk)
+    sb_rup10 <= \$3746 ;
+  always @(posedge clk)
+    sb_rdn10 <= \$3747 ;
+  always @(posedge clk)
+    sb_g11 <= \$3748 ;
+  always @(posedge clk)
+    sb_visit11 <= \$3749 ;
+  always @(posedge clk)
+    sb_rlo11 <= \$3750 ;
+  always @(posedge clk)
+    sb_rup11 <= \$3751 ;
+  always @(posedge clk)
+    sb_rdn11 <= \$3752 ;
+  always @(posedge clk)
+    sb_g12 <= \$3753 ;
+  always @(posedge clk)
+    sb_visit12 <= \$3754 ;
+  always @(posedge clk)
+    sb_rlo12 <= \$3755 ;
+  always @(posedge clk)
+    sb_rup12 <= \$3756 ;
+  always @(posedge clk)
+    sb_rdn12 <= \$3757 ;
+  always @(posedge clk)
+    sb_g13 <= \$3758 ;
+  always @(posedge clk)
+    sb_visit13 <= \$3759 ;
+  always @(posedge clk)
+    sb_rlo13 <= \$3760 ;
+  always @(posedge clk)
+    sb_rup13 <= \$3761 ;
+  always @(posedge clk)
+    sb_rdn13 <= \$3762 ;
+  always @(posedge clk)
+    sb_g14 <= \$3763 ;
+  always @(posedge clk)
+    sb_visit14 <= \$3764 ;
+  always @(posedge clk)
+    sb_rlo14 <= \$3765 ;
+  always @(posedge clk)
+    sb_rup14 <= \$3766 ;
+  always @(posedge clk)
+    sb_rdn14 <= \$3767 ;
+  always @(posedge clk)
+    sb_g15 <= \$3768 ;
+  always @(posedge clk)
+    sb_visit15 <= \$3769 ;
+  always @(posedge clk)
+    sb_rlo15 <= \$3770 ;
+  always @(posedge clk)
+    sb_rup15 <= \$3771 ;
+  always @(posedge clk)
+    sb_rdn15 <= \$3772 ;
+  always @(posedge clk)
+    sb_g16 <= \$3773 ;
+  always @(posedge clk)
+    sb_visit16 <= \$3774 ;
+  always @(posedge clk)
+    sb_rlo16 <= \$3775 ;
+  always @(posedge clk)
+    sb_rup16 <= \$3776 ;
+  always @(posedge clk)
+    sb_rdn16 <= \$3777 ;
+  always @(posedge clk)
+    sb_g17 <= \$3778 ;
+  always @(posedge clk)
+    sb_visit17 <= \$3779 ;
+  always @(posedge clk)
+    sb_rlo17 <= \$3780 ;
+  always @(posedge clk)
+    sb_rup17 <= \$3781 ;
+  always @(posedge clk)
+    sb_rdn17 <= \$3782 ;
+  always @(posedge clk)
+    sb_g18 <= \$3783 ;
+  always @(posedge clk)
+    sb_visit18 <= \$3784 ;
+  always @(posedge clk)
+    sb_rlo18 <= \$3785 ;
+  always @(posedge clk)
+    sb_rup18 <= \$3786 ;
+  always @(posedge clk)
+    sb_rdn18 <= \$3787 ;
+  always @(posedge clk)
+    sb_g19 <= \$3788 ;
+  always @(posedge clk)
+    sb_visit19 <= \$3789 ;
+  always @(posedge clk)
+    sb_rlo19 <= \$3790 ;
+  always @(posedge clk)
+    sb_rup19 <= \$3791 ;
+  always @(posedge clk)
+    sb_rdn19 <= \$3792 ;
+  always @(posedge clk)
+    sb_g20 <= \$3793 ;
+  always @(posedge clk)
+    sb_visit20 <= \$3794 ;
+  always @(posedge clk)
+    sb_rlo20 <= \$3795 ;
+  always @(posedge clk)
+    sb_rup20 <= \$3796 ;
+  always @(posedge clk)
+    sb_rdn20 <= \$3797 ;
+  always @(posedge clk)
+    sb_g21 <= \$3798 ;
+  always @(posedge clk)
+    sb_visit21 <= \$3799 ;
+  always @(posedge clk)
+    sb_rlo21 <= \$3800 ;
+  always @(posedge clk)
+    sb_rup21 <= \$3801 ;
+  always @(posedge clk)
+    sb_rdn21 <= \$3802 ;
+  always @(posedge clk)
+    sb_g22 <= \$3803 ;
+  always @(posedge clk)
+    sb_visit22 <= \$3804 ;
+  always @(posedge clk)
+    sb_rlo22 <= \$3805 ;
+  always @(posedge clk)
+    sb_rup22 <= \$3806 ;
+  always @(posedge clk)
+    sb_rdn22 <= \$3807 ;
+  always @(posedge clk)
+    sb_g23 <= \$3808 ;
+  always @(posedge clk)
+    sb_visit23 <= \$3809 ;
+  always @(posedge clk)
+    sb_rlo23 <= \$3810 ;
+  always @(posedge clk)
+    sb_rup23 <= \$3811 ;
+  always @(posedge clk)
+    sb_rdn23 <= \$3812 ;
+  always @(posedge clk)
+    sb_g24 <= \$3813 ;
+  always @(posedge clk)
+    sb_visit24 <= \$3814 ;
+  always @(posedge clk)
+    sb_rlo24 <= \$3815 ;
+  always @(posedge clk)
+    sb_rup24 <= \$3816 ;
+  always @(posedge clk)
+    sb_rdn24 <= \$3817 ;
+  always @(posedge clk)
+    sb_g25 <= \$3818 ;
+  always @(posedge clk)
+    sb_visit25 <= \$3819 ;
+  always @(posedge clk)
+    sb_rlo25 <= \$3820 ;
+  always @(posedge clk)
+    sb_rup25 <= \$3821 ;
+  always @(posedge clk)
+    sb_rdn25 <= \$3822 ;
+  always @(posedge clk)
+    sb_g26 <= \$3823 ;
+  always @(posedge clk)
+    sb_visit26 <= \$3824 ;
+  always @(posedge clk)
+    sb_rlo26 <= \$3825 ;
+  always @(posedge clk)
+    sb_rup26 <= \$3826 ;
+  always @(posedge clk)
+    sb_rdn26 <= \$3827 ;
+  always @(posedge clk)
+    sb_g27 <= \$3828 ;
+  always @(posedge clk)
+    sb_visit27 <= \$3829 ;
+  always @(posedge clk)
+    sb_rlo27 <= \$3830 ;
+  always @(posedge clk)
+    sb_rup27 <= \$3831 ;
+  always @(posedge clk)
+    sb_rdn27 <= \$3832 ;
+  always @(posedge clk)
+    sb_g28 <= \$3833 ;
+  always @(posedge clk)
+    sb_visit28 <= \$3834 ;
+  always @(posedge clk)
+    sb_rlo28 <= \$3835 ;
+  always @(posedge clk)
+    sb_rup28 <= \$3836 ;
+  always @(posedge clk)
+    sb_rdn28 <= \$3837 ;
+  always @(posedge clk)
+    sb_g29 <= \$3838 ;
+  always @(posedge clk)
+    sb_visit29 <= \$3839 ;
+  always @(posedge clk)
+    sb_rlo29 <= \$3840 ;
+  always @(posedge clk)
+    sb_rup29 <= \$3841 ;
+  always @(posedge clk)
+    sb_rdn29 <= \$3842 ;
+  always @(posedge clk)
+    sb_g30 <= \$3843 ;
+  always @(posedge clk)
+    sb_visit30 <= \$3844 ;
+  always @(posedge clk)
+    sb_rlo30 <= \$3845 ;
+  always @(posedge clk)
+    sb_rup30 <= \$3846 ;
+  always @(posedge clk)
+    sb_rdn30 <= \$3847 ;
+  always @(posedge clk)
+    sb_g31 <= \$3848 ;
+  always @(posedge clk)
+    sb_visit31 <= \$3849 ;
+  always @(posedge clk)
+    sb_rlo31 <= \$3850 ;
+  always @(posedge clk)
+    sb_rup31 <= \$3851 ;
+  always @(posedge clk)
+    sb_rdn31 <= \$3852 ;
+  always @(posedge clk)
+    sc_valid <= \$3853 ;
+  always @(posedge clk)
+    sc_pre <= \$3854 ;
+  always @(posedge clk)
+    sc_c <= \$3855 ;
+  always @(posedge clk)
+    sc_addr <= \$3856 ;
+  always @(posedge clk)
+    sc_mo <= \$3857 ;
+  always @(posedge clk)
+    sc_w <= \$3858 ;
+  always @(posedge clk)
+    sc_t0 <= \$3859 ;
+  always @(posedge clk)
+    sc_visit0 <= \$3860 ;
+  always @(posedge clk)
+    sc_rup0 <= \$3861 ;
+  always @(posedge clk)
+    sc_rdn0 <= \$3862 ;
+  always @(posedge clk)
+    sc_t1 <= \$3863 ;
+  always @(posedge clk)
+    sc_visit1 <= \$3864 ;
+  always @(posedge clk)
+    sc_rup1 <= \$3865 ;
+  always @(posedge clk)
+    sc_rdn1 <= \$3866 ;
+  always @(posedge clk)
+    sc_t2 <= \$3867 ;
+  always @(posedge clk)
+    sc_visit2 <= \$3868 ;
+  always @(posedge clk)
+    sc_rup2 <= \$3869 ;
+  always @(posedge clk)
+    sc_rdn2 <= \$3870 ;
+  always @(posedge clk)
+    sc_t3 <= \$3871 ;
+  always @(posedge clk)
+    sc_visit3 <= \$3872 ;
+  always @(posedge clk)
+    sc_rup3 <= \$3873 ;
+  always @(posedge clk)
+    sc_rdn3 <= \$3874 ;
+  always @(posedge clk)
+    sc_t4 <= \$3875 ;
+  always @(posedge clk)
+    sc_visit4 <= \$3876 ;
+  always @(posedge clk)
+    sc_rup4 <= \$3877 ;
+  always @(posedge clk)
+    sc_rdn4 <= \$3878 ;
+  always @(posedge clk)
+    sc_t5 <= \$3879 ;
+  always @(posedge clk)
+    sc_visit5 <= \$3880 ;
+  always @(posedge clk)
+    sc_rup5 <= \$3881 ;
+  always @(posedge clk)
+    sc_rdn5 <= \$3882 ;
+  always @(posedge clk)
+    sc_t6 <= \$3883 ;
+  always @(posedge clk)
+    sc_visit6 <= \$3884 ;
+  always @(posedge clk)
+    sc_rup6 <= \$3885 ;
+  always @(posedge clk)
+    sc_rdn6 <= \$3886 ;
+  always @(posedge clk)
+    sc_t7 <= \$3887 ;
+  always @(posedge clk)
+    sc_visit7 <= \$3888 ;
+  always @(posedge clk)
+    sc_rup7 <= \$3889 ;
+  always @(posedge clk)
+    sc_rdn7 <= \$3890 ;
+  always @(posedge clk)
+    sc_t8 <= \$3891 ;
   always @(posedge clk)
-    sc_rdn10 <= \$3890 ;
+    sc_visit8 <= \$3892 ;
   always @(posedge clk)
-    sc_t11 <= \$3891 ;
+    sc_rup8 <= \$3893 ;
   always @(posedge clk)
-    sc_visit11 <= \$3892 ;
+    sc_rdn8 <= \$3894 ;
   always @(posedge clk)
-    sc_rup11 <= \$3893 ;
+    sc_t9 <= \$3895 ;
   always @(posedge clk)
-    sc_rdn11 <= \$3894 ;
+    sc_visit9 <= \$3896 ;
   always @(posedge clk)
-    sc_t12 <= \$3895 ;
+    sc_rup9 <= \$3897 ;
   always @(posedge clk)
-    sc_visit12 <= \$3896 ;
+    sc_rdn9 <= \$3898 ;
   always @(posedge clk)
-    sc_rup12 <= \$3897 ;
+    sc_t10 <= \$3899 ;
   always @(posedge clk)
-    sc_rdn12 <= \$3898 ;
+    sc_visit10 <= \$3900 ;
   always @(posedge clk)
-    sc_t13 <= \$3899 ;
+    sc_rup10 <= \$3901 ;
   always @(posedge clk)
-    sc_visit13 <= \$3900 ;
+    sc_rdn10 <= \$3902 ;
   always @(posedge clk)
-    sc_rup13 <= \$3901 ;
+    sc_t11 <= \$3903 ;
   always @(posedge clk)
-    sc_rdn13 <= \$3902 ;
+    sc_visit11 <= \$3904 ;
   always @(posedge clk)
-    sc_t14 <= \$3903 ;
+    sc_rup11 <= \$3905 ;
   always @(posedge clk)
-    sc_visit14 <= \$3904 ;
+    sc_rdn11 <= \$3906 ;
   always @(posedge clk)
-    sc_rup14 <= \$3905 ;
+    sc_t12 <= \$3907 ;
   always @(posedge clk)
-    sc_rdn14 <= \$3906 ;
+    sc_visit12 <= \$3908 ;
   always @(posedge clk)
-    sc_t15 <= \$3907 ;
+    sc_rup12 <= \$3909 ;
   always @(posedge clk)
-    sc_visit15 <= \$3908 ;
+    sc_rdn12 <= \$3910 ;
   always @(posedge clk)
-    sc_rup15 <= \$3909 ;
+    sc_t13 <= \$3911 ;
   always @(posedge clk)
-    sc_rdn15 <= \$3910 ;
+    sc_visit13 <= \$3912 ;
   always @(posedge clk)
-    sc_t16 <= \$3911 ;
+    sc_rup13 <= \$3913 ;
   always @(posedge clk)
-    sc_visit16 <= \$3912 ;
+    sc_rdn13 <= \$3914 ;
   always @(posedge clk)
-    sc_rup16 <= \$3913 ;
+    sc_t14 <= \$3915 ;
   always @(posedge clk)
-    sc_rdn16 <= \$3914 ;
+    sc_visit14 <= \$3916 ;
   always @(posedge clk)
-    sc_t17 <= \$3915 ;
+    sc_rup14 <= \$3917 ;
   always @(posedge clk)
-    sc_visit17 <= \$3916 ;
+    sc_rdn14 <= \$3918 ;
   always @(posedge clk)
-    sc_rup17 <= \$3917 ;
+    sc_t15 <= \$3919 ;
   always @(posedge clk)
-    sc_rdn17 <= \$3918 ;
+    sc_visit15 <= \$3920 ;
   always @(posedge clk)
-    sc_t18 <= \$3919 ;
+    sc_rup15 <= \$3921 ;
   always @(posedge clk)
-    sc_visit18 <= \$3920 ;
+    sc_rdn15 <= \$3922 ;
   always @(posedge clk)
-    sc_rup18 <= \$3921 ;
+    sc_t16 <= \$3923 ;
   always @(posedge clk)
-    sc_rdn18 <= \$3922 ;
+    sc_visit16 <= \$3924 ;
   always @(posedge clk)
-    sc_t19 <= \$3923 ;
+    sc_rup16 <= \$3925 ;
   always @(posedge clk)
-    sc_visit19 <= \$3924 ;
+    sc_rdn16 <= \$3926 ;
   always @(posedge clk)
-    sc_rup19 <= \$3925 ;
+    sc_t17 <= \$3927 ;
   always @(posedge clk)
-    sc_rdn19 <= \$3926 ;
+    sc_visit17 <= \$3928 ;
   always @(posedge clk)
-    sc_t20 <= \$3927 ;
+    sc_rup17 <= \$3929 ;
   always @(posedge clk)
-    sc_visit20 <= \$3928 ;
+    sc_rdn17 <= \$3930 ;
   always @(posedge clk)
-    sc_rup20 <= \$3929 ;
+    sc_t18 <= \$3931 ;
   always @(posedge clk)
-    sc_rdn20 <= \$3930 ;
+    sc_visit18 <= \$3932 ;
   always @(posedge clk)
-    sc_t21 <= \$3931 ;
+    sc_rup18 <= \$3933 ;
   always @(posedge clk)
-    sc_visit21 <= \$3932 ;
+    sc_rdn18 <= \$3934 ;
   always @(posedge clk)
-    sc_rup21 <= \$3933 ;
+    sc_t19 <= \$3935 ;
   always @(posedge clk)
-    sc_rdn21 <= \$3934 ;
+    sc_visit19 <= \$3936 ;
   always @(posedge clk)
-    sc_t22 <= \$3935 ;
+    sc_rup19 <= \$3937 ;
   always @(posedge clk)
-    sc_visit22 <= \$3936 ;
+    sc_rdn19 <= \$3938 ;
   always @(posedge clk)
-    sc_rup22 <= \$3937 ;
+    sc_t20 <= \$3939 ;
   always @(posedge clk)
-    sc_rdn22 <= \$3938 ;
+    sc_visit20 <= \$3940 ;
   always @(posedge clk)
-    sc_t23 <= \$3939 ;
+    sc_rup20 <= \$3941 ;
   always @(posedge clk)
-    sc_visit23 <= \$3940 ;
+    sc_rdn20 <= \$3942 ;
   always @(posedge clk)
-    sc_rup23 <= \$3941 ;
+    sc_t21 <= \$3943 ;
   always @(posedge clk)
-    sc_rdn23 <= \$3942 ;
+    sc_visit21 <= \$3944 ;
   always @(posedge clk)
-    sc_t24 <= \$3943 ;
+    sc_rup21 <= \$3945 ;
   always @(posedge clk)
-    sc_visit24 <= \$3944 ;
+    sc_rdn21 <= \$3946 ;
   always @(posedge clk)
-    sc_rup24 <= \$3945 ;
+    sc_t22 <= \$3947 ;
   always @(posedge clk)
-    sc_rdn24 <= \$3946 ;
+    sc_visit22 <= \$3948 ;
   always @(posedge clk)
-    sc_t25 <= \$3947 ;
+    sc_rup22 <= \$3949 ;
   always @(posedge clk)
-    sc_visit25 <= \$3948 ;
+    sc_rdn22 <= \$3950 ;
   always @(posedge clk)
-    sc_rup25 <= \$3949 ;
+    sc_t23 <= \$3951 ;
   always @(posedge clk)
-    sc_rdn25 <= \$3950 ;
+    sc_visit23 <= \$3952 ;
   always @(posedge clk)
-    sc_t26 <= \$3951 ;
+    sc_rup23 <= \$3953 ;
   always @(posedge clk)
-    sc_visit26 <= \$3952 ;
+    sc_rdn23 <= \$3954 ;
   always @(posedge clk)
-    sc_rup26 <= \$3953 ;
+    sc_t24 <= \$3955 ;
   always @(posedge clk)
-    sc_rdn26 <= \$3954 ;
+    sc_visit24 <= \$3956 ;
   always @(posedge clk)
-    sc_t27 <= \$3955 ;
+    sc_rup24 <= \$3957 ;
   always @(posedge clk)
-    sc_visit27 <= \$3956 ;
+    sc_rdn24 <= \$3958 ;
   always @(posedge clk)
-    sc_rup27 <= \$3957 ;
+    sc_t25 <= \$3959 ;
   always @(posedge clk)
-    sc_rdn27 <= \$3958 ;
+    sc_visit25 <= \$3960 ;
   always @(posedge clk)
-    sc_t28 <= \$3959 ;
+    sc_rup25 <= \$3961 ;
   always @(posedge clk)
-    sc_visit28 <= \$3960 ;
+    sc_rdn25 <= \$3962 ;
   always @(posedge clk)
-    sc_rup28 <= \$3961 ;
+    sc_t26 <= \$3963 ;
   always @(posedge clk)
-    sc_rdn28 <= \$3962 ;
+    sc_visit26 <= \$3964 ;
   always @(posedge clk)
-    sc_t29 <= \$3963 ;
+    sc_rup26 <= \$3965 ;
   always @(posedge clk)
-    sc_visit29 <= \$3964 ;
+    sc_rdn26 <= \$3966 ;
   always @(posedge clk)
-    sc_rup29 <= \$3965 ;
+    sc_t27 <= \$3967 ;
   always @(posedge clk)
-    sc_rdn29 <= \$3966 ;
+    sc_visit27 <= \$3968 ;
   always @(posedge clk)
-    sc_t30 <= \$3967 ;
+    sc_rup27 <= \$3969 ;
   always @(posedge clk)
-    sc_visit30 <= \$3968 ;
+    sc_rdn27 <= \$3970 ;
   always @(posedge clk)
-    sc_rup30 <= \$3969 ;
+    sc_t28 <= \$3971 ;
   always @(posedge clk)
-    sc_rdn30 <= \$3970 ;
+    sc_visit28 <= \$3972 ;
   always @(posedge clk)
-    sc_t31 <= \$3971 ;
+    sc_rup28 <= \$3973 ;
   always @(posedge clk)
-    sc_visit31 <= \$3972 ;
+    sc_rdn28 <= \$3974 ;
   always @(posedge clk)
-    sc_rup31 <= \$3973 ;
+    sc_t29 <= \$3975 ;
   always @(posedge clk)
-    sc_rdn31 <= \$3974 ;
+    sc_visit29 <= \$3976 ;
   always @(posedge clk)
-    sd_valid <= \$3975 ;
+    sc_rup29 <= \$3977 ;
   always @(posedge clk)
-    sd_pre <= \$3976 ;
+    sc_rdn29 <= \$3978 ;
   always @(posedge clk)
-    sd_c <= \$3977 ;
+    sc_t30 <= \$3979 ;
   always @(posedge clk)
-    sd_addr <= \$3978 ;
+    sc_visit30 <= \$3980 ;
   always @(posedge clk)
-    sd_mo <= \$3979 ;
+    sc_rup30 <= \$3981 ;
   always @(posedge clk)
-    sd_w <= \$3980 ;
+    sc_rdn30 <= \$3982 ;
   always @(posedge clk)
-    sd_u0 <= \$3981 ;
+    sc_t31 <= \$3983 ;
   always @(posedge clk)
-    sd_visit0 <= \$3982 ;
+    sc_visit31 <= \$3984 ;
   always @(posedge clk)
-    sd_u1 <= \$3983 ;
+    sc_rup31 <= \$3985 ;
   always @(posedge clk)
-    sd_visit1 <= \$3984 ;
+    sc_rdn31 <= \$3986 ;
   always @(posedge clk)
-    sd_u2 <= \$3985 ;
+    sd_valid <= \$3987 ;
   always @(posedge clk)
-    sd_visit2 <= \$3986 ;
+    sd_pre <= \$3988 ;
   always @(posedge clk)
-    sd_u3 <= \$3987 ;
+    sd_c <= \$3989 ;
   always @(posedge clk)
-    sd_visit3 <= \$3988 ;
+    sd_addr <= \$3990 ;
   always @(posedge clk)
-    sd_u4 <= \$3989 ;
+    sd_mo <= \$3991 ;
   always @(posedge clk)
-    sd_visit4 <= \$3990 ;
+    sd_w <= \$3992 ;
   always @(posedge clk)
-    sd_u5 <= \$3991 ;
+    sd_u0 <= \$3993 ;
   always @(posedge clk)
-    sd_visit5 <= \$3992 ;
+    sd_visit0 <= \$3994 ;
   always @(posedge clk)
-    sd_u6 <= \$3993 ;
+    sd_u1 <= \$3995 ;
   always @(posedge clk)
-    sd_visit6 <= \$3994 ;
+    sd_visit1 <= \$3996 ;
   always @(posedge clk)
-    sd_u7 <= \$3995 ;
+    sd_u2 <= \$3997 ;
   always @(posedge clk)
-    sd_visit7 <= \$3996 ;
+    sd_visit2 <= \$3998 ;
   always @(posedge clk)
-    sd_u8 <= \$3997 ;
+    sd_u3 <= \$3999 ;
   always @(posedge clk)
-    sd_visit8 <= \$3998 ;
+    sd_visit3 <= \$4000 ;
   always @(posedge clk)
-    sd_u9 <= \$3999 ;
+    sd_u4 <= \$4001 ;
   always @(posedge clk)
-    sd_visit9 <= \$4000 ;
+    sd_visit4 <= \$4002 ;
   always @(posedge clk)
-    sd_u10 <= \$4001 ;
+    sd_u5 <= \$4003 ;
   always @(posedge clk)
-    sd_visit10 <= \$4002 ;
+    sd_visit5 <= \$4004 ;
   always @(posedge clk)
-    sd_u11 <= \$4003 ;
+    sd_u6 <= \$4005 ;
   always @(posedge clk)
-    sd_visit11 <= \$4004 ;
+    sd_visit6 <= \$4006 ;
   always @(posedge clk)
-    sd_u12 <= \$4005 ;
+    sd_u7 <= \$4007 ;
   always @(posedge clk)
-    sd_visit12 <= \$4006 ;
+    sd_visit7 <= \$4008 ;
   always @(posedge clk)
-    sd_u13 <= \$4007 ;
+    sd_u8 <= \$4009 ;
   always @(posedge clk)
-    sd_visit13 <= \$4008 ;
+    sd_visit8 <= \$4010 ;
   always @(posedge clk)
-    sd_u14 <= \$4009 ;
+    sd_u9 <= \$4011 ;
   always @(posedge clk)
-    sd_visit14 <= \$4010 ;
+    sd_visit9 <= \$4012 ;
   always @(posedge clk)
-    sd_u15 <= \$4011 ;
+    sd_u10 <= \$4013 ;
   always @(posedge clk)
-    sd_visit15 <= \$4012 ;
+    sd_visit10 <= \$4014 ;
   always @(posedge clk)
-    sd_u16 <= \$4013 ;
+    sd_u11 <= \$4015 ;
   always @(posedge clk)
-    sd_visit16 <= \$4014 ;
+    sd_visit11 <= \$4016 ;
   always @(posedge clk)
-    sd_u17 <= \$4015 ;
+    sd_u12 <= \$4017 ;
   always @(posedge clk)
-    sd_visit17 <= \$4016 ;
+    sd_visit12 <= \$4018 ;
   always @(posedge clk)
-    sd_u18 <= \$4017 ;
+    sd_u13 <= \$4019 ;
   always @(posedge clk)
-    sd_visit18 <= \$4018 ;
+    sd_visit13 <= \$4020 ;
   always @(posedge clk)
-    sd_u19 <= \$4019 ;
+    sd_u14 <= \$4021 ;
   always @(posedge clk)
-    sd_visit19 <= \$4020 ;
+    sd_visit14 <= \$4022 ;
   always @(posedge clk)
-    sd_u20 <= \$4021 ;
+    sd_u15 <= \$4023 ;
   always @(posedge clk)
-    sd_visit20 <= \$4022 ;
+    sd_visit15 <= \$4024 ;
   always @(posedge clk)
-    sd_u21 <= \$4023 ;
+    sd_u16 <= \$4025 ;
   always @(posedge clk)
-    sd_visit21 <= \$4024 ;
+    sd_visit16 <= \$4026 ;
   always @(posedge clk)
-    sd_u22 <= \$4025 ;
+    sd_u17 <= \$4027 ;
   always @(posedge clk)
-    sd_visit22 <= \$4026 ;
+    sd_visit17 <= \$4028 ;
   always @(posedge clk)
-    sd_u23 <= \$4027 ;
+    sd_u18 <= \$4029 ;
   always @(posedge clk)
-    sd_visit23 <= \$4028 ;
+    sd_visit18 <= \$4030 ;
   always @(posedge clk)
-    sd_u24 <= \$4029 ;
+    sd_u19 <= \$4031 ;
   always @(posedge clk)
-    sd_visit24 <= \$4030 ;
+    sd_visit19 <= \$4032 ;
   always @(posedge clk)
-    sd_u25 <= \$4031 ;
+    sd_u20 <= \$4033 ;
   always @(posedge clk)
-    sd_visit25 <= \$4032 ;
+    sd_visit20 <= \$4034 ;
   always @(posedge clk)
-    sd_u26 <= \$4033 ;
+    sd_u21 <= \$4035 ;
   always @(posedge clk)
-    sd_visit26 <= \$4034 ;
+    sd_visit21 <= \$4036 ;
   always @(posedge clk)
-    sd_u27 <= \$4035 ;
+    sd_u22 <= \$4037 ;
   always @(posedge clk)
-    sd_visit27 <= \$4036 ;
+    sd_visit22 <= \$4038 ;
   always @(posedge clk)
-    sd_u28 <= \$4037 ;
+    sd_u23 <= \$4039 ;
   always @(posedge clk)
-    sd_visit28 <= \$4038 ;
+    sd_visit23 <= \$4040 ;
   always @(posedge clk)
-    sd_u29 <= \$4039 ;
+    sd_u24 <= \$4041 ;
   always @(posedge clk)
-    sd_visit29 <= \$4040 ;
+    sd_visit24 <= \$4042 ;
   always @(posedge clk)
-    sd_u30 <= \$4041 ;
+    sd_u25 <= \$4043 ;
   always @(posedge clk)
-    sd_visit30 <= \$4042 ;
+    sd_visit25 <= \$4044 ;
   always @(posedge clk)
-    sd_u31 <= \$4043 ;
+    sd_u26 <= \$4045 ;
   always @(posedge clk)
-    sd_visit31 <= \$4044 ;
+    sd_visit26 <= \$4046 ;
   always @(posedge clk)
-    se_valid <= \$4045 ;
+    sd_u27 <= \$4047 ;
   always @(posedge clk)
-    se_pre <= \$4046 ;
+    sd_visit27 <= \$4048 ;
   always @(posedge clk)
-    se_c <= \$4047 ;
+    sd_u28 <= \$4049 ;
   always @(posedge clk)
-    se_addr <= \$4048 ;
+    sd_visit28 <= \$4050 ;
   always @(posedge clk)
-    se_mo <= \$4049 ;
+    sd_u29 <= \$4051 ;
   always @(posedge clk)
-    se_w <= \$4050 ;
+    sd_visit29 <= \$4052 ;
   always @(posedge clk)
-    se_ms0 <= \$4051 ;
+    sd_u30 <= \$4053 ;
   always @(posedge clk)
-    se_sat0 <= \$4052 ;
+    sd_visit30 <= \$4054 ;
   always @(posedge clk)
-    se_visit0 <= \$4053 ;
+    sd_u31 <= \$4055 ;
   always @(posedge clk)
-    se_ms1 <= \$4054 ;
+    sd_visit31 <= \$4056 ;
   always @(posedge clk)
-    se_sat1 <= \$4055 ;
+    se_valid <= \$4057 ;
   always @(posedge clk)
-    se_visit1 <= \$4056 ;
+    se_pre <= \$4058 ;
   always @(posedge clk)
-    se_ms2 <= \$4057 ;
+    se_c <= \$4059 ;
   always @(posedge clk)
-    se_sat2 <= \$4058 ;
+    se_addr <= \$4060 ;
   always @(posedge clk)
-    se_visit2 <= \$4059 ;
+    se_mo <= \$4061 ;
   always @(posedge clk)
-    se_ms3 <= \$4060 ;
+    se_w <= \$4062 ;
   always @(posedge clk)
-    se_sat3 <= \$4061 ;
+    se_ms0 <= \$4063 ;
   always @(posedge clk)
-    se_visit3 <= \$4062 ;
+    se_sat0 <= \$4064 ;
   always @(posedge clk)
-    se_ms4 <= \$4063 ;
+    se_visit0 <= \$4065 ;
   always @(posedge clk)
-    se_sat4 <= \$4064 ;
+    se_ms1 <= \$4066 ;
   always @(posedge clk)
-    se_visit4 <= \$4065 ;
+    se_sat1 <= \$4067 ;
   always @(posedge clk)
-    se_ms5 <= \$4066 ;
+    se_visit1 <= \$4068 ;
   always @(posedge clk)
-    se_sat5 <= \$4067 ;
+    se_ms2 <= \$4069 ;
   always @(posedge clk)
-    se_visit5 <= \$4068 ;
+    se_sat2 <= \$4070 ;
   always @(posedge clk)
-    se_ms6 <= \$4069 ;
+    se_visit2 <= \$4071 ;
   always @(posedge clk)
-    se_sat6 <= \$4070 ;
+    se_ms3 <= \$4072 ;
   always @(posedge clk)
-    se_visit6 <= \$4071 ;
+    se_sat3 <= \$4073 ;
   always @(posedge clk)
-    se_ms7 <= \$4072 ;
+    se_visit3 <= \$4074 ;
   always @(posedge clk)
-    se_sat7 <= \$4073 ;
+    se_ms4 <= \$4075 ;
   always @(posedge clk)
-    se_visit7 <= \$4074 ;
+    se_sat4 <= \$4076 ;
   always @(posedge clk)
-    se_ms8 <= \$4075 ;
+    se_visit4 <= \$4077 ;
   always @(posedge clk)
-    se_sat8 <= \$4076 ;
+    se_ms5 <= \$4078 ;
   always @(posedge clk)
-    se_visit8 <= \$4077 ;
+    se_sat5 <= \$4079 ;
   always @(posedge clk)
-    se_ms9 <= \$4078 ;
+    se_visit5 <= \$4080 ;
   always @(posedge clk)
-    se_sat9 <= \$4079 ;
+    se_ms6 <= \$4081 ;
   always @(posedge clk)
-    se_visit9 <= \$4080 ;
+    se_sat6 <= \$4082 ;
   always @(posedge clk)
-    se_ms10 <= \$4081 ;
+    se_visit6 <= \$4083 ;
   always @(posedge clk)
-    se_sat10 <= \$4082 ;
+    se_ms7 <= \$4084 ;
   always @(posedge clk)
-    se_visit10 <= \$4083 ;
+    se_sat7 <= \$4085 ;
   always @(posedge clk)
-    se_ms11 <= \$4084 ;
+    se_visit7 <= \$4086 ;
   always @(posedge clk)
-    se_sat11 <= \$4085 ;
+    se_ms8 <= \$4087 ;
   always @(posedge clk)
-    se_visit11 <= \$4086 ;
+    se_sat8 <= \$4088 ;
   always @(posedge clk)
-    se_ms12 <= \$4087 ;
+    se_visit8 <= \$4089 ;
   always @(posedge clk)
-    se_sat12 <= \$4088 ;
+    se_ms9 <= \$4090 ;
   always @(posedge clk)
-    se_visit12 <= \$4089 ;
+    se_sat9 <= \$4091 ;
   always @(posedge clk)
-    se_ms13 <= \$4090 ;
+    se_visit9 <= \$4092 ;
   always @(posedge clk)
-    se_sat13 <= \$4091 ;
+    se_ms10 <= \$4093 ;
   always @(posedge clk)
-    se_visit13 <= \$4092 ;
+    se_sat10 <= \$4094 ;
   always @(posedge clk)
-    se_ms14 <= \$4093 ;
+    se_visit10 <= \$4095 ;
   always @(posedge clk)
-    se_sat14 <= \$4094 ;
+    se_ms11 <= \$4096 ;
   always @(posedge clk)
-    se_visit14 <= \$4095 ;
+    se_sat11 <= \$4097 ;
   always @(posedge clk)
-    se_ms15 <= \$4096 ;
+    se_visit11 <= \$4098 ;
   always @(posedge clk)
-    se_sat15 <= \$4097 ;
+    se_ms12 <= \$4099 ;
   always @(posedge clk)
-    se_visit15 <= \$4098 ;
+    se_sat12 <= \$4100 ;
   always @(posedge clk)
-    se_ms16 <= \$4099 ;
+    se_visit12 <= \$4101 ;
   always @(posedge clk)
-    se_sat16 <= \$4100 ;
+    se_ms13 <= \$4102 ;
   always @(posedge clk)
-    se_visit16 <= \$4101 ;
+    se_sat13 <= \$4103 ;
   always @(posedge clk)
-    se_ms17 <= \$4102 ;
+    se_visit13 <= \$4104 ;
   always @(posedge clk)
-    se_sat17 <= \$4103 ;
+    se_ms14 <= \$4105 ;
   always @(posedge clk)
-    se_visit17 <= \$4104 ;
+    se_sat14 <= \$4106 ;
   always @(posedge clk)
-    se_ms18 <= \$4105 ;
+    se_visit14 <= \$4107 ;
   always @(posedge clk)
-    se_sat18 <= \$4106 ;
+    se_ms15 <= \$4108 ;
   always @(posedge clk)
-    se_visit18 <= \$4107 ;
+    se_sat15 <= \$4109 ;
   always @(posedge clk)
-    se_ms19 <= \$4108 ;
+    se_visit15 <= \$4110 ;
   always @(posedge clk)
-    se_sat19 <= \$4109 ;
+    se_ms16 <= \$4111 ;
   always @(posedge clk)
-    se_visit19 <= \$4110 ;
+    se_sat16 <= \$4112 ;
   always @(posedge clk)
-    se_ms20 <= \$4111 ;
+    se_visit16 <= \$4113 ;
   always @(posedge clk)
-    se_sat20 <= \$4112 ;
+    se_ms17 <= \$4114 ;
   always @(posedge clk)
-    se_visit20 <= \$4113 ;
+    se_sat17 <= \$4115 ;
   always @(posedge clk)
-    se_ms21 <= \$4114 ;
+    se_visit17 <= \$4116 ;
   always @(posedge clk)
-    se_sat21 <= \$4115 ;
+    se_ms18 <= \$4117 ;
   always @(posedge clk)
-    se_visit21 <= \$4116 ;
+    se_sat18 <= \$4118 ;
   always @(posedge clk)
-    se_ms22 <= \$4117 ;
+    se_visit18 <= \$4119 ;
   always @(posedge clk)
-    se_sat22 <= \$4118 ;
+    se_ms19 <= \$4120 ;
   always @(posedge clk)
-    se_visit22 <= \$4119 ;
+    se_sat19 <= \$4121 ;
   always @(posedge clk)
-    se_ms23 <= \$4120 ;
+    se_visit19 <= \$4122 ;
   always @(posedge clk)
-    se_sat23 <= \$4121 ;
+    se_ms20 <= \$4123 ;
   always @(posedge clk)
-    se_visit23 <= \$4122 ;
+    se_sat20 <= \$4124 ;
   always @(posedge clk)
-    se_ms24 <= \$4123 ;
+    se_visit20 <= \$4125 ;
   always @(posedge clk)
-    se_sat24 <= \$4124 ;
+    se_ms21 <= \$4126 ;
   always @(posedge clk)
-    se_visit24 <= \$4125 ;
+    se_sat21 <= \$4127 ;
   always @(posedge clk)
-    se_ms25 <= \$4126 ;
+    se_visit21 <= \$4128 ;
   always @(posedge clk)
-    se_sat25 <= \$4127 ;
+    se_ms22 <= \$4129 ;
   always @(posedge clk)
-    se_visit25 <= \$4128 ;
+    se_sat22 <= \$4130 ;
   always @(posedge clk)
-    se_ms26 <= \$4129 ;
+    se_visit22 <= \$4131 ;
   always @(posedge clk)
-    se_sat26 <= \$4130 ;
+    se_ms23 <= \$4132 ;
   always @(posedge clk)
-    se_visit26 <= \$4131 ;
+    se_sat23 <= \$4133 ;
   always @(posedge clk)
-    se_ms27 <= \$4132 ;
+    se_visit23 <= \$4134 ;
   always @(posedge clk)
-    se_sat27 <= \$4133 ;
+    se_ms24 <= \$4135 ;
   always @(posedge clk)
-    se_visit27 <= \$4134 ;
+    se_sat24 <= \$4136 ;
   always @(posedge clk)
-    se_ms28 <= \$4135 ;
+    se_visit24 <= \$4137 ;
   always @(posedge clk)
-    se_sat28 <= \$4136 ;
+    se_ms25 <= \$4138 ;
   always @(posedge clk)
-    se_visit28 <= \$4137 ;
+    se_sat25 <= \$4139 ;
   always @(posedge clk)
-    se_ms29 <= \$4138 ;
+    se_visit25 <= \$4140 ;
   always @(posedge clk)
-    se_sat29 <= \$4139 ;
+    se_ms26 <= \$4141 ;
   always @(posedge clk)
-    se_visit29 <= \$4140 ;
+    se_sat26 <= \$4142 ;
   always @(posedge clk)
-    se_ms30 <= \$4141 ;
+    se_visit26 <= \$4143 ;
   always @(posedge clk)
-    se_sat30 <= \$4142 ;
+    se_ms27 <= \$4144 ;
   always @(posedge clk)
-    se_visit30 <= \$4143 ;
+    se_sat27 <= \$4145 ;
   always @(posedge clk)
-    se_ms31 <= \$4144 ;
+    se_visit27 <= \$4146 ;
   always @(posedge clk)
-    se_sat31 <= \$4145 ;
+    se_ms28 <= \$4147 ;
   always @(posedge clk)
-    se_visit31 <= \$4146 ;
+    se_sat28 <= \$4148 ;
   always @(posedge clk)
-    thr_neg <= \$4147 ;
+    se_visit28 <= \$4149 ;
   always @(posedge clk)
-    s2_valid <= \$4148 ;
+    se_ms29 <= \$4150 ;
   always @(posedge clk)
-    s2_pre <= \$4149 ;
+    se_sat29 <= \$4151 ;
   always @(posedge clk)
-    s2_c <= \$4150 ;
+    se_visit29 <= \$4152 ;
   always @(posedge clk)
-    w_wr_addr <= \$4151 ;
+    se_ms30 <= \$4153 ;
   always @(posedge clk)
-    w_wr_data <= \$4152 ;
+    se_sat30 <= \$4154 ;
   always @(posedge clk)
-    s2_m <= \$4153 ;
+    se_visit30 <= \$4155 ;
   always @(posedge clk)
-    s2_flip <= \$4154 ;
+    se_ms31 <= \$4156 ;
   always @(posedge clk)
-    s2_sat <= \$4155 ;
+    se_sat31 <= \$4157 ;
   always @(posedge clk)
-    s2_visit <= \$4156 ;
+    se_visit31 <= \$4158 ;
   always @(posedge clk)
-    mom_rvalid <= \$4157 ;
+    thr_neg <= \$4159 ;
   always @(posedge clk)
-    cnt_valid <= \$4158 ;
+    s2_valid <= \$4160 ;
   always @(posedge clk)
-    cnt_sat <= \$4159 ;
+    s2_pre <= \$4161 ;
   always @(posedge clk)
-    cnt_flip <= \$4160 ;
+    s2_c <= \$4162 ;
   always @(posedge clk)
-    n_sat <= \$4161 ;
+    w_wr_addr <= \$4163 ;
   always @(posedge clk)
-    n_flip <= \$4162 ;
+    w_wr_data <= \$4164 ;
   always @(posedge clk)
-    ser_mask <= \$4163 ;
+    s2_m <= \$4165 ;
   always @(posedge clk)
-    inflight <= \$4164 ;
+    s2_flip <= \$4166 ;
   always @(posedge clk)
-    o_flip__valid <= \$4165 ;
+    s2_sat <= \$4167 ;
   always @(posedge clk)
-    ser_c <= \$4166 ;
+    s2_visit <= \$4168 ;
   always @(posedge clk)
-    ser_pre <= \$4167 ;
+    rvalid1 <= \$4169 ;
+  always @(posedge clk)
+    mom_rvalid <= \$4170 ;
+  always @(posedge clk)
+    cnt_valid <= \$4171 ;
+  always @(posedge clk)
+    cnt_sat <= \$4172 ;
+  always @(posedge clk)
+    cnt_flip <= \$4173 ;
+  always @(posedge clk)
+    n_sat <= \$4174 ;
+  always @(posedge clk)
+    n_flip <= \$4175 ;
+  always @(posedge clk)
+    ser_mask <= \$4176 ;
+  always @(posedge clk)
+    inflight <= \$4177 ;
+  always @(posedge clk)
+    o_flip__valid <= \$4178 ;
+  always @(posedge clk)
+    ser_c <= \$4179 ;
+  always @(posedge clk)
+    ser_pre <= \$4180 ;
   \core.fu1.ffifo  ffifo (
     .clk(clk),
     .level(level),
-    .\port$16965$0 (s2_pre),
-    .\port$16967$0 (s2_c),
-    .\port$16975$0 (s2_flip),
+    .\port$17015$0 (s2_pre),
+    .\port$17017$0 (s2_c),
+    .\port$17025$0 (s2_flip),
     .r_data(r_data),
     .r_en(r_en),
     .r_rdy(r_rdy),
@@ -35254,45 +35480,13 @@ module \core.fu1 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr_addr, d_wr_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3646  = row_c;
+    \$3648  = row_c;
     if (issue) begin
-      \$3646  = \$3195 [0];
+      \$3648  = \$3197 [0];
     end
-    if (\$3198 ) begin
-      if (\$3199 ) begin
-        \$3646  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$3646  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3647  = w_rd_addr;
-    if (issue) begin
-      \$3647  = \$3196 [7:0];
-    end
-    if (\$3198 ) begin
-      if (\$3199 ) begin
-        \$3647  = \$3200 [7:0];
-      end
-    end
-    if (rst) begin
-      \$3647  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3648  = have_row;
-    if (issue) begin
-      if (\$3197 ) begin
+    if (\$3200 ) begin
+      if (\$3201 ) begin
         \$3648  = 1'h0;
-      end
-    end
-    if (\$3198 ) begin
-      if (\$3199 ) begin
-        \$3648  = 1'h1;
       end
     end
     if (rst) begin
@@ -35301,3690 +35495,3799 @@ module \core.fu1 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr_addr, d_wr_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3649  = busy;
-    if (\$3198 ) begin
-      \$3649  = 1'h1;
+    \$3649  = w_rd_addr;
+    if (issue) begin
+      \$3649  = \$3198 [7:0];
     end
-    if (\$3645 ) begin
-      \$3649  = 1'h0;
+    if (\$3200 ) begin
+      if (\$3201 ) begin
+        \$3649  = \$3202 [7:0];
+      end
     end
     if (rst) begin
-      \$3649  = 1'h0;
+      \$3649  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3650  = ended;
-    if (\$3198 ) begin
-      if (i_pre__payload[15]) begin
+    \$3650  = have_row;
+    if (issue) begin
+      if (\$3199 ) begin
+        \$3650  = 1'h0;
+      end
+    end
+    if (\$3200 ) begin
+      if (\$3201 ) begin
         \$3650  = 1'h1;
       end
     end
-    if (\$3645 ) begin
-      \$3650  = 1'h0;
-    end
     if (rst) begin
       \$3650  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3651  = row_pre;
-    if (\$3198 ) begin
-      if (\$3199 ) begin
-        \$3651  = i_pre__payload[7:0];
+    \$3651  = busy;
+    if (\$3200 ) begin
+      \$3651  = 1'h1;
+    end
+    if (\$3647 ) begin
+      \$3651  = 1'h0;
+    end
+    if (rst) begin
+      \$3651  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$3652  = ended;
+    if (\$3200 ) begin
+      if (i_pre__payload[15]) begin
+        \$3652  = 1'h1;
+      end
+    end
+    if (\$3647 ) begin
+      \$3652  = 1'h0;
+    end
+    if (rst) begin
+      \$3652  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$3653  = row_pre;
+    if (\$3200 ) begin
+      if (\$3201 ) begin
+        \$3653  = i_pre__payload[7:0];
       end
     end
     if (rst) begin
-      \$3651  = 8'h00;
+      \$3653  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3652  = row_a;
-    if (\$3198 ) begin
-      if (\$3199 ) begin
-        \$3652  = i_pre__payload[14:8];
+    \$3654  = row_a;
+    if (\$3200 ) begin
+      if (\$3201 ) begin
+        \$3654  = i_pre__payload[14:8];
       end
     end
     if (rst) begin
-      \$3652  = 7'h00;
+      \$3654  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3653  = \$3201 ;
+    \$3655  = \$3203 ;
     if (rst) begin
-      \$3653  = 7'h00;
+      \$3655  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3654  = \$3204 ;
+    \$3656  = \$3206 ;
     if (rst) begin
-      \$3654  = 32'd0;
+      \$3656  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3655  = issue;
+    \$3657  = issue;
     if (rst) begin
-      \$3655  = 1'h0;
+      \$3657  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3656  = row_pre;
+    \$3658  = row_pre;
     if (rst) begin
-      \$3656  = 8'h00;
+      \$3658  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3657  = row_a;
+    \$3659  = row_a;
     if (rst) begin
-      \$3657  = 7'h00;
+      \$3659  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3658  = row_c;
+    \$3660  = row_c;
     if (rst) begin
-      \$3658  = 1'h0;
+      \$3660  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3659  = w_rd_addr;
+    \$3661  = w_rd_addr;
     if (rst) begin
-      \$3659  = 8'h00;
+      \$3661  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3660  = \$3205 ;
+    \$3662  = \$3207 ;
     if (rst) begin
-      \$3660  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3661  = \$3207 ;
-    if (rst) begin
-      \$3661  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3662  = \$3208 ;
-    if (rst) begin
-      \$3662  = 1'h0;
+      \$3662  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$3663  = \$3209 ;
     if (rst) begin
-      \$3663  = 1'h0;
+      \$3663  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3664  = \$3211 [24:0];
+    \$3664  = \$signature__data$807 ;
     if (rst) begin
-      \$3664  = 25'h0000000;
+      \$3664  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3665  = s1_valid;
+    \$3665  = \$3210 ;
     if (rst) begin
       \$3665  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3666  = s1_pre;
+    \$3666  = \$3211 ;
     if (rst) begin
-      \$3666  = 8'h00;
+      \$3666  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3667  = s1_c;
+    \$3667  = \$3213 [24:0];
     if (rst) begin
-      \$3667  = 1'h0;
+      \$3667  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3668  = s1_addr;
+    \$3668  = s1_valid;
     if (rst) begin
-      \$3668  = 8'h00;
+      \$3668  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3669  = \$signature__data$804 ;
+    \$3669  = s1_pre;
     if (rst) begin
-      \$3669  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$3669  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3670  = mom_rdata;
+    \$3670  = s1_c;
     if (rst) begin
-      \$3670  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+      \$3670  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3671  = w_rd_data;
+    \$3671  = s1_addr;
     if (rst) begin
-      \$3671  = 32'd0;
+      \$3671  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3672  = s1_a;
+    \$3672  = \$signature__data$812 ;
     if (rst) begin
-      \$3672  = 7'h00;
+      \$3672  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3673  = s1_rm;
+    \$3673  = w_rd_data;
     if (rst) begin
       \$3673  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3674  = s1_rn;
+    \$3674  = s1_a;
     if (rst) begin
-      \$3674  = 32'd0;
+      \$3674  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3675  = sa_valid;
+    \$3675  = s1_rm;
     if (rst) begin
-      \$3675  = 1'h0;
+      \$3675  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3676  = sa_pre;
+    \$3676  = s1_rn;
     if (rst) begin
-      \$3676  = 8'h00;
+      \$3676  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3677  = sa_c;
+    \$3677  = sq_valid;
     if (rst) begin
       \$3677  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3678  = sa_addr;
+    \$3678  = sq_pre;
     if (rst) begin
       \$3678  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3679  = sa_mo;
+    \$3679  = sq_c;
     if (rst) begin
-      \$3679  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+      \$3679  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3680  = sa_w;
+    \$3680  = sq_addr;
     if (rst) begin
-      \$3680  = 32'd0;
+      \$3680  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3681  = g0;
+    \$3681  = sq_d;
     if (rst) begin
-      \$3681  = 23'h000000;
+      \$3681  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3682  = \$3213 ;
+    \$3682  = mom_q;
     if (rst) begin
-      \$3682  = 1'h0;
+      \$3682  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3683  = sa_rm[22:0];
+    \$3683  = sq_w;
     if (rst) begin
-      \$3683  = 23'h000000;
+      \$3683  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3684  = \$3215 ;
+    \$3684  = sq_a;
     if (rst) begin
-      \$3684  = 1'h0;
+      \$3684  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3685  = \$3216 ;
+    \$3685  = sq_rm;
     if (rst) begin
-      \$3685  = 1'h0;
+      \$3685  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3686  = g1;
+    \$3686  = sq_rn;
     if (rst) begin
-      \$3686  = 23'h000000;
+      \$3686  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3687  = \$3218 ;
+    \$3687  = sa_valid;
     if (rst) begin
       \$3687  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3688  = { sa_rm[22:21], sa_rn[20], sa_rm[19:17], sa_rn[16], sa_rm[15], sa_rn[14], sa_rm[13:11], sa_rn[10], sa_rm[9:8], sa_rn[7:6], sa_rm[5:3], sa_rn[2], sa_rm[1:0] };
+    \$3688  = sa_pre;
     if (rst) begin
-      \$3688  = 23'h000000;
+      \$3688  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3689  = \$3220 ;
+    \$3689  = sa_c;
     if (rst) begin
       \$3689  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3690  = \$3221 ;
+    \$3690  = sa_addr;
     if (rst) begin
-      \$3690  = 1'h0;
+      \$3690  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3691  = g2;
+    \$3691  = sa_mo;
     if (rst) begin
-      \$3691  = 23'h000000;
+      \$3691  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3692  = \$3223 ;
+    \$3692  = sa_w;
     if (rst) begin
-      \$3692  = 1'h0;
+      \$3692  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3693  = { sa_rm[22], sa_rn[21], sa_rm[20:18], sa_rn[17], sa_rm[16], sa_rn[15], sa_rm[14:12], sa_rn[11], sa_rm[10:9], sa_rn[8:7], sa_rm[6:4], sa_rn[3], sa_rm[2:0] };
+    \$3693  = g0;
     if (rst) begin
       \$3693  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3694  = \$3225 ;
+    \$3694  = \$3215 ;
     if (rst) begin
       \$3694  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3695  = \$3226 ;
+    \$3695  = sa_rm[22:0];
     if (rst) begin
-      \$3695  = 1'h0;
+      \$3695  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3696  = g3;
+    \$3696  = \$3217 ;
     if (rst) begin
-      \$3696  = 23'h000000;
+      \$3696  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3697  = \$3228 ;
+    \$3697  = \$3218 ;
     if (rst) begin
       \$3697  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3698  = { sa_rm[22], sa_rn[21:20], sa_rm[19:18], sa_rn[17:14], sa_rm[13:12], sa_rn[11:10], sa_rm[9], sa_rn[8], sa_rm[7], sa_rn[6], sa_rm[5:4], sa_rn[3:2], sa_rm[1:0] };
+    \$3698  = g1;
     if (rst) begin
       \$3698  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3699  = \$3230 ;
+    \$3699  = \$3220 ;
     if (rst) begin
       \$3699  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3700  = \$3231 ;
+    \$3700  = { sa_rm[22:21], sa_rn[20], sa_rm[19:17], sa_rn[16], sa_rm[15], sa_rn[14], sa_rm[13:11], sa_rn[10], sa_rm[9:8], sa_rn[7:6], sa_rm[5:3], sa_rn[2], sa_rm[1:0] };
     if (rst) begin
-      \$3700  = 1'h0;
+      \$3700  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3701  = g4;
+    \$3701  = \$3222 ;
     if (rst) begin
-      \$3701  = 23'h000000;
+      \$3701  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3702  = \$3233 ;
+    \$3702  = \$3223 ;
     if (rst) begin
       \$3702  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3703  = { sa_rn[22], sa_rm[21:19], sa_rn[18], sa_rm[17], sa_rn[16], sa_rm[15:13], sa_rn[12], sa_rm[11:10], sa_rn[9:8], sa_rm[7:6], sa_rn[5:4], sa_rm[3:1], sa_rn[0] };
+    \$3703  = g2;
     if (rst) begin
       \$3703  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3704  = \$3235 ;
+    \$3704  = \$3225 ;
     if (rst) begin
       \$3704  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3705  = \$3236 ;
+    \$3705  = { sa_rm[22], sa_rn[21], sa_rm[20:18], sa_rn[17], sa_rm[16], sa_rn[15], sa_rm[14:12], sa_rn[11], sa_rm[10:9], sa_rn[8:7], sa_rm[6:4], sa_rn[3], sa_rm[2:0] };
     if (rst) begin
-      \$3705  = 1'h0;
+      \$3705  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3706  = g5;
+    \$3706  = \$3227 ;
     if (rst) begin
-      \$3706  = 23'h000000;
+      \$3706  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3707  = \$3238 ;
+    \$3707  = \$3228 ;
     if (rst) begin
       \$3707  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3708  = { sa_rn[22], sa_rm[21], sa_rn[20], sa_rm[19], sa_rn[18], sa_rm[17:15], sa_rn[14], sa_rm[13], sa_rn[12], sa_rm[11], sa_rn[10:4], sa_rm[3], sa_rn[2], sa_rm[1], sa_rn[0] };
+    \$3708  = g3;
     if (rst) begin
       \$3708  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3709  = \$3240 ;
+    \$3709  = \$3230 ;
     if (rst) begin
       \$3709  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3710  = \$3241 ;
+    \$3710  = { sa_rm[22], sa_rn[21:20], sa_rm[19:18], sa_rn[17:14], sa_rm[13:12], sa_rn[11:10], sa_rm[9], sa_rn[8], sa_rm[7], sa_rn[6], sa_rm[5:4], sa_rn[3:2], sa_rm[1:0] };
     if (rst) begin
-      \$3710  = 1'h0;
+      \$3710  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3711  = g6;
+    \$3711  = \$3232 ;
     if (rst) begin
-      \$3711  = 23'h000000;
+      \$3711  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3712  = \$3243 ;
+    \$3712  = \$3233 ;
     if (rst) begin
       \$3712  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3713  = { sa_rn[22:21], sa_rm[20:19], sa_rn[18:15], sa_rm[14:13], sa_rn[12:11], sa_rm[10], sa_rn[9], sa_rm[8], sa_rn[7], sa_rm[6], sa_rn[5:3], sa_rm[2:1], sa_rn[0] };
+    \$3713  = g4;
     if (rst) begin
       \$3713  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3714  = \$3245 ;
+    \$3714  = \$3235 ;
     if (rst) begin
       \$3714  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3715  = \$3246 ;
+    \$3715  = { sa_rn[22], sa_rm[21:19], sa_rn[18], sa_rm[17], sa_rn[16], sa_rm[15:13], sa_rn[12], sa_rm[11:10], sa_rn[9:8], sa_rm[7:6], sa_rn[5:4], sa_rm[3:1], sa_rn[0] };
     if (rst) begin
-      \$3715  = 1'h0;
+      \$3715  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3716  = g7;
+    \$3716  = \$3237 ;
     if (rst) begin
-      \$3716  = 23'h000000;
+      \$3716  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3717  = \$3248 ;
+    \$3717  = \$3238 ;
     if (rst) begin
       \$3717  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3718  = { sa_rn[22:20], sa_rm[19], sa_rn[18:17], sa_rm[16], sa_rn[15:14], sa_rm[13], sa_rn[12:9], sa_rm[8:7], sa_rn[6:2], sa_rm[1], sa_rn[0] };
+    \$3718  = g5;
     if (rst) begin
       \$3718  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3719  = \$3250 ;
+    \$3719  = \$3240 ;
     if (rst) begin
       \$3719  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3720  = \$3251 ;
+    \$3720  = { sa_rn[22], sa_rm[21], sa_rn[20], sa_rm[19], sa_rn[18], sa_rm[17:15], sa_rn[14], sa_rm[13], sa_rn[12], sa_rm[11], sa_rn[10:4], sa_rm[3], sa_rn[2], sa_rm[1], sa_rn[0] };
     if (rst) begin
-      \$3720  = 1'h0;
+      \$3720  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3721  = g8;
+    \$3721  = \$3242 ;
     if (rst) begin
-      \$3721  = 23'h000000;
+      \$3721  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3722  = \$3253 ;
+    \$3722  = \$3243 ;
     if (rst) begin
       \$3722  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3723  = { sa_rm[22:20], sa_rn[19], sa_rm[18], sa_rn[17], sa_rm[16:10], sa_rn[9], sa_rm[8:0] };
+    \$3723  = g6;
     if (rst) begin
       \$3723  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3724  = \$3255 ;
+    \$3724  = \$3245 ;
     if (rst) begin
       \$3724  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3725  = \$3256 ;
+    \$3725  = { sa_rn[22:21], sa_rm[20:19], sa_rn[18:15], sa_rm[14:13], sa_rn[12:11], sa_rm[10], sa_rn[9], sa_rm[8], sa_rn[7], sa_rm[6], sa_rn[5:3], sa_rm[2:1], sa_rn[0] };
     if (rst) begin
-      \$3725  = 1'h0;
+      \$3725  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3726  = g9;
+    \$3726  = \$3247 ;
     if (rst) begin
-      \$3726  = 23'h000000;
+      \$3726  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3727  = \$3258 ;
+    \$3727  = \$3248 ;
     if (rst) begin
       \$3727  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3728  = { sa_rm[22:21], sa_rn[20:19], sa_rm[18], sa_rn[17:16], sa_rm[15], sa_rn[14], sa_rm[13:11], sa_rn[10:9], sa_rm[8], sa_rn[7:6], sa_rm[5:3], sa_rn[2], sa_rm[1:0] };
+    \$3728  = g7;
     if (rst) begin
       \$3728  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3729  = \$3260 ;
+    \$3729  = \$3250 ;
     if (rst) begin
       \$3729  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3730  = \$3261 ;
+    \$3730  = { sa_rn[22:20], sa_rm[19], sa_rn[18:17], sa_rm[16], sa_rn[15:14], sa_rm[13], sa_rn[12:9], sa_rm[8:7], sa_rn[6:2], sa_rm[1], sa_rn[0] };
     if (rst) begin
-      \$3730  = 1'h0;
+      \$3730  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3731  = g10;
+    \$3731  = \$3252 ;
     if (rst) begin
-      \$3731  = 23'h000000;
+      \$3731  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3732  = \$3264 ;
+    \$3732  = \$3253 ;
     if (rst) begin
       \$3732  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3733  = { sa_rm[22], sa_rn[21], sa_rm[20], sa_rn[19], sa_rm[18:16], sa_rn[15], sa_rm[14:12], sa_rn[11], sa_rm[10], sa_rn[9:7], sa_rm[6:4], sa_rn[3], sa_rm[2:0] };
+    \$3733  = g8;
     if (rst) begin
       \$3733  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3734  = \$3266 ;
+    \$3734  = \$3255 ;
     if (rst) begin
       \$3734  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3735  = \$3267 ;
+    \$3735  = { sa_rm[22:20], sa_rn[19], sa_rm[18], sa_rn[17], sa_rm[16:10], sa_rn[9], sa_rm[8:0] };
     if (rst) begin
-      \$3735  = 1'h0;
+      \$3735  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3736  = g11;
+    \$3736  = \$3257 ;
     if (rst) begin
-      \$3736  = 23'h000000;
+      \$3736  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3737  = \$3270 ;
+    \$3737  = \$3258 ;
     if (rst) begin
       \$3737  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3738  = { sa_rm[22], sa_rn[21:19], sa_rm[18:17], sa_rn[16:14], sa_rm[13:12], sa_rn[11:8], sa_rm[7], sa_rn[6], sa_rm[5:4], sa_rn[3:2], sa_rm[1:0] };
+    \$3738  = g9;
     if (rst) begin
       \$3738  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3739  = \$3272 ;
+    \$3739  = \$3260 ;
     if (rst) begin
       \$3739  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3740  = \$3273 ;
+    \$3740  = { sa_rm[22:21], sa_rn[20:19], sa_rm[18], sa_rn[17:16], sa_rm[15], sa_rn[14], sa_rm[13:11], sa_rn[10:9], sa_rm[8], sa_rn[7:6], sa_rm[5:3], sa_rn[2], sa_rm[1:0] };
     if (rst) begin
-      \$3740  = 1'h0;
+      \$3740  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3741  = g12;
+    \$3741  = \$3262 ;
     if (rst) begin
-      \$3741  = 23'h000000;
+      \$3741  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3742  = \$3276 ;
+    \$3742  = \$3263 ;
     if (rst) begin
       \$3742  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3743  = { sa_rn[22], sa_rm[21:20], sa_rn[19:16], sa_rm[15:13], sa_rn[12], sa_rm[11:9], sa_rn[8], sa_rm[7:6], sa_rn[5:4], sa_rm[3:1], sa_rn[0] };
+    \$3743  = g10;
     if (rst) begin
       \$3743  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3744  = \$3278 ;
+    \$3744  = \$3266 ;
     if (rst) begin
       \$3744  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3745  = \$3279 ;
+    \$3745  = { sa_rm[22], sa_rn[21], sa_rm[20], sa_rn[19], sa_rm[18:16], sa_rn[15], sa_rm[14:12], sa_rn[11], sa_rm[10], sa_rn[9:7], sa_rm[6:4], sa_rn[3], sa_rm[2:0] };
     if (rst) begin
-      \$3745  = 1'h0;
+      \$3745  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3746  = g13;
+    \$3746  = \$3268 ;
     if (rst) begin
-      \$3746  = 23'h000000;
+      \$3746  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3747  = \$3282 ;
+    \$3747  = \$3269 ;
     if (rst) begin
       \$3747  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3748  = { sa_rn[22], sa_rm[21], sa_rn[20:17], sa_rm[16:15], sa_rn[14], sa_rm[13], sa_rn[12], sa_rm[11], sa_rn[10], sa_rm[9], sa_rn[8:4], sa_rm[3], sa_rn[2], sa_rm[1], sa_rn[0] };
+    \$3748  = g11;
     if (rst) begin
       \$3748  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3749  = \$3284 ;
+    \$3749  = \$3272 ;
     if (rst) begin
       \$3749  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3750  = \$3285 ;
+    \$3750  = { sa_rm[22], sa_rn[21:19], sa_rm[18:17], sa_rn[16:14], sa_rm[13:12], sa_rn[11:8], sa_rm[7], sa_rn[6], sa_rm[5:4], sa_rn[3:2], sa_rm[1:0] };
     if (rst) begin
-      \$3750  = 1'h0;
+      \$3750  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3751  = g14;
+    \$3751  = \$3274 ;
     if (rst) begin
-      \$3751  = 23'h000000;
+      \$3751  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3752  = \$3288 ;
+    \$3752  = \$3275 ;
     if (rst) begin
       \$3752  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3753  = { sa_rn[22:21], sa_rm[20], sa_rn[19:18], sa_rm[17], sa_rn[16:15], sa_rm[14:13], sa_rn[12:11], sa_rm[10:8], sa_rn[7], sa_rm[6], sa_rn[5:3], sa_rm[2:1], sa_rn[0] };
+    \$3753  = g12;
     if (rst) begin
       \$3753  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3754  = \$3290 ;
+    \$3754  = \$3278 ;
     if (rst) begin
       \$3754  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3755  = \$3291 ;
+    \$3755  = { sa_rn[22], sa_rm[21:20], sa_rn[19:16], sa_rm[15:13], sa_rn[12], sa_rm[11:9], sa_rn[8], sa_rm[7:6], sa_rn[5:4], sa_rm[3:1], sa_rn[0] };
     if (rst) begin
-      \$3755  = 1'h0;
+      \$3755  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3756  = g15;
+    \$3756  = \$3280 ;
     if (rst) begin
-      \$3756  = 23'h000000;
+      \$3756  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3757  = \$3294 ;
+    \$3757  = \$3281 ;
     if (rst) begin
       \$3757  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3758  = { sa_rn[22:18], sa_rm[17:16], sa_rn[15:14], sa_rm[13], sa_rn[12:10], sa_rm[9:7], sa_rn[6:2], sa_rm[1], sa_rn[0] };
+    \$3758  = g13;
     if (rst) begin
       \$3758  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3759  = \$3296 ;
+    \$3759  = \$3284 ;
     if (rst) begin
       \$3759  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3760  = \$3297 ;
+    \$3760  = { sa_rn[22], sa_rm[21], sa_rn[20:17], sa_rm[16:15], sa_rn[14], sa_rm[13], sa_rn[12], sa_rm[11], sa_rn[10], sa_rm[9], sa_rn[8:4], sa_rm[3], sa_rn[2], sa_rm[1], sa_rn[0] };
     if (rst) begin
-      \$3760  = 1'h0;
+      \$3760  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3761  = g16;
+    \$3761  = \$3286 ;
     if (rst) begin
-      \$3761  = 23'h000000;
+      \$3761  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3762  = \$3300 ;
+    \$3762  = \$3287 ;
     if (rst) begin
       \$3762  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3763  = { sa_rm[22:19], sa_rn[18], sa_rm[17:16], sa_rn[15], sa_rm[14:11], sa_rn[10], sa_rm[9:0] };
+    \$3763  = g14;
     if (rst) begin
       \$3763  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3764  = \$3302 ;
+    \$3764  = \$3290 ;
     if (rst) begin
       \$3764  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3765  = \$3303 ;
+    \$3765  = { sa_rn[22:21], sa_rm[20], sa_rn[19:18], sa_rm[17], sa_rn[16:15], sa_rm[14:13], sa_rn[12:11], sa_rm[10:8], sa_rn[7], sa_rm[6], sa_rn[5:3], sa_rm[2:1], sa_rn[0] };
     if (rst) begin
-      \$3765  = 1'h0;
+      \$3765  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3766  = g17;
+    \$3766  = \$3292 ;
     if (rst) begin
-      \$3766  = 23'h000000;
+      \$3766  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3767  = \$3306 ;
+    \$3767  = \$3293 ;
     if (rst) begin
       \$3767  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3768  = { sa_rm[22:21], sa_rn[20], sa_rm[19], sa_rn[18], sa_rm[17], sa_rn[16:14], sa_rm[13:8], sa_rn[7:6], sa_rm[5:3], sa_rn[2], sa_rm[1:0] };
+    \$3768  = g15;
     if (rst) begin
       \$3768  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3769  = \$3308 ;
+    \$3769  = \$3296 ;
     if (rst) begin
       \$3769  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3770  = \$3309 ;
+    \$3770  = { sa_rn[22:18], sa_rm[17:16], sa_rn[15:14], sa_rm[13], sa_rn[12:10], sa_rm[9:7], sa_rn[6:2], sa_rm[1], sa_rn[0] };
     if (rst) begin
-      \$3770  = 1'h0;
+      \$3770  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3771  = g18;
+    \$3771  = \$3298 ;
     if (rst) begin
-      \$3771  = 23'h000000;
+      \$3771  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3772  = \$3312 ;
+    \$3772  = \$3299 ;
     if (rst) begin
       \$3772  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3773  = { sa_rm[22], sa_rn[21], sa_rm[20:19], sa_rn[18:17], sa_rm[16:12], sa_rn[11:10], sa_rm[9], sa_rn[8:7], sa_rm[6:4], sa_rn[3], sa_rm[2:0] };
+    \$3773  = g16;
     if (rst) begin
       \$3773  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3774  = \$3314 ;
+    \$3774  = \$3302 ;
     if (rst) begin
       \$3774  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3775  = \$3315 ;
+    \$3775  = { sa_rm[22:19], sa_rn[18], sa_rm[17:16], sa_rn[15], sa_rm[14:11], sa_rn[10], sa_rm[9:0] };
     if (rst) begin
-      \$3775  = 1'h0;
+      \$3775  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3776  = g19;
+    \$3776  = \$3304 ;
     if (rst) begin
-      \$3776  = 23'h000000;
+      \$3776  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3777  = \$3318 ;
+    \$3777  = \$3305 ;
     if (rst) begin
       \$3777  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3778  = { sa_rm[22], sa_rn[21:20], sa_rm[19], sa_rn[18:16], sa_rm[15], sa_rn[14], sa_rm[13:12], sa_rn[11], sa_rm[10:9], sa_rn[8], sa_rm[7], sa_rn[6], sa_rm[5:4], sa_rn[3:2], sa_rm[1:0] };
+    \$3778  = g17;
     if (rst) begin
       \$3778  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3779  = \$3320 ;
+    \$3779  = \$3308 ;
     if (rst) begin
       \$3779  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3780  = \$3321 ;
+    \$3780  = { sa_rm[22:21], sa_rn[20], sa_rm[19], sa_rn[18], sa_rm[17], sa_rn[16:14], sa_rm[13:8], sa_rn[7:6], sa_rm[5:3], sa_rn[2], sa_rm[1:0] };
     if (rst) begin
-      \$3780  = 1'h0;
+      \$3780  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3781  = g20;
+    \$3781  = \$3310 ;
     if (rst) begin
-      \$3781  = 23'h000000;
+      \$3781  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3782  = \$3324 ;
+    \$3782  = \$3311 ;
     if (rst) begin
       \$3782  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3783  = { sa_rn[22], sa_rm[21:17], sa_rn[16:15], sa_rm[14:13], sa_rn[12], sa_rm[11], sa_rn[10:8], sa_rm[7:6], sa_rn[5:4], sa_rm[3:1], sa_rn[0] };
+    \$3783  = g18;
     if (rst) begin
       \$3783  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3784  = \$3326 ;
+    \$3784  = \$3314 ;
     if (rst) begin
       \$3784  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3785  = \$3327 ;
+    \$3785  = { sa_rm[22], sa_rn[21], sa_rm[20:19], sa_rn[18:17], sa_rm[16:12], sa_rn[11:10], sa_rm[9], sa_rn[8:7], sa_rm[6:4], sa_rn[3], sa_rm[2:0] };
     if (rst) begin
-      \$3785  = 1'h0;
+      \$3785  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3786  = g21;
+    \$3786  = \$3316 ;
     if (rst) begin
-      \$3786  = 23'h000000;
+      \$3786  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3787  = \$3330 ;
+    \$3787  = \$3317 ;
     if (rst) begin
       \$3787  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3788  = { sa_rn[22], sa_rm[21], sa_rn[20], sa_rm[19:16], sa_rn[15:14], sa_rm[13], sa_rn[12], sa_rm[11:10], sa_rn[9:4], sa_rm[3], sa_rn[2], sa_rm[1], sa_rn[0] };
+    \$3788  = g19;
     if (rst) begin
       \$3788  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3789  = \$3332 ;
+    \$3789  = \$3320 ;
     if (rst) begin
       \$3789  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3790  = \$3333 ;
+    \$3790  = { sa_rm[22], sa_rn[21:20], sa_rm[19], sa_rn[18:16], sa_rm[15], sa_rn[14], sa_rm[13:12], sa_rn[11], sa_rm[10:9], sa_rn[8], sa_rm[7], sa_rn[6], sa_rm[5:4], sa_rn[3:2], sa_rm[1:0] };
     if (rst) begin
-      \$3790  = 1'h0;
+      \$3790  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3791  = g22;
+    \$3791  = \$3322 ;
     if (rst) begin
-      \$3791  = 23'h000000;
+      \$3791  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3792  = \$3336 ;
+    \$3792  = \$3323 ;
     if (rst) begin
       \$3792  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3793  = { sa_rn[22:21], sa_rm[20:18], sa_rn[17:16], sa_rm[15:13], sa_rn[12:9], sa_rm[8], sa_rn[7], sa_rm[6], sa_rn[5:3], sa_rm[2:1], sa_rn[0] };
+    \$3793  = g20;
     if (rst) begin
       \$3793  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3794  = \$3338 ;
+    \$3794  = \$3326 ;
     if (rst) begin
       \$3794  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3795  = \$3339 ;
+    \$3795  = { sa_rn[22], sa_rm[21:17], sa_rn[16:15], sa_rm[14:13], sa_rn[12], sa_rm[11], sa_rn[10:8], sa_rm[7:6], sa_rn[5:4], sa_rm[3:1], sa_rn[0] };
     if (rst) begin
-      \$3795  = 1'h0;
+      \$3795  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3796  = g23;
+    \$3796  = \$3328 ;
     if (rst) begin
-      \$3796  = 23'h000000;
+      \$3796  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3797  = \$3342 ;
+    \$3797  = \$3329 ;
     if (rst) begin
       \$3797  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3798  = { sa_rn[22:20], sa_rm[19:18], sa_rn[17], sa_rm[16:15], sa_rn[14], sa_rm[13], sa_rn[12:11], sa_rm[10], sa_rn[9], sa_rm[8:7], sa_rn[6:2], sa_rm[1], sa_rn[0] };
+    \$3798  = g21;
     if (rst) begin
       \$3798  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3799  = \$3344 ;
+    \$3799  = \$3332 ;
     if (rst) begin
       \$3799  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3800  = \$3345 ;
+    \$3800  = { sa_rn[22], sa_rm[21], sa_rn[20], sa_rm[19:16], sa_rn[15:14], sa_rm[13], sa_rn[12], sa_rm[11:10], sa_rn[9:4], sa_rm[3], sa_rn[2], sa_rm[1], sa_rn[0] };
     if (rst) begin
-      \$3800  = 1'h0;
+      \$3800  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3801  = g24;
+    \$3801  = \$3334 ;
     if (rst) begin
-      \$3801  = 23'h000000;
+      \$3801  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3802  = \$3348 ;
+    \$3802  = \$3335 ;
     if (rst) begin
       \$3802  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3803  = { sa_rm[22:20], sa_rn[19:17], sa_rm[16], sa_rn[15], sa_rm[14:11], sa_rn[10:9], sa_rm[8:0] };
+    \$3803  = g22;
     if (rst) begin
       \$3803  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3804  = \$3350 ;
+    \$3804  = \$3338 ;
     if (rst) begin
       \$3804  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3805  = \$3351 ;
+    \$3805  = { sa_rn[22:21], sa_rm[20:18], sa_rn[17:16], sa_rm[15:13], sa_rn[12:9], sa_rm[8], sa_rn[7], sa_rm[6], sa_rn[5:3], sa_rm[2:1], sa_rn[0] };
     if (rst) begin
-      \$3805  = 1'h0;
+      \$3805  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3806  = g25;
+    \$3806  = \$3340 ;
     if (rst) begin
-      \$3806  = 23'h000000;
+      \$3806  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3807  = \$3354 ;
+    \$3807  = \$3341 ;
     if (rst) begin
       \$3807  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3808  = { sa_rm[22:21], sa_rn[20:14], sa_rm[13:10], sa_rn[9], sa_rm[8], sa_rn[7:6], sa_rm[5:3], sa_rn[2], sa_rm[1:0] };
+    \$3808  = g23;
     if (rst) begin
       \$3808  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3809  = \$3356 ;
+    \$3809  = \$3344 ;
     if (rst) begin
       \$3809  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3810  = \$3357 ;
+    \$3810  = { sa_rn[22:20], sa_rm[19:18], sa_rn[17], sa_rm[16:15], sa_rn[14], sa_rm[13], sa_rn[12:11], sa_rm[10], sa_rn[9], sa_rm[8:7], sa_rn[6:2], sa_rm[1], sa_rn[0] };
     if (rst) begin
-      \$3810  = 1'h0;
+      \$3810  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3811  = g26;
+    \$3811  = \$3346 ;
     if (rst) begin
-      \$3811  = 23'h000000;
+      \$3811  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3812  = \$3360 ;
+    \$3812  = \$3347 ;
     if (rst) begin
       \$3812  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3813  = { sa_rm[22], sa_rn[21], sa_rm[20], sa_rn[19:18], sa_rm[17:12], sa_rn[11:7], sa_rm[6:4], sa_rn[3], sa_rm[2:0] };
+    \$3813  = g24;
     if (rst) begin
       \$3813  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3814  = \$3362 ;
+    \$3814  = \$3350 ;
     if (rst) begin
       \$3814  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3815  = \$3363 ;
+    \$3815  = { sa_rm[22:20], sa_rn[19:17], sa_rm[16], sa_rn[15], sa_rm[14:11], sa_rn[10:9], sa_rm[8:0] };
     if (rst) begin
-      \$3815  = 1'h0;
+      \$3815  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3816  = g27;
+    \$3816  = \$3352 ;
     if (rst) begin
-      \$3816  = 23'h000000;
+      \$3816  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3817  = \$3366 ;
+    \$3817  = \$3353 ;
     if (rst) begin
       \$3817  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3818  = { sa_rm[22], sa_rn[21:18], sa_rm[17], sa_rn[16], sa_rm[15], sa_rn[14], sa_rm[13:12], sa_rn[11], sa_rm[10], sa_rn[9:8], sa_rm[7], sa_rn[6], sa_rm[5:4], sa_rn[3:2], sa_rm[1:0] };
+    \$3818  = g25;
     if (rst) begin
       \$3818  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3819  = \$3368 ;
+    \$3819  = \$3356 ;
     if (rst) begin
       \$3819  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3820  = \$3369 ;
+    \$3820  = { sa_rm[22:21], sa_rn[20:14], sa_rm[13:10], sa_rn[9], sa_rm[8], sa_rn[7:6], sa_rm[5:3], sa_rn[2], sa_rm[1:0] };
     if (rst) begin
-      \$3820  = 1'h0;
+      \$3820  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3821  = g28;
+    \$3821  = \$3358 ;
     if (rst) begin
-      \$3821  = 23'h000000;
+      \$3821  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3822  = \$3372 ;
+    \$3822  = \$3359 ;
     if (rst) begin
       \$3822  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3823  = { sa_rn[22], sa_rm[21:20], sa_rn[19], sa_rm[18], sa_rn[17:15], sa_rm[14:13], sa_rn[12], sa_rm[11], sa_rn[10], sa_rm[9], sa_rn[8], sa_rm[7:6], sa_rn[5:4], sa_rm[3:1], sa_rn[0] };
+    \$3823  = g26;
     if (rst) begin
       \$3823  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3824  = \$3374 ;
+    \$3824  = \$3362 ;
     if (rst) begin
       \$3824  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3825  = \$3375 ;
+    \$3825  = { sa_rm[22], sa_rn[21], sa_rm[20], sa_rn[19:18], sa_rm[17:12], sa_rn[11:7], sa_rm[6:4], sa_rn[3], sa_rm[2:0] };
     if (rst) begin
-      \$3825  = 1'h0;
+      \$3825  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3826  = g29;
+    \$3826  = \$3364 ;
     if (rst) begin
-      \$3826  = 23'h000000;
+      \$3826  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3827  = \$3378 ;
+    \$3827  = \$3365 ;
     if (rst) begin
       \$3827  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3828  = { sa_rn[22], sa_rm[21], sa_rn[20:19], sa_rm[18], sa_rn[17], sa_rm[16], sa_rn[15:14], sa_rm[13], sa_rn[12], sa_rm[11:9], sa_rn[8:4], sa_rm[3], sa_rn[2], sa_rm[1], sa_rn[0] };
+    \$3828  = g27;
     if (rst) begin
       \$3828  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3829  = \$3380 ;
+    \$3829  = \$3368 ;
     if (rst) begin
       \$3829  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3830  = \$3381 ;
+    \$3830  = { sa_rm[22], sa_rn[21:18], sa_rm[17], sa_rn[16], sa_rm[15], sa_rn[14], sa_rm[13:12], sa_rn[11], sa_rm[10], sa_rn[9:8], sa_rm[7], sa_rn[6], sa_rm[5:4], sa_rn[3:2], sa_rm[1:0] };
     if (rst) begin
-      \$3830  = 1'h0;
+      \$3830  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3831  = g30;
+    \$3831  = \$3370 ;
     if (rst) begin
-      \$3831  = 23'h000000;
+      \$3831  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3832  = \$3384 ;
+    \$3832  = \$3371 ;
     if (rst) begin
       \$3832  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3833  = { sa_rn[22:21], sa_rm[20], sa_rn[19], sa_rm[18:17], sa_rn[16], sa_rm[15:13], sa_rn[12:10], sa_rm[9:8], sa_rn[7], sa_rm[6], sa_rn[5:3], sa_rm[2:1], sa_rn[0] };
+    \$3833  = g28;
     if (rst) begin
       \$3833  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3834  = \$3386 ;
+    \$3834  = \$3374 ;
     if (rst) begin
       \$3834  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3835  = \$3387 ;
+    \$3835  = { sa_rn[22], sa_rm[21:20], sa_rn[19], sa_rm[18], sa_rn[17:15], sa_rm[14:13], sa_rn[12], sa_rm[11], sa_rn[10], sa_rm[9], sa_rn[8], sa_rm[7:6], sa_rn[5:4], sa_rm[3:1], sa_rn[0] };
     if (rst) begin
-      \$3835  = 1'h0;
+      \$3835  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3836  = g31;
+    \$3836  = \$3376 ;
     if (rst) begin
-      \$3836  = 23'h000000;
+      \$3836  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3837  = \$3390 ;
+    \$3837  = \$3377 ;
     if (rst) begin
       \$3837  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3838  = { sa_rn[22:19], sa_rm[18:15], sa_rn[14], sa_rm[13], sa_rn[12:11], sa_rm[10:7], sa_rn[6:2], sa_rm[1], sa_rn[0] };
+    \$3838  = g29;
     if (rst) begin
       \$3838  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3839  = \$3392 ;
+    \$3839  = \$3380 ;
     if (rst) begin
       \$3839  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3840  = \$3393 ;
+    \$3840  = { sa_rn[22], sa_rm[21], sa_rn[20:19], sa_rm[18], sa_rn[17], sa_rm[16], sa_rn[15:14], sa_rm[13], sa_rn[12], sa_rm[11:9], sa_rn[8:4], sa_rm[3], sa_rn[2], sa_rm[1], sa_rn[0] };
     if (rst) begin
-      \$3840  = 1'h0;
+      \$3840  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3841  = sb_valid;
+    \$3841  = \$3382 ;
     if (rst) begin
       \$3841  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3842  = sb_pre;
+    \$3842  = \$3383 ;
     if (rst) begin
-      \$3842  = 8'h00;
+      \$3842  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3843  = sb_c;
+    \$3843  = g30;
     if (rst) begin
-      \$3843  = 1'h0;
+      \$3843  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3844  = sb_addr;
+    \$3844  = \$3386 ;
     if (rst) begin
-      \$3844  = 8'h00;
+      \$3844  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3845  = sb_mo;
+    \$3845  = { sa_rn[22:21], sa_rm[20], sa_rn[19], sa_rm[18:17], sa_rn[16], sa_rm[15:13], sa_rn[12:10], sa_rm[9:8], sa_rn[7], sa_rm[6], sa_rn[5:3], sa_rm[2:1], sa_rn[0] };
     if (rst) begin
-      \$3845  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+      \$3845  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3846  = sb_w;
+    \$3846  = \$3388 ;
     if (rst) begin
-      \$3846  = 32'd0;
+      \$3846  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3847  = t0;
+    \$3847  = \$3389 ;
     if (rst) begin
-      \$3847  = 25'h0000000;
+      \$3847  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3848  = sb_visit0;
+    \$3848  = g31;
     if (rst) begin
-      \$3848  = 1'h0;
+      \$3848  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3849  = sb_rup0;
+    \$3849  = \$3392 ;
     if (rst) begin
       \$3849  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3850  = sb_rdn0;
+    \$3850  = { sa_rn[22:19], sa_rm[18:15], sa_rn[14], sa_rm[13], sa_rn[12:11], sa_rm[10:7], sa_rn[6:2], sa_rm[1], sa_rn[0] };
     if (rst) begin
-      \$3850  = 1'h0;
+      \$3850  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3851  = t1;
+    \$3851  = \$3394 ;
     if (rst) begin
-      \$3851  = 25'h0000000;
+      \$3851  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3852  = sb_visit1;
+    \$3852  = \$3395 ;
     if (rst) begin
       \$3852  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3853  = sb_rup1;
+    \$3853  = sb_valid;
     if (rst) begin
       \$3853  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3854  = sb_rdn1;
+    \$3854  = sb_pre;
     if (rst) begin
-      \$3854  = 1'h0;
+      \$3854  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3855  = t2;
+    \$3855  = sb_c;
     if (rst) begin
-      \$3855  = 25'h0000000;
+      \$3855  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3856  = sb_visit2;
+    \$3856  = sb_addr;
     if (rst) begin
-      \$3856  = 1'h0;
+      \$3856  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3857  = sb_rup2;
+    \$3857  = sb_mo;
     if (rst) begin
-      \$3857  = 1'h0;
+      \$3857  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3858  = sb_rdn2;
+    \$3858  = sb_w;
     if (rst) begin
-      \$3858  = 1'h0;
+      \$3858  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3859  = t3;
+    \$3859  = t0;
     if (rst) begin
       \$3859  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3860  = sb_visit3;
+    \$3860  = sb_visit0;
     if (rst) begin
       \$3860  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3861  = sb_rup3;
+    \$3861  = sb_rup0;
     if (rst) begin
       \$3861  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3862  = sb_rdn3;
+    \$3862  = sb_rdn0;
     if (rst) begin
       \$3862  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3863  = t4;
+    \$3863  = t1;
     if (rst) begin
       \$3863  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3864  = sb_visit4;
+    \$3864  = sb_visit1;
     if (rst) begin
       \$3864  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3865  = sb_rup4;
+    \$3865  = sb_rup1;
     if (rst) begin
       \$3865  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3866  = sb_rdn4;
+    \$3866  = sb_rdn1;
     if (rst) begin
       \$3866  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3867  = t5;
+    \$3867  = t2;
     if (rst) begin
       \$3867  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3868  = sb_visit5;
+    \$3868  = sb_visit2;
     if (rst) begin
       \$3868  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3869  = sb_rup5;
+    \$3869  = sb_rup2;
     if (rst) begin
       \$3869  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3870  = sb_rdn5;
+    \$3870  = sb_rdn2;
     if (rst) begin
       \$3870  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3871  = t6;
+    \$3871  = t3;
     if (rst) begin
       \$3871  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3872  = sb_visit6;
+    \$3872  = sb_visit3;
     if (rst) begin
       \$3872  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3873  = sb_rup6;
+    \$3873  = sb_rup3;
     if (rst) begin
       \$3873  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3874  = sb_rdn6;
+    \$3874  = sb_rdn3;
     if (rst) begin
       \$3874  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3875  = t7;
+    \$3875  = t4;
     if (rst) begin
       \$3875  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3876  = sb_visit7;
+    \$3876  = sb_visit4;
     if (rst) begin
       \$3876  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3877  = sb_rup7;
+    \$3877  = sb_rup4;
     if (rst) begin
       \$3877  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3878  = sb_rdn7;
+    \$3878  = sb_rdn4;
     if (rst) begin
       \$3878  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3879  = t8;
+    \$3879  = t5;
     if (rst) begin
       \$3879  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3880  = sb_visit8;
+    \$3880  = sb_visit5;
     if (rst) begin
       \$3880  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3881  = sb_rup8;
+    \$3881  = sb_rup5;
     if (rst) begin
       \$3881  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3882  = sb_rdn8;
+    \$3882  = sb_rdn5;
     if (rst) begin
       \$3882  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3883  = t9;
+    \$3883  = t6;
     if (rst) begin
       \$3883  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3884  = sb_visit9;
+    \$3884  = sb_visit6;
     if (rst) begin
       \$3884  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3885  = sb_rup9;
+    \$3885  = sb_rup6;
     if (rst) begin
       \$3885  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3886  = sb_rdn9;
+    \$3886  = sb_rdn6;
     if (rst) begin
       \$3886  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3887  = t10;
+    \$3887  = t7;
     if (rst) begin
       \$3887  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3888  = sb_visit10;
+    \$3888  = sb_visit7;
     if (rst) begin
       \$3888  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3889  = sb_rup10;
+    \$3889  = sb_rup7;
     if (rst) begin
       \$3889  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3890  = sb_rdn10;
+    \$3890  = sb_rdn7;
     if (rst) begin
       \$3890  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3891  = t11;
+    \$3891  = t8;
     if (rst) begin
       \$3891  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3892  = sb_visit11;
+    \$3892  = sb_visit8;
     if (rst) begin
       \$3892  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3893  = sb_rup11;
+    \$3893  = sb_rup8;
     if (rst) begin
       \$3893  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3894  = sb_rdn11;
+    \$3894  = sb_rdn8;
     if (rst) begin
       \$3894  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3895  = t12;
+    \$3895  = t9;
     if (rst) begin
       \$3895  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3896  = sb_visit12;
+    \$3896  = sb_visit9;
     if (rst) begin
       \$3896  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3897  = sb_rup12;
+    \$3897  = sb_rup9;
     if (rst) begin
       \$3897  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3898  = sb_rdn12;
+    \$3898  = sb_rdn9;
     if (rst) begin
       \$3898  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3899  = t13;
+    \$3899  = t10;
     if (rst) begin
       \$3899  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3900  = sb_visit13;
+    \$3900  = sb_visit10;
     if (rst) begin
       \$3900  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3901  = sb_rup13;
+    \$3901  = sb_rup10;
     if (rst) begin
       \$3901  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3902  = sb_rdn13;
+    \$3902  = sb_rdn10;
     if (rst) begin
       \$3902  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3903  = t14;
+    \$3903  = t11;
     if (rst) begin
       \$3903  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3904  = sb_visit14;
+    \$3904  = sb_visit11;
     if (rst) begin
       \$3904  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3905  = sb_rup14;
+    \$3905  = sb_rup11;
     if (rst) begin
       \$3905  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3906  = sb_rdn14;
+    \$3906  = sb_rdn11;
     if (rst) begin
       \$3906  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3907  = t15;
+    \$3907  = t12;
     if (rst) begin
       \$3907  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3908  = sb_visit15;
+    \$3908  = sb_visit12;
     if (rst) begin
       \$3908  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3909  = sb_rup15;
+    \$3909  = sb_rup12;
     if (rst) begin
       \$3909  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3910  = sb_rdn15;
+    \$3910  = sb_rdn12;
     if (rst) begin
       \$3910  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3911  = t16;
+    \$3911  = t13;
     if (rst) begin
       \$3911  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3912  = sb_visit16;
+    \$3912  = sb_visit13;
     if (rst) begin
       \$3912  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3913  = sb_rup16;
+    \$3913  = sb_rup13;
     if (rst) begin
       \$3913  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3914  = sb_rdn16;
+    \$3914  = sb_rdn13;
     if (rst) begin
       \$3914  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3915  = t17;
+    \$3915  = t14;
     if (rst) begin
       \$3915  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3916  = sb_visit17;
+    \$3916  = sb_visit14;
     if (rst) begin
       \$3916  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3917  = sb_rup17;
+    \$3917  = sb_rup14;
     if (rst) begin
       \$3917  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3918  = sb_rdn17;
+    \$3918  = sb_rdn14;
     if (rst) begin
       \$3918  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3919  = t18;
+    \$3919  = t15;
     if (rst) begin
       \$3919  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3920  = sb_visit18;
+    \$3920  = sb_visit15;
     if (rst) begin
       \$3920  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3921  = sb_rup18;
+    \$3921  = sb_rup15;
     if (rst) begin
       \$3921  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3922  = sb_rdn18;
+    \$3922  = sb_rdn15;
     if (rst) begin
       \$3922  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3923  = t19;
+    \$3923  = t16;
     if (rst) begin
       \$3923  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3924  = sb_visit19;
+    \$3924  = sb_visit16;
     if (rst) begin
       \$3924  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3925  = sb_rup19;
+    \$3925  = sb_rup16;
     if (rst) begin
       \$3925  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3926  = sb_rdn19;
+    \$3926  = sb_rdn16;
     if (rst) begin
       \$3926  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3927  = t20;
+    \$3927  = t17;
     if (rst) begin
       \$3927  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3928  = sb_visit20;
+    \$3928  = sb_visit17;
     if (rst) begin
       \$3928  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3929  = sb_rup20;
+    \$3929  = sb_rup17;
     if (rst) begin
       \$3929  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3930  = sb_rdn20;
+    \$3930  = sb_rdn17;
     if (rst) begin
       \$3930  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3931  = t21;
+    \$3931  = t18;
     if (rst) begin
       \$3931  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3932  = sb_visit21;
+    \$3932  = sb_visit18;
     if (rst) begin
       \$3932  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3933  = sb_rup21;
+    \$3933  = sb_rup18;
     if (rst) begin
       \$3933  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3934  = sb_rdn21;
+    \$3934  = sb_rdn18;
     if (rst) begin
       \$3934  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3935  = t22;
+    \$3935  = t19;
     if (rst) begin
       \$3935  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3936  = sb_visit22;
+    \$3936  = sb_visit19;
     if (rst) begin
       \$3936  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3937  = sb_rup22;
+    \$3937  = sb_rup19;
     if (rst) begin
       \$3937  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3938  = sb_rdn22;
+    \$3938  = sb_rdn19;
     if (rst) begin
       \$3938  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3939  = t23;
+    \$3939  = t20;
     if (rst) begin
       \$3939  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3940  = sb_visit23;
+    \$3940  = sb_visit20;
     if (rst) begin
       \$3940  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3941  = sb_rup23;
+    \$3941  = sb_rup20;
     if (rst) begin
       \$3941  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3942  = sb_rdn23;
+    \$3942  = sb_rdn20;
     if (rst) begin
       \$3942  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3943  = t24;
+    \$3943  = t21;
     if (rst) begin
       \$3943  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3944  = sb_visit24;
+    \$3944  = sb_visit21;
     if (rst) begin
       \$3944  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3945  = sb_rup24;
+    \$3945  = sb_rup21;
     if (rst) begin
       \$3945  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3946  = sb_rdn24;
+    \$3946  = sb_rdn21;
     if (rst) begin
       \$3946  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3947  = t25;
+    \$3947  = t22;
     if (rst) begin
       \$3947  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3948  = sb_visit25;
+    \$3948  = sb_visit22;
     if (rst) begin
       \$3948  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3949  = sb_rup25;
+    \$3949  = sb_rup22;
     if (rst) begin
       \$3949  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3950  = sb_rdn25;
+    \$3950  = sb_rdn22;
     if (rst) begin
       \$3950  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3951  = t26;
+    \$3951  = t23;
     if (rst) begin
       \$3951  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3952  = sb_visit26;
+    \$3952  = sb_visit23;
     if (rst) begin
       \$3952  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3953  = sb_rup26;
+    \$3953  = sb_rup23;
     if (rst) begin
       \$3953  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3954  = sb_rdn26;
+    \$3954  = sb_rdn23;
     if (rst) begin
       \$3954  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3955  = t27;
+    \$3955  = t24;
     if (rst) begin
       \$3955  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3956  = sb_visit27;
+    \$3956  = sb_visit24;
     if (rst) begin
       \$3956  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3957  = sb_rup27;
+    \$3957  = sb_rup24;
     if (rst) begin
       \$3957  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3958  = sb_rdn27;
+    \$3958  = sb_rdn24;
     if (rst) begin
       \$3958  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3959  = t28;
+    \$3959  = t25;
     if (rst) begin
       \$3959  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3960  = sb_visit28;
+    \$3960  = sb_visit25;
     if (rst) begin
       \$3960  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3961  = sb_rup28;
+    \$3961  = sb_rup25;
     if (rst) begin
       \$3961  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3962  = sb_rdn28;
+    \$3962  = sb_rdn25;
     if (rst) begin
       \$3962  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3963  = t29;
+    \$3963  = t26;
     if (rst) begin
       \$3963  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3964  = sb_visit29;
+    \$3964  = sb_visit26;
     if (rst) begin
       \$3964  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3965  = sb_rup29;
+    \$3965  = sb_rup26;
     if (rst) begin
       \$3965  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3966  = sb_rdn29;
+    \$3966  = sb_rdn26;
     if (rst) begin
       \$3966  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3967  = t30;
+    \$3967  = t27;
     if (rst) begin
       \$3967  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3968  = sb_visit30;
+    \$3968  = sb_visit27;
     if (rst) begin
       \$3968  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3969  = sb_rup30;
+    \$3969  = sb_rup27;
     if (rst) begin
       \$3969  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3970  = sb_rdn30;
+    \$3970  = sb_rdn27;
     if (rst) begin
       \$3970  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3971  = t31;
+    \$3971  = t28;
     if (rst) begin
       \$3971  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3972  = sb_visit31;
+    \$3972  = sb_visit28;
     if (rst) begin
       \$3972  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3973  = sb_rup31;
+    \$3973  = sb_rup28;
     if (rst) begin
       \$3973  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3974  = sb_rdn31;
+    \$3974  = sb_rdn28;
     if (rst) begin
       \$3974  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3975  = sc_valid;
+    \$3975  = t29;
     if (rst) begin
-      \$3975  = 1'h0;
+      \$3975  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3976  = sc_pre;
+    \$3976  = sb_visit29;
     if (rst) begin
-      \$3976  = 8'h00;
+      \$3976  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3977  = sc_c;
+    \$3977  = sb_rup29;
     if (rst) begin
       \$3977  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3978  = sc_addr;
+    \$3978  = sb_rdn29;
     if (rst) begin
-      \$3978  = 8'h00;
+      \$3978  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3979  = sc_mo;
+    \$3979  = t30;
     if (rst) begin
-      \$3979  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+      \$3979  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3980  = sc_w;
+    \$3980  = sb_visit30;
     if (rst) begin
-      \$3980  = 32'd0;
+      \$3980  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3981  = uc0;
+    \$3981  = sb_rup30;
     if (rst) begin
-      \$3981  = 10'h000;
+      \$3981  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3982  = sc_visit0;
+    \$3982  = sb_rdn30;
     if (rst) begin
       \$3982  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3983  = uc1;
+    \$3983  = t31;
     if (rst) begin
-      \$3983  = 10'h000;
+      \$3983  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3984  = sc_visit1;
+    \$3984  = sb_visit31;
     if (rst) begin
       \$3984  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3985  = uc2;
+    \$3985  = sb_rup31;
     if (rst) begin
-      \$3985  = 10'h000;
+      \$3985  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3986  = sc_visit2;
+    \$3986  = sb_rdn31;
     if (rst) begin
       \$3986  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3987  = uc3;
+    \$3987  = sc_valid;
     if (rst) begin
-      \$3987  = 10'h000;
+      \$3987  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3988  = sc_visit3;
+    \$3988  = sc_pre;
     if (rst) begin
-      \$3988  = 1'h0;
+      \$3988  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3989  = uc4;
+    \$3989  = sc_c;
     if (rst) begin
-      \$3989  = 10'h000;
+      \$3989  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3990  = sc_visit4;
+    \$3990  = sc_addr;
     if (rst) begin
-      \$3990  = 1'h0;
+      \$3990  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3991  = uc5;
+    \$3991  = sc_mo;
     if (rst) begin
-      \$3991  = 10'h000;
+      \$3991  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3992  = sc_visit5;
+    \$3992  = sc_w;
     if (rst) begin
-      \$3992  = 1'h0;
+      \$3992  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3993  = uc6;
+    \$3993  = uc0;
     if (rst) begin
       \$3993  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3994  = sc_visit6;
+    \$3994  = sc_visit0;
     if (rst) begin
       \$3994  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3995  = uc7;
+    \$3995  = uc1;
     if (rst) begin
       \$3995  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3996  = sc_visit7;
+    \$3996  = sc_visit1;
     if (rst) begin
       \$3996  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3997  = uc8;
+    \$3997  = uc2;
     if (rst) begin
       \$3997  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3998  = sc_visit8;
+    \$3998  = sc_visit2;
     if (rst) begin
       \$3998  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3999  = uc9;
+    \$3999  = uc3;
     if (rst) begin
       \$3999  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4000  = sc_visit9;
+    \$4000  = sc_visit3;
     if (rst) begin
       \$4000  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4001  = uc10;
+    \$4001  = uc4;
     if (rst) begin
       \$4001  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4002  = sc_visit10;
+    \$4002  = sc_visit4;
     if (rst) begin
       \$4002  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4003  = uc11;
+    \$4003  = uc5;
     if (rst) begin
       \$4003  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4004  = sc_visit11;
+    \$4004  = sc_visit5;
     if (rst) begin
       \$4004  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4005  = uc12;
+    \$4005  = uc6;
     if (rst) begin
       \$4005  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4006  = sc_visit12;
+    \$4006  = sc_visit6;
     if (rst) begin
       \$4006  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4007  = uc13;
+    \$4007  = uc7;
     if (rst) begin
       \$4007  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4008  = sc_visit13;
+    \$4008  = sc_visit7;
     if (rst) begin
       \$4008  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4009  = uc14;
+    \$4009  = uc8;
     if (rst) begin
       \$4009  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4010  = sc_visit14;
+    \$4010  = sc_visit8;
     if (rst) begin
       \$4010  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4011  = uc15;
+    \$4011  = uc9;
     if (rst) begin
       \$4011  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4012  = sc_visit15;
+    \$4012  = sc_visit9;
     if (rst) begin
       \$4012  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4013  = uc16;
+    \$4013  = uc10;
     if (rst) begin
       \$4013  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4014  = sc_visit16;
+    \$4014  = sc_visit10;
     if (rst) begin
       \$4014  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4015  = uc17;
+    \$4015  = uc11;
     if (rst) begin
       \$4015  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4016  = sc_visit17;
+    \$4016  = sc_visit11;
     if (rst) begin
       \$4016  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4017  = uc18;
+    \$4017  = uc12;
     if (rst) begin
       \$4017  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4018  = sc_visit18;
+    \$4018  = sc_visit12;
     if (rst) begin
       \$4018  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4019  = uc19;
+    \$4019  = uc13;
     if (rst) begin
       \$4019  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4020  = sc_visit19;
+    \$4020  = sc_visit13;
     if (rst) begin
       \$4020  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4021  = uc20;
+    \$4021  = uc14;
     if (rst) begin
       \$4021  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4022  = sc_visit20;
+    \$4022  = sc_visit14;
     if (rst) begin
       \$4022  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4023  = uc21;
+    \$4023  = uc15;
     if (rst) begin
       \$4023  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4024  = sc_visit21;
+    \$4024  = sc_visit15;
     if (rst) begin
       \$4024  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4025  = uc22;
+    \$4025  = uc16;
     if (rst) begin
       \$4025  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4026  = sc_visit22;
+    \$4026  = sc_visit16;
     if (rst) begin
       \$4026  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4027  = uc23;
+    \$4027  = uc17;
     if (rst) begin
       \$4027  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4028  = sc_visit23;
+    \$4028  = sc_visit17;
     if (rst) begin
       \$4028  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4029  = uc24;
+    \$4029  = uc18;
     if (rst) begin
       \$4029  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4030  = sc_visit24;
+    \$4030  = sc_visit18;
     if (rst) begin
       \$4030  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4031  = uc25;
+    \$4031  = uc19;
     if (rst) begin
       \$4031  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4032  = sc_visit25;
+    \$4032  = sc_visit19;
     if (rst) begin
       \$4032  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4033  = uc26;
+    \$4033  = uc20;
     if (rst) begin
       \$4033  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4034  = sc_visit26;
+    \$4034  = sc_visit20;
     if (rst) begin
       \$4034  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4035  = uc27;
+    \$4035  = uc21;
     if (rst) begin
       \$4035  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4036  = sc_visit27;
+    \$4036  = sc_visit21;
     if (rst) begin
       \$4036  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4037  = uc28;
+    \$4037  = uc22;
     if (rst) begin
       \$4037  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4038  = sc_visit28;
+    \$4038  = sc_visit22;
     if (rst) begin
       \$4038  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4039  = uc29;
+    \$4039  = uc23;
     if (rst) begin
       \$4039  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4040  = sc_visit29;
+    \$4040  = sc_visit23;
     if (rst) begin
       \$4040  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4041  = uc30;
+    \$4041  = uc24;
     if (rst) begin
       \$4041  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4042  = sc_visit30;
+    \$4042  = sc_visit24;
     if (rst) begin
       \$4042  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4043  = uc31;
+    \$4043  = uc25;
     if (rst) begin
       \$4043  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4044  = sc_visit31;
+    \$4044  = sc_visit25;
     if (rst) begin
       \$4044  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4045  = sd_valid;
+    \$4045  = uc26;
     if (rst) begin
-      \$4045  = 1'h0;
+      \$4045  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4046  = sd_pre;
+    \$4046  = sc_visit26;
     if (rst) begin
-      \$4046  = 8'h00;
+      \$4046  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4047  = sd_c;
+    \$4047  = uc27;
     if (rst) begin
-      \$4047  = 1'h0;
+      \$4047  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4048  = sd_addr;
+    \$4048  = sc_visit27;
     if (rst) begin
-      \$4048  = 8'h00;
+      \$4048  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4049  = sd_mo;
+    \$4049  = uc28;
     if (rst) begin
-      \$4049  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+      \$4049  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4050  = sd_w;
+    \$4050  = sc_visit28;
     if (rst) begin
-      \$4050  = 32'd0;
+      \$4050  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4051  = \$2769 [7:0];
+    \$4051  = uc29;
     if (rst) begin
-      \$4051  = 8'h00;
+      \$4051  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4052  = \$3395 ;
+    \$4052  = sc_visit29;
     if (rst) begin
       \$4052  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4053  = sd_visit0;
+    \$4053  = uc30;
     if (rst) begin
-      \$4053  = 1'h0;
+      \$4053  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4054  = \$2771 [7:0];
+    \$4054  = sc_visit30;
     if (rst) begin
-      \$4054  = 8'h00;
+      \$4054  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4055  = \$3397 ;
+    \$4055  = uc31;
     if (rst) begin
-      \$4055  = 1'h0;
+      \$4055  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4056  = sd_visit1;
+    \$4056  = sc_visit31;
     if (rst) begin
       \$4056  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4057  = \$2773 [7:0];
+    \$4057  = sd_valid;
     if (rst) begin
-      \$4057  = 8'h00;
+      \$4057  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4058  = \$3399 ;
+    \$4058  = sd_pre;
     if (rst) begin
-      \$4058  = 1'h0;
+      \$4058  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4059  = sd_visit2;
+    \$4059  = sd_c;
     if (rst) begin
       \$4059  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4060  = \$2775 [7:0];
+    \$4060  = sd_addr;
     if (rst) begin
       \$4060  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4061  = \$3401 ;
+    \$4061  = sd_mo;
     if (rst) begin
-      \$4061  = 1'h0;
+      \$4061  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4062  = sd_visit3;
+    \$4062  = sd_w;
     if (rst) begin
-      \$4062  = 1'h0;
+      \$4062  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4063  = \$2777 [7:0];
+    \$4063  = \$2769 [7:0];
     if (rst) begin
       \$4063  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4064  = \$3403 ;
+    \$4064  = \$3397 ;
     if (rst) begin
       \$4064  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4065  = sd_visit4;
+    \$4065  = sd_visit0;
     if (rst) begin
       \$4065  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4066  = \$2779 [7:0];
+    \$4066  = \$2771 [7:0];
     if (rst) begin
       \$4066  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4067  = \$3405 ;
+    \$4067  = \$3399 ;
     if (rst) begin
       \$4067  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4068  = sd_visit5;
+    \$4068  = sd_visit1;
     if (rst) begin
       \$4068  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4069  = \$2781 [7:0];
+    \$4069  = \$2773 [7:0];
     if (rst) begin
       \$4069  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4070  = \$3407 ;
+    \$4070  = \$3401 ;
     if (rst) begin
       \$4070  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4071  = sd_visit6;
+    \$4071  = sd_visit2;
     if (rst) begin
       \$4071  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4072  = \$2783 [7:0];
+    \$4072  = \$2775 [7:0];
     if (rst) begin
       \$4072  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4073  = \$3409 ;
+    \$4073  = \$3403 ;
     if (rst) begin
       \$4073  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4074  = sd_visit7;
+    \$4074  = sd_visit3;
     if (rst) begin
       \$4074  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4075  = \$2785 [7:0];
+    \$4075  = \$2777 [7:0];
     if (rst) begin
       \$4075  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4076  = \$3411 ;
+    \$4076  = \$3405 ;
     if (rst) begin
       \$4076  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4077  = sd_visit8;
+    \$4077  = sd_visit4;
     if (rst) begin
       \$4077  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4078  = \$2787 [7:0];
+    \$4078  = \$2779 [7:0];
     if (rst) begin
       \$4078  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4079  = \$3413 ;
+    \$4079  = \$3407 ;
     if (rst) begin
       \$4079  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4080  = sd_visit9;
+    \$4080  = sd_visit5;
     if (rst) begin
       \$4080  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4081  = \$2789 [7:0];
+    \$4081  = \$2781 [7:0];
     if (rst) begin
       \$4081  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4082  = \$3415 ;
+    \$4082  = \$3409 ;
     if (rst) begin
       \$4082  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4083  = sd_visit10;
+    \$4083  = sd_visit6;
     if (rst) begin
       \$4083  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4084  = \$2791 [7:0];
+    \$4084  = \$2783 [7:0];
     if (rst) begin
       \$4084  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4085  = \$3417 ;
+    \$4085  = \$3411 ;
     if (rst) begin
       \$4085  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4086  = sd_visit11;
+    \$4086  = sd_visit7;
     if (rst) begin
       \$4086  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4087  = \$2793 [7:0];
+    \$4087  = \$2785 [7:0];
     if (rst) begin
       \$4087  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4088  = \$3419 ;
+    \$4088  = \$3413 ;
     if (rst) begin
       \$4088  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4089  = sd_visit12;
+    \$4089  = sd_visit8;
     if (rst) begin
       \$4089  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4090  = \$2795 [7:0];
+    \$4090  = \$2787 [7:0];
     if (rst) begin
       \$4090  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4091  = \$3421 ;
+    \$4091  = \$3415 ;
     if (rst) begin
       \$4091  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4092  = sd_visit13;
+    \$4092  = sd_visit9;
     if (rst) begin
       \$4092  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4093  = \$2797 [7:0];
+    \$4093  = \$2789 [7:0];
     if (rst) begin
       \$4093  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4094  = \$3423 ;
+    \$4094  = \$3417 ;
     if (rst) begin
       \$4094  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4095  = sd_visit14;
+    \$4095  = sd_visit10;
     if (rst) begin
       \$4095  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4096  = \$2799 [7:0];
+    \$4096  = \$2791 [7:0];
     if (rst) begin
       \$4096  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4097  = \$3425 ;
+    \$4097  = \$3419 ;
     if (rst) begin
       \$4097  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4098  = sd_visit15;
+    \$4098  = sd_visit11;
     if (rst) begin
       \$4098  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4099  = \$2801 [7:0];
+    \$4099  = \$2793 [7:0];
     if (rst) begin
       \$4099  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4100  = \$3427 ;
+    \$4100  = \$3421 ;
     if (rst) begin
       \$4100  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4101  = sd_visit16;
+    \$4101  = sd_visit12;
     if (rst) begin
       \$4101  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4102  = \$2803 [7:0];
+    \$4102  = \$2795 [7:0];
     if (rst) begin
       \$4102  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4103  = \$3429 ;
+    \$4103  = \$3423 ;
     if (rst) begin
       \$4103  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4104  = sd_visit17;
+    \$4104  = sd_visit13;
     if (rst) begin
       \$4104  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4105  = \$2805 [7:0];
+    \$4105  = \$2797 [7:0];
     if (rst) begin
       \$4105  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4106  = \$3431 ;
+    \$4106  = \$3425 ;
     if (rst) begin
       \$4106  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4107  = sd_visit18;
+    \$4107  = sd_visit14;
     if (rst) begin
       \$4107  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4108  = \$2807 [7:0];
+    \$4108  = \$2799 [7:0];
     if (rst) begin
       \$4108  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4109  = \$3433 ;
+    \$4109  = \$3427 ;
     if (rst) begin
       \$4109  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4110  = sd_visit19;
+    \$4110  = sd_visit15;
     if (rst) begin
       \$4110  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4111  = \$2809 [7:0];
+    \$4111  = \$2801 [7:0];
     if (rst) begin
       \$4111  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4112  = \$3435 ;
+    \$4112  = \$3429 ;
     if (rst) begin
       \$4112  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4113  = sd_visit20;
+    \$4113  = sd_visit16;
     if (rst) begin
       \$4113  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4114  = \$2811 [7:0];
+    \$4114  = \$2803 [7:0];
     if (rst) begin
       \$4114  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4115  = \$3437 ;
+    \$4115  = \$3431 ;
     if (rst) begin
       \$4115  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4116  = sd_visit21;
+    \$4116  = sd_visit17;
     if (rst) begin
       \$4116  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4117  = \$2813 [7:0];
+    \$4117  = \$2805 [7:0];
     if (rst) begin
       \$4117  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4118  = \$3439 ;
+    \$4118  = \$3433 ;
     if (rst) begin
       \$4118  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4119  = sd_visit22;
+    \$4119  = sd_visit18;
     if (rst) begin
       \$4119  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4120  = \$2815 [7:0];
+    \$4120  = \$2807 [7:0];
     if (rst) begin
       \$4120  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4121  = \$3441 ;
+    \$4121  = \$3435 ;
     if (rst) begin
       \$4121  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4122  = sd_visit23;
+    \$4122  = sd_visit19;
     if (rst) begin
       \$4122  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4123  = \$2817 [7:0];
+    \$4123  = \$2809 [7:0];
     if (rst) begin
       \$4123  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4124  = \$3443 ;
+    \$4124  = \$3437 ;
     if (rst) begin
       \$4124  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4125  = sd_visit24;
+    \$4125  = sd_visit20;
     if (rst) begin
       \$4125  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4126  = \$2819 [7:0];
+    \$4126  = \$2811 [7:0];
     if (rst) begin
       \$4126  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4127  = \$3445 ;
+    \$4127  = \$3439 ;
     if (rst) begin
       \$4127  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4128  = sd_visit25;
+    \$4128  = sd_visit21;
     if (rst) begin
       \$4128  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4129  = \$2821 [7:0];
+    \$4129  = \$2813 [7:0];
     if (rst) begin
       \$4129  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4130  = \$3447 ;
+    \$4130  = \$3441 ;
     if (rst) begin
       \$4130  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4131  = sd_visit26;
+    \$4131  = sd_visit22;
     if (rst) begin
       \$4131  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4132  = \$2823 [7:0];
+    \$4132  = \$2815 [7:0];
     if (rst) begin
       \$4132  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4133  = \$3449 ;
+    \$4133  = \$3443 ;
     if (rst) begin
       \$4133  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4134  = sd_visit27;
+    \$4134  = sd_visit23;
     if (rst) begin
       \$4134  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4135  = \$2825 [7:0];
+    \$4135  = \$2817 [7:0];
     if (rst) begin
       \$4135  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4136  = \$3451 ;
+    \$4136  = \$3445 ;
     if (rst) begin
       \$4136  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4137  = sd_visit28;
+    \$4137  = sd_visit24;
     if (rst) begin
       \$4137  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4138  = \$2827 [7:0];
+    \$4138  = \$2819 [7:0];
     if (rst) begin
       \$4138  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4139  = \$3453 ;
+    \$4139  = \$3447 ;
     if (rst) begin
       \$4139  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4140  = sd_visit29;
+    \$4140  = sd_visit25;
     if (rst) begin
       \$4140  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4141  = \$2829 [7:0];
+    \$4141  = \$2821 [7:0];
     if (rst) begin
       \$4141  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4142  = \$3455 ;
+    \$4142  = \$3449 ;
     if (rst) begin
       \$4142  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4143  = sd_visit30;
+    \$4143  = sd_visit26;
     if (rst) begin
       \$4143  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4144  = \$2831 [7:0];
+    \$4144  = \$2823 [7:0];
     if (rst) begin
       \$4144  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4145  = \$3457 ;
+    \$4145  = \$3451 ;
     if (rst) begin
       \$4145  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4146  = sd_visit31;
+    \$4146  = sd_visit27;
     if (rst) begin
       \$4146  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4147  = \$3458 ;
+    \$4147  = \$2825 [7:0];
     if (rst) begin
-      \$4147  = 10'h000;
+      \$4147  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4148  = se_valid;
+    \$4148  = \$3453 ;
     if (rst) begin
       \$4148  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4149  = se_pre;
+    \$4149  = sd_visit28;
     if (rst) begin
-      \$4149  = 8'h00;
+      \$4149  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4150  = se_c;
+    \$4150  = \$2827 [7:0];
     if (rst) begin
-      \$4150  = 1'h0;
+      \$4150  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4151  = se_addr;
+    \$4151  = \$3455 ;
     if (rst) begin
-      \$4151  = 8'h00;
+      \$4151  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4152  = { \$3490 , \$3489 , \$3488 , \$3487 , \$3486 , \$3485 , \$3484 , \$3483 , \$3482 , \$3481 , \$3480 , \$3479 , \$3478 , \$3477 , \$3476 , \$3475 , \$3474 , \$3473 , \$3472 , \$3471 , \$3470 , \$3469 , \$3468 , \$3467 , \$3466 , \$3465 , \$3464 , \$3463 , \$3462 , \$3461 , \$3460 , \$3459  };
+    \$4152  = sd_visit29;
     if (rst) begin
-      \$4152  = 32'd0;
+      \$4152  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4153  = { \$3554 , \$3552 , \$3550 , \$3548 , \$3546 , \$3544 , \$3542 , \$3540 , \$3538 , \$3536 , \$3534 , \$3532 , \$3530 , \$3528 , \$3526 , \$3524 , \$3522 , \$3520 , \$3518 , \$3516 , \$3514 , \$3512 , \$3510 , \$3508 , \$3506 , \$3504 , \$3502 , \$3500 , \$3498 , \$3496 , \$3494 , \$3492  };
+    \$4153  = \$2829 [7:0];
     if (rst) begin
-      \$4153  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+      \$4153  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4154  = { flip31, flip30, flip29, flip28, flip27, flip26, flip25, flip24, flip23, flip22, flip21, flip20, flip19, flip18, flip17, flip16, flip15, flip14, flip13, flip12, flip11, flip10, flip9, flip8, flip7, flip6, flip5, flip4, flip3, flip2, flip1, flip0 };
+    \$4154  = \$3457 ;
     if (rst) begin
-      \$4154  = 32'd0;
+      \$4154  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4155  = { se_sat31, se_sat30, se_sat29, se_sat28, se_sat27, se_sat26, se_sat25, se_sat24, se_sat23, se_sat22, se_sat21, se_sat20, se_sat19, se_sat18, se_sat17, se_sat16, se_sat15, se_sat14, se_sat13, se_sat12, se_sat11, se_sat10, se_sat9, se_sat8, se_sat7, se_sat6, se_sat5, se_sat4, se_sat3, se_sat2, se_sat1, se_sat0 };
+    \$4155  = sd_visit30;
     if (rst) begin
-      \$4155  = 32'd0;
+      \$4155  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4156  = \$3555 ;
+    \$4156  = \$2831 [7:0];
     if (rst) begin
-      \$4156  = 1'h0;
+      \$4156  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4157  = \$3557 ;
+    \$4157  = \$3459 ;
     if (rst) begin
       \$4157  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4158  = s2_valid;
+    \$4158  = sd_visit31;
     if (rst) begin
       \$4158  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4159  = \$3589 [5:0];
+    \$4159  = \$3460 ;
     if (rst) begin
-      \$4159  = 6'h00;
+      \$4159  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4160  = \$3621 [5:0];
+    \$4160  = se_valid;
     if (rst) begin
-      \$4160  = 6'h00;
+      \$4160  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4161  = n_sat;
+    \$4161  = se_pre;
+    if (rst) begin
+      \$4161  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$4162  = se_c;
+    if (rst) begin
+      \$4162  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$4163  = se_addr;
+    if (rst) begin
+      \$4163  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$4164  = { \$3492 , \$3491 , \$3490 , \$3489 , \$3488 , \$3487 , \$3486 , \$3485 , \$3484 , \$3483 , \$3482 , \$3481 , \$3480 , \$3479 , \$3478 , \$3477 , \$3476 , \$3475 , \$3474 , \$3473 , \$3472 , \$3471 , \$3470 , \$3469 , \$3468 , \$3467 , \$3466 , \$3465 , \$3464 , \$3463 , \$3462 , \$3461  };
+    if (rst) begin
+      \$4164  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$4165  = { \$3556 , \$3554 , \$3552 , \$3550 , \$3548 , \$3546 , \$3544 , \$3542 , \$3540 , \$3538 , \$3536 , \$3534 , \$3532 , \$3530 , \$3528 , \$3526 , \$3524 , \$3522 , \$3520 , \$3518 , \$3516 , \$3514 , \$3512 , \$3510 , \$3508 , \$3506 , \$3504 , \$3502 , \$3500 , \$3498 , \$3496 , \$3494  };
+    if (rst) begin
+      \$4165  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$4166  = { flip31, flip30, flip29, flip28, flip27, flip26, flip25, flip24, flip23, flip22, flip21, flip20, flip19, flip18, flip17, flip16, flip15, flip14, flip13, flip12, flip11, flip10, flip9, flip8, flip7, flip6, flip5, flip4, flip3, flip2, flip1, flip0 };
+    if (rst) begin
+      \$4166  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$4167  = { se_sat31, se_sat30, se_sat29, se_sat28, se_sat27, se_sat26, se_sat25, se_sat24, se_sat23, se_sat22, se_sat21, se_sat20, se_sat19, se_sat18, se_sat17, se_sat16, se_sat15, se_sat14, se_sat13, se_sat12, se_sat11, se_sat10, se_sat9, se_sat8, se_sat7, se_sat6, se_sat5, se_sat4, se_sat3, se_sat2, se_sat1, se_sat0 };
+    if (rst) begin
+      \$4167  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$4168  = \$3557 ;
+    if (rst) begin
+      \$4168  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$4169  = \$3559 ;
+    if (rst) begin
+      \$4169  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$4170  = rvalid1;
+    if (rst) begin
+      \$4170  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$4171  = s2_valid;
+    if (rst) begin
+      \$4171  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$4172  = \$3591 [5:0];
+    if (rst) begin
+      \$4172  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$4173  = \$3623 [5:0];
+    if (rst) begin
+      \$4173  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$4174  = n_sat;
     if (cnt_clear) begin
-      \$4161  = 32'd0;
+      \$4174  = 32'd0;
     end else if (cnt_valid) begin
-      \$4161  = \$3622 [31:0];
+      \$4174  = \$3624 [31:0];
     end
     if (rst) begin
-      \$4161  = 32'd0;
+      \$4174  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4162  = n_flip;
+    \$4175  = n_flip;
     if (cnt_clear) begin
-      \$4162  = 32'd0;
+      \$4175  = 32'd0;
     end else if (cnt_valid) begin
-      \$4162  = \$3623 [31:0];
+      \$4175  = \$3625 [31:0];
     end
     if (rst) begin
-      \$4162  = 32'd0;
+      \$4175  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4163  = ser_mask;
-    if (\$3624 ) begin
-      \$4163  = \$3177 [31:0];
+    \$4176  = ser_mask;
+    if (\$3626 ) begin
+      \$4176  = \$3179 [31:0];
     end
     if (r_en) begin
       if (r_rdy) begin
-        \$4163  = r_data[31:0];
+        \$4176  = r_data[31:0];
       end
     end
     if (rst) begin
-      \$4163  = 32'd0;
+      \$4176  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4164  = \$3631 [3:0];
+    \$4177  = \$3633 [3:0];
     if (rst) begin
-      \$4164  = 4'h0;
+      \$4177  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4165  = o_flip__valid;
+    \$4178  = o_flip__valid;
     if (r_en) begin
-      \$4165  = r_rdy;
+      \$4178  = r_rdy;
     end
     if (rst) begin
-      \$4165  = 1'h0;
+      \$4178  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4166  = ser_c;
-    if (r_en) begin
-      if (r_rdy) begin
-        \$4166  = r_data[32];
-      end
-    end
-    if (rst) begin
-      \$4166  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4167  = ser_pre;
+    \$4179  = ser_c;
     if (r_en) begin
       if (r_rdy) begin
-        \$4167  = r_data[40:33];
+        \$4179  = r_data[32];
       end
     end
     if (rst) begin
-      \$4167  = 8'h00;
+      \$4179  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$4180  = ser_pre;
+    if (r_en) begin
+      if (r_rdy) begin
+        \$4180  = r_data[40:33];
+      end
+    end
+    if (rst) begin
+      \$4180  = 8'h00;
     end
   end
   assign d_wr_data = d_wr__data;
@@ -38993,6 +39296,8 @@ module \core.fu1 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr_addr, d_wr_
   assign running = busy;
   assign row_addr = w_rd_addr;
   assign base = { 3'h0, \$9  };
+  assign \$signature__addr$30  = mom_raddr;
+  assign mom_q0 = mom_q;
   assign u0_sh4 = { \$103 , \$102 , \$101 , \$100 , \$99 , \$98 , \$97 , \$96 , \$95 , \$94 , \$93 , \$92 , \$91 , \$90 , \$89 , \$88 , \$87 , \$86 , \$85 , \$84 , \$83 , \$82 , \$81 , \$80  };
   assign u0_sh3 = { \$119 , \$118 , \$117 , \$116 , \$115 , \$114 , \$113 , \$112 , \$111 , \$110 , \$109 , \$108 , \$107 , \$106 , \$105 , \$104  };
   assign u0_sh2 = { \$131 , \$130 , \$129 , \$128 , \$127 , \$126 , \$125 , \$124 , \$123 , \$122 , \$121 , \$120  };
@@ -39219,19 +39524,21 @@ module \core.fu1 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr_addr, d_wr_
   assign ms31 = \$2831 [7:0];
   assign s2_addr = w_wr_addr;
   assign s2_w = w_wr_data;
-  assign \$signature__data  = mom_rdata;
+  assign mom_rdata = mom_q;
+  assign \$signature__addr$763  = mom_waddr;
+  assign \$signature__data  = mom_wdata;
   assign w_data = { s2_pre, s2_c, s2_flip };
-  assign \n_sat$766  = n_sat;
-  assign \n_flip$768  = n_flip;
-  assign idx = { \$3175 , \$3126 , \$3077 , \$3028 , \$2979  };
-  assign rest = \$3177 [31:0];
+  assign \n_sat$771  = n_sat;
+  assign \n_flip$773  = n_flip;
+  assign idx = { \$3177 , \$3128 , \$3079 , \$3030 , \$2981  };
+  assign rest = \$3179 [31:0];
   assign ser_have = o_flip__valid;
   assign \o_flip__payload.pre  = o_flip__payload[7:0];
   assign \o_flip__payload.post  = o_flip__payload[11:8];
   assign \i_pre__payload.pre  = i_pre__payload[7:0];
   assign \i_pre__payload.a  = i_pre__payload[14:8];
   assign \i_pre__payload.last  = i_pre__payload[15];
-  assign o_flip__payload[11:8] = { \$3126 , \$3077 , \$3028 , \$2979  };
+  assign o_flip__payload[11:8] = { \$3128 , \$3079 , \$3030 , \$2981  };
   assign o_flip__payload[7:0] = ser_pre;
   assign \$7  = { 1'h0, row_c, 19'h00000 };
   assign \$9 [27:0] = { 7'h00, \$8  };
@@ -39274,41 +39581,44 @@ module \core.fu1 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr_addr, d_wr_
   assign \$74  = { sb_mo[239], sb_mo[239], sb_mo[239], sb_mo[239:232], 4'h0 };
   assign \$76  = { sb_mo[247], sb_mo[247], sb_mo[247], sb_mo[247:240], 4'h0 };
   assign \$78  = { sb_mo[255], sb_mo[255], sb_mo[255], sb_mo[255:248], 4'h0 };
-  assign \$3213  = \$3212 ;
-  assign \$3218  = \$3217 ;
-  assign \$3223  = \$3222 ;
-  assign \$3228  = \$3227 ;
-  assign \$3233  = \$3232 ;
-  assign \$3238  = \$3237 ;
-  assign \$3243  = \$3242 ;
-  assign \$3248  = \$3247 ;
-  assign \$3253  = \$3252 ;
-  assign \$3258  = \$3257 ;
-  assign \$3262  = sa_c;
-  assign \$3268  = sa_c;
-  assign \$3274  = sa_c;
-  assign \$3280  = sa_c;
-  assign \$3286  = sa_c;
-  assign \$3292  = sa_c;
-  assign \$3298  = sa_c;
-  assign \$3304  = sa_c;
-  assign \$3310  = sa_c;
-  assign \$3316  = sa_c;
-  assign \$3322  = sa_c;
-  assign \$3328  = sa_c;
-  assign \$3334  = sa_c;
-  assign \$3340  = sa_c;
-  assign \$3346  = sa_c;
-  assign \$3352  = sa_c;
-  assign \$3358  = sa_c;
-  assign \$3364  = sa_c;
-  assign \$3370  = sa_c;
-  assign \$3376  = sa_c;
-  assign \$3382  = sa_c;
-  assign \$3388  = sa_c;
+  assign \$2930  = 8'h00;
+  assign \$3215  = \$3214 ;
+  assign \$3220  = \$3219 ;
+  assign \$3225  = \$3224 ;
+  assign \$3230  = \$3229 ;
+  assign \$3235  = \$3234 ;
+  assign \$3240  = \$3239 ;
+  assign \$3245  = \$3244 ;
+  assign \$3250  = \$3249 ;
+  assign \$3255  = \$3254 ;
+  assign \$3260  = \$3259 ;
+  assign \$2931  = 1'h1;
+  assign \$signature__en  = mom_wen;
+  assign \$3264  = sa_c;
+  assign \$3270  = sa_c;
+  assign \$3276  = sa_c;
+  assign \$3282  = sa_c;
+  assign \$3288  = sa_c;
+  assign \$3294  = sa_c;
+  assign \$3300  = sa_c;
+  assign \$3306  = sa_c;
+  assign \$3312  = sa_c;
+  assign \$3318  = sa_c;
+  assign \$3324  = sa_c;
+  assign \$3330  = sa_c;
+  assign \$3336  = sa_c;
+  assign \$3342  = sa_c;
+  assign \$3348  = sa_c;
+  assign \$3354  = sa_c;
+  assign \$3360  = sa_c;
+  assign \$3366  = sa_c;
+  assign \$3372  = sa_c;
+  assign \$3378  = sa_c;
+  assign \$3384  = sa_c;
+  assign \$3390  = sa_c;
 endmodule
 
-module \core.fu1.ffifo (rst, w_en, r_en, r_rdy, r_data, \port$16965$0 , \port$16967$0 , \port$16975$0 , level, clk);
+module \core.fu1.ffifo (rst, w_en, r_en, r_rdy, r_data, \port$17015$0 , \port$17017$0 , \port$17025$0 , level, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -39337,12 +39647,12 @@ module \core.fu1.ffifo (rst, w_en, r_en, r_rdy, r_data, \port$16965$0 , \port$16
   wire [3:0] consume;
   output [3:0] level;
   reg [3:0] level = 4'h0;
-  input [7:0] \port$16965$0 ;
-  wire [7:0] \port$16965$0 ;
-  input \port$16967$0 ;
-  wire \port$16967$0 ;
-  input [31:0] \port$16975$0 ;
-  wire [31:0] \port$16975$0 ;
+  input [7:0] \port$17015$0 ;
+  wire [7:0] \port$17015$0 ;
+  input \port$17017$0 ;
+  wire \port$17017$0 ;
+  input [31:0] \port$17025$0 ;
+  wire [31:0] \port$17025$0 ;
   (* init = 4'h0 *)
   wire [3:0] produce;
   output [40:0] r_data;
@@ -39366,7 +39676,7 @@ module \core.fu1.ffifo (rst, w_en, r_en, r_rdy, r_data, \port$16965$0 , \port$16
   wire [40:0] w_port__data;
   wire w_port__en;
   wire w_rdy;
-  reg [40:0] storage [8:0];
+  reg [40:0] storage [9:0];
   initial begin
     storage[0] = 41'h00000000000;
     storage[1] = 41'h00000000000;
@@ -39377,21 +39687,22 @@ module \core.fu1.ffifo (rst, w_en, r_en, r_rdy, r_data, \port$16965$0 , \port$16
     storage[6] = 41'h00000000000;
     storage[7] = 41'h00000000000;
     storage[8] = 41'h00000000000;
+    storage[9] = 41'h00000000000;
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$16965$0 , \port$16967$0 , \port$16975$0  };
+      storage[w_port__addr] <= { \port$17015$0 , \port$17017$0 , \port$17025$0  };
   end
   assign r_data = storage[r_port__addr];
-  assign w_rdy = level != 4'h9;
+  assign w_rdy = level != 4'ha;
   assign r_rdy = | level;
   assign w_port__en = w_en & w_rdy;
   assign \$1  = w_rdy & w_en;
-  assign \$2  = w_port__addr == 4'h8;
+  assign \$2  = w_port__addr == 4'h9;
   assign \$3  = w_port__addr + 1'h1;
   assign \$4  = \$2  ? 5'h00 : \$3 ;
   assign \$5  = r_rdy & r_en;
-  assign \$6  = r_port__addr == 4'h8;
+  assign \$6  = r_port__addr == 4'h9;
   assign \$7  = r_port__addr + 1'h1;
   assign \$8  = \$6  ? 5'h00 : \$7 ;
   assign \$9  = w_rdy & w_en;
@@ -39446,13 +39757,13 @@ module \core.fu1.ffifo (rst, w_en, r_en, r_rdy, r_data, \port$16965$0 , \port$16
   assign w_level = level;
   assign r_level = level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$16965$0 , \port$16967$0 , \port$16975$0  };
-  assign w_data = { \port$16965$0 , \port$16967$0 , \port$16975$0  };
+  assign w_port__data = { \port$17015$0 , \port$17017$0 , \port$17025$0  };
+  assign w_data = { \port$17015$0 , \port$17017$0 , \port$17025$0  };
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule
 
-module \core.na0 (rst, o_spike__ready, w_data, rp__addr, i_event__ready, o_spike__valid, \port$903$0 , \port$952$0 , \port$1001$0 , \port$1050$0 , \port$1099$0 , busy, x_v, x_u, x_bias, x_theta, i_event__valid, clear, start, h_we_bias, h_we_theta
+module \core.na0 (rst, o_spike__ready, w_data, rp__addr, i_event__ready, o_spike__valid, \port$905$0 , \port$954$0 , \port$1003$0 , \port$1052$0 , \port$1101$0 , busy, x_v, x_u, x_bias, x_theta, i_event__valid, clear, start, h_we_bias, h_we_theta
 , \h_addr$14 , h_data, w_addr, sat, pend_word, i_event__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire [8:0] \$1 ;
@@ -41562,16 +41873,16 @@ module \core.na0 (rst, o_spike__ready, w_data, rp__addr, i_event__ready, o_spike
   reg [31:0] pend = 32'd0;
   output [2:0] pend_word;
   reg [2:0] pend_word = 3'h0;
-  output \port$1001$0 ;
-  wire \port$1001$0 ;
-  output \port$1050$0 ;
-  wire \port$1050$0 ;
-  output \port$1099$0 ;
-  wire \port$1099$0 ;
-  output \port$903$0 ;
-  wire \port$903$0 ;
-  output \port$952$0 ;
-  wire \port$952$0 ;
+  output \port$1003$0 ;
+  wire \port$1003$0 ;
+  output \port$1052$0 ;
+  wire \port$1052$0 ;
+  output \port$1101$0 ;
+  wire \port$1101$0 ;
+  output \port$905$0 ;
+  wire \port$905$0 ;
+  output \port$954$0 ;
+  wire \port$954$0 ;
   wire [34:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -44096,8 +44407,8 @@ module \core.na0 (rst, o_spike__ready, w_data, rp__addr, i_event__ready, o_spike
   \core.na0.fire_fifo  fire_fifo (
     .clk(clk),
     .level(level),
-    .\port$14374$0 (c_c),
-    .\port$14378$0 (c_fire),
+    .\port$14382$0 (c_c),
+    .\port$14386$0 (c_fire),
     .r_data(r_data),
     .r_en(r_en),
     .r_rdy(r_rdy),
@@ -44765,11 +45076,11 @@ module \core.na0 (rst, o_spike__ready, w_data, rp__addr, i_event__ready, o_spike
   assign \w_data$53  = { c_c, c_fire };
   assign rest = \$96 [31:0];
   assign o_spike__payload = { pend_word, \$341 , \$292 , \$243 , \$194 , \$145  };
-  assign \port$903$0  = \$145 ;
-  assign \port$952$0  = \$194 ;
-  assign \port$1001$0  = \$243 ;
-  assign \port$1050$0  = \$292 ;
-  assign \port$1099$0  = \$341 ;
+  assign \port$905$0  = \$145 ;
+  assign \port$954$0  = \$194 ;
+  assign \port$1003$0  = \$243 ;
+  assign \port$1052$0  = \$292 ;
+  assign \port$1101$0  = \$341 ;
   assign \x_u[0]  = x_u[15:0];
   assign \x_u[1]  = x_u[31:16];
   assign \x_u[2]  = x_u[47:32];
@@ -45769,7 +46080,7 @@ module \core.na0 (rst, o_spike__ready, w_data, rp__addr, i_event__ready, o_spike
   assign \$505  = 32'd4294967295;
 endmodule
 
-module \core.na0.fire_fifo (rst, w_en, r_en, r_rdy, r_data, \port$14374$0 , \port$14378$0 , level, clk);
+module \core.na0.fire_fifo (rst, w_en, r_en, r_rdy, r_data, \port$14382$0 , \port$14386$0 , level, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -45798,10 +46109,10 @@ module \core.na0.fire_fifo (rst, w_en, r_en, r_rdy, r_data, \port$14374$0 , \por
   wire [2:0] consume;
   output [2:0] level;
   reg [2:0] level = 3'h0;
-  input [2:0] \port$14374$0 ;
-  wire [2:0] \port$14374$0 ;
-  input [31:0] \port$14378$0 ;
-  wire [31:0] \port$14378$0 ;
+  input [2:0] \port$14382$0 ;
+  wire [2:0] \port$14382$0 ;
+  input [31:0] \port$14386$0 ;
+  wire [31:0] \port$14386$0 ;
   (* init = 3'h0 *)
   wire [2:0] produce;
   output [34:0] r_data;
@@ -45837,7 +46148,7 @@ module \core.na0.fire_fifo (rst, w_en, r_en, r_rdy, r_data, \port$14374$0 , \por
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$14374$0 , \port$14378$0  };
+      storage[w_port__addr] <= { \port$14382$0 , \port$14386$0  };
   end
   assign r_data = storage[r_port__addr];
   assign w_rdy = level != 3'h7;
@@ -45903,8 +46214,8 @@ module \core.na0.fire_fifo (rst, w_en, r_en, r_rdy, r_data, \port$14374$0 , \por
   assign w_level = level;
   assign r_level = level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$14374$0 , \port$14378$0  };
-  assign w_data = { \port$14374$0 , \port$14378$0  };
+  assign w_port__data = { \port$14382$0 , \port$14386$0  };
+  assign w_data = { \port$14382$0 , \port$14386$0  };
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule
@@ -54268,7 +54579,7 @@ module \core.tu0 (clk, rst, i_spike__valid, x_rd__addr, o_spike__ready, i_spike_
   assign \$644  = { 1'h0, a_rd__data[223:218] };
 endmodule
 
-module \core.tu1 (rst, i_spike__valid, x_rd__addr, \port$903$0 , \port$952$0 , \port$1001$0 , \port$1050$0 , \port$1099$0 , o_spike__ready, i_spike__ready, dup, o_spike__valid, busy, x_a, o_act__ready, clear, update, emit, \port$14392$0 , o_act__payload, o_spike__payload
+module \core.tu1 (rst, i_spike__valid, x_rd__addr, \port$905$0 , \port$954$0 , \port$1003$0 , \port$1052$0 , \port$1101$0 , o_spike__ready, i_spike__ready, dup, o_spike__valid, busy, x_a, o_act__ready, clear, update, emit, \port$14400$0 , o_act__payload, o_spike__payload
 , sat, o_act__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire [31:0] \$1 ;
@@ -55619,18 +55930,18 @@ module \core.tu1 (rst, i_spike__valid, x_rd__addr, \port$903$0 , \port$952$0 , \
   reg [3:0] p_c = 4'h0;
   reg [31:0] pend = 32'd0;
   reg [2:0] pend_word = 3'h0;
-  input \port$1001$0 ;
-  wire \port$1001$0 ;
-  input \port$1050$0 ;
-  wire \port$1050$0 ;
-  input \port$1099$0 ;
-  wire \port$1099$0 ;
-  input [2:0] \port$14392$0 ;
-  wire [2:0] \port$14392$0 ;
-  input \port$903$0 ;
-  wire \port$903$0 ;
-  input \port$952$0 ;
-  wire \port$952$0 ;
+  input \port$1003$0 ;
+  wire \port$1003$0 ;
+  input \port$1052$0 ;
+  wire \port$1052$0 ;
+  input \port$1101$0 ;
+  wire \port$1101$0 ;
+  input [2:0] \port$14400$0 ;
+  wire [2:0] \port$14400$0 ;
+  input \port$905$0 ;
+  wire \port$905$0 ;
+  input \port$954$0 ;
+  wire \port$954$0 ;
   input rst;
   wire rst;
   reg [22:0] s_a = 23'h000000;
@@ -55948,7 +56259,7 @@ module \core.tu1 (rst, i_spike__valid, x_rd__addr, \port$903$0 , \port$952$0 , \
   assign \$11  = \$8  | \$10 ;
   assign \$12  = \$7  & \$11 ;
   assign \$13  = i_spike__valid & \$12 ;
-  assign \$14  = { \port$14392$0 , \port$1099$0 , \port$1050$0 , \port$1001$0 , \port$952$0 , \port$903$0  } < 9'h100;
+  assign \$14  = { \port$14400$0 , \port$1101$0 , \port$1052$0 , \port$1003$0 , \port$954$0 , \port$905$0  } < 9'h100;
   assign \$15  = ~ \$14 ;
   assign bad = \$13  & \$15 ;
   assign dup = f_valid & \$1 [0];
@@ -56352,7 +56663,7 @@ module \core.tu1 (rst, i_spike__valid, x_rd__addr, \port$903$0 , \port$952$0 , \
   assign \$475  = \$472  | \$474 ;
   assign \$476  = \$471  & \$475 ;
   assign \$477  = i_spike__valid & \$476 ;
-  assign \$478  = { \port$14392$0 , \port$1099$0 , \port$1050$0 , \port$1001$0 , \port$952$0 , \port$903$0  } < 9'h100;
+  assign \$478  = { \port$14400$0 , \port$1101$0 , \port$1052$0 , \port$1003$0 , \port$954$0 , \port$905$0  } < 9'h100;
   assign \$479  = \$477  & \$478 ;
   assign \$480  = \$1 [0] | o_spike__ready;
   assign \$481  = f_valid & \$480 ;
@@ -57179,7 +57490,7 @@ module \core.tu1 (rst, i_spike__valid, x_rd__addr, \port$903$0 , \port$952$0 , \
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$1068  = f_pre;
     if (\$479 ) begin
-      \$1068  = { 1'h0, \port$14392$0 , \port$1099$0 , \port$1050$0 , \port$1001$0 , \port$952$0 , \port$903$0  };
+      \$1068  = { 1'h0, \port$14400$0 , \port$1101$0 , \port$1052$0 , \port$1003$0 , \port$954$0 , \port$905$0  };
     end
     if (rst) begin
       \$1068  = 9'h000;
@@ -57693,7 +58004,7 @@ module \core.tu1 (rst, i_spike__valid, x_rd__addr, \port$903$0 , \port$952$0 , \
   assign x_addr = x_rd__addr;
   assign x_rd__data = x_a;
   assign f_bit = \$1 [0];
-  assign i_spike__payload = { \port$14392$0 , \port$1099$0 , \port$1050$0 , \port$1001$0 , \port$952$0 , \port$903$0  };
+  assign i_spike__payload = { \port$14400$0 , \port$1101$0 , \port$1052$0 , \port$1003$0 , \port$954$0 , \port$905$0  };
   assign \s_a$21  = s_a;
   assign sat_r = sat;
   assign onehot = \$339 [31:0];
@@ -57763,7 +58074,7 @@ module \core.tu1 (rst, i_spike__valid, x_rd__addr, \port$903$0 , \port$952$0 , \
   assign \x_rd__data[29]  = x_a[209:203];
   assign \x_rd__data[30]  = x_a[216:210];
   assign \x_rd__data[31]  = x_a[223:217];
-  assign \i_spike__payload.pre  = { \port$14392$0 , \port$1099$0 , \port$1050$0 , \port$1001$0 , \port$952$0 , \port$903$0  };
+  assign \i_spike__payload.pre  = { \port$14400$0 , \port$1101$0 , \port$1052$0 , \port$1003$0 , \port$954$0 , \port$905$0  };
   assign \o_spike__payload.pre  = f_pre[7:0];
   assign \new_a[0]  = new_a[6:0];
   assign \new_a[1]  = new_a[13:7];
@@ -58059,7 +58370,7 @@ module \core.tu1 (rst, i_spike__valid, x_rd__addr, \port$903$0 , \port$952$0 , \
   assign \$322  = { 1'h0, a_rd__data[216:211] };
   assign \$327  = { 1'h0, a_rd__data[223:218] };
   assign \$332  = { 1'h0, a_rd__data[223:218] };
-  assign \$436  = { 5'h00, \port$14392$0  };
+  assign \$436  = { 5'h00, \port$14400$0  };
   assign \$444  = { 5'h00, f_pre[8:5] };
   assign \$489  = { 1'h0, a_rd__data[6:1] };
   assign \$494  = { 1'h0, a_rd__data[13:8] };

@@ -31,7 +31,7 @@ from cocotb.triggers import FallingEdge, RisingEdge
 from golden.config import DEFAULT, NetConfig, tiny_config
 from golden.fixed import IntArith, step_key
 from golden.flip_unit import flip_step, tbso_update
-from hdl_gen.flip_unit import FlipUnit
+from hdl_gen.flip_unit import MOM_BANK_WORDS, MOM_READ_LATENCY, PIPE_STAGES, FlipUnit
 from verif.simulate import run_bench
 from verif.streams import StreamSink, StreamSource, reset_dut
 
@@ -45,12 +45,14 @@ if "CFG_CXXFLAGS_PCH_I" not in os.environ.get("MAKEFLAGS", ""):
 
 
 def unit_specs() -> dict:
-    """The two units of the bench design: config, layer, lanes."""
+    """The two units of the bench design: config, layer, lanes, momentum bank words (``a``: 36
+    words in banks of 16, so the bank multiplexer and a partial last bank are covered)."""
     cfg_a = NetConfig(layers=(12, 20, 5), T=4, theta=(2.0,), grad_shift=(1, 3), gamma=(8, 8),
                       momentum_bits=6, delta_bits=8, trace_bits=4, trace_frac=2, optimizer="bso")
     cfg_b = tiny_config(layers=(16, 32, 4), optimizer="tbso")
-    return {"a": {"cfg": cfg_a.to_dict(), "layer": 0, "lanes": 8},
-            "b": {"cfg": cfg_b.to_dict(), "layer": 0, "lanes": 16}}
+    return {"a": {"cfg": cfg_a.to_dict(), "layer": 0, "lanes": 8, "bank_words": 16},
+            "b": {"cfg": cfg_b.to_dict(), "layer": 0, "lanes": 16,
+                  "bank_words": MOM_BANK_WORDS}}
 
 
 class FlipHarness(wiring.Component):
@@ -105,7 +107,8 @@ class FlipHarness(wiring.Component):
 
 
 def build_harness(specs: dict) -> FlipHarness:
-    units = {pfx: FlipUnit(NetConfig.from_dict(s["cfg"]), s["layer"], lanes=s["lanes"])
+    units = {pfx: FlipUnit(NetConfig.from_dict(s["cfg"]), s["layer"], lanes=s["lanes"],
+                           mom_bank_words=s["bank_words"])
              for pfx, s in specs.items()}
     return FlipHarness(units)
 
@@ -219,7 +222,8 @@ class UnitDriver:
         await FallingEdge(self.dut.clk)
         self.sig(f"{prefix}_we").value = 0
 
-    async def read_words(self, prefix: str, n: int, valid: str | None = None):
+    async def read_words(self, prefix: str, n: int, valid: str | None = None,
+                         latency: int = 1):
         out = []
         for addr in range(n):
             await FallingEdge(self.dut.clk)
@@ -227,6 +231,8 @@ class UnitDriver:
             self.sig(f"{prefix}_re").value = 1
             await FallingEdge(self.dut.clk)
             self.sig(f"{prefix}_re").value = 0
+            for _ in range(latency - 1):
+                await FallingEdge(self.dut.clk)
             if valid is not None:
                 assert int(self.sig(valid).value) == 1, f"{self.pfx}: {valid} low after a read"
             out.append(self.sig(f"{prefix}_rdata").value.to_unsigned())
@@ -381,7 +387,8 @@ class UnitDriver:
             assert ups >= self.P / 4, f"{self.pfx}: {ups:.2f} updates/cycle < P/4"
 
     async def check_memories(self):
-        mwords = await self.read_words("mom", self.n_pre * self.C, valid="mom_rvalid")
+        mwords = await self.read_words("mom", self.n_pre * self.C, valid="mom_rvalid",
+                                       latency=MOM_READ_LATENCY)
         wwords = await self.read_words("wh", self.n_pre * self.C)
         for i in range(self.n_pre):
             for c in range(self.C):
@@ -521,7 +528,7 @@ def pysim_pass(lanes: int, n_post: int = 100, n_pre: int = 16, seed: int = 1,
             for c in range(C):
                 ctx.set(g("mom_addr"), i * C + c)
                 ctx.set(g("wh_addr"), i * C + c)
-                await ctx.tick()
+                await ctx.tick().repeat(MOM_READ_LATENCY)
                 state_ok &= ctx.get(g("mom_rdata")) == lanes_word(M[:, i], mb, c)
                 state_ok &= ctx.get(g("wh_rdata")) == lanes_word(w[:, i] > 0, 1, c)
         flips_ok = got == expect if flip_events else (not got and
@@ -633,7 +640,7 @@ def pysim_steps(cfg, lanes: int, steps: int, seed: int):
             for c in range(C):
                 ctx.set(g("mom_addr"), i * C + c)
                 ctx.set(g("wh_addr"), i * C + c)
-                await ctx.tick()
+                await ctx.tick().repeat(MOM_READ_LATENCY)
                 assert ctx.get(g("mom_rdata")) == word(M[:, i], mb, c), f"momentum pre {i}"
                 assert ctx.get(g("wh_rdata")) == word(w[:, i] > 0, 1, c), f"weights pre {i}"
 
@@ -654,7 +661,8 @@ def test_flip_unit_wide_gradients(delta_bits, trace_bits):
 def test_flip_unit_credits_return():
     """The FIFO credits all come back: after flip-heavy passes under back-pressure on
     ``o_flip`` (flip words leave the FIFO in the same cycles as flip-free words leave the
-    pipeline), a flip-free pass on the same unit still runs at one word per cycle (``W + 10``
+    pipeline), a flip-free pass on the same unit still runs at one word per cycle (``W +
+    PIPE_STAGES + 4``
     cycles, as on a fresh unit). A lost credit would throttle every later pass."""
     from amaranth.sim import Simulator
 
@@ -718,4 +726,4 @@ def test_flip_unit_credits_return():
     sim.add_testbench(bench)
     sim.run()
     assert ctx_flips[-2] > ctx_flips[0] > 0, ctx_flips       # the flip passes did flip
-    assert cycles[-1] == n_pre * C + 10, cycles
+    assert cycles[-1] == n_pre * C + PIPE_STAGES + 4, cycles
