@@ -21,12 +21,13 @@ field layouts are the module constants below.
 from __future__ import annotations
 
 from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, enum, fifo, memory, stream, wiring
+from amaranth.lib import data, enum, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from golden.fixed import GOLDEN32
 
+from .banked_memory import BankedMemory
 from .common import LAYER_BITS, NEURON_BITS, T_BITS, check_lanes, uidx, weight_words, words
 from .error_unit import ErrorUnit
 from .flip_unit import RATE_SHIFT_BITS, FlipUnit
@@ -214,13 +215,14 @@ class Core(wiring.Component):
             for l in range(L):
                 m.submodules[f"tbso{l}"] = tb[l]
         w0 = self.initial_weights()
-        wrd, wwr = [], []
+        # weight memories: banked, read latency 2 (a deep layer's read multiplexer would
+        # otherwise span the chip); the units and the memory port are built for that latency
+        wmem = []
         for l in range(L):
             init = weight_words(w0[l], P)
-            wm = memory.Memory(shape=P, depth=len(init), init=init)
+            wm = BankedMemory(P, len(init), init=init)
             m.submodules[f"wmem{l}"] = wm
-            wrd.append(wm.read_port())
-            wwr.append(wm.write_port())
+            wmem.append(wm)
 
         # --- registers -------------------------------------------------------------------------
         t = Signal(T_BITS + 1)
@@ -304,7 +306,7 @@ class Core(wiring.Component):
         for l in range(L):
             if l < L - 1:
                 m.d.comb += [eu[l].x_theta.eq(na[l].x_theta),
-                             eu[l].w_data.eq(Mux(phase_err, wrd[l + 1].data, 0)),
+                             eu[l].w_data.eq(Mux(phase_err, wmem[l + 1].r_data, 0)),
                              eu[l].dn_data.eq(eu[l + 1].dl_data),
                              eu[l + 1].dl_addr.eq(eu[l].dn_addr)]
             m.d.comb += [
@@ -313,8 +315,8 @@ class Core(wiring.Component):
                 fu[l].d_wr_en.eq(eu[l].d_wr_en),
                 # operand isolation: a unit sees weight words only in its own phase (no
                 # toggling in the idle lanes; also what keeps Icarus fast)
-                fu[l].w_rd_data.eq(Mux(phase_flip, wrd[l].data, 0)),
-                na[l].w_data.eq(Mux(phase_fwd, wrd[l].data, 0)),
+                fu[l].w_rd_data.eq(Mux(phase_flip, wmem[l].r_data, 0)),
+                na[l].w_data.eq(Mux(phase_fwd, wmem[l].r_data, 0)),
                 fu[l].key.eq(key), fu[l].rate_shift.eq(rate_shift),
                 fu[l].cnt_clear.eq(clear_cnt),
             ]
@@ -387,14 +389,14 @@ class Core(wiring.Component):
                 rd_addr = Mux(phase_err, eu[l - 1].w_addr, rd_addr)
             rd_addr = Mux(phase_flip, fu[l].w_rd_addr, rd_addr)
             rd_addr = Mux(in_mem, host_w_rd[l], rd_addr)
-            m.d.comb += wrd[l].addr.eq(rd_addr)
+            m.d.comb += wmem[l].r_addr.eq(rd_addr)
             x_addr = Mux(in_mem, mq_idx >> lg, eu[l].x_addr)
             if l == L - 1:
                 x_addr = Mux(phase_argmax, am_addr, x_addr)
             m.d.comb += na[l].x_addr.eq(x_addr)
             with m.If(phase_flip):
-                m.d.comb += [wwr[l].addr.eq(fu[l].w_wr_addr), wwr[l].data.eq(fu[l].w_wr_data),
-                             wwr[l].en.eq(fu[l].w_wr_en)]
+                m.d.comb += [wmem[l].w_addr.eq(fu[l].w_wr_addr),
+                             wmem[l].w_data.eq(fu[l].w_wr_data), wmem[l].w_en.eq(fu[l].w_wr_en)]
 
         # --- memory port: read data (valid in MEM_B) ----------------------------------------------
         def sx(v, width):
@@ -419,7 +421,7 @@ class Core(wiring.Component):
         mb = cfg.membrane_bits
         for l in range(L):
             here = rq.layer == l
-            word = wrd[l].data
+            word = wmem[l].r_data
             with m.If(here & rq_is(sp.WEIGHT)):
                 m.d.comb += rdata.eq(word.bit_select(rq_lane, 1))
             with m.If(here & rq_is(sp.WEIGHT_WORD)):
@@ -633,8 +635,8 @@ class Core(wiring.Component):
                         m.d.sync += t.eq(t + 1)
                     m.next = "IDLE"
 
-            # memory port: A drives addresses (and plain writes), W waits (the momentum read
-            # takes two cycles), B has read data (and RMW writes), C answers
+            # memory port: A drives addresses (and plain writes), W waits (weight and momentum
+            # reads take two cycles), B has read data (and RMW writes), C answers
             with m.State("MEM_A"):
                 m.d.comb += in_mem.eq(1)
                 w = mq.write & mq_ok
@@ -650,8 +652,8 @@ class Core(wiring.Component):
                         m.d.comb += [tb[l].v_re.eq(here & is_(sp.V)),
                                      tb[l].v_we.eq(w & here & is_(sp.V))]
                     with m.If(w & here & is_(sp.WEIGHT_WORD)):
-                        m.d.comb += [wwr[l].addr.eq(mq_idx), wwr[l].data.eq(mq.data),
-                                     wwr[l].en.eq(1)]
+                        m.d.comb += [wmem[l].w_addr.eq(mq_idx), wmem[l].w_data.eq(mq.data),
+                                     wmem[l].w_en.eq(1)]
                 with m.If(w & is_(sp.REG)):
                     with m.Switch(mq_idx):
                         with m.Case(int(Reg.STEP)):
@@ -678,7 +680,7 @@ class Core(wiring.Component):
                     m.next = "IDLE"
                 with m.Else():
                     m.next = "MEM_W"
-            with m.State("MEM_W"):            # the momentum banks' registered outputs (latency 2)
+            with m.State("MEM_W"):            # the banked memories' registered outputs (latency 2)
                 m.d.comb += in_mem.eq(1)
                 m.next = "MEM_B"
             with m.State("MEM_B"):
@@ -686,13 +688,13 @@ class Core(wiring.Component):
                 m.d.sync += rdata_r.eq(Mux(rq_ok, rdata, 0))
                 for l in range(L):
                     here = mq.layer == l
-                    word = wrd[l].data
+                    word = wmem[l].r_data
                     onehot = Const(1, P) << lane
                     with m.If(mq.write & here & is_(sp.WEIGHT)):
-                        m.d.comb += [wwr[l].addr.eq(host_w_rd[l]),
-                                     wwr[l].data.eq(Mux(mq.data[0], word | onehot,
+                        m.d.comb += [wmem[l].w_addr.eq(host_w_rd[l]),
+                                     wmem[l].w_data.eq(Mux(mq.data[0], word | onehot,
                                                         word & ~onehot)),
-                                     wwr[l].en.eq(1)]
+                                     wmem[l].w_en.eq(1)]
                     mw = cfg.momentum_bits
                     old = fu[l].mom_rdata
                     m.d.comb += fu[l].mom_wdata.eq(Cat(*[

@@ -51,7 +51,8 @@ class ErrorUnit(wiring.Component):
     x_addr : Out; x_u, x_theta : In
         Read of this layer's NeuronArray (``u``; ``theta`` for hidden layers), one cycle latency.
     w_addr : Out; w_data : In(P) (hidden layers)
-        Weight memory of layer ``layer + 1``, one cycle latency.
+        Weight memory of layer ``layer + 1`` (a
+        :class:`~hdl_gen.banked_memory.BankedMemory`), two cycles latency.
     dn_addr : Out; dn_data : In(P * delta_bits) (hidden layers)
         Delta words of layer ``layer + 1`` (the ``dl_*`` port of its ErrorUnit).
     dl_addr : In; dl_data : Out(P * delta_bits) (layers > 0)
@@ -204,33 +205,42 @@ class ErrorUnit(wiring.Component):
                 m.d.sync += [c.eq(0), i.eq(i + 1)]
             with m.Else():
                 m.d.sync += c.eq(c + 1)
-        # stage 1: +-delta over the P lanes of one word (an adder tree, registered); the lane's
-        # u and theta picked out of the NeuronArray word and registered
-        last_lanes = nn - (Cn - 1) * P
-        terms = []
-        for k in range(P):
-            dk = self.dn_data[k * db:(k + 1) * db].as_signed()
-            t = Mux(self.w_data[k], dk, -dk)
-            if k >= last_lanes:
-                t = Mux(s1_c == Cn - 1, 0, t)
-            terms.append(t)
-        while len(terms) > 1:
-            terms = [terms[q] + terms[q + 1] if q + 1 < len(terms) else terms[q]
-                     for q in range(0, len(terms), 2)]
-        e_width = db + max(1, nn.bit_length()) + 1
+        # stage 1: the delta word and the lane's u and theta (one cycle of latency) registered
+        # while the weight word is still on its way (two cycles of latency)
         u = Signal(signed(mb))
         th = Signal(signed(mb))
         for k in range(P):
             with m.If(s1_i[:lg] == k):
                 m.d.comb += [u.eq(self.x_u[k]), th.eq(self.x_theta[k])]
+        q_valid = Signal()
+        q_i = Signal.like(b_j)
+        q_c = Signal.like(c)
+        q_dn = Signal.like(self.dn_data)
+        q_u = Signal(signed(mb))
+        q_th = Signal(signed(mb))
+        m.d.sync += [q_valid.eq(s1_valid), q_i.eq(s1_i), q_c.eq(s1_c), q_dn.eq(self.dn_data),
+                     q_u.eq(u), q_th.eq(th)]
+        # stage Q: +-delta over the P lanes of one word (an adder tree, registered)
+        last_lanes = nn - (Cn - 1) * P
+        terms = []
+        for k in range(P):
+            dk = q_dn[k * db:(k + 1) * db].as_signed()
+            t = Mux(self.w_data[k], dk, -dk)
+            if k >= last_lanes:
+                t = Mux(q_c == Cn - 1, 0, t)
+            terms.append(t)
+        while len(terms) > 1:
+            terms = [terms[q] + terms[q + 1] if q + 1 < len(terms) else terms[q]
+                     for q in range(0, len(terms), 2)]
+        e_width = db + max(1, nn.bit_length()) + 1
         r_valid = Signal()
         r_i = Signal.like(b_j)
         r_c = Signal.like(c)
         r_sum = Signal(signed(e_width))
         r_u = Signal(signed(mb))
         r_th = Signal(signed(mb))
-        m.d.sync += [r_valid.eq(s1_valid), r_i.eq(s1_i), r_c.eq(s1_c), r_sum.eq(terms[0]),
-                     r_u.eq(u), r_th.eq(th)]
+        m.d.sync += [r_valid.eq(q_valid), r_i.eq(q_i), r_c.eq(q_c), r_sum.eq(terms[0]),
+                     r_u.eq(q_u), r_th.eq(q_th)]
         # stage 1b: e[i] accumulated over the row's C' words
         e_acc = Signal(signed(e_width))
         e_now = Signal(signed(e_width))
@@ -265,7 +275,7 @@ class ErrorUnit(wiring.Component):
         m.d.comb += self.sat.eq(sat_r)
         with m.If(self.start & ~running):
             m.d.sync += [running.eq(1), i.eq(0), c.eq(0), k_addr.eq(0)]
-        with m.Elif(running & (i == n) & ~s1_valid & ~r_valid & ~s2_valid & ~s3_valid
+        with m.Elif(running & (i == n) & ~s1_valid & ~q_valid & ~r_valid & ~s2_valid & ~s3_valid
                     & ~s4_valid & ~b_valid):
             m.d.sync += running.eq(0)
         m.d.comb += self.busy.eq(running)

@@ -5,10 +5,10 @@ step: the unit walks the active presynaptic rows (ascending ``pre``), and for ea
 chunk of ``P`` postsynaptic lanes, reading one weight word, one momentum word and one delta word
 per cycle, and writing both back ``PIPE_STAGES + 1`` cycles later (deep, so that the ECP5 build
 reaches 80 MHz; a pass never visits a word twice, so there is no read-after-write hazard). Flips
-leave as a stream in golden order. The momentum memory is split into banks of at most
-``MOM_BANK_WORDS`` words whose outputs are registered before the bank multiplexer: a deep layer's
-momentum memory (N-MNIST layer 0: 36,992 words) otherwise puts a chip-wide multiplexer between the
-block RAMs and the first register.
+leave as a stream in golden order. The momentum memory is a :class:`BankedMemory` (banks with
+registered outputs, read latency 2): a deep layer's momentum memory (N-MNIST layer 0: 36,992
+words) otherwise puts a chip-wide multiplexer between the block RAMs and the first register. The
+weight memory (the top's) answers with the same latency.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
+from .banked_memory import BANK_WORDS, READ_LATENCY, BankedMemory
 from .common import lowest_set
 from .srand import lane_constant, lane_select, srand_value
 
@@ -31,9 +32,9 @@ COUNTER_BITS = 32
 #: Register stages between the memory read (s1) and the write-back: Q, A..F in ``elaborate``.
 PIPE_STAGES = 7
 #: Words per momentum bank (a power of two); a layer with more words gets several banks.
-MOM_BANK_WORDS = 2048
+MOM_BANK_WORDS = BANK_WORDS
 #: Cycles from ``mom_re`` (with ``mom_addr``) to ``mom_rdata`` / ``mom_rvalid``.
-MOM_READ_LATENCY = 2
+MOM_READ_LATENCY = READ_LATENCY
 
 
 def _ubits(n_values: int) -> int:
@@ -117,9 +118,9 @@ class FlipUnit(wiring.Component):
     Members
     -------
     w_rd_addr : Out(addr_bits)
-        Weight word address to read; the top returns ``w_rd_data`` one cycle later.
+        Weight word address to read; the top returns ``w_rd_data`` two cycles later.
     w_rd_data : In(P)
-        Weight word at the ``w_rd_addr`` of the previous cycle (synchronous read port).
+        Weight word at the ``w_rd_addr`` of two cycles earlier (a :class:`BankedMemory`).
     w_wr_addr, w_wr_data, w_wr_en : Out(addr_bits), Out(P), Out(1)
         Weight word write (only words with at least one flip are written).
     d_wr_addr, d_wr_data, d_wr_en : In(chunk_bits), In(P * delta_bits), In(1)
@@ -259,18 +260,7 @@ class FlipUnit(wiring.Component):
         pre_w = _ubits(self._n_pre)
         n_valid_last = self._n_post - (C - 1) * P    # real lanes in the last chunk
 
-        # momentum banks: bank b holds words b * bw ... (b + 1) * bw - 1; every bank reads the same
-        # low address bits, its output is registered (next to its block RAMs), and the bank
-        # multiplexer works on those registers one cycle later
-        bw = self._bank_words
-        lb = bw.bit_length() - 1
-        n_banks = -(-self._depth // bw)
-        mom_rds, mom_wrs = [], []
-        for b in range(n_banks):
-            bank = Memory(shape=P * mb, depth=min(bw, self._depth - b * bw), init=[])
-            m.submodules["mom" if n_banks == 1 else f"mom{b}"] = bank
-            mom_rds.append(bank.read_port())
-            mom_wrs.append(bank.write_port())
+        m.submodules.mom = mom = BankedMemory(P * mb, self._depth, bank_words=self._bank_words)
         m.submodules.dmem = dmem = Memory(shape=P * db, depth=C, init=[])
         d_rd, d_wr = dmem.read_port(), dmem.write_port()
         m.d.comb += [d_wr.addr.eq(self.d_wr_addr), d_wr.data.eq(self.d_wr_data),
@@ -346,26 +336,9 @@ class FlipUnit(wiring.Component):
         m.d.sync += [s1_valid.eq(issue), s1_pre.eq(row_pre), s1_a.eq(row_a), s1_c.eq(row_c),
                      s1_addr.eq(row_addr), s1_rm.eq(r0 & rnd_mask), s1_rn.eq(~r0 & rnd_mask)]
 
-        # momentum read: banks (s1), registered bank outputs (Q), bank multiplexer into A
-        mom_raddr = Signal(ab)
-        m.d.comb += mom_raddr.eq(Mux(running, row_addr, self.mom_addr))
-        bank_q = []
-        for b, rp in enumerate(mom_rds):
-            m.d.comb += rp.addr.eq(mom_raddr[:len(rp.addr)])
-            q = Signal(P * mb, name=f"mom_q{b}")
-            m.d.sync += q.eq(rp.data)
-            bank_q.append(q)
-        mom_q = Signal(P * mb)
-        if n_banks == 1:
-            m.d.comb += mom_q.eq(bank_q[0])
-        else:
-            sel1 = Signal(range(n_banks))
-            sel2 = Signal(range(n_banks))
-            m.d.sync += [sel1.eq(mom_raddr[lb:]), sel2.eq(sel1)]
-            with m.Switch(sel2):
-                for b, q in enumerate(bank_q):
-                    with m.Case(b):
-                        m.d.comb += mom_q.eq(q)
+        # momentum and weight words: read in s1, registered next to their block RAMs (Q), bank
+        # multiplexer into A
+        m.d.comb += mom.r_addr.eq(Mux(running, row_addr, self.mom_addr))
 
         # ---- momentum update and flip decision: seven pipeline stages ----------------------------
         # u = floor((X + rnd) / 2^k) with X = G - (M << gs), exact but narrow:
@@ -376,8 +349,8 @@ class FlipUnit(wiring.Component):
         #           u = +1 if t >> W == 1 and rnd_hi has all its k-W bits set (k <= 32),
         #           u = -1 if t >> W == -1 and rnd_hi == 0, else u = 0.
         # The stages (one register each, so the ECP5 build closes timing at 80 MHz):
-        #   Q  memory words registered (the block RAM outputs go straight into flip-flops)
-        #   A  momentum bank selected
+        #   Q  delta word registered; momentum and weight words in their banks' registers
+        #   A  momentum and weight banks selected
         #   B  G = delta * a; the high random bits reduced to two flags per lane
         #   C  t = G - (M << gs) + rnd_low
         #   D  u from t (narrow shifter, range check)
@@ -410,13 +383,12 @@ class FlipUnit(wiring.Component):
             return v, regs
 
         meta = dict(pre=s1_pre, c=s1_c, addr=s1_addr)
-        # Q: memory words (the momentum banks' outputs are the mom_q registers above)
-        q_valid, Q = stage("sq", s1_valid, dict(meta, d=d_rd.data, w=self.w_rd_data, a=s1_a,
-                                                rm=s1_rm, rn=s1_rn))
-        # A: momentum bank selected
+        # Q: delta word (the momentum and weight words wait in the BankedMemory registers)
+        q_valid, Q = stage("sq", s1_valid, dict(meta, d=d_rd.data, a=s1_a, rm=s1_rm, rn=s1_rn))
+        # A: momentum and weight words out of their bank multiplexers
         a_valid, A = stage("sa", q_valid, dict(pre=Q["pre"], c=Q["c"], addr=Q["addr"], d=Q["d"],
-                                               mo=mom_q, w=Q["w"], a=Q["a"], rm=Q["rm"],
-                                               rn=Q["rn"]))
+                                               mo=mom.r_data, w=self.w_rd_data, a=Q["a"],
+                                               rm=Q["rm"], rn=Q["rn"]))
         # B: products, visits, random flags
         mask_hi = (A["rm"] | A["rn"])[W:32] if W < 32 else None   # = rnd_mask bits [W, 32)
         b_in = dict(pre=A["pre"], c=A["c"], addr=A["addr"], mo=A["mo"], w=A["w"])
@@ -512,19 +484,11 @@ class FlipUnit(wiring.Component):
         m.d.comb += [
             self.w_wr_addr.eq(s2_addr), self.w_wr_data.eq(S2["w"]),
             self.w_wr_en.eq(s2_valid & any_flip),
-            self.mom_rdata.eq(mom_q),
+            self.mom_rdata.eq(mom.r_data),
+            mom.w_addr.eq(Mux(running, s2_addr, self.mom_addr)),
+            mom.w_data.eq(Mux(running, S2["m"], self.mom_wdata)),
+            mom.w_en.eq(Mux(running, s2_valid & S2["visit"], self.mom_we)),
         ]
-        mom_waddr = Signal(ab)
-        mom_wdata = Signal(P * mb)
-        mom_wen = Signal()
-        m.d.comb += [
-            mom_waddr.eq(Mux(running, s2_addr, self.mom_addr)),
-            mom_wdata.eq(Mux(running, S2["m"], self.mom_wdata)),
-            mom_wen.eq(Mux(running, s2_valid & S2["visit"], self.mom_we)),
-        ]
-        for b, wp in enumerate(mom_wrs):
-            m.d.comb += [wp.addr.eq(mom_waddr[:len(wp.addr)]), wp.data.eq(mom_wdata),
-                         wp.en.eq(mom_wen & ((mom_waddr >> lb) == b))]
         if events:
             m.d.comb += [ff.w_data.eq(Cat(s2_flip, s2_c, s2_pre)),
                          ff.w_en.eq(s2_valid & any_flip)]

@@ -2,8 +2,9 @@
 ``golden/neuron_array.py``).
 
 The layer's ``n_post`` neurons are stored ``P`` (lanes) to a word: neuron ``j`` is lane ``j % P``
-of word ``j // P``, ``C = ceil(n_post / P)`` words. The weight memory (owned by the top, read
-here through ``w_addr``/``w_data`` with one cycle of latency) holds at word ``i * C + c`` the
+of word ``j // P``, ``C = ceil(n_post / P)`` words. The weight memory (owned by the top, a
+:class:`~hdl_gen.banked_memory.BankedMemory` read here through ``w_addr``/``w_data`` with two
+cycles of latency) holds at word ``i * C + c`` the
 weights of presynaptic neuron ``i`` to posts ``c*P .. c*P+P-1`` (bit ``k`` = 1 means +1).
 
 Accumulation: every input event ``i`` reads its ``C`` weight words, one per cycle, and adds +-1
@@ -46,8 +47,8 @@ class NeuronArray(wiring.Component):
     i_event : In(stream {pre})
         Presynaptic events to accumulate; taken only between passes.
     w_addr : Out, w_data : In(P)
-        Weight-memory read (the top registers the address: ``w_data`` is the word of the
-        address presented one cycle earlier).
+        Weight-memory read: ``w_data`` is the word of the address presented two cycles
+        earlier (``banked_memory.READ_LATENCY``).
     start : In(1)
         Pulse: begin the LIF pass (all events of the step have been delivered).
     clear : In(1)
@@ -169,10 +170,12 @@ class NeuronArray(wiring.Component):
         e_c = Signal(uidx(C))
         s1_valid = Signal()
         s1_c = Signal(uidx(C))
+        s2_valid = Signal()
+        s2_c = Signal(uidx(C))
         e_last = e_c == C - 1
         take = (state == ACC) & (~e_busy | e_last)
         m.d.comb += [self.i_event.ready.eq(take), self.w_addr.eq(e_addr)]
-        m.d.sync += s1_valid.eq(e_busy)
+        m.d.sync += [s1_valid.eq(e_busy), s2_valid.eq(s1_valid), s2_c.eq(s1_c)]
         with m.If(e_busy):
             m.d.sync += [s1_c.eq(e_c), e_addr.eq(e_addr + 1),
                          e_c.eq(Mux(e_last, 0, e_c + 1))]
@@ -181,7 +184,10 @@ class NeuronArray(wiring.Component):
         with m.If(self.i_event.valid & take):
             m.d.sync += [e_busy.eq(1), e_addr.eq(self.i_event.p.pre * C), e_c.eq(0)]
 
-        # stage 1: +-1 into the P accumulators of word s1_c
+        # stage 1 reads the accumulators of word s1_c while the weight word is on its way (two
+        # cycles of latency); stage 2: +-1 into them, written back the same cycle. A word read
+        # in the cycle it is written gets the new value (transparent port), so back-to-back
+        # events need no bubble even at C = 1.
         acc_word = Signal(self.z_shape)
         for k in range(P):
             m.d.comb += acc_word[k].eq(z_rd.data[k] + Mux(self.w_data[k], 1, -1))
@@ -213,7 +219,7 @@ class NeuronArray(wiring.Component):
         # the LIF arithmetic has its own read ports, which hold still during accumulation
         for rp in lif_rd + [z_lrd]:
             m.d.comb += [rp.addr.eq(l_rd_c), rp.en.eq(issue)]
-        m.d.comb += [z_rd.addr.eq(e_c), z_rd.en.eq(e_busy)]
+        m.d.comb += [z_rd.addr.eq(s1_c), z_rd.en.eq(s1_valid)]
 
         mem_max = d.mem_max
         last_lanes = self.n_post - (C - 1) * P
@@ -298,7 +304,7 @@ class NeuronArray(wiring.Component):
 
         # --- memory writes: accumulation, LIF, clear ----------------------------------------
         with m.If(state == ACC):
-            m.d.comb += [z_wr.addr.eq(s1_c), z_wr.data.eq(acc_word), z_wr.en.eq(s1_valid)]
+            m.d.comb += [z_wr.addr.eq(s2_c), z_wr.data.eq(acc_word), z_wr.en.eq(s2_valid)]
         with m.Elif(state == LIF):
             m.d.comb += [z_wr.addr.eq(c_c), z_wr.data.eq(0), z_wr.en.eq(lc_valid),
                          v_wr.addr.eq(c_c), v_wr.data.eq(c_v), v_wr.en.eq(lc_valid),
@@ -311,7 +317,7 @@ class NeuronArray(wiring.Component):
                 m.d.comb += [wp.addr.eq(clr_c), wp.data.eq(0), wp.en.eq(1)]
 
         # --- control -----------------------------------------------------------------------
-        acc_idle = ~e_busy & ~s1_valid
+        acc_idle = ~e_busy & ~s1_valid & ~s2_valid
         with m.Switch(state):
             with m.Case(ACC):
                 with m.If(self.start & acc_idle):

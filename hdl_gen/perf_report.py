@@ -87,18 +87,17 @@ FLOW_NOTES = """## The flow
 
 def _sim_accumulate(cfg, P: int, n_events: int | None = None) -> dict:
     from amaranth import Module
-    from amaranth.lib import memory
+    from hdl_gen.banked_memory import BankedMemory
     from amaranth.sim import Simulator
     from hdl_gen.neuron_array import NeuronArray
 
     na = NeuronArray(cfg, 0, P)
     m = Module()
     m.submodules.na = na
-    m.submodules.wmem = wmem = memory.Memory(shape=P, depth=na.n_pre * na.C,
-                                             init=[0x5A5A5A5A5A5A5A5A & ((1 << P) - 1)]
-                                             * (na.n_pre * na.C))
-    rp = wmem.read_port()
-    m.d.comb += [rp.addr.eq(na.w_addr), na.w_data.eq(rp.data)]
+    m.submodules.wmem = wmem = BankedMemory(P, na.n_pre * na.C,
+                                            init=[0x5A5A5A5A5A5A5A5A & ((1 << P) - 1)]
+                                            * (na.n_pre * na.C))
+    m.d.comb += [wmem.r_addr.eq(na.w_addr), na.w_data.eq(wmem.r_data)]
     events = list(range(n_events or na.n_pre))
     res = {}
 
@@ -143,7 +142,7 @@ def _sim_accumulate(cfg, P: int, n_events: int | None = None) -> dict:
 
 def _sim_learning(cfg, P: int, n_rows: int | None = None) -> dict:
     from amaranth import Module
-    from amaranth.lib import memory
+    from hdl_gen.banked_memory import BankedMemory
     from amaranth.sim import Simulator
     from hdl_gen.flip_unit import FlipUnit
 
@@ -152,10 +151,10 @@ def _sim_learning(cfg, P: int, n_rows: int | None = None) -> dict:
     C = math.ceil(n_post / P)
     m = Module()
     m.submodules.fu = fu
-    m.submodules.wmem = wmem = memory.Memory(shape=P, depth=n_pre * C, init=[])
-    rp, wp = wmem.read_port(), wmem.write_port()
-    m.d.comb += [rp.addr.eq(fu.w_rd_addr), fu.w_rd_data.eq(rp.data),
-                 wp.addr.eq(fu.w_wr_addr), wp.data.eq(fu.w_wr_data), wp.en.eq(fu.w_wr_en)]
+    m.submodules.wmem = wmem = BankedMemory(P, n_pre * C)
+    m.d.comb += [wmem.r_addr.eq(fu.w_rd_addr), fu.w_rd_data.eq(wmem.r_data),
+                 wmem.w_addr.eq(fu.w_wr_addr), wmem.w_data.eq(fu.w_wr_data),
+                 wmem.w_en.eq(fu.w_wr_en)]
     rows = list(range(n_rows or n_pre))
     db = cfg.delta_bits
     one_lanes = sum(1 << (k * db) for k in range(P))          # delta = +1 in every lane

@@ -22,6 +22,7 @@ from cocotb.triggers import ReadOnly, RisingEdge
 from golden.config import NetConfig
 from golden.error_unit import hidden_error, output_error
 from golden.fixed import IntArith
+from hdl_gen.banked_memory import BankedMemory
 from hdl_gen.common import uidx, weight_words, words
 from hdl_gen.error_unit import ErrorUnit
 from verif.rtl_util import pulse, unpack_lanes
@@ -63,8 +64,7 @@ class EUBench(wiring.Component):
         shape = data.ArrayLayout(signed(cfg.membrane_bits), P)
         mems = {}
         for sel, (name, shp, depth) in enumerate([("u0", shape, self.C0), ("th0", shape, self.C0),
-                                                  ("u1", shape, self.C1),
-                                                  ("w1", P, n0 * self.C1)]):
+                                                  ("u1", shape, self.C1)]):
             mem = memory.Memory(shape=shp, depth=depth, init=[])
             m.submodules[name] = mem
             wp = mem.write_port()
@@ -72,9 +72,14 @@ class EUBench(wiring.Component):
                          wp.en.eq(self.ld_en & (self.ld_sel == sel))]
             mems[name] = mem
         for name, addr, out in (("u0", eu0.x_addr, eu0.x_u), ("th0", eu0.x_addr, eu0.x_theta),
-                                ("u1", eu1.x_addr, eu1.x_u), ("w1", eu0.w_addr, eu0.w_data)):
+                                ("u1", eu1.x_addr, eu1.x_u)):
             rp = mems[name].read_port()
             m.d.comb += [rp.addr.eq(addr), out.eq(rp.data)]
+        # the Core's weight memory (read latency 2), small banks to exercise the multiplexer
+        m.submodules.w1 = w1 = BankedMemory(P, n0 * self.C1, bank_words=8)
+        m.d.comb += [w1.w_addr.eq(self.ld_addr), w1.w_data.eq(self.ld_data),
+                     w1.w_en.eq(self.ld_en & (self.ld_sel == 3)),
+                     w1.r_addr.eq(eu0.w_addr), eu0.w_data.eq(w1.r_data)]
         m.d.comb += [
             eu1.dl_addr.eq(eu0.dn_addr), eu0.dn_data.eq(eu1.dl_data),
             eu1.label.eq(self.label), eu0.start.eq(self.start0), eu1.start.eq(self.start1),

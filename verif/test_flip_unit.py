@@ -23,7 +23,6 @@ import pytest
 from amaranth import Module, Mux
 from amaranth.back import rtlil
 from amaranth.lib import wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, RisingEdge
@@ -31,6 +30,7 @@ from cocotb.triggers import FallingEdge, RisingEdge
 from golden.config import DEFAULT, NetConfig, tiny_config
 from golden.fixed import IntArith, step_key
 from golden.flip_unit import flip_step, tbso_update
+from hdl_gen.banked_memory import READ_LATENCY, BankedMemory
 from hdl_gen.flip_unit import MOM_BANK_WORDS, MOM_READ_LATENCY, PIPE_STAGES, FlipUnit
 from verif.simulate import run_bench
 from verif.streams import StreamSink, StreamSource, reset_dut
@@ -59,8 +59,10 @@ class FlipHarness(wiring.Component):
     """FlipUnits with their weight memories (layout of the FlipUnit contract) and host ports.
 
     Every FlipUnit member except the ``w_*`` weight-memory signals is exposed as ``{name}_{member}``;
-    ``{name}_wh_addr/_wh_wdata/_wh_we/_wh_re`` and ``{name}_wh_rdata`` (valid the cycle after
-    ``_wh_re``) give the host access to the weight memory while the unit is not busy.
+    ``{name}_wh_addr/_wh_wdata/_wh_we/_wh_re`` and ``{name}_wh_rdata`` (valid ``READ_LATENCY``
+    cycles after ``_wh_re``) give the host access to the weight memory while the unit is not
+    busy. The weight memory is the Core's :class:`BankedMemory` (small banks here, so that its
+    bank multiplexer is exercised).
     """
 
     def __init__(self, units: dict):
@@ -80,8 +82,7 @@ class FlipHarness(wiring.Component):
         m = Module()
         for pfx, u in self._units.items():
             m.submodules[f"{pfx}_unit"] = u
-            m.submodules[f"{pfx}_wmem"] = wmem = Memory(shape=u.lanes, depth=u.depth, init=[])
-            rd, hrd, wr = wmem.read_port(), wmem.read_port(), wmem.write_port()
+            m.submodules[f"{pfx}_wmem"] = wmem = BankedMemory(u.lanes, u.depth, bank_words=16)
             for name, mem in u.signature.members.items():
                 if name.startswith("w_"):
                     continue
@@ -97,11 +98,11 @@ class FlipHarness(wiring.Component):
                     m.d.comb += outer.eq(inner)
             g = lambda n: getattr(self, f"{pfx}_{n}")
             m.d.comb += [
-                rd.addr.eq(u.w_rd_addr), u.w_rd_data.eq(rd.data),
-                wr.addr.eq(Mux(u.busy, u.w_wr_addr, g("wh_addr"))),
-                wr.data.eq(Mux(u.busy, u.w_wr_data, g("wh_wdata"))),
-                wr.en.eq(Mux(u.busy, u.w_wr_en, g("wh_we"))),
-                hrd.addr.eq(g("wh_addr")), g("wh_rdata").eq(hrd.data),
+                wmem.r_addr.eq(Mux(u.busy, u.w_rd_addr, g("wh_addr"))),
+                u.w_rd_data.eq(wmem.r_data), g("wh_rdata").eq(wmem.r_data),
+                wmem.w_addr.eq(Mux(u.busy, u.w_wr_addr, g("wh_addr"))),
+                wmem.w_data.eq(Mux(u.busy, u.w_wr_data, g("wh_wdata"))),
+                wmem.w_en.eq(Mux(u.busy, u.w_wr_en, g("wh_we"))),
             ]
         return m
 
@@ -389,7 +390,7 @@ class UnitDriver:
     async def check_memories(self):
         mwords = await self.read_words("mom", self.n_pre * self.C, valid="mom_rvalid",
                                        latency=MOM_READ_LATENCY)
-        wwords = await self.read_words("wh", self.n_pre * self.C)
+        wwords = await self.read_words("wh", self.n_pre * self.C, latency=READ_LATENCY)
         for i in range(self.n_pre):
             for c in range(self.C):
                 addr = i * self.C + c

@@ -24,6 +24,7 @@ from cocotb.triggers import ReadOnly, RisingEdge
 from golden.config import NetConfig
 from golden.fixed import IntArith
 from golden.neuron_array import accumulate, lif_step
+from hdl_gen.banked_memory import BankedMemory
 from hdl_gen.common import weight_words
 from hdl_gen.neuron_array import NeuronArray
 from verif.rtl_util import SumMonitor, forward_ports, pulse, unpack_lanes, wait_low
@@ -59,10 +60,11 @@ class NABench(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.na = na = self.na
-        m.submodules.wmem = wmem = memory.Memory(shape=self._lanes, depth=len(self._init),
-                                                 init=self._init)
-        rp = wmem.read_port()
-        m.d.comb += [rp.addr.eq(na.w_addr), na.w_data.eq(rp.data)]
+        # the Core's weight memory (read latency 2), with small banks so that the bank
+        # multiplexer is exercised
+        m.submodules.wmem = wmem = BankedMemory(self._lanes, len(self._init), init=self._init,
+                                                bank_words=16)
+        m.d.comb += [wmem.r_addr.eq(na.w_addr), na.w_data.eq(wmem.r_data)]
         forward_ports(m, self, na, skip=("w_addr", "w_data"))
         return m
 
