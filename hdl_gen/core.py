@@ -419,6 +419,16 @@ class Core(wiring.Component):
             return rq.mem == space
 
         mb = cfg.membrane_bits
+
+        # The one-cycle reads (NeuronArray, TraceUnit, TbsoUnit words) are registered next to
+        # their memories every cycle: valid in MEM_B, and the lane and space selection below
+        # starts at flip-flops (on the ECP5 N-MNIST build, trace RAM -> selection -> rdata_r was
+        # the critical path, 20.5 ns). Weights and momenta come from BankedMemory registers.
+        def held(x, name):
+            r = Signal.like(x, name=name)
+            m.d.sync += r.eq(x)
+            return r
+
         for l in range(L):
             here = rq.layer == l
             word = wmem[l].r_data
@@ -430,24 +440,22 @@ class Core(wiring.Component):
                 m.d.comb += rdata.eq(fu[l].mom_rdata.word_select(rq_lane, cfg.momentum_bits)
                                      .as_signed())
             if self.tbso:
+                v = held(tb[l].v_rdata, f"v_rdata{l}_held")
                 with m.If(here & rq_is(sp.V)):
-                    m.d.comb += rdata.eq(tb[l].v_rdata)
-            with m.If(here & rq_is(sp.BIAS)):
-                m.d.comb += rdata.eq(
-                    na[l].x_bias.as_value().word_select(rq_lane_i, mb).as_signed())
-            with m.If(here & rq_is(sp.MEMBRANE)):
-                m.d.comb += rdata.eq(
-                    na[l].x_v.as_value().word_select(rq_lane_i, mb).as_signed())
-            with m.If(here & rq_is(sp.TRACE)):
-                m.d.comb += rdata.eq(tu[l].x_a.as_value().word_select(rq_lane_i, cfg.trace_bits))
+                    m.d.comb += rdata.eq(v)
+            spaces = [(sp.BIAS, na[l].x_bias, mb, True), (sp.MEMBRANE, na[l].x_v, mb, True),
+                      (sp.TRACE, tu[l].x_a, cfg.trace_bits, False)]
             if l < L - 1:
-                with m.If(here & rq_is(sp.THETA)):
-                    m.d.comb += rdata.eq(
-                        na[l].x_theta.as_value().word_select(rq_lane_i, mb).as_signed())
+                spaces.append((sp.THETA, na[l].x_theta, mb, True))
+            for space, x, width, signed_ in spaces:
+                lane_v = held(x, f"{space.name.lower()}{l}_held").as_value().word_select(
+                    rq_lane_i, width)
+                with m.If(here & rq_is(space)):
+                    m.d.comb += rdata.eq(lane_v.as_signed() if signed_ else lane_v)
         sw = na[L - 1].score_width
+        score_v = held(na[L - 1].x_score, "score_held").as_value().word_select(rq_lane_i, sw)
         with m.If(rq_is(sp.SCORE)):
-            m.d.comb += rdata.eq(
-                na[L - 1].x_score.as_value().word_select(rq_lane_i, sw).as_signed())
+            m.d.comb += rdata.eq(score_v.as_signed())
         with m.If(is_(sp.REG)):
             with m.Switch(mq_idx):
                 with m.Case(int(Reg.STEP)):

@@ -140,11 +140,20 @@ class TraceUnit(wiring.Component):
         m.d.sync += [p1_valid.eq(p_issue), p1_c.eq(p_c)]
         with m.If(p_issue):
             m.d.sync += p_c.eq(p_c + 1)
+        # q: the trace and spike words registered (the block RAM outputs drive only flip-flops;
+        # on the ECP5 N-MNIST build the RAM -> arithmetic -> register path was 20.1 ns), then
+        # the new traces computed from the registers and written back. The pass reads every
+        # word once, so writing back two cycles after the read is free of hazards.
+        q_valid = Signal()
+        q_c = Signal(uidx(C))
+        q_a = Signal(self.a_shape)
+        q_s = Signal(P)
+        m.d.sync += [q_valid.eq(p1_valid), q_c.eq(p1_c), q_a.eq(a_rd.data), q_s.eq(s_prd.data)]
         new_a = Signal(self.a_shape)
         sats = []
         for k in range(P):
-            a = a_rd.data[k]
-            raw = a - (a >> cfg.trace_shift) + Mux(s_prd.data[k], d.trace_one, 0)
+            a = q_a[k]
+            raw = a - (a >> cfg.trace_shift) + Mux(q_s[k], d.trace_one, 0)
             ovf = raw > d.trace_max
             m.d.comb += new_a[k].eq(Mux(ovf, d.trace_max, raw))
             sats.append(ovf)
@@ -153,8 +162,8 @@ class TraceUnit(wiring.Component):
         p2_valid, p3_valid, p4_valid = Signal(), Signal(), Signal()
         p2_a = Signal(self.a_shape)
         p2_sats = Signal(P)
-        m.d.sync += [p2_valid.eq(p1_valid), p2_a.eq(new_a),
-                     p2_sats.eq(Mux(p1_valid, Cat(*sats), 0))]
+        m.d.sync += [p2_valid.eq(q_valid), p2_a.eq(new_a),
+                     p2_sats.eq(Mux(q_valid, Cat(*sats), 0))]
         p3_sq = [Signal(2 * cfg.trace_bits, name=f"sq{k}") for k in range(P)]
         m.d.sync += p3_valid.eq(p2_valid)
         m.d.sync += [p3_sq[k].eq(p2_a[k] * p2_a[k]) for k in range(P)]
@@ -166,7 +175,7 @@ class TraceUnit(wiring.Component):
         m.d.comb += [self.s_a.eq(s_a), self.sat.eq(sat_r)]
         with m.If(p4_valid):
             m.d.sync += s_a.eq(s_a + word_sq)
-        upd_drained = ~p1_valid & ~p2_valid & ~p3_valid & ~p4_valid & (p2_sats == 0)
+        upd_drained = ~p1_valid & ~q_valid & ~p2_valid & ~p3_valid & ~p4_valid & (p2_sats == 0)
 
         # --- emit pass -------------------------------------------------------------------------
         e_rd_c = Signal(range(C + 1))
@@ -234,7 +243,7 @@ class TraceUnit(wiring.Component):
                              s_wr.data.eq(-1)]
             with m.Case(UPD):
                 m.d.comb += [a_rd.addr.eq(p_c), s_prd.addr.eq(p_c),
-                             a_wr.addr.eq(p1_c), a_wr.data.eq(new_a), a_wr.en.eq(p1_valid),
+                             a_wr.addr.eq(q_c), a_wr.data.eq(new_a), a_wr.en.eq(q_valid),
                              s_wr.addr.eq(p1_c), s_wr.data.eq(0),
                              s_wr.en.eq(Mux(p1_valid, (1 << P) - 1, 0))]
             with m.Case(EMIT):

@@ -521,39 +521,39 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   wire [32:0] \$563 ;
   reg [68:0] \$564 ;
   reg \$565 ;
-  reg [1:0] \$566 ;
-  reg [4:0] \$567 ;
-  reg [3:0] \$568 ;
-  reg \$569 ;
+  reg [511:0] \$566 ;
+  reg [511:0] \$567 ;
+  reg [223:0] \$568 ;
+  reg [511:0] \$569 ;
   wire \$57 ;
-  reg \$570 ;
-  reg \$571 ;
-  reg \$572 ;
-  reg [68:0] \$573 ;
-  reg [8:0] \$574 ;
-  reg [1:0] \$575 ;
-  reg [31:0] \$576 ;
-  reg [31:0] \$577 ;
-  reg [3:0] \$578 ;
+  reg [511:0] \$570 ;
+  reg [511:0] \$571 ;
+  reg [223:0] \$572 ;
+  reg [607:0] \$573 ;
+  reg [1:0] \$574 ;
+  reg [4:0] \$575 ;
+  reg [3:0] \$576 ;
+  reg \$577 ;
+  reg \$578 ;
   reg \$579 ;
   wire \$58 ;
-  reg [3:0] \$580 ;
-  reg [18:0] \$581 ;
-  reg [3:0] \$582 ;
-  reg [5:0] \$583 ;
-  reg [5:0] \$584 ;
-  reg [15:0] \$585 ;
-  reg [15:0] \$586 ;
-  reg [15:0] \$587 ;
-  reg [31:0] \$588 ;
-  reg [31:0] \$589 ;
+  reg \$580 ;
+  reg [68:0] \$581 ;
+  reg [8:0] \$582 ;
+  reg [1:0] \$583 ;
+  reg [31:0] \$584 ;
+  reg [31:0] \$585 ;
+  reg [3:0] \$586 ;
+  reg \$587 ;
+  reg [3:0] \$588 ;
+  reg [18:0] \$589 ;
   wire \$59 ;
-  reg [31:0] \$590 ;
-  reg [31:0] \$591 ;
-  reg [31:0] \$592 ;
-  reg [31:0] \$593 ;
-  reg [31:0] \$594 ;
-  reg [31:0] \$595 ;
+  reg [3:0] \$590 ;
+  reg [5:0] \$591 ;
+  reg [5:0] \$592 ;
+  reg [15:0] \$593 ;
+  reg [15:0] \$594 ;
+  reg [15:0] \$595 ;
   reg [31:0] \$596 ;
   reg [31:0] \$597 ;
   reg [31:0] \$598 ;
@@ -561,13 +561,21 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   wire \$6 ;
   wire \$60 ;
   reg [31:0] \$600 ;
-  wire \$601 ;
-  wire \$602 ;
-  wire \$603 ;
-  wire \$604 ;
-  wire \$605 ;
-  wire [2:0] \$606 ;
+  reg [31:0] \$601 ;
+  reg [31:0] \$602 ;
+  reg [31:0] \$603 ;
+  reg [31:0] \$604 ;
+  reg [31:0] \$605 ;
+  reg [31:0] \$606 ;
+  reg [31:0] \$607 ;
+  reg [31:0] \$608 ;
+  wire \$609 ;
   wire \$61 ;
+  wire \$610 ;
+  wire \$611 ;
+  wire \$612 ;
+  wire \$613 ;
+  wire [2:0] \$614 ;
   wire \$62 ;
   wire \$63 ;
   wire \$64 ;
@@ -584,26 +592,26 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   wire \$74 ;
   wire \$75 ;
   wire \$76 ;
-  wire [8:0] \$768 ;
   wire \$77 ;
-  wire [9:0] \$774 ;
+  wire [8:0] \$776 ;
   wire \$78 ;
-  wire [9:0] \$780 ;
-  wire [7:0] \$786 ;
+  wire [9:0] \$782 ;
+  wire [9:0] \$788 ;
   wire \$79 ;
-  wire [9:0] \$792 ;
+  wire [7:0] \$794 ;
   wire \$8 ;
   wire \$80 ;
-  wire [8:0] \$805 ;
+  wire [9:0] \$800 ;
   wire \$81 ;
-  wire [9:0] \$811 ;
-  wire [9:0] \$817 ;
+  wire [8:0] \$813 ;
+  wire [9:0] \$819 ;
   wire \$82 ;
-  wire [7:0] \$823 ;
-  wire [9:0] \$827 ;
+  wire [9:0] \$825 ;
   wire \$83 ;
-  wire [8:0] \$832 ;
+  wire [7:0] \$831 ;
+  wire [9:0] \$835 ;
   wire \$84 ;
+  wire [8:0] \$840 ;
   wire \$85 ;
   wire \$86 ;
   wire \$87 ;
@@ -628,18 +636,84 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   reg am_v = 1'h0;
   wire bad;
   reg bad_cmd;
+  reg [511:0] bias0_held = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  wire [15:0] \bias0_held[0] ;
+  wire [15:0] \bias0_held[10] ;
+  wire [15:0] \bias0_held[11] ;
+  wire [15:0] \bias0_held[12] ;
+  wire [15:0] \bias0_held[13] ;
+  wire [15:0] \bias0_held[14] ;
+  wire [15:0] \bias0_held[15] ;
+  wire [15:0] \bias0_held[16] ;
+  wire [15:0] \bias0_held[17] ;
+  wire [15:0] \bias0_held[18] ;
+  wire [15:0] \bias0_held[19] ;
+  wire [15:0] \bias0_held[1] ;
+  wire [15:0] \bias0_held[20] ;
+  wire [15:0] \bias0_held[21] ;
+  wire [15:0] \bias0_held[22] ;
+  wire [15:0] \bias0_held[23] ;
+  wire [15:0] \bias0_held[24] ;
+  wire [15:0] \bias0_held[25] ;
+  wire [15:0] \bias0_held[26] ;
+  wire [15:0] \bias0_held[27] ;
+  wire [15:0] \bias0_held[28] ;
+  wire [15:0] \bias0_held[29] ;
+  wire [15:0] \bias0_held[2] ;
+  wire [15:0] \bias0_held[30] ;
+  wire [15:0] \bias0_held[31] ;
+  wire [15:0] \bias0_held[3] ;
+  wire [15:0] \bias0_held[4] ;
+  wire [15:0] \bias0_held[5] ;
+  wire [15:0] \bias0_held[6] ;
+  wire [15:0] \bias0_held[7] ;
+  wire [15:0] \bias0_held[8] ;
+  wire [15:0] \bias0_held[9] ;
+  reg [511:0] bias1_held = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  wire [15:0] \bias1_held[0] ;
+  wire [15:0] \bias1_held[10] ;
+  wire [15:0] \bias1_held[11] ;
+  wire [15:0] \bias1_held[12] ;
+  wire [15:0] \bias1_held[13] ;
+  wire [15:0] \bias1_held[14] ;
+  wire [15:0] \bias1_held[15] ;
+  wire [15:0] \bias1_held[16] ;
+  wire [15:0] \bias1_held[17] ;
+  wire [15:0] \bias1_held[18] ;
+  wire [15:0] \bias1_held[19] ;
+  wire [15:0] \bias1_held[1] ;
+  wire [15:0] \bias1_held[20] ;
+  wire [15:0] \bias1_held[21] ;
+  wire [15:0] \bias1_held[22] ;
+  wire [15:0] \bias1_held[23] ;
+  wire [15:0] \bias1_held[24] ;
+  wire [15:0] \bias1_held[25] ;
+  wire [15:0] \bias1_held[26] ;
+  wire [15:0] \bias1_held[27] ;
+  wire [15:0] \bias1_held[28] ;
+  wire [15:0] \bias1_held[29] ;
+  wire [15:0] \bias1_held[2] ;
+  wire [15:0] \bias1_held[30] ;
+  wire [15:0] \bias1_held[31] ;
+  wire [15:0] \bias1_held[3] ;
+  wire [15:0] \bias1_held[4] ;
+  wire [15:0] \bias1_held[5] ;
+  wire [15:0] \bias1_held[6] ;
+  wire [15:0] \bias1_held[7] ;
+  wire [15:0] \bias1_held[8] ;
+  wire [15:0] \bias1_held[9] ;
   wire busy;
-  wire \busy$199 ;
-  wire \busy$207 ;
-  wire \busy$208 ;
-  wire \busy$213 ;
-  wire \busy$244 ;
-  wire \busy$245 ;
-  wire \busy$246 ;
+  wire \busy$201 ;
+  wire \busy$209 ;
+  wire \busy$210 ;
+  wire \busy$215 ;
+  wire \busy$252 ;
+  wire \busy$253 ;
+  wire \busy$254 ;
   reg clear;
-  reg \clear$201 ;
-  reg \clear$202 ;
   reg \clear$203 ;
+  reg \clear$204 ;
+  reg \clear$205 ;
   wire clear_cnt;
   input clk;
   wire clk;
@@ -674,9 +748,9 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   wire dn_addr;
   wire [511:0] dn_data;
   wire dup;
-  wire \dup$255 ;
+  wire \dup$263 ;
   wire emit;
-  wire \emit$196 ;
+  wire \emit$198 ;
   reg ev_open;
   reg [1:0] flay = 2'h0;
   reg [39:0] flip_rec;
@@ -694,7 +768,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   wire [15:0] h_data;
   wire [15:0] \h_data$142 ;
   reg h_we_bias;
-  reg \h_we_bias$222 ;
+  reg \h_we_bias$224 ;
   reg h_we_theta;
   wire [9:0] host_waddr0;
   wire [7:0] host_waddr1;
@@ -788,17 +862,83 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   reg lay = 1'h0;
   reg learn = 1'h0;
   wire [4:0] level;
-  wire [4:0] \level$250 ;
+  wire [4:0] \level$258 ;
+  reg [511:0] membrane0_held = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  wire [15:0] \membrane0_held[0] ;
+  wire [15:0] \membrane0_held[10] ;
+  wire [15:0] \membrane0_held[11] ;
+  wire [15:0] \membrane0_held[12] ;
+  wire [15:0] \membrane0_held[13] ;
+  wire [15:0] \membrane0_held[14] ;
+  wire [15:0] \membrane0_held[15] ;
+  wire [15:0] \membrane0_held[16] ;
+  wire [15:0] \membrane0_held[17] ;
+  wire [15:0] \membrane0_held[18] ;
+  wire [15:0] \membrane0_held[19] ;
+  wire [15:0] \membrane0_held[1] ;
+  wire [15:0] \membrane0_held[20] ;
+  wire [15:0] \membrane0_held[21] ;
+  wire [15:0] \membrane0_held[22] ;
+  wire [15:0] \membrane0_held[23] ;
+  wire [15:0] \membrane0_held[24] ;
+  wire [15:0] \membrane0_held[25] ;
+  wire [15:0] \membrane0_held[26] ;
+  wire [15:0] \membrane0_held[27] ;
+  wire [15:0] \membrane0_held[28] ;
+  wire [15:0] \membrane0_held[29] ;
+  wire [15:0] \membrane0_held[2] ;
+  wire [15:0] \membrane0_held[30] ;
+  wire [15:0] \membrane0_held[31] ;
+  wire [15:0] \membrane0_held[3] ;
+  wire [15:0] \membrane0_held[4] ;
+  wire [15:0] \membrane0_held[5] ;
+  wire [15:0] \membrane0_held[6] ;
+  wire [15:0] \membrane0_held[7] ;
+  wire [15:0] \membrane0_held[8] ;
+  wire [15:0] \membrane0_held[9] ;
+  reg [511:0] membrane1_held = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  wire [15:0] \membrane1_held[0] ;
+  wire [15:0] \membrane1_held[10] ;
+  wire [15:0] \membrane1_held[11] ;
+  wire [15:0] \membrane1_held[12] ;
+  wire [15:0] \membrane1_held[13] ;
+  wire [15:0] \membrane1_held[14] ;
+  wire [15:0] \membrane1_held[15] ;
+  wire [15:0] \membrane1_held[16] ;
+  wire [15:0] \membrane1_held[17] ;
+  wire [15:0] \membrane1_held[18] ;
+  wire [15:0] \membrane1_held[19] ;
+  wire [15:0] \membrane1_held[1] ;
+  wire [15:0] \membrane1_held[20] ;
+  wire [15:0] \membrane1_held[21] ;
+  wire [15:0] \membrane1_held[22] ;
+  wire [15:0] \membrane1_held[23] ;
+  wire [15:0] \membrane1_held[24] ;
+  wire [15:0] \membrane1_held[25] ;
+  wire [15:0] \membrane1_held[26] ;
+  wire [15:0] \membrane1_held[27] ;
+  wire [15:0] \membrane1_held[28] ;
+  wire [15:0] \membrane1_held[29] ;
+  wire [15:0] \membrane1_held[2] ;
+  wire [15:0] \membrane1_held[30] ;
+  wire [15:0] \membrane1_held[31] ;
+  wire [15:0] \membrane1_held[3] ;
+  wire [15:0] \membrane1_held[4] ;
+  wire [15:0] \membrane1_held[5] ;
+  wire [15:0] \membrane1_held[6] ;
+  wire [15:0] \membrane1_held[7] ;
+  wire [15:0] \membrane1_held[8] ;
+  wire [15:0] \membrane1_held[9] ;
   wire [9:0] mom_addr;
   wire [7:0] \mom_addr$140 ;
   wire [255:0] mom_rdata;
-  wire [255:0] \mom_rdata$176 ;
+  wire [255:0] \mom_rdata$177 ;
   reg mom_re;
-  reg \mom_re$221 ;
+  reg \mom_re$223 ;
   reg [255:0] mom_wdata;
-  reg [255:0] \mom_wdata$225 ;
+  reg [255:0] \mom_wdata$227 ;
   reg mom_we;
-  reg \mom_we$226 ;
+  reg \mom_we$228 ;
   reg [68:0] mq = 69'h000000000000000000;
   wire [27:0] \mq.addr ;
   wire [31:0] \mq.data ;
@@ -818,9 +958,9 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   wire \mq.write ;
   wire mq_ok;
   wire [31:0] n_flip;
-  wire [31:0] \n_flip$231 ;
+  wire [31:0] \n_flip$233 ;
   wire [31:0] n_sat;
-  wire [31:0] \n_sat$229 ;
+  wire [31:0] \n_sat$231 ;
   wire [14:0] o_act__payload;
   wire [15:0] \o_act__payload$123 ;
   wire [6:0] \o_act__payload$123.a ;
@@ -946,13 +1086,46 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   input rst;
   wire rst;
   wire [40:0] s_d;
-  wire [35:0] \s_d$216 ;
+  wire [35:0] \s_d$218 ;
   wire [6:0] sat;
-  wire [6:0] \sat$257 ;
-  wire [5:0] \sat$258 ;
-  wire [5:0] \sat$259 ;
-  wire \sat$260 ;
-  wire \sat$261 ;
+  wire [6:0] \sat$265 ;
+  wire [5:0] \sat$266 ;
+  wire [5:0] \sat$267 ;
+  wire \sat$268 ;
+  wire \sat$269 ;
+  reg [607:0] score_held = 608'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  wire [18:0] \score_held[0] ;
+  wire [18:0] \score_held[10] ;
+  wire [18:0] \score_held[11] ;
+  wire [18:0] \score_held[12] ;
+  wire [18:0] \score_held[13] ;
+  wire [18:0] \score_held[14] ;
+  wire [18:0] \score_held[15] ;
+  wire [18:0] \score_held[16] ;
+  wire [18:0] \score_held[17] ;
+  wire [18:0] \score_held[18] ;
+  wire [18:0] \score_held[19] ;
+  wire [18:0] \score_held[1] ;
+  wire [18:0] \score_held[20] ;
+  wire [18:0] \score_held[21] ;
+  wire [18:0] \score_held[22] ;
+  wire [18:0] \score_held[23] ;
+  wire [18:0] \score_held[24] ;
+  wire [18:0] \score_held[25] ;
+  wire [18:0] \score_held[26] ;
+  wire [18:0] \score_held[27] ;
+  wire [18:0] \score_held[28] ;
+  wire [18:0] \score_held[29] ;
+  wire [18:0] \score_held[2] ;
+  wire [18:0] \score_held[30] ;
+  wire [18:0] \score_held[31] ;
+  wire [18:0] \score_held[3] ;
+  wire [18:0] \score_held[4] ;
+  wire [18:0] \score_held[5] ;
+  wire [18:0] \score_held[6] ;
+  wire [18:0] \score_held[7] ;
+  wire [18:0] \score_held[8] ;
+  wire [18:0] \score_held[9] ;
   reg spike_cnt;
   reg [25:0] spike_rec;
   wire [3:0] \spike_rec.layer ;
@@ -961,9 +1134,9 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   reg spike_we;
   reg spikes_on = 1'h1;
   wire start;
-  wire \start$190 ;
-  wire \start$194 ;
-  wire \start$195 ;
+  wire \start$192 ;
+  wire \start$196 ;
+  wire \start$197 ;
   output [538:0] status;
   wire [538:0] status;
   wire [31:0] \status.bad_cmd ;
@@ -990,10 +1163,109 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   wire [8:0] \status.t ;
   reg [31:0] step = 32'd0;
   reg [8:0] t = 9'h000;
+  reg [511:0] theta0_held = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  wire [15:0] \theta0_held[0] ;
+  wire [15:0] \theta0_held[10] ;
+  wire [15:0] \theta0_held[11] ;
+  wire [15:0] \theta0_held[12] ;
+  wire [15:0] \theta0_held[13] ;
+  wire [15:0] \theta0_held[14] ;
+  wire [15:0] \theta0_held[15] ;
+  wire [15:0] \theta0_held[16] ;
+  wire [15:0] \theta0_held[17] ;
+  wire [15:0] \theta0_held[18] ;
+  wire [15:0] \theta0_held[19] ;
+  wire [15:0] \theta0_held[1] ;
+  wire [15:0] \theta0_held[20] ;
+  wire [15:0] \theta0_held[21] ;
+  wire [15:0] \theta0_held[22] ;
+  wire [15:0] \theta0_held[23] ;
+  wire [15:0] \theta0_held[24] ;
+  wire [15:0] \theta0_held[25] ;
+  wire [15:0] \theta0_held[26] ;
+  wire [15:0] \theta0_held[27] ;
+  wire [15:0] \theta0_held[28] ;
+  wire [15:0] \theta0_held[29] ;
+  wire [15:0] \theta0_held[2] ;
+  wire [15:0] \theta0_held[30] ;
+  wire [15:0] \theta0_held[31] ;
+  wire [15:0] \theta0_held[3] ;
+  wire [15:0] \theta0_held[4] ;
+  wire [15:0] \theta0_held[5] ;
+  wire [15:0] \theta0_held[6] ;
+  wire [15:0] \theta0_held[7] ;
+  wire [15:0] \theta0_held[8] ;
+  wire [15:0] \theta0_held[9] ;
   wire [8:0] thr;
   wire [8:0] \thr$128 ;
+  reg [223:0] trace0_held = 224'h00000000000000000000000000000000000000000000000000000000;
+  wire [6:0] \trace0_held[0] ;
+  wire [6:0] \trace0_held[10] ;
+  wire [6:0] \trace0_held[11] ;
+  wire [6:0] \trace0_held[12] ;
+  wire [6:0] \trace0_held[13] ;
+  wire [6:0] \trace0_held[14] ;
+  wire [6:0] \trace0_held[15] ;
+  wire [6:0] \trace0_held[16] ;
+  wire [6:0] \trace0_held[17] ;
+  wire [6:0] \trace0_held[18] ;
+  wire [6:0] \trace0_held[19] ;
+  wire [6:0] \trace0_held[1] ;
+  wire [6:0] \trace0_held[20] ;
+  wire [6:0] \trace0_held[21] ;
+  wire [6:0] \trace0_held[22] ;
+  wire [6:0] \trace0_held[23] ;
+  wire [6:0] \trace0_held[24] ;
+  wire [6:0] \trace0_held[25] ;
+  wire [6:0] \trace0_held[26] ;
+  wire [6:0] \trace0_held[27] ;
+  wire [6:0] \trace0_held[28] ;
+  wire [6:0] \trace0_held[29] ;
+  wire [6:0] \trace0_held[2] ;
+  wire [6:0] \trace0_held[30] ;
+  wire [6:0] \trace0_held[31] ;
+  wire [6:0] \trace0_held[3] ;
+  wire [6:0] \trace0_held[4] ;
+  wire [6:0] \trace0_held[5] ;
+  wire [6:0] \trace0_held[6] ;
+  wire [6:0] \trace0_held[7] ;
+  wire [6:0] \trace0_held[8] ;
+  wire [6:0] \trace0_held[9] ;
+  reg [223:0] trace1_held = 224'h00000000000000000000000000000000000000000000000000000000;
+  wire [6:0] \trace1_held[0] ;
+  wire [6:0] \trace1_held[10] ;
+  wire [6:0] \trace1_held[11] ;
+  wire [6:0] \trace1_held[12] ;
+  wire [6:0] \trace1_held[13] ;
+  wire [6:0] \trace1_held[14] ;
+  wire [6:0] \trace1_held[15] ;
+  wire [6:0] \trace1_held[16] ;
+  wire [6:0] \trace1_held[17] ;
+  wire [6:0] \trace1_held[18] ;
+  wire [6:0] \trace1_held[19] ;
+  wire [6:0] \trace1_held[1] ;
+  wire [6:0] \trace1_held[20] ;
+  wire [6:0] \trace1_held[21] ;
+  wire [6:0] \trace1_held[22] ;
+  wire [6:0] \trace1_held[23] ;
+  wire [6:0] \trace1_held[24] ;
+  wire [6:0] \trace1_held[25] ;
+  wire [6:0] \trace1_held[26] ;
+  wire [6:0] \trace1_held[27] ;
+  wire [6:0] \trace1_held[28] ;
+  wire [6:0] \trace1_held[29] ;
+  wire [6:0] \trace1_held[2] ;
+  wire [6:0] \trace1_held[30] ;
+  wire [6:0] \trace1_held[31] ;
+  wire [6:0] \trace1_held[3] ;
+  wire [6:0] \trace1_held[4] ;
+  wire [6:0] \trace1_held[5] ;
+  wire [6:0] \trace1_held[6] ;
+  wire [6:0] \trace1_held[7] ;
+  wire [6:0] \trace1_held[8] ;
+  wire [6:0] \trace1_held[9] ;
   reg update;
-  reg \update$210 ;
+  reg \update$212 ;
   wire [9:0] w_addr;
   reg [9:0] \w_addr$150 ;
   wire [7:0] \w_addr$157 ;
@@ -1023,39 +1295,39 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   wire w_wr_en;
   wire \w_wr_en$169 ;
   wire [223:0] x_a;
-  wire [223:0] \x_a$179 ;
-  wire [6:0] \x_a$179[0] ;
-  wire [6:0] \x_a$179[10] ;
-  wire [6:0] \x_a$179[11] ;
-  wire [6:0] \x_a$179[12] ;
-  wire [6:0] \x_a$179[13] ;
-  wire [6:0] \x_a$179[14] ;
-  wire [6:0] \x_a$179[15] ;
-  wire [6:0] \x_a$179[16] ;
-  wire [6:0] \x_a$179[17] ;
-  wire [6:0] \x_a$179[18] ;
-  wire [6:0] \x_a$179[19] ;
-  wire [6:0] \x_a$179[1] ;
-  wire [6:0] \x_a$179[20] ;
-  wire [6:0] \x_a$179[21] ;
-  wire [6:0] \x_a$179[22] ;
-  wire [6:0] \x_a$179[23] ;
-  wire [6:0] \x_a$179[24] ;
-  wire [6:0] \x_a$179[25] ;
-  wire [6:0] \x_a$179[26] ;
-  wire [6:0] \x_a$179[27] ;
-  wire [6:0] \x_a$179[28] ;
-  wire [6:0] \x_a$179[29] ;
-  wire [6:0] \x_a$179[2] ;
-  wire [6:0] \x_a$179[30] ;
-  wire [6:0] \x_a$179[31] ;
-  wire [6:0] \x_a$179[3] ;
-  wire [6:0] \x_a$179[4] ;
-  wire [6:0] \x_a$179[5] ;
-  wire [6:0] \x_a$179[6] ;
-  wire [6:0] \x_a$179[7] ;
-  wire [6:0] \x_a$179[8] ;
-  wire [6:0] \x_a$179[9] ;
+  wire [223:0] \x_a$251 ;
+  wire [6:0] \x_a$251[0] ;
+  wire [6:0] \x_a$251[10] ;
+  wire [6:0] \x_a$251[11] ;
+  wire [6:0] \x_a$251[12] ;
+  wire [6:0] \x_a$251[13] ;
+  wire [6:0] \x_a$251[14] ;
+  wire [6:0] \x_a$251[15] ;
+  wire [6:0] \x_a$251[16] ;
+  wire [6:0] \x_a$251[17] ;
+  wire [6:0] \x_a$251[18] ;
+  wire [6:0] \x_a$251[19] ;
+  wire [6:0] \x_a$251[1] ;
+  wire [6:0] \x_a$251[20] ;
+  wire [6:0] \x_a$251[21] ;
+  wire [6:0] \x_a$251[22] ;
+  wire [6:0] \x_a$251[23] ;
+  wire [6:0] \x_a$251[24] ;
+  wire [6:0] \x_a$251[25] ;
+  wire [6:0] \x_a$251[26] ;
+  wire [6:0] \x_a$251[27] ;
+  wire [6:0] \x_a$251[28] ;
+  wire [6:0] \x_a$251[29] ;
+  wire [6:0] \x_a$251[2] ;
+  wire [6:0] \x_a$251[30] ;
+  wire [6:0] \x_a$251[31] ;
+  wire [6:0] \x_a$251[3] ;
+  wire [6:0] \x_a$251[4] ;
+  wire [6:0] \x_a$251[5] ;
+  wire [6:0] \x_a$251[6] ;
+  wire [6:0] \x_a$251[7] ;
+  wire [6:0] \x_a$251[8] ;
+  wire [6:0] \x_a$251[9] ;
   wire [6:0] \x_a[0] ;
   wire [6:0] \x_a[10] ;
   wire [6:0] \x_a[11] ;
@@ -1095,39 +1367,39 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   wire \x_addr$160 ;
   wire \x_addr$162 ;
   wire [511:0] x_bias;
-  wire [511:0] \x_bias$177 ;
-  wire [15:0] \x_bias$177[0] ;
-  wire [15:0] \x_bias$177[10] ;
-  wire [15:0] \x_bias$177[11] ;
-  wire [15:0] \x_bias$177[12] ;
-  wire [15:0] \x_bias$177[13] ;
-  wire [15:0] \x_bias$177[14] ;
-  wire [15:0] \x_bias$177[15] ;
-  wire [15:0] \x_bias$177[16] ;
-  wire [15:0] \x_bias$177[17] ;
-  wire [15:0] \x_bias$177[18] ;
-  wire [15:0] \x_bias$177[19] ;
-  wire [15:0] \x_bias$177[1] ;
-  wire [15:0] \x_bias$177[20] ;
-  wire [15:0] \x_bias$177[21] ;
-  wire [15:0] \x_bias$177[22] ;
-  wire [15:0] \x_bias$177[23] ;
-  wire [15:0] \x_bias$177[24] ;
-  wire [15:0] \x_bias$177[25] ;
-  wire [15:0] \x_bias$177[26] ;
-  wire [15:0] \x_bias$177[27] ;
-  wire [15:0] \x_bias$177[28] ;
-  wire [15:0] \x_bias$177[29] ;
-  wire [15:0] \x_bias$177[2] ;
-  wire [15:0] \x_bias$177[30] ;
-  wire [15:0] \x_bias$177[31] ;
-  wire [15:0] \x_bias$177[3] ;
-  wire [15:0] \x_bias$177[4] ;
-  wire [15:0] \x_bias$177[5] ;
-  wire [15:0] \x_bias$177[6] ;
-  wire [15:0] \x_bias$177[7] ;
-  wire [15:0] \x_bias$177[8] ;
-  wire [15:0] \x_bias$177[9] ;
+  wire [511:0] \x_bias$249 ;
+  wire [15:0] \x_bias$249[0] ;
+  wire [15:0] \x_bias$249[10] ;
+  wire [15:0] \x_bias$249[11] ;
+  wire [15:0] \x_bias$249[12] ;
+  wire [15:0] \x_bias$249[13] ;
+  wire [15:0] \x_bias$249[14] ;
+  wire [15:0] \x_bias$249[15] ;
+  wire [15:0] \x_bias$249[16] ;
+  wire [15:0] \x_bias$249[17] ;
+  wire [15:0] \x_bias$249[18] ;
+  wire [15:0] \x_bias$249[19] ;
+  wire [15:0] \x_bias$249[1] ;
+  wire [15:0] \x_bias$249[20] ;
+  wire [15:0] \x_bias$249[21] ;
+  wire [15:0] \x_bias$249[22] ;
+  wire [15:0] \x_bias$249[23] ;
+  wire [15:0] \x_bias$249[24] ;
+  wire [15:0] \x_bias$249[25] ;
+  wire [15:0] \x_bias$249[26] ;
+  wire [15:0] \x_bias$249[27] ;
+  wire [15:0] \x_bias$249[28] ;
+  wire [15:0] \x_bias$249[29] ;
+  wire [15:0] \x_bias$249[2] ;
+  wire [15:0] \x_bias$249[30] ;
+  wire [15:0] \x_bias$249[31] ;
+  wire [15:0] \x_bias$249[3] ;
+  wire [15:0] \x_bias$249[4] ;
+  wire [15:0] \x_bias$249[5] ;
+  wire [15:0] \x_bias$249[6] ;
+  wire [15:0] \x_bias$249[7] ;
+  wire [15:0] \x_bias$249[8] ;
+  wire [15:0] \x_bias$249[9] ;
   wire [15:0] \x_bias[0] ;
   wire [15:0] \x_bias[10] ;
   wire [15:0] \x_bias[11] ;
@@ -1392,39 +1664,39 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   wire [15:0] \x_u[8] ;
   wire [15:0] \x_u[9] ;
   wire [511:0] x_v;
-  wire [511:0] \x_v$178 ;
-  wire [15:0] \x_v$178[0] ;
-  wire [15:0] \x_v$178[10] ;
-  wire [15:0] \x_v$178[11] ;
-  wire [15:0] \x_v$178[12] ;
-  wire [15:0] \x_v$178[13] ;
-  wire [15:0] \x_v$178[14] ;
-  wire [15:0] \x_v$178[15] ;
-  wire [15:0] \x_v$178[16] ;
-  wire [15:0] \x_v$178[17] ;
-  wire [15:0] \x_v$178[18] ;
-  wire [15:0] \x_v$178[19] ;
-  wire [15:0] \x_v$178[1] ;
-  wire [15:0] \x_v$178[20] ;
-  wire [15:0] \x_v$178[21] ;
-  wire [15:0] \x_v$178[22] ;
-  wire [15:0] \x_v$178[23] ;
-  wire [15:0] \x_v$178[24] ;
-  wire [15:0] \x_v$178[25] ;
-  wire [15:0] \x_v$178[26] ;
-  wire [15:0] \x_v$178[27] ;
-  wire [15:0] \x_v$178[28] ;
-  wire [15:0] \x_v$178[29] ;
-  wire [15:0] \x_v$178[2] ;
-  wire [15:0] \x_v$178[30] ;
-  wire [15:0] \x_v$178[31] ;
-  wire [15:0] \x_v$178[3] ;
-  wire [15:0] \x_v$178[4] ;
-  wire [15:0] \x_v$178[5] ;
-  wire [15:0] \x_v$178[6] ;
-  wire [15:0] \x_v$178[7] ;
-  wire [15:0] \x_v$178[8] ;
-  wire [15:0] \x_v$178[9] ;
+  wire [511:0] \x_v$250 ;
+  wire [15:0] \x_v$250[0] ;
+  wire [15:0] \x_v$250[10] ;
+  wire [15:0] \x_v$250[11] ;
+  wire [15:0] \x_v$250[12] ;
+  wire [15:0] \x_v$250[13] ;
+  wire [15:0] \x_v$250[14] ;
+  wire [15:0] \x_v$250[15] ;
+  wire [15:0] \x_v$250[16] ;
+  wire [15:0] \x_v$250[17] ;
+  wire [15:0] \x_v$250[18] ;
+  wire [15:0] \x_v$250[19] ;
+  wire [15:0] \x_v$250[1] ;
+  wire [15:0] \x_v$250[20] ;
+  wire [15:0] \x_v$250[21] ;
+  wire [15:0] \x_v$250[22] ;
+  wire [15:0] \x_v$250[23] ;
+  wire [15:0] \x_v$250[24] ;
+  wire [15:0] \x_v$250[25] ;
+  wire [15:0] \x_v$250[26] ;
+  wire [15:0] \x_v$250[27] ;
+  wire [15:0] \x_v$250[28] ;
+  wire [15:0] \x_v$250[29] ;
+  wire [15:0] \x_v$250[2] ;
+  wire [15:0] \x_v$250[30] ;
+  wire [15:0] \x_v$250[31] ;
+  wire [15:0] \x_v$250[3] ;
+  wire [15:0] \x_v$250[4] ;
+  wire [15:0] \x_v$250[5] ;
+  wire [15:0] \x_v$250[6] ;
+  wire [15:0] \x_v$250[7] ;
+  wire [15:0] \x_v$250[8] ;
+  wire [15:0] \x_v$250[9] ;
   wire [15:0] \x_v[0] ;
   wire [15:0] \x_v[10] ;
   wire [15:0] \x_v[11] ;
@@ -1457,76 +1729,84 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   wire [15:0] \x_v[7] ;
   wire [15:0] \x_v[8] ;
   wire [15:0] \x_v[9] ;
-  assign \$356  = \$355  ? mq[44:37] : \mom_rdata$176 [15:8];
+  assign \$348  = { 31'h00000000, \r_data$77  } | \$347 ;
+  assign \$349  = 1'h1 << mq[13:9];
+  assign \$350  = ~ \$349 ;
+  assign \$351  = { 31'h00000000, \r_data$77  } & \$350 ;
+  assign \$352  = mq[37] ? \$348  : \$351 ;
+  assign \$353  = ! mq[13:9];
+  assign \$354  = \$353  ? mq[44:37] : \mom_rdata$177 [7:0];
+  assign \$355  = mq[13:9] == 1'h1;
+  assign \$356  = \$355  ? mq[44:37] : \mom_rdata$177 [15:8];
   assign \$357  = mq[13:9] == 2'h2;
-  assign \$358  = \$357  ? mq[44:37] : \mom_rdata$176 [23:16];
+  assign \$358  = \$357  ? mq[44:37] : \mom_rdata$177 [23:16];
   assign \$359  = mq[13:9] == 2'h3;
-  assign \$360  = \$359  ? mq[44:37] : \mom_rdata$176 [31:24];
+  assign \$360  = \$359  ? mq[44:37] : \mom_rdata$177 [31:24];
   assign \$361  = mq[13:9] == 3'h4;
-  assign \$362  = \$361  ? mq[44:37] : \mom_rdata$176 [39:32];
+  assign \$362  = \$361  ? mq[44:37] : \mom_rdata$177 [39:32];
   assign \$363  = mq[13:9] == 3'h5;
-  assign \$364  = \$363  ? mq[44:37] : \mom_rdata$176 [47:40];
+  assign \$364  = \$363  ? mq[44:37] : \mom_rdata$177 [47:40];
   assign \$365  = mq[13:9] == 3'h6;
-  assign \$366  = \$365  ? mq[44:37] : \mom_rdata$176 [55:48];
+  assign \$366  = \$365  ? mq[44:37] : \mom_rdata$177 [55:48];
   assign \$367  = mq[13:9] == 3'h7;
-  assign \$368  = \$367  ? mq[44:37] : \mom_rdata$176 [63:56];
+  assign \$368  = \$367  ? mq[44:37] : \mom_rdata$177 [63:56];
   assign \$369  = mq[13:9] == 4'h8;
-  assign \$370  = \$369  ? mq[44:37] : \mom_rdata$176 [71:64];
+  assign \$370  = \$369  ? mq[44:37] : \mom_rdata$177 [71:64];
   assign \$371  = mq[13:9] == 4'h9;
-  assign \$372  = \$371  ? mq[44:37] : \mom_rdata$176 [79:72];
+  assign \$372  = \$371  ? mq[44:37] : \mom_rdata$177 [79:72];
   assign \$373  = mq[13:9] == 4'ha;
-  assign \$374  = \$373  ? mq[44:37] : \mom_rdata$176 [87:80];
+  assign \$374  = \$373  ? mq[44:37] : \mom_rdata$177 [87:80];
   assign \$375  = mq[13:9] == 4'hb;
-  assign \$376  = \$375  ? mq[44:37] : \mom_rdata$176 [95:88];
+  assign \$376  = \$375  ? mq[44:37] : \mom_rdata$177 [95:88];
   assign \$377  = mq[13:9] == 4'hc;
-  assign \$378  = \$377  ? mq[44:37] : \mom_rdata$176 [103:96];
+  assign \$378  = \$377  ? mq[44:37] : \mom_rdata$177 [103:96];
   assign \$379  = mq[13:9] == 4'hd;
-  assign \$380  = \$379  ? mq[44:37] : \mom_rdata$176 [111:104];
+  assign \$380  = \$379  ? mq[44:37] : \mom_rdata$177 [111:104];
   assign \$381  = mq[13:9] == 4'he;
-  assign \$382  = \$381  ? mq[44:37] : \mom_rdata$176 [119:112];
+  assign \$382  = \$381  ? mq[44:37] : \mom_rdata$177 [119:112];
   assign \$383  = mq[13:9] == 4'hf;
-  assign \$384  = \$383  ? mq[44:37] : \mom_rdata$176 [127:120];
+  assign \$384  = \$383  ? mq[44:37] : \mom_rdata$177 [127:120];
   assign \$385  = mq[13:9] == 5'h10;
-  assign \$386  = \$385  ? mq[44:37] : \mom_rdata$176 [135:128];
+  assign \$386  = \$385  ? mq[44:37] : \mom_rdata$177 [135:128];
   assign \$387  = mq[13:9] == 5'h11;
-  assign \$388  = \$387  ? mq[44:37] : \mom_rdata$176 [143:136];
+  assign \$388  = \$387  ? mq[44:37] : \mom_rdata$177 [143:136];
   assign \$389  = mq[13:9] == 5'h12;
-  assign \$390  = \$389  ? mq[44:37] : \mom_rdata$176 [151:144];
+  assign \$390  = \$389  ? mq[44:37] : \mom_rdata$177 [151:144];
   assign \$391  = mq[13:9] == 5'h13;
-  assign \$392  = \$391  ? mq[44:37] : \mom_rdata$176 [159:152];
+  assign \$392  = \$391  ? mq[44:37] : \mom_rdata$177 [159:152];
   assign \$393  = mq[13:9] == 5'h14;
-  assign \$394  = \$393  ? mq[44:37] : \mom_rdata$176 [167:160];
+  assign \$394  = \$393  ? mq[44:37] : \mom_rdata$177 [167:160];
   assign \$395  = mq[13:9] == 5'h15;
-  assign \$396  = \$395  ? mq[44:37] : \mom_rdata$176 [175:168];
+  assign \$396  = \$395  ? mq[44:37] : \mom_rdata$177 [175:168];
   assign \$397  = mq[13:9] == 5'h16;
-  assign \$398  = \$397  ? mq[44:37] : \mom_rdata$176 [183:176];
+  assign \$398  = \$397  ? mq[44:37] : \mom_rdata$177 [183:176];
   assign \$399  = mq[13:9] == 5'h17;
-  assign \$400  = \$399  ? mq[44:37] : \mom_rdata$176 [191:184];
+  assign \$400  = \$399  ? mq[44:37] : \mom_rdata$177 [191:184];
   assign \$401  = mq[13:9] == 5'h18;
-  assign \$402  = \$401  ? mq[44:37] : \mom_rdata$176 [199:192];
+  assign \$402  = \$401  ? mq[44:37] : \mom_rdata$177 [199:192];
   assign \$403  = mq[13:9] == 5'h19;
-  assign \$404  = \$403  ? mq[44:37] : \mom_rdata$176 [207:200];
+  assign \$404  = \$403  ? mq[44:37] : \mom_rdata$177 [207:200];
   assign \$405  = mq[13:9] == 5'h1a;
-  assign \$406  = \$405  ? mq[44:37] : \mom_rdata$176 [215:208];
+  assign \$406  = \$405  ? mq[44:37] : \mom_rdata$177 [215:208];
   assign \$407  = mq[13:9] == 5'h1b;
-  assign \$408  = \$407  ? mq[44:37] : \mom_rdata$176 [223:216];
+  assign \$408  = \$407  ? mq[44:37] : \mom_rdata$177 [223:216];
   assign \$409  = mq[13:9] == 5'h1c;
-  assign \$410  = \$409  ? mq[44:37] : \mom_rdata$176 [231:224];
+  assign \$410  = \$409  ? mq[44:37] : \mom_rdata$177 [231:224];
   assign \$411  = mq[13:9] == 5'h1d;
-  assign \$412  = \$411  ? mq[44:37] : \mom_rdata$176 [239:232];
+  assign \$412  = \$411  ? mq[44:37] : \mom_rdata$177 [239:232];
   assign \$413  = mq[13:9] == 5'h1e;
-  assign \$414  = \$413  ? mq[44:37] : \mom_rdata$176 [247:240];
+  assign \$414  = \$413  ? mq[44:37] : \mom_rdata$177 [247:240];
   assign \$415  = mq[13:9] == 5'h1f;
-  assign \$416  = \$415  ? mq[44:37] : \mom_rdata$176 [255:248];
+  assign \$416  = \$415  ? mq[44:37] : \mom_rdata$177 [255:248];
   assign \$417  = mq[8:5] == 1'h1;
   assign \$418  = mq[0] & \$417 ;
   assign \$419  = mq[4:1] == 1'h1;
   assign \$420  = \$418  & \$419 ;
   assign \$421  = ~ ev_open;
   assign \$422  = 1'h0 + n_sat;
-  assign \$423  = \$422  + \n_sat$229 ;
+  assign \$423  = \$422  + \n_sat$231 ;
   assign \$424  = 1'h0 + n_flip;
-  assign \$425  = \$424  + \n_flip$231 ;
+  assign \$425  = \$424  + \n_flip$233 ;
   assign \$426  = ! core_state;
   assign \$427  = core_state == 1'h1;
   assign \$428  = core_state == 2'h2;
@@ -1547,7 +1827,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   assign \$443  = ~ i_event__valid;
   assign \$444  = i_ctrl__valid & \$443 ;
   assign \$445  = ~ busy;
-  assign \$446  = ~ \busy$199 ;
+  assign \$446  = ~ \busy$201 ;
   assign \$447  = \$445  & \$446 ;
   assign \$448  = \$444  & \$447 ;
   assign \$449  = i_ctrl__payload[35:4] < 4'ha;
@@ -1555,43 +1835,43 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   assign \$451  = ~ i_event__valid;
   assign \$452  = i_mem__valid & \$451 ;
   assign \$453  = ~ busy;
-  assign \$454  = ~ \busy$199 ;
+  assign \$454  = ~ \busy$201 ;
   assign \$455  = \$453  & \$454 ;
   assign \$456  = \$452  & \$455 ;
   assign \$457  = ~ i_ctrl__valid;
   assign \$458  = \$456  & \$457 ;
-  assign \$459  = | { \busy$207 , busy, \busy$208 , \busy$199  };
+  assign \$459  = | { \busy$209 , busy, \busy$210 , \busy$201  };
   assign \$460  = ~ \$459 ;
   assign \$461  = ! lay;
   assign \$462  = ~ busy;
   assign \$463  = \$461  & \$462 ;
-  assign \$464  = ~ \busy$199 ;
+  assign \$464  = ~ \busy$201 ;
   assign \$465  = \$463  & \$464 ;
-  assign \$467  = ~ \busy$207 ;
+  assign \$467  = ~ \busy$209 ;
   assign \$468  = \$466  & \$467 ;
-  assign \$469  = ~ \busy$208 ;
+  assign \$469  = ~ \busy$210 ;
   assign \$470  = \$468  & \$469 ;
   assign \$471  = ! lay;
-  assign \$472  = ~ \busy$199 ;
+  assign \$472  = ~ \busy$201 ;
   assign \$473  = \$471  & \$472 ;
-  assign \$475  = ~ \busy$208 ;
+  assign \$475  = ~ \busy$210 ;
   assign \$476  = \$474  & \$475 ;
   assign \$477  = ! lay;
-  assign \$478  = ~ \busy$244 ;
+  assign \$478  = ~ \busy$252 ;
   assign \$479  = \$477  & \$478 ;
-  assign \$481  = ~ \busy$213 ;
+  assign \$481  = ~ \busy$215 ;
   assign \$482  = \$480  & \$481 ;
-  assign \$483  = | { \busy$207 , busy };
+  assign \$483  = | { \busy$209 , busy };
   assign \$484  = ~ \$483 ;
   assign \$485  = ! flay;
   assign \$486  = ~ busy;
   assign \$487  = \$485  & \$486 ;
-  assign \$488  = ~ \busy$245 ;
+  assign \$488  = ~ \busy$253 ;
   assign \$489  = \$487  & \$488 ;
   assign \$490  = flay == 1'h1;
-  assign \$491  = ~ \busy$207 ;
+  assign \$491  = ~ \busy$209 ;
   assign \$492  = \$490  & \$491 ;
-  assign \$493  = ~ \busy$246 ;
+  assign \$493  = ~ \busy$254 ;
   assign \$494  = \$492  & \$493 ;
   assign \$495  = flay == 2'h2;
   assign \$496  = step + 1'h1;
@@ -1606,7 +1886,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   assign \$505  = am_j == 4'ha;
   assign \$506  = \$504  & \$505 ;
   assign \$507  = ! level;
-  assign \$508  = ! \level$250 ;
+  assign \$508  = ! \level$258 ;
   assign \$509  = \$507  & \$508 ;
   assign \$510  = ! res_kind;
   assign \$511  = t + 1'h1;
@@ -1642,17 +1922,17 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   assign \$541  = key_bit + 1'h1;
   assign \$542  = key_bit == 5'h1f;
   assign \$543  = cnt_dropped + bad;
-  assign \$544  = | { \dup$255 , dup };
+  assign \$544  = | { \dup$263 , dup };
   assign \$545  = cnt_duplicate + \$544 ;
   assign \$546  = cnt_bad_cmd + bad_cmd;
   assign \$547  = 1'h0 + sat;
-  assign \$548  = \$547  + \sat$257 ;
+  assign \$548  = \$547  + \sat$265 ;
   assign \$549  = cnt_sat_membrane + \$548 ;
-  assign \$550  = 1'h0 + \sat$258 ;
-  assign \$551  = \$550  + \sat$259 ;
+  assign \$550  = 1'h0 + \sat$266 ;
+  assign \$551  = \$550  + \sat$267 ;
   assign \$552  = cnt_sat_trace + \$551 ;
-  assign \$553  = 1'h0 + \sat$260 ;
-  assign \$554  = \$553  + \sat$261 ;
+  assign \$553  = 1'h0 + \sat$268 ;
+  assign \$554  = \$553  + \sat$269 ;
   assign \$555  = cnt_sat_delta + \$554 ;
   assign \$556  = cnt_spikes + spike_cnt;
   assign \$557  = cnt_cyc_fwd + in_fwd;
@@ -1667,75 +1947,91 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   always @(posedge clk)
     rq_ok <= \$565 ;
   always @(posedge clk)
-    res_kind <= \$566 ;
+    bias0_held <= \$566 ;
   always @(posedge clk)
-    core_state <= \$567 ;
+    membrane0_held <= \$567 ;
   always @(posedge clk)
-    label <= \$568 ;
+    trace0_held <= \$568 ;
   always @(posedge clk)
-    learn <= \$569 ;
+    theta0_held <= \$569 ;
   always @(posedge clk)
-    spikes_on <= \$570 ;
+    bias1_held <= \$570 ;
   always @(posedge clk)
-    flips_on <= \$571 ;
+    membrane1_held <= \$571 ;
   always @(posedge clk)
-    lay <= \$572 ;
+    trace1_held <= \$572 ;
   always @(posedge clk)
-    mq <= \$573 ;
+    score_held <= \$573 ;
   always @(posedge clk)
-    t <= \$574 ;
+    res_kind <= \$574 ;
   always @(posedge clk)
-    flay <= \$575 ;
+    core_state <= \$575 ;
   always @(posedge clk)
-    step <= \$576 ;
+    label <= \$576 ;
   always @(posedge clk)
-    key <= \$577 ;
+    learn <= \$577 ;
   always @(posedge clk)
-    am_j <= \$578 ;
+    spikes_on <= \$578 ;
   always @(posedge clk)
-    am_v <= \$579 ;
+    flips_on <= \$579 ;
   always @(posedge clk)
-    am_jd <= \$580 ;
+    lay <= \$580 ;
   always @(posedge clk)
-    am_best <= \$581 ;
+    mq <= \$581 ;
   always @(posedge clk)
-    pred <= \$582 ;
+    t <= \$582 ;
   always @(posedge clk)
-    key_bit <= \$583 ;
+    flay <= \$583 ;
   always @(posedge clk)
-    rate_shift <= \$584 ;
+    step <= \$584 ;
   always @(posedge clk)
-    gamma_q <= \$585 ;
+    key <= \$585 ;
   always @(posedge clk)
-    gamma0 <= \$586 ;
+    am_j <= \$586 ;
   always @(posedge clk)
-    gamma1 <= \$587 ;
+    am_v <= \$587 ;
   always @(posedge clk)
-    rdata_r <= \$588 ;
+    am_jd <= \$588 ;
   always @(posedge clk)
-    resp <= \$589 ;
+    am_best <= \$589 ;
   always @(posedge clk)
-    cnt_dropped <= \$590 ;
+    pred <= \$590 ;
   always @(posedge clk)
-    cnt_duplicate <= \$591 ;
+    key_bit <= \$591 ;
   always @(posedge clk)
-    cnt_bad_cmd <= \$592 ;
+    rate_shift <= \$592 ;
   always @(posedge clk)
-    cnt_sat_membrane <= \$593 ;
+    gamma_q <= \$593 ;
   always @(posedge clk)
-    cnt_sat_trace <= \$594 ;
+    gamma0 <= \$594 ;
   always @(posedge clk)
-    cnt_sat_delta <= \$595 ;
+    gamma1 <= \$595 ;
   always @(posedge clk)
-    cnt_spikes <= \$596 ;
+    rdata_r <= \$596 ;
   always @(posedge clk)
-    cnt_cyc_fwd <= \$597 ;
+    resp <= \$597 ;
   always @(posedge clk)
-    cnt_cyc_err <= \$598 ;
+    cnt_dropped <= \$598 ;
   always @(posedge clk)
-    cnt_cyc_learn <= \$599 ;
+    cnt_duplicate <= \$599 ;
   always @(posedge clk)
-    cnt_cyc_step <= \$600 ;
+    cnt_bad_cmd <= \$600 ;
+  always @(posedge clk)
+    cnt_sat_membrane <= \$601 ;
+  always @(posedge clk)
+    cnt_sat_trace <= \$602 ;
+  always @(posedge clk)
+    cnt_sat_delta <= \$603 ;
+  always @(posedge clk)
+    cnt_spikes <= \$604 ;
+  always @(posedge clk)
+    cnt_cyc_fwd <= \$605 ;
+  always @(posedge clk)
+    cnt_cyc_err <= \$606 ;
+  always @(posedge clk)
+    cnt_cyc_learn <= \$607 ;
+  always @(posedge clk)
+    cnt_cyc_step <= \$608 ;
   assign i_spike__valid = i_event__valid & ev_open;
   assign i_event__ready = i_spike__ready & ev_open;
   assign \$1  = ~ spikes_on;
@@ -1889,28 +2185,28 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   assign \$144  = ! rq[8:5];
   assign \$145  = rq[4:1] == 1'h1;
   assign \$146  = \$144  & \$145 ;
-  assign \$768  = rq[13:9] * 4'h8;
-  assign \$147  = mom_rdata >> \$768 ;
+  assign \$776  = rq[13:9] * 4'h8;
+  assign \$147  = mom_rdata >> \$776 ;
   assign \$148  = ! rq[8:5];
   assign \$149  = rq[4:1] == 3'h4;
   assign \$150  = \$148  & \$149 ;
-  assign \$774  = rq[13:9] * 5'h10;
-  assign \$151  = x_bias >> \$774 ;
+  assign \$782  = rq[13:9] * 5'h10;
+  assign \$151  = bias0_held >> \$782 ;
   assign \$152  = ! rq[8:5];
   assign \$153  = rq[4:1] == 4'h8;
   assign \$154  = \$152  & \$153 ;
-  assign \$780  = rq[13:9] * 5'h10;
-  assign \$155  = x_v >> \$780 ;
+  assign \$788  = rq[13:9] * 5'h10;
+  assign \$155  = membrane0_held >> \$788 ;
   assign \$156  = ! rq[8:5];
   assign \$157  = rq[4:1] == 4'h9;
   assign \$158  = \$156  & \$157 ;
-  assign \$786  = rq[13:9] * 3'h7;
-  assign \$159  = x_a >> \$786 ;
+  assign \$794  = rq[13:9] * 3'h7;
+  assign \$159  = trace0_held >> \$794 ;
   assign \$160  = ! rq[8:5];
   assign \$161  = rq[4:1] == 2'h3;
   assign \$162  = \$160  & \$161 ;
-  assign \$792  = rq[13:9] * 5'h10;
-  assign \$163  = x_theta >> \$792 ;
+  assign \$800  = rq[13:9] * 5'h10;
+  assign \$163  = theta0_held >> \$800 ;
   assign \$164  = rq[8:5] == 1'h1;
   assign \$165  = ! rq[4:1];
   assign \$166  = \$164  & \$165 ;
@@ -1921,39 +2217,39 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   assign \$171  = rq[8:5] == 1'h1;
   assign \$172  = rq[4:1] == 1'h1;
   assign \$173  = \$171  & \$172 ;
-  assign \$805  = rq[13:9] * 4'h8;
-  assign \$174  = \mom_rdata$176  >> \$805 ;
+  assign \$813  = rq[13:9] * 4'h8;
+  assign \$174  = \mom_rdata$177  >> \$813 ;
   assign \$175  = rq[8:5] == 1'h1;
   assign \$176  = rq[4:1] == 3'h4;
   assign \$177  = \$175  & \$176 ;
-  assign \$811  = rq[13:9] * 5'h10;
-  assign \$178  = \x_bias$177  >> \$811 ;
+  assign \$819  = rq[13:9] * 5'h10;
+  assign \$178  = bias1_held >> \$819 ;
   assign \$179  = rq[8:5] == 1'h1;
   assign \$180  = rq[4:1] == 4'h8;
   assign \$181  = \$179  & \$180 ;
-  assign \$817  = rq[13:9] * 5'h10;
-  assign \$182  = \x_v$178  >> \$817 ;
+  assign \$825  = rq[13:9] * 5'h10;
+  assign \$182  = membrane1_held >> \$825 ;
   assign \$183  = rq[8:5] == 1'h1;
   assign \$184  = rq[4:1] == 4'h9;
   assign \$185  = \$183  & \$184 ;
-  assign \$823  = rq[13:9] * 3'h7;
-  assign \$186  = \x_a$179  >> \$823 ;
+  assign \$831  = rq[13:9] * 3'h7;
+  assign \$186  = trace1_held >> \$831 ;
   assign \$187  = rq[4:1] == 3'h7;
-  assign \$827  = rq[13:9] * 5'h13;
-  assign \$188  = x_score >> \$827 ;
+  assign \$835  = rq[13:9] * 5'h13;
+  assign \$188  = score_held >> \$835 ;
   assign \$189  = mq[4:1] == 3'h5;
-  assign \$832  = am_jd * 5'h13;
-  assign am_score = x_score >> \$832 ;
+  assign \$840  = am_jd * 5'h13;
+  assign am_score = x_score >> \$840 ;
   assign \$191  = ~ i_event__valid;
   assign \$192  = i_ctrl__valid & \$191 ;
   assign \$193  = ~ busy;
-  assign \$194  = ~ \busy$199 ;
+  assign \$194  = ~ \busy$201 ;
   assign \$195  = \$193  & \$194 ;
   assign \$196  = \$192  & \$195 ;
   assign \$197  = ~ i_event__valid;
   assign \$198  = i_mem__valid & \$197 ;
   assign \$199  = ~ busy;
-  assign \$200  = ~ \busy$199 ;
+  assign \$200  = ~ \busy$201 ;
   assign \$201  = \$199  & \$200 ;
   assign \$202  = \$198  & \$201 ;
   assign \$203  = ~ i_ctrl__valid;
@@ -1961,7 +2257,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   assign \$205  = ~ i_event__valid;
   assign \$206  = i_ctrl__valid & \$205 ;
   assign \$207  = ~ busy;
-  assign \$208  = ~ \busy$199 ;
+  assign \$208  = ~ \busy$201 ;
   assign \$209  = \$207  & \$208 ;
   assign \$210  = \$206  & \$209 ;
   assign \$211  = i_ctrl__payload[35:4] < 4'ha;
@@ -1969,18 +2265,18 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   assign \$213  = ! lay;
   assign \$214  = ~ busy;
   assign \$215  = \$213  & \$214 ;
-  assign \$216  = ~ \busy$199 ;
+  assign \$216  = ~ \busy$201 ;
   assign \$217  = \$215  & \$216 ;
-  assign \$219  = ~ \busy$207 ;
+  assign \$219  = ~ \busy$209 ;
   assign \$220  = \$218  & \$219 ;
-  assign \$221  = ~ \busy$208 ;
+  assign \$221  = ~ \busy$210 ;
   assign \$222  = \$220  & \$221 ;
-  assign \$224  = ~ \busy$208 ;
+  assign \$224  = ~ \busy$210 ;
   assign \$225  = \$223  & \$224 ;
-  assign \$227  = ~ \busy$213 ;
+  assign \$227  = ~ \busy$215 ;
   assign \$228  = \$226  & \$227 ;
   assign \$229  = | s_d;
-  assign \$230  = | \s_d$216 ;
+  assign \$230  = | \s_d$218 ;
   assign \$231  = ! res_kind;
   assign \$232  = ! res_kind;
   assign \$233  = ! mq[8:5];
@@ -2098,16 +2394,8 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   assign \$345  = ! mq[4:1];
   assign \$346  = \$344  & \$345 ;
   assign \$347  = 1'h1 << mq[13:9];
-  assign \$348  = { 31'h00000000, \r_data$77  } | \$347 ;
-  assign \$349  = 1'h1 << mq[13:9];
-  assign \$350  = ~ \$349 ;
-  assign \$351  = { 31'h00000000, \r_data$77  } & \$350 ;
-  assign \$352  = mq[37] ? \$348  : \$351 ;
-  assign \$353  = ! mq[13:9];
-  assign \$354  = \$353  ? mq[44:37] : \mom_rdata$176 [7:0];
-  assign \$355  = mq[13:9] == 1'h1;
   \core.eu0  eu0 (
-    .busy(\busy$244 ),
+    .busy(\busy$252 ),
     .clk(clk),
     .d_wr_addr(d_wr_addr),
     .d_wr_en(d_wr_en),
@@ -2116,7 +2404,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     .full(d_wr_data),
     .rst(rst),
     .s_d(s_d),
-    .sat(\sat$260 ),
+    .sat(\sat$268 ),
     .start(pulse_eu_start[0]),
     .w_addr(\w_addr$158 ),
     .w_data(\w_data$75 ),
@@ -2125,7 +2413,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     .x_u(x_u)
   );
   \core.eu1  eu1 (
-    .busy(\busy$213 ),
+    .busy(\busy$215 ),
     .clk(clk),
     .d_wr_addr(\d_wr_addr$111 ),
     .d_wr_en(\d_wr_en$115 ),
@@ -2134,8 +2422,8 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     .full(\d_wr_data$113 ),
     .label(label),
     .rst(rst),
-    .s_d(\s_d$216 ),
-    .sat(\sat$261 ),
+    .s_d(\s_d$218 ),
+    .sat(\sat$269 ),
     .start(pulse_eu_start[1]),
     .x_addr(\x_addr$162 ),
     .x_u(\x_u$109 )
@@ -2147,12 +2435,12 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     .r_rdy(o_flip__valid),
     .rst(rst),
     .w_en(\w_en$69 ),
-    .w_level(\level$250 ),
+    .w_level(\level$258 ),
     .w_port__data(flip_rec),
     .w_rdy(\w_rdy$59 )
   );
   \core.fu0  fu0 (
-    .busy(\busy$245 ),
+    .busy(\busy$253 ),
     .clk(clk),
     .cnt_clear(cnt_clear),
     .d_wr__addr(d_wr_addr),
@@ -2182,7 +2470,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     .w_wr_en(w_wr_en)
   );
   \core.fu1  fu1 (
-    .busy(\busy$246 ),
+    .busy(\busy$254 ),
     .clk(clk),
     .cnt_clear(cnt_clear),
     .d_wr__data(\d_wr_data$113 ),
@@ -2192,12 +2480,12 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     .i_pre__valid(\i_pre__valid$126 ),
     .key(key),
     .mom_addr(\$127 [7:0]),
-    .mom_rdata(\mom_rdata$176 ),
-    .mom_re(\mom_re$221 ),
-    .mom_wdata(\mom_wdata$225 ),
-    .mom_we(\mom_we$226 ),
-    .n_flip(\n_flip$231 ),
-    .n_sat(\n_sat$229 ),
+    .mom_rdata(\mom_rdata$177 ),
+    .mom_re(\mom_re$223 ),
+    .mom_wdata(\mom_wdata$227 ),
+    .mom_we(\mom_we$228 ),
+    .n_flip(\n_flip$233 ),
+    .n_sat(\n_sat$231 ),
     .o_flip__payload(\o_flip__payload$67 ),
     .o_flip__ready(\o_flip__ready$65 ),
     .o_flip__valid(\o_flip__valid$66 ),
@@ -2212,7 +2500,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     .w_wr_en(\w_wr_en$169 )
   );
   \core.na0  na0 (
-    .busy(\busy$199 ),
+    .busy(\busy$201 ),
     .clear(clear),
     .clk(clk),
     .\h_addr$14 (mq[16:9]),
@@ -2224,12 +2512,12 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     .i_event__valid(\i_event__valid$32 ),
     .o_spike__ready(\o_spike__ready$46 ),
     .o_spike__valid(\o_spike__valid$41 ),
-    .pend_word(\$606 ),
-    .\port$1003$0 (\$603 ),
-    .\port$1052$0 (\$604 ),
-    .\port$1101$0 (\$605 ),
-    .\port$905$0 (\$601 ),
-    .\port$954$0 (\$602 ),
+    .pend_word(\$614 ),
+    .\port$1003$0 (\$611 ),
+    .\port$1052$0 (\$612 ),
+    .\port$1101$0 (\$613 ),
+    .\port$905$0 (\$609 ),
+    .\port$954$0 (\$610 ),
     .rp__addr(\$131 [2:0]),
     .rst(rst),
     .sat(sat),
@@ -2242,25 +2530,25 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     .x_v(x_v)
   );
   \core.na1  na1 (
-    .busy(\busy$208 ),
-    .clear(\clear$201 ),
+    .busy(\busy$210 ),
+    .clear(\clear$203 ),
     .clk(clk),
     .\h_addr$14 (mq[12:9]),
     .h_data(mq[52:37]),
-    .h_we_bias(\h_we_bias$222 ),
+    .h_we_bias(\h_we_bias$224 ),
     .i_event__payload(\i_event__payload$34 ),
     .i_event__ready(\o_spike__ready$36 ),
     .i_event__valid(\i_event__valid$38 ),
     .rst(rst),
-    .sat(\sat$257 ),
+    .sat(\sat$265 ),
     .start(pulse_na_start[1]),
     .w_addr(\w_addr$157 ),
     .w_data(\w_data$118 ),
     .x_addr(\$136 [0]),
-    .x_bias(\x_bias$177 ),
+    .x_bias(\x_bias$249 ),
     .x_score(x_score),
     .x_u(\x_u$109 ),
-    .x_v(\x_v$178 )
+    .x_v(\x_v$250 )
   );
   \core.spike_fifo  spike_fifo (
     .clk(clk),
@@ -2276,7 +2564,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   \core.tu0  tu0 (
     .bad(bad),
     .busy(busy),
-    .clear(\clear$202 ),
+    .clear(\clear$204 ),
     .clk(clk),
     .dup(dup),
     .emit(pulse_emit[0]),
@@ -2290,16 +2578,16 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     .o_spike__ready(\o_spike__ready$30 ),
     .o_spike__valid(\i_event__valid$32 ),
     .rst(rst),
-    .sat(\sat$258 ),
+    .sat(\sat$266 ),
     .update(update),
     .x_a(x_a),
     .x_rd__addr(\$119 [1:0])
   );
   \core.tu1  tu1 (
-    .busy(\busy$207 ),
-    .clear(\clear$203 ),
+    .busy(\busy$209 ),
+    .clear(\clear$205 ),
     .clk(clk),
-    .dup(\dup$255 ),
+    .dup(\dup$263 ),
     .emit(pulse_emit[1]),
     .i_spike__ready(\i_spike__ready$47 ),
     .i_spike__valid(\i_spike__valid$40 ),
@@ -2309,16 +2597,16 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     .o_spike__payload(\i_event__payload$34 ),
     .o_spike__ready(\o_spike__ready$36 ),
     .o_spike__valid(\i_event__valid$38 ),
-    .\port$1003$0 (\$603 ),
-    .\port$1052$0 (\$604 ),
-    .\port$1101$0 (\$605 ),
-    .\port$14424$0 (\$606 ),
-    .\port$905$0 (\$601 ),
-    .\port$954$0 (\$602 ),
+    .\port$1003$0 (\$611 ),
+    .\port$1052$0 (\$612 ),
+    .\port$1101$0 (\$613 ),
+    .\port$14444$0 (\$614 ),
+    .\port$905$0 (\$609 ),
+    .\port$954$0 (\$610 ),
     .rst(rst),
-    .sat(\sat$259 ),
-    .update(\update$210 ),
-    .x_a(\x_a$179 ),
+    .sat(\sat$267 ),
+    .update(\update$212 ),
+    .x_a(\x_a$251 ),
     .x_rd__addr(\$128 [2:0])
   );
   \core.wmem0  wmem0 (
@@ -2359,7 +2647,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (\$5 ) begin
       spike_rec[7:0] = t[7:0];
       spike_rec[11:8] = 4'h0;
-      spike_rec[25:12] = { 6'h00, \$606 , \$605 , \$604 , \$603 , \$602 , \$601  };
+      spike_rec[25:12] = { 6'h00, \$614 , \$613 , \$612 , \$611 , \$610 , \$609  };
     end
   end
   always @* begin
@@ -2751,36 +3039,6 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \clear$201  = 1'h0;
-    casez (core_state)
-      5'h00:
-          if (\$210 ) begin
-            casez (i_ctrl__payload[3:0])
-              4'h0:
-                  /* empty */;
-              4'h1:
-                  \clear$201  = 1'h1;
-            endcase
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \clear$202  = 1'h0;
-    casez (core_state)
-      5'h00:
-          if (\$210 ) begin
-            casez (i_ctrl__payload[3:0])
-              4'h0:
-                  /* empty */;
-              4'h1:
-                  \clear$202  = 1'h1;
-            endcase
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \clear$203  = 1'h0;
     casez (core_state)
       5'h00:
@@ -2790,6 +3048,36 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
                   /* empty */;
               4'h1:
                   \clear$203  = 1'h1;
+            endcase
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \clear$204  = 1'h0;
+    casez (core_state)
+      5'h00:
+          if (\$210 ) begin
+            casez (i_ctrl__payload[3:0])
+              4'h0:
+                  /* empty */;
+              4'h1:
+                  \clear$204  = 1'h1;
+            endcase
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \clear$205  = 1'h0;
+    casez (core_state)
+      5'h00:
+          if (\$210 ) begin
+            casez (i_ctrl__payload[3:0])
+              4'h0:
+                  /* empty */;
+              4'h1:
+                  \clear$205  = 1'h1;
             endcase
           end
     endcase
@@ -2928,7 +3216,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \update$210  = 1'h0;
+    \update$212  = 1'h0;
     casez (core_state)
       5'h00:
           /* empty */;
@@ -2938,7 +3226,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
           /* empty */;
       5'h06:
           if (\$225 ) begin
-            \update$210  = 1'h1;
+            \update$212  = 1'h1;
           end
     endcase
   end
@@ -3271,7 +3559,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \mom_re$221  = 1'h0;
+    \mom_re$223  = 1'h0;
     casez (core_state)
       5'h00:
           /* empty */;
@@ -3296,12 +3584,12 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
       5'h03:
           /* empty */;
       5'h05:
-          \mom_re$221  = \$253 ;
+          \mom_re$223  = \$253 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \h_we_bias$222  = 1'h0;
+    \h_we_bias$224  = 1'h0;
     casez (core_state)
       5'h00:
           /* empty */;
@@ -3326,7 +3614,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
       5'h03:
           /* empty */;
       5'h05:
-          \h_we_bias$222  = \$258 ;
+          \h_we_bias$224  = \$258 ;
     endcase
   end
   always @* begin
@@ -3401,7 +3689,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \mom_wdata$225  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    \mom_wdata$227  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
     casez (core_state)
       5'h00:
           /* empty */;
@@ -3430,12 +3718,12 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
       5'h0d:
           /* empty */;
       5'h0e:
-          \mom_wdata$225  = { \$416 , \$414 , \$412 , \$410 , \$408 , \$406 , \$404 , \$402 , \$400 , \$398 , \$396 , \$394 , \$392 , \$390 , \$388 , \$386 , \$384 , \$382 , \$380 , \$378 , \$376 , \$374 , \$372 , \$370 , \$368 , \$366 , \$364 , \$362 , \$360 , \$358 , \$356 , \$354  };
+          \mom_wdata$227  = { \$416 , \$414 , \$412 , \$410 , \$408 , \$406 , \$404 , \$402 , \$400 , \$398 , \$396 , \$394 , \$392 , \$390 , \$388 , \$386 , \$384 , \$382 , \$380 , \$378 , \$376 , \$374 , \$372 , \$370 , \$368 , \$366 , \$364 , \$362 , \$360 , \$358 , \$356 , \$354  };
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \mom_we$226  = 1'h0;
+    \mom_we$228  = 1'h0;
     casez (core_state)
       5'h00:
           /* empty */;
@@ -3465,7 +3753,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
           /* empty */;
       5'h0e:
           if (\$420 ) begin
-            \mom_we$226  = 1'h1;
+            \mom_we$228  = 1'h1;
           end
     endcase
   end
@@ -3561,13 +3849,69 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$566  = res_kind;
+    \$566  = x_bias;
+    if (rst) begin
+      \$566  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$567  = x_v;
+    if (rst) begin
+      \$567  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$568  = x_a;
+    if (rst) begin
+      \$568  = 224'h00000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$569  = x_theta;
+    if (rst) begin
+      \$569  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$570  = \x_bias$249 ;
+    if (rst) begin
+      \$570  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$571  = \x_v$250 ;
+    if (rst) begin
+      \$571  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$572  = \x_a$251 ;
+    if (rst) begin
+      \$572  = 224'h00000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$573  = x_score;
+    if (rst) begin
+      \$573  = 608'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$574  = res_kind;
     casez (core_state)
       5'h00:
           if (\$448 ) begin
             casez (i_ctrl__payload[3:0])
               4'h0:
-                  \$566  = 2'h1;
+                  \$574  = 2'h1;
               4'h1:
                   /* empty */;
               4'h2:
@@ -3579,29 +3923,29 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
               4'h5:
                   (* full_case = 32'd1 *)
                   if (\$450 ) begin
-                    \$566  = 2'h2;
+                    \$574  = 2'h2;
                   end else begin
-                    \$566  = 2'h0;
+                    \$574  = 2'h0;
                   end
             endcase
           end
     endcase
     if (rst) begin
-      \$566  = 2'h0;
+      \$574  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$567  = core_state;
+    \$575  = core_state;
     casez (core_state)
       5'h00:
         begin
           if (\$448 ) begin
             casez (i_ctrl__payload[3:0])
               4'h0:
-                  \$567  = 5'h01;
+                  \$575  = 5'h01;
               4'h1:
-                  \$567  = 5'h02;
+                  \$575  = 5'h02;
               4'h2:
                   /* empty */;
               4'h3:
@@ -3611,112 +3955,112 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
               4'h5:
                   (* full_case = 32'd1 *)
                   if (\$450 ) begin
-                    \$567  = 5'h03;
+                    \$575  = 5'h03;
                   end else begin
-                    \$567  = 5'h04;
+                    \$575  = 5'h04;
                   end
             endcase
           end
           if (\$458 ) begin
-            \$567  = 5'h05;
+            \$575  = 5'h05;
           end
         end
       5'h02:
           if (\$460 ) begin
-            \$567  = 5'h00;
+            \$575  = 5'h00;
           end
       5'h04:
         begin
           if (\$465 ) begin
-            \$567  = 5'h06;
+            \$575  = 5'h06;
           end
           if (\$470 ) begin
-            \$567  = 5'h06;
+            \$575  = 5'h06;
           end
         end
       5'h06:
         begin
           if (\$473 ) begin
-            \$567  = 5'h04;
+            \$575  = 5'h04;
           end
           if (\$476 ) begin
             (* full_case = 32'd1 *)
             if (learn) begin
-              \$567  = 5'h07;
+              \$575  = 5'h07;
             end else begin
-              \$567  = 5'h08;
+              \$575  = 5'h08;
             end
           end
         end
       5'h07:
           if (\$479 ) begin
-            \$567  = 5'h08;
+            \$575  = 5'h08;
           end
       5'h08:
           if (\$484 ) begin
             (* full_case = 32'd1 *)
             if (learn) begin
-              \$567  = 5'h09;
+              \$575  = 5'h09;
             end else begin
-              \$567  = 5'h0a;
+              \$575  = 5'h0a;
             end
           end
       5'h09:
-          \$567  = 5'h0b;
+          \$575  = 5'h0b;
       5'h0b:
           if (\$495 ) begin
-            \$567  = 5'h0a;
+            \$575  = 5'h0a;
           end
       5'h0a:
           if (\$506 ) begin
-            \$567  = 5'h01;
+            \$575  = 5'h01;
           end
       5'h01:
           if (\$509 ) begin
-            \$567  = 5'h03;
+            \$575  = 5'h03;
           end
       5'h03:
           if (o_result__ready) begin
-            \$567  = 5'h00;
+            \$575  = 5'h00;
           end
       5'h05:
           (* full_case = 32'd1 *)
           if (\$527 ) begin
-            \$567  = 5'h0c;
+            \$575  = 5'h0c;
           end else if (\$534 ) begin
-            \$567  = 5'h00;
+            \$575  = 5'h00;
           end else if (\$536 ) begin
-            \$567  = 5'h00;
+            \$575  = 5'h00;
           end else begin
-            \$567  = 5'h0d;
+            \$575  = 5'h0d;
           end
       5'h0d:
-          \$567  = 5'h0e;
+          \$575  = 5'h0e;
       5'h0e:
           (* full_case = 32'd1 *)
           if (mq[0]) begin
-            \$567  = 5'h00;
+            \$575  = 5'h00;
           end else begin
-            \$567  = 5'h0f;
+            \$575  = 5'h0f;
           end
       5'h0f:
-          \$567  = 5'h10;
+          \$575  = 5'h10;
       5'h10:
           if (o_mem__ready) begin
-            \$567  = 5'h00;
+            \$575  = 5'h00;
           end
       5'h0c:
           if (\$542 ) begin
-            \$567  = 5'h00;
+            \$575  = 5'h00;
           end
     endcase
     if (rst) begin
-      \$567  = 5'h00;
+      \$575  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$568  = label;
+    \$576  = label;
     casez (core_state)
       5'h00:
           if (\$448 ) begin
@@ -3727,18 +4071,18 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
                   /* empty */;
               4'h2:
                   if (\$449 ) begin
-                    \$568  = i_ctrl__payload[7:4];
+                    \$576  = i_ctrl__payload[7:4];
                   end
             endcase
           end
     endcase
     if (rst) begin
-      \$568  = 4'h0;
+      \$576  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$569  = learn;
+    \$577  = learn;
     casez (core_state)
       5'h00:
           if (\$448 ) begin
@@ -3750,41 +4094,17 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
               4'h2:
                   /* empty */;
               4'h3:
-                  \$569  = i_ctrl__payload[4];
+                  \$577  = i_ctrl__payload[4];
             endcase
           end
     endcase
     if (rst) begin
-      \$569  = 1'h0;
+      \$577  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$570  = spikes_on;
-    casez (core_state)
-      5'h00:
-          if (\$448 ) begin
-            casez (i_ctrl__payload[3:0])
-              4'h0:
-                  /* empty */;
-              4'h1:
-                  /* empty */;
-              4'h2:
-                  /* empty */;
-              4'h3:
-                  /* empty */;
-              4'h4:
-                  \$570  = i_ctrl__payload[4];
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$570  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$571  = flips_on;
+    \$578  = spikes_on;
     casez (core_state)
       5'h00:
           if (\$448 ) begin
@@ -3798,17 +4118,41 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
               4'h3:
                   /* empty */;
               4'h4:
-                  \$571  = i_ctrl__payload[5];
+                  \$578  = i_ctrl__payload[4];
             endcase
           end
     endcase
     if (rst) begin
-      \$571  = 1'h1;
+      \$578  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$572  = lay;
+    \$579  = flips_on;
+    casez (core_state)
+      5'h00:
+          if (\$448 ) begin
+            casez (i_ctrl__payload[3:0])
+              4'h0:
+                  /* empty */;
+              4'h1:
+                  /* empty */;
+              4'h2:
+                  /* empty */;
+              4'h3:
+                  /* empty */;
+              4'h4:
+                  \$579  = i_ctrl__payload[5];
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$579  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$580  = lay;
     casez (core_state)
       5'h00:
           if (\$448 ) begin
@@ -3827,7 +4171,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
                   (* full_case = 32'd1 *)
                   if (\$450 ) begin
                   end else begin
-                    \$572  = 1'h0;
+                    \$580  = 1'h0;
                   end
             endcase
           end
@@ -3838,45 +4182,45 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
       5'h06:
         begin
           if (\$473 ) begin
-            \$572  = 1'h1;
+            \$580  = 1'h1;
           end
           if (\$476 ) begin
             if (learn) begin
-              \$572  = 1'h1;
+              \$580  = 1'h1;
             end
           end
         end
       5'h07:
           if (\$482 ) begin
-            \$572  = 1'h0;
+            \$580  = 1'h0;
           end
     endcase
     if (rst) begin
-      \$572  = 1'h0;
+      \$580  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$573  = mq;
+    \$581  = mq;
     casez (core_state)
       5'h00:
           if (\$458 ) begin
-            \$573  = i_mem__payload;
+            \$581  = i_mem__payload;
           end
     endcase
     if (rst) begin
-      \$573  = 69'h000000000000000000;
+      \$581  = 69'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$574  = t;
+    \$582  = t;
     casez (core_state)
       5'h00:
           /* empty */;
       5'h02:
           if (\$460 ) begin
-            \$574  = 9'h000;
+            \$582  = 9'h000;
           end
       5'h04:
           /* empty */;
@@ -3897,17 +4241,17 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
       5'h03:
           if (o_result__ready) begin
             if (\$510 ) begin
-              \$574  = \$511 [8:0];
+              \$582  = \$511 [8:0];
             end
           end
     endcase
     if (rst) begin
-      \$574  = 9'h000;
+      \$582  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$575  = flay;
+    \$583  = flay;
     casez (core_state)
       5'h00:
           /* empty */;
@@ -3922,24 +4266,24 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
       5'h08:
           /* empty */;
       5'h09:
-          \$575  = 2'h0;
+          \$583  = 2'h0;
       5'h0b:
         begin
           if (\$489 ) begin
-            \$575  = 2'h1;
+            \$583  = 2'h1;
           end
           if (\$494 ) begin
-            \$575  = 2'h2;
+            \$583  = 2'h2;
           end
         end
     endcase
     if (rst) begin
-      \$575  = 2'h0;
+      \$583  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$576  = step;
+    \$584  = step;
     casez (core_state)
       5'h00:
           /* empty */;
@@ -3957,7 +4301,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
           /* empty */;
       5'h0b:
           if (\$495 ) begin
-            \$576  = \$496 [31:0];
+            \$584  = \$496 [31:0];
           end
       5'h0a:
           /* empty */;
@@ -3969,17 +4313,17 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
           if (\$514 ) begin
             casez (mq[36:9])
               28'h0000000:
-                  \$576  = mq[68:37];
+                  \$584  = mq[68:37];
             endcase
           end
     endcase
     if (rst) begin
-      \$576  = 32'd0;
+      \$584  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$577  = key;
+    \$585  = key;
     casez (core_state)
       5'h00:
           /* empty */;
@@ -3997,7 +4341,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
           /* empty */;
       5'h0b:
           if (\$495 ) begin
-            \$577  = \$497 [31:0];
+            \$585  = \$497 [31:0];
           end
       5'h0a:
           /* empty */;
@@ -4009,13 +4353,13 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
           if (\$514 ) begin
             casez (mq[36:9])
               28'h0000000:
-                  \$577  = 32'd1;
+                  \$585  = 32'd1;
               28'h0000001:
                   /* empty */;
               28'h0000002:
                   /* empty */;
               28'h0000100:
-                  \$577  = mq[68:37];
+                  \$585  = mq[68:37];
             endcase
           end
       5'h0d:
@@ -4028,16 +4372,16 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
           /* empty */;
       5'h0c:
           if (\$538 ) begin
-            \$577  = \$540 [31:0];
+            \$585  = \$540 [31:0];
           end
     endcase
     if (rst) begin
-      \$577  = 32'd1;
+      \$585  = 32'd1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$578  = am_j;
+    \$586  = am_j;
     casez (core_state)
       5'h00:
           /* empty */;
@@ -4058,20 +4402,20 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
       5'h0a:
         begin
           if (\$498 ) begin
-            \$578  = \$499 [3:0];
+            \$586  = \$499 [3:0];
           end
           if (\$506 ) begin
-            \$578  = 4'h0;
+            \$586  = 4'h0;
           end
         end
     endcase
     if (rst) begin
-      \$578  = 4'h0;
+      \$586  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$579  = am_v;
+    \$587  = am_v;
     casez (core_state)
       5'h00:
           /* empty */;
@@ -4090,15 +4434,15 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
       5'h0b:
           /* empty */;
       5'h0a:
-          \$579  = \$500 ;
+          \$587  = \$500 ;
     endcase
     if (rst) begin
-      \$579  = 1'h0;
+      \$587  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$580  = am_jd;
+    \$588  = am_jd;
     casez (core_state)
       5'h00:
           /* empty */;
@@ -4117,46 +4461,15 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
       5'h0b:
           /* empty */;
       5'h0a:
-          \$580  = am_j;
+          \$588  = am_j;
     endcase
     if (rst) begin
-      \$580  = 4'h0;
+      \$588  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$581  = am_best;
-    casez (core_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0a:
-          if (am_v) begin
-            if (\$503 ) begin
-              \$581  = am_score;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$581  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$582  = pred;
+    \$589  = am_best;
     casez (core_state)
       5'h00:
           /* empty */;
@@ -4177,17 +4490,48 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
       5'h0a:
           if (am_v) begin
             if (\$503 ) begin
-              \$582  = am_jd;
+              \$589  = am_score;
             end
           end
     endcase
     if (rst) begin
-      \$582  = 4'h0;
+      \$589  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$583  = key_bit;
+    \$590  = pred;
+    casez (core_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h07:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          /* empty */;
+      5'h0b:
+          /* empty */;
+      5'h0a:
+          if (am_v) begin
+            if (\$503 ) begin
+              \$590  = am_jd;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$590  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$591  = key_bit;
     casez (core_state)
       5'h00:
           /* empty */;
@@ -4215,7 +4559,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
           if (\$514 ) begin
             casez (mq[36:9])
               28'h0000000:
-                  \$583  = 6'h00;
+                  \$591  = 6'h00;
             endcase
           end
       5'h0d:
@@ -4227,15 +4571,15 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
       5'h10:
           /* empty */;
       5'h0c:
-          \$583  = \$541 [5:0];
+          \$591  = \$541 [5:0];
     endcase
     if (rst) begin
-      \$583  = 6'h00;
+      \$591  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$584  = rate_shift;
+    \$592  = rate_shift;
     casez (core_state)
       5'h00:
           /* empty */;
@@ -4265,17 +4609,17 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
               28'h0000000:
                   /* empty */;
               28'h0000001:
-                  \$584  = \$516 [5:0];
+                  \$592  = \$516 [5:0];
             endcase
           end
     endcase
     if (rst) begin
-      \$584  = 6'h0c;
+      \$592  = 6'h0c;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$585  = gamma_q;
+    \$593  = gamma_q;
     casez (core_state)
       5'h00:
           /* empty */;
@@ -4307,17 +4651,17 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
               28'h0000001:
                   /* empty */;
               28'h0000002:
-                  \$585  = \$518 [15:0];
+                  \$593  = \$518 [15:0];
             endcase
           end
     endcase
     if (rst) begin
-      \$585  = 16'h0080;
+      \$593  = 16'h0080;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$586  = gamma0;
+    \$594  = gamma0;
     casez (core_state)
       5'h00:
           /* empty */;
@@ -4353,17 +4697,17 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
               28'h0000100:
                   /* empty */;
               28'h0000003:
-                  \$586  = \$520 [15:0];
+                  \$594  = \$520 [15:0];
             endcase
           end
     endcase
     if (rst) begin
-      \$586  = 16'h0040;
+      \$594  = 16'h0040;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$587  = gamma1;
+    \$595  = gamma1;
     casez (core_state)
       5'h00:
           /* empty */;
@@ -4401,17 +4745,17 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
               28'h0000003:
                   /* empty */;
               28'h0000004:
-                  \$587  = \$522 [15:0];
+                  \$595  = \$522 [15:0];
             endcase
           end
     endcase
     if (rst) begin
-      \$587  = 16'h0040;
+      \$595  = 16'h0040;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$588  = rdata_r;
+    \$596  = rdata_r;
     casez (core_state)
       5'h00:
           /* empty */;
@@ -4440,15 +4784,15 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
       5'h0d:
           /* empty */;
       5'h0e:
-          \$588  = \$537 ;
+          \$596  = \$537 ;
     endcase
     if (rst) begin
-      \$588  = 32'd0;
+      \$596  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$589  = resp;
+    \$597  = resp;
     casez (core_state)
       5'h00:
           /* empty */;
@@ -4479,105 +4823,9 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
       5'h0e:
           /* empty */;
       5'h0f:
-          \$589  = rdata_r;
+          \$597  = rdata_r;
     endcase
     if (rst) begin
-      \$589  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (cnt_clear) begin
-      \$590  = 32'd0;
-    end else begin
-      \$590  = \$543 [31:0];
-    end
-    if (rst) begin
-      \$590  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (cnt_clear) begin
-      \$591  = 32'd0;
-    end else begin
-      \$591  = \$545 [31:0];
-    end
-    if (rst) begin
-      \$591  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (cnt_clear) begin
-      \$592  = 32'd0;
-    end else begin
-      \$592  = \$546 [31:0];
-    end
-    if (rst) begin
-      \$592  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (cnt_clear) begin
-      \$593  = 32'd0;
-    end else begin
-      \$593  = \$549 [31:0];
-    end
-    if (rst) begin
-      \$593  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (cnt_clear) begin
-      \$594  = 32'd0;
-    end else begin
-      \$594  = \$552 [31:0];
-    end
-    if (rst) begin
-      \$594  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (cnt_clear) begin
-      \$595  = 32'd0;
-    end else begin
-      \$595  = \$555 [31:0];
-    end
-    if (rst) begin
-      \$595  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (cnt_clear) begin
-      \$596  = 32'd0;
-    end else begin
-      \$596  = \$556 [31:0];
-    end
-    if (rst) begin
-      \$596  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (cnt_clear) begin
-      \$597  = 32'd0;
-    end else begin
-      \$597  = \$557 [31:0];
-    end
-    if (rst) begin
       \$597  = 32'd0;
     end
   end
@@ -4587,7 +4835,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (cnt_clear) begin
       \$598  = 32'd0;
     end else begin
-      \$598  = \$558 [31:0];
+      \$598  = \$543 [31:0];
     end
     if (rst) begin
       \$598  = 32'd0;
@@ -4599,7 +4847,7 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (cnt_clear) begin
       \$599  = 32'd0;
     end else begin
-      \$599  = \$559 [31:0];
+      \$599  = \$545 [31:0];
     end
     if (rst) begin
       \$599  = 32'd0;
@@ -4611,10 +4859,106 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
     if (cnt_clear) begin
       \$600  = 32'd0;
     end else begin
-      \$600  = \$563 [31:0];
+      \$600  = \$546 [31:0];
     end
     if (rst) begin
       \$600  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (cnt_clear) begin
+      \$601  = 32'd0;
+    end else begin
+      \$601  = \$549 [31:0];
+    end
+    if (rst) begin
+      \$601  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (cnt_clear) begin
+      \$602  = 32'd0;
+    end else begin
+      \$602  = \$552 [31:0];
+    end
+    if (rst) begin
+      \$602  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (cnt_clear) begin
+      \$603  = 32'd0;
+    end else begin
+      \$603  = \$555 [31:0];
+    end
+    if (rst) begin
+      \$603  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (cnt_clear) begin
+      \$604  = 32'd0;
+    end else begin
+      \$604  = \$556 [31:0];
+    end
+    if (rst) begin
+      \$604  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (cnt_clear) begin
+      \$605  = 32'd0;
+    end else begin
+      \$605  = \$557 [31:0];
+    end
+    if (rst) begin
+      \$605  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (cnt_clear) begin
+      \$606  = 32'd0;
+    end else begin
+      \$606  = \$558 [31:0];
+    end
+    if (rst) begin
+      \$606  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (cnt_clear) begin
+      \$607  = 32'd0;
+    end else begin
+      \$607  = \$559 [31:0];
+    end
+    if (rst) begin
+      \$607  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (cnt_clear) begin
+      \$608  = 32'd0;
+    end else begin
+      \$608  = \$563 [31:0];
+    end
+    if (rst) begin
+      \$608  = 32'd0;
     end
   end
   assign i_spike__payload = i_event__payload;
@@ -4624,8 +4968,8 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   assign \o_spike__payload$35  = \i_event__payload$34 ;
   assign \i_event__ready$37  = \o_spike__ready$36 ;
   assign \o_spike__valid$39  = \i_event__valid$38 ;
-  assign \i_spike__payload$44  = { \$606 , \$605 , \$604 , \$603 , \$602 , \$601  };
-  assign \o_spike__payload$45  = { \$606 , \$605 , \$604 , \$603 , \$602 , \$601  };
+  assign \i_spike__payload$44  = { \$614 , \$613 , \$612 , \$611 , \$610 , \$609  };
+  assign \o_spike__payload$45  = { \$614 , \$613 , \$612 , \$611 , \$610 , \$609  };
   assign w_data = spike_rec;
   assign w_en = spike_we;
   assign r_rdy = o_spike__valid;
@@ -4675,11 +5019,11 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   assign \x_addr$160  = \$136 [0];
   assign am_addr = \$190 [0];
   assign start = pulse_na_start[0];
-  assign \start$190  = pulse_eu_start[0];
+  assign \start$192  = pulse_eu_start[0];
   assign emit = pulse_emit[0];
-  assign \start$194  = pulse_na_start[1];
-  assign \start$195  = pulse_eu_start[1];
-  assign \emit$196  = pulse_emit[1];
+  assign \start$196  = pulse_na_start[1];
+  assign \start$197  = pulse_eu_start[1];
+  assign \emit$198  = pulse_emit[1];
   assign \i_event__payload.pre  = i_event__payload;
   assign \i_ctrl__payload.op  = i_ctrl__payload[3:0];
   assign \i_ctrl__payload.arg  = i_ctrl__payload[35:4];
@@ -4726,8 +5070,8 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   assign \o_spike__payload$29.pre  = \i_event__payload$28 ;
   assign \i_event__payload$34.pre  = \i_event__payload$34 ;
   assign \o_spike__payload$35.pre  = \i_event__payload$34 ;
-  assign \i_spike__payload$44.pre  = { \$606 , \$605 , \$604 , \$603 , \$602 , \$601  };
-  assign \o_spike__payload$45.post  = { \$606 , \$605 , \$604 , \$603 , \$602 , \$601  };
+  assign \i_spike__payload$44.pre  = { \$614 , \$613 , \$612 , \$611 , \$610 , \$609  };
+  assign \o_spike__payload$45.post  = { \$614 , \$613 , \$612 , \$611 , \$610 , \$609  };
   assign \spike_rec.t  = spike_rec[7:0];
   assign \spike_rec.layer  = spike_rec[11:8];
   assign \spike_rec.neuron  = spike_rec[25:12];
@@ -4953,6 +5297,294 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   assign \rq.layer  = rq[8:5];
   assign \rq.addr  = rq[36:9];
   assign \rq.data  = rq[68:37];
+  assign \bias0_held[0]  = bias0_held[15:0];
+  assign \bias0_held[1]  = bias0_held[31:16];
+  assign \bias0_held[2]  = bias0_held[47:32];
+  assign \bias0_held[3]  = bias0_held[63:48];
+  assign \bias0_held[4]  = bias0_held[79:64];
+  assign \bias0_held[5]  = bias0_held[95:80];
+  assign \bias0_held[6]  = bias0_held[111:96];
+  assign \bias0_held[7]  = bias0_held[127:112];
+  assign \bias0_held[8]  = bias0_held[143:128];
+  assign \bias0_held[9]  = bias0_held[159:144];
+  assign \bias0_held[10]  = bias0_held[175:160];
+  assign \bias0_held[11]  = bias0_held[191:176];
+  assign \bias0_held[12]  = bias0_held[207:192];
+  assign \bias0_held[13]  = bias0_held[223:208];
+  assign \bias0_held[14]  = bias0_held[239:224];
+  assign \bias0_held[15]  = bias0_held[255:240];
+  assign \bias0_held[16]  = bias0_held[271:256];
+  assign \bias0_held[17]  = bias0_held[287:272];
+  assign \bias0_held[18]  = bias0_held[303:288];
+  assign \bias0_held[19]  = bias0_held[319:304];
+  assign \bias0_held[20]  = bias0_held[335:320];
+  assign \bias0_held[21]  = bias0_held[351:336];
+  assign \bias0_held[22]  = bias0_held[367:352];
+  assign \bias0_held[23]  = bias0_held[383:368];
+  assign \bias0_held[24]  = bias0_held[399:384];
+  assign \bias0_held[25]  = bias0_held[415:400];
+  assign \bias0_held[26]  = bias0_held[431:416];
+  assign \bias0_held[27]  = bias0_held[447:432];
+  assign \bias0_held[28]  = bias0_held[463:448];
+  assign \bias0_held[29]  = bias0_held[479:464];
+  assign \bias0_held[30]  = bias0_held[495:480];
+  assign \bias0_held[31]  = bias0_held[511:496];
+  assign \membrane0_held[0]  = membrane0_held[15:0];
+  assign \membrane0_held[1]  = membrane0_held[31:16];
+  assign \membrane0_held[2]  = membrane0_held[47:32];
+  assign \membrane0_held[3]  = membrane0_held[63:48];
+  assign \membrane0_held[4]  = membrane0_held[79:64];
+  assign \membrane0_held[5]  = membrane0_held[95:80];
+  assign \membrane0_held[6]  = membrane0_held[111:96];
+  assign \membrane0_held[7]  = membrane0_held[127:112];
+  assign \membrane0_held[8]  = membrane0_held[143:128];
+  assign \membrane0_held[9]  = membrane0_held[159:144];
+  assign \membrane0_held[10]  = membrane0_held[175:160];
+  assign \membrane0_held[11]  = membrane0_held[191:176];
+  assign \membrane0_held[12]  = membrane0_held[207:192];
+  assign \membrane0_held[13]  = membrane0_held[223:208];
+  assign \membrane0_held[14]  = membrane0_held[239:224];
+  assign \membrane0_held[15]  = membrane0_held[255:240];
+  assign \membrane0_held[16]  = membrane0_held[271:256];
+  assign \membrane0_held[17]  = membrane0_held[287:272];
+  assign \membrane0_held[18]  = membrane0_held[303:288];
+  assign \membrane0_held[19]  = membrane0_held[319:304];
+  assign \membrane0_held[20]  = membrane0_held[335:320];
+  assign \membrane0_held[21]  = membrane0_held[351:336];
+  assign \membrane0_held[22]  = membrane0_held[367:352];
+  assign \membrane0_held[23]  = membrane0_held[383:368];
+  assign \membrane0_held[24]  = membrane0_held[399:384];
+  assign \membrane0_held[25]  = membrane0_held[415:400];
+  assign \membrane0_held[26]  = membrane0_held[431:416];
+  assign \membrane0_held[27]  = membrane0_held[447:432];
+  assign \membrane0_held[28]  = membrane0_held[463:448];
+  assign \membrane0_held[29]  = membrane0_held[479:464];
+  assign \membrane0_held[30]  = membrane0_held[495:480];
+  assign \membrane0_held[31]  = membrane0_held[511:496];
+  assign \trace0_held[0]  = trace0_held[6:0];
+  assign \trace0_held[1]  = trace0_held[13:7];
+  assign \trace0_held[2]  = trace0_held[20:14];
+  assign \trace0_held[3]  = trace0_held[27:21];
+  assign \trace0_held[4]  = trace0_held[34:28];
+  assign \trace0_held[5]  = trace0_held[41:35];
+  assign \trace0_held[6]  = trace0_held[48:42];
+  assign \trace0_held[7]  = trace0_held[55:49];
+  assign \trace0_held[8]  = trace0_held[62:56];
+  assign \trace0_held[9]  = trace0_held[69:63];
+  assign \trace0_held[10]  = trace0_held[76:70];
+  assign \trace0_held[11]  = trace0_held[83:77];
+  assign \trace0_held[12]  = trace0_held[90:84];
+  assign \trace0_held[13]  = trace0_held[97:91];
+  assign \trace0_held[14]  = trace0_held[104:98];
+  assign \trace0_held[15]  = trace0_held[111:105];
+  assign \trace0_held[16]  = trace0_held[118:112];
+  assign \trace0_held[17]  = trace0_held[125:119];
+  assign \trace0_held[18]  = trace0_held[132:126];
+  assign \trace0_held[19]  = trace0_held[139:133];
+  assign \trace0_held[20]  = trace0_held[146:140];
+  assign \trace0_held[21]  = trace0_held[153:147];
+  assign \trace0_held[22]  = trace0_held[160:154];
+  assign \trace0_held[23]  = trace0_held[167:161];
+  assign \trace0_held[24]  = trace0_held[174:168];
+  assign \trace0_held[25]  = trace0_held[181:175];
+  assign \trace0_held[26]  = trace0_held[188:182];
+  assign \trace0_held[27]  = trace0_held[195:189];
+  assign \trace0_held[28]  = trace0_held[202:196];
+  assign \trace0_held[29]  = trace0_held[209:203];
+  assign \trace0_held[30]  = trace0_held[216:210];
+  assign \trace0_held[31]  = trace0_held[223:217];
+  assign \theta0_held[0]  = theta0_held[15:0];
+  assign \theta0_held[1]  = theta0_held[31:16];
+  assign \theta0_held[2]  = theta0_held[47:32];
+  assign \theta0_held[3]  = theta0_held[63:48];
+  assign \theta0_held[4]  = theta0_held[79:64];
+  assign \theta0_held[5]  = theta0_held[95:80];
+  assign \theta0_held[6]  = theta0_held[111:96];
+  assign \theta0_held[7]  = theta0_held[127:112];
+  assign \theta0_held[8]  = theta0_held[143:128];
+  assign \theta0_held[9]  = theta0_held[159:144];
+  assign \theta0_held[10]  = theta0_held[175:160];
+  assign \theta0_held[11]  = theta0_held[191:176];
+  assign \theta0_held[12]  = theta0_held[207:192];
+  assign \theta0_held[13]  = theta0_held[223:208];
+  assign \theta0_held[14]  = theta0_held[239:224];
+  assign \theta0_held[15]  = theta0_held[255:240];
+  assign \theta0_held[16]  = theta0_held[271:256];
+  assign \theta0_held[17]  = theta0_held[287:272];
+  assign \theta0_held[18]  = theta0_held[303:288];
+  assign \theta0_held[19]  = theta0_held[319:304];
+  assign \theta0_held[20]  = theta0_held[335:320];
+  assign \theta0_held[21]  = theta0_held[351:336];
+  assign \theta0_held[22]  = theta0_held[367:352];
+  assign \theta0_held[23]  = theta0_held[383:368];
+  assign \theta0_held[24]  = theta0_held[399:384];
+  assign \theta0_held[25]  = theta0_held[415:400];
+  assign \theta0_held[26]  = theta0_held[431:416];
+  assign \theta0_held[27]  = theta0_held[447:432];
+  assign \theta0_held[28]  = theta0_held[463:448];
+  assign \theta0_held[29]  = theta0_held[479:464];
+  assign \theta0_held[30]  = theta0_held[495:480];
+  assign \theta0_held[31]  = theta0_held[511:496];
+  assign \bias1_held[0]  = bias1_held[15:0];
+  assign \bias1_held[1]  = bias1_held[31:16];
+  assign \bias1_held[2]  = bias1_held[47:32];
+  assign \bias1_held[3]  = bias1_held[63:48];
+  assign \bias1_held[4]  = bias1_held[79:64];
+  assign \bias1_held[5]  = bias1_held[95:80];
+  assign \bias1_held[6]  = bias1_held[111:96];
+  assign \bias1_held[7]  = bias1_held[127:112];
+  assign \bias1_held[8]  = bias1_held[143:128];
+  assign \bias1_held[9]  = bias1_held[159:144];
+  assign \bias1_held[10]  = bias1_held[175:160];
+  assign \bias1_held[11]  = bias1_held[191:176];
+  assign \bias1_held[12]  = bias1_held[207:192];
+  assign \bias1_held[13]  = bias1_held[223:208];
+  assign \bias1_held[14]  = bias1_held[239:224];
+  assign \bias1_held[15]  = bias1_held[255:240];
+  assign \bias1_held[16]  = bias1_held[271:256];
+  assign \bias1_held[17]  = bias1_held[287:272];
+  assign \bias1_held[18]  = bias1_held[303:288];
+  assign \bias1_held[19]  = bias1_held[319:304];
+  assign \bias1_held[20]  = bias1_held[335:320];
+  assign \bias1_held[21]  = bias1_held[351:336];
+  assign \bias1_held[22]  = bias1_held[367:352];
+  assign \bias1_held[23]  = bias1_held[383:368];
+  assign \bias1_held[24]  = bias1_held[399:384];
+  assign \bias1_held[25]  = bias1_held[415:400];
+  assign \bias1_held[26]  = bias1_held[431:416];
+  assign \bias1_held[27]  = bias1_held[447:432];
+  assign \bias1_held[28]  = bias1_held[463:448];
+  assign \bias1_held[29]  = bias1_held[479:464];
+  assign \bias1_held[30]  = bias1_held[495:480];
+  assign \bias1_held[31]  = bias1_held[511:496];
+  assign \membrane1_held[0]  = membrane1_held[15:0];
+  assign \membrane1_held[1]  = membrane1_held[31:16];
+  assign \membrane1_held[2]  = membrane1_held[47:32];
+  assign \membrane1_held[3]  = membrane1_held[63:48];
+  assign \membrane1_held[4]  = membrane1_held[79:64];
+  assign \membrane1_held[5]  = membrane1_held[95:80];
+  assign \membrane1_held[6]  = membrane1_held[111:96];
+  assign \membrane1_held[7]  = membrane1_held[127:112];
+  assign \membrane1_held[8]  = membrane1_held[143:128];
+  assign \membrane1_held[9]  = membrane1_held[159:144];
+  assign \membrane1_held[10]  = membrane1_held[175:160];
+  assign \membrane1_held[11]  = membrane1_held[191:176];
+  assign \membrane1_held[12]  = membrane1_held[207:192];
+  assign \membrane1_held[13]  = membrane1_held[223:208];
+  assign \membrane1_held[14]  = membrane1_held[239:224];
+  assign \membrane1_held[15]  = membrane1_held[255:240];
+  assign \membrane1_held[16]  = membrane1_held[271:256];
+  assign \membrane1_held[17]  = membrane1_held[287:272];
+  assign \membrane1_held[18]  = membrane1_held[303:288];
+  assign \membrane1_held[19]  = membrane1_held[319:304];
+  assign \membrane1_held[20]  = membrane1_held[335:320];
+  assign \membrane1_held[21]  = membrane1_held[351:336];
+  assign \membrane1_held[22]  = membrane1_held[367:352];
+  assign \membrane1_held[23]  = membrane1_held[383:368];
+  assign \membrane1_held[24]  = membrane1_held[399:384];
+  assign \membrane1_held[25]  = membrane1_held[415:400];
+  assign \membrane1_held[26]  = membrane1_held[431:416];
+  assign \membrane1_held[27]  = membrane1_held[447:432];
+  assign \membrane1_held[28]  = membrane1_held[463:448];
+  assign \membrane1_held[29]  = membrane1_held[479:464];
+  assign \membrane1_held[30]  = membrane1_held[495:480];
+  assign \membrane1_held[31]  = membrane1_held[511:496];
+  assign \trace1_held[0]  = trace1_held[6:0];
+  assign \trace1_held[1]  = trace1_held[13:7];
+  assign \trace1_held[2]  = trace1_held[20:14];
+  assign \trace1_held[3]  = trace1_held[27:21];
+  assign \trace1_held[4]  = trace1_held[34:28];
+  assign \trace1_held[5]  = trace1_held[41:35];
+  assign \trace1_held[6]  = trace1_held[48:42];
+  assign \trace1_held[7]  = trace1_held[55:49];
+  assign \trace1_held[8]  = trace1_held[62:56];
+  assign \trace1_held[9]  = trace1_held[69:63];
+  assign \trace1_held[10]  = trace1_held[76:70];
+  assign \trace1_held[11]  = trace1_held[83:77];
+  assign \trace1_held[12]  = trace1_held[90:84];
+  assign \trace1_held[13]  = trace1_held[97:91];
+  assign \trace1_held[14]  = trace1_held[104:98];
+  assign \trace1_held[15]  = trace1_held[111:105];
+  assign \trace1_held[16]  = trace1_held[118:112];
+  assign \trace1_held[17]  = trace1_held[125:119];
+  assign \trace1_held[18]  = trace1_held[132:126];
+  assign \trace1_held[19]  = trace1_held[139:133];
+  assign \trace1_held[20]  = trace1_held[146:140];
+  assign \trace1_held[21]  = trace1_held[153:147];
+  assign \trace1_held[22]  = trace1_held[160:154];
+  assign \trace1_held[23]  = trace1_held[167:161];
+  assign \trace1_held[24]  = trace1_held[174:168];
+  assign \trace1_held[25]  = trace1_held[181:175];
+  assign \trace1_held[26]  = trace1_held[188:182];
+  assign \trace1_held[27]  = trace1_held[195:189];
+  assign \trace1_held[28]  = trace1_held[202:196];
+  assign \trace1_held[29]  = trace1_held[209:203];
+  assign \trace1_held[30]  = trace1_held[216:210];
+  assign \trace1_held[31]  = trace1_held[223:217];
+  assign \score_held[0]  = score_held[18:0];
+  assign \score_held[1]  = score_held[37:19];
+  assign \score_held[2]  = score_held[56:38];
+  assign \score_held[3]  = score_held[75:57];
+  assign \score_held[4]  = score_held[94:76];
+  assign \score_held[5]  = score_held[113:95];
+  assign \score_held[6]  = score_held[132:114];
+  assign \score_held[7]  = score_held[151:133];
+  assign \score_held[8]  = score_held[170:152];
+  assign \score_held[9]  = score_held[189:171];
+  assign \score_held[10]  = score_held[208:190];
+  assign \score_held[11]  = score_held[227:209];
+  assign \score_held[12]  = score_held[246:228];
+  assign \score_held[13]  = score_held[265:247];
+  assign \score_held[14]  = score_held[284:266];
+  assign \score_held[15]  = score_held[303:285];
+  assign \score_held[16]  = score_held[322:304];
+  assign \score_held[17]  = score_held[341:323];
+  assign \score_held[18]  = score_held[360:342];
+  assign \score_held[19]  = score_held[379:361];
+  assign \score_held[20]  = score_held[398:380];
+  assign \score_held[21]  = score_held[417:399];
+  assign \score_held[22]  = score_held[436:418];
+  assign \score_held[23]  = score_held[455:437];
+  assign \score_held[24]  = score_held[474:456];
+  assign \score_held[25]  = score_held[493:475];
+  assign \score_held[26]  = score_held[512:494];
+  assign \score_held[27]  = score_held[531:513];
+  assign \score_held[28]  = score_held[550:532];
+  assign \score_held[29]  = score_held[569:551];
+  assign \score_held[30]  = score_held[588:570];
+  assign \score_held[31]  = score_held[607:589];
+  assign \x_score[0]  = x_score[18:0];
+  assign \x_score[1]  = x_score[37:19];
+  assign \x_score[2]  = x_score[56:38];
+  assign \x_score[3]  = x_score[75:57];
+  assign \x_score[4]  = x_score[94:76];
+  assign \x_score[5]  = x_score[113:95];
+  assign \x_score[6]  = x_score[132:114];
+  assign \x_score[7]  = x_score[151:133];
+  assign \x_score[8]  = x_score[170:152];
+  assign \x_score[9]  = x_score[189:171];
+  assign \x_score[10]  = x_score[208:190];
+  assign \x_score[11]  = x_score[227:209];
+  assign \x_score[12]  = x_score[246:228];
+  assign \x_score[13]  = x_score[265:247];
+  assign \x_score[14]  = x_score[284:266];
+  assign \x_score[15]  = x_score[303:285];
+  assign \x_score[16]  = x_score[322:304];
+  assign \x_score[17]  = x_score[341:323];
+  assign \x_score[18]  = x_score[360:342];
+  assign \x_score[19]  = x_score[379:361];
+  assign \x_score[20]  = x_score[398:380];
+  assign \x_score[21]  = x_score[417:399];
+  assign \x_score[22]  = x_score[436:418];
+  assign \x_score[23]  = x_score[455:437];
+  assign \x_score[24]  = x_score[474:456];
+  assign \x_score[25]  = x_score[493:475];
+  assign \x_score[26]  = x_score[512:494];
+  assign \x_score[27]  = x_score[531:513];
+  assign \x_score[28]  = x_score[550:532];
+  assign \x_score[29]  = x_score[569:551];
+  assign \x_score[30]  = x_score[588:570];
+  assign \x_score[31]  = x_score[607:589];
   assign \x_bias[0]  = x_bias[15:0];
   assign \x_bias[1]  = x_bias[31:16];
   assign \x_bias[2]  = x_bias[47:32];
@@ -5049,134 +5681,102 @@ module core(i_event__valid, i_ctrl__payload, i_ctrl__valid, i_mem__payload, i_me
   assign \x_a[29]  = x_a[209:203];
   assign \x_a[30]  = x_a[216:210];
   assign \x_a[31]  = x_a[223:217];
-  assign \x_bias$177[0]  = \x_bias$177 [15:0];
-  assign \x_bias$177[1]  = \x_bias$177 [31:16];
-  assign \x_bias$177[2]  = \x_bias$177 [47:32];
-  assign \x_bias$177[3]  = \x_bias$177 [63:48];
-  assign \x_bias$177[4]  = \x_bias$177 [79:64];
-  assign \x_bias$177[5]  = \x_bias$177 [95:80];
-  assign \x_bias$177[6]  = \x_bias$177 [111:96];
-  assign \x_bias$177[7]  = \x_bias$177 [127:112];
-  assign \x_bias$177[8]  = \x_bias$177 [143:128];
-  assign \x_bias$177[9]  = \x_bias$177 [159:144];
-  assign \x_bias$177[10]  = \x_bias$177 [175:160];
-  assign \x_bias$177[11]  = \x_bias$177 [191:176];
-  assign \x_bias$177[12]  = \x_bias$177 [207:192];
-  assign \x_bias$177[13]  = \x_bias$177 [223:208];
-  assign \x_bias$177[14]  = \x_bias$177 [239:224];
-  assign \x_bias$177[15]  = \x_bias$177 [255:240];
-  assign \x_bias$177[16]  = \x_bias$177 [271:256];
-  assign \x_bias$177[17]  = \x_bias$177 [287:272];
-  assign \x_bias$177[18]  = \x_bias$177 [303:288];
-  assign \x_bias$177[19]  = \x_bias$177 [319:304];
-  assign \x_bias$177[20]  = \x_bias$177 [335:320];
-  assign \x_bias$177[21]  = \x_bias$177 [351:336];
-  assign \x_bias$177[22]  = \x_bias$177 [367:352];
-  assign \x_bias$177[23]  = \x_bias$177 [383:368];
-  assign \x_bias$177[24]  = \x_bias$177 [399:384];
-  assign \x_bias$177[25]  = \x_bias$177 [415:400];
-  assign \x_bias$177[26]  = \x_bias$177 [431:416];
-  assign \x_bias$177[27]  = \x_bias$177 [447:432];
-  assign \x_bias$177[28]  = \x_bias$177 [463:448];
-  assign \x_bias$177[29]  = \x_bias$177 [479:464];
-  assign \x_bias$177[30]  = \x_bias$177 [495:480];
-  assign \x_bias$177[31]  = \x_bias$177 [511:496];
-  assign \x_v$178[0]  = \x_v$178 [15:0];
-  assign \x_v$178[1]  = \x_v$178 [31:16];
-  assign \x_v$178[2]  = \x_v$178 [47:32];
-  assign \x_v$178[3]  = \x_v$178 [63:48];
-  assign \x_v$178[4]  = \x_v$178 [79:64];
-  assign \x_v$178[5]  = \x_v$178 [95:80];
-  assign \x_v$178[6]  = \x_v$178 [111:96];
-  assign \x_v$178[7]  = \x_v$178 [127:112];
-  assign \x_v$178[8]  = \x_v$178 [143:128];
-  assign \x_v$178[9]  = \x_v$178 [159:144];
-  assign \x_v$178[10]  = \x_v$178 [175:160];
-  assign \x_v$178[11]  = \x_v$178 [191:176];
-  assign \x_v$178[12]  = \x_v$178 [207:192];
-  assign \x_v$178[13]  = \x_v$178 [223:208];
-  assign \x_v$178[14]  = \x_v$178 [239:224];
-  assign \x_v$178[15]  = \x_v$178 [255:240];
-  assign \x_v$178[16]  = \x_v$178 [271:256];
-  assign \x_v$178[17]  = \x_v$178 [287:272];
-  assign \x_v$178[18]  = \x_v$178 [303:288];
-  assign \x_v$178[19]  = \x_v$178 [319:304];
-  assign \x_v$178[20]  = \x_v$178 [335:320];
-  assign \x_v$178[21]  = \x_v$178 [351:336];
-  assign \x_v$178[22]  = \x_v$178 [367:352];
-  assign \x_v$178[23]  = \x_v$178 [383:368];
-  assign \x_v$178[24]  = \x_v$178 [399:384];
-  assign \x_v$178[25]  = \x_v$178 [415:400];
-  assign \x_v$178[26]  = \x_v$178 [431:416];
-  assign \x_v$178[27]  = \x_v$178 [447:432];
-  assign \x_v$178[28]  = \x_v$178 [463:448];
-  assign \x_v$178[29]  = \x_v$178 [479:464];
-  assign \x_v$178[30]  = \x_v$178 [495:480];
-  assign \x_v$178[31]  = \x_v$178 [511:496];
-  assign \x_a$179[0]  = \x_a$179 [6:0];
-  assign \x_a$179[1]  = \x_a$179 [13:7];
-  assign \x_a$179[2]  = \x_a$179 [20:14];
-  assign \x_a$179[3]  = \x_a$179 [27:21];
-  assign \x_a$179[4]  = \x_a$179 [34:28];
-  assign \x_a$179[5]  = \x_a$179 [41:35];
-  assign \x_a$179[6]  = \x_a$179 [48:42];
-  assign \x_a$179[7]  = \x_a$179 [55:49];
-  assign \x_a$179[8]  = \x_a$179 [62:56];
-  assign \x_a$179[9]  = \x_a$179 [69:63];
-  assign \x_a$179[10]  = \x_a$179 [76:70];
-  assign \x_a$179[11]  = \x_a$179 [83:77];
-  assign \x_a$179[12]  = \x_a$179 [90:84];
-  assign \x_a$179[13]  = \x_a$179 [97:91];
-  assign \x_a$179[14]  = \x_a$179 [104:98];
-  assign \x_a$179[15]  = \x_a$179 [111:105];
-  assign \x_a$179[16]  = \x_a$179 [118:112];
-  assign \x_a$179[17]  = \x_a$179 [125:119];
-  assign \x_a$179[18]  = \x_a$179 [132:126];
-  assign \x_a$179[19]  = \x_a$179 [139:133];
-  assign \x_a$179[20]  = \x_a$179 [146:140];
-  assign \x_a$179[21]  = \x_a$179 [153:147];
-  assign \x_a$179[22]  = \x_a$179 [160:154];
-  assign \x_a$179[23]  = \x_a$179 [167:161];
-  assign \x_a$179[24]  = \x_a$179 [174:168];
-  assign \x_a$179[25]  = \x_a$179 [181:175];
-  assign \x_a$179[26]  = \x_a$179 [188:182];
-  assign \x_a$179[27]  = \x_a$179 [195:189];
-  assign \x_a$179[28]  = \x_a$179 [202:196];
-  assign \x_a$179[29]  = \x_a$179 [209:203];
-  assign \x_a$179[30]  = \x_a$179 [216:210];
-  assign \x_a$179[31]  = \x_a$179 [223:217];
-  assign \x_score[0]  = x_score[18:0];
-  assign \x_score[1]  = x_score[37:19];
-  assign \x_score[2]  = x_score[56:38];
-  assign \x_score[3]  = x_score[75:57];
-  assign \x_score[4]  = x_score[94:76];
-  assign \x_score[5]  = x_score[113:95];
-  assign \x_score[6]  = x_score[132:114];
-  assign \x_score[7]  = x_score[151:133];
-  assign \x_score[8]  = x_score[170:152];
-  assign \x_score[9]  = x_score[189:171];
-  assign \x_score[10]  = x_score[208:190];
-  assign \x_score[11]  = x_score[227:209];
-  assign \x_score[12]  = x_score[246:228];
-  assign \x_score[13]  = x_score[265:247];
-  assign \x_score[14]  = x_score[284:266];
-  assign \x_score[15]  = x_score[303:285];
-  assign \x_score[16]  = x_score[322:304];
-  assign \x_score[17]  = x_score[341:323];
-  assign \x_score[18]  = x_score[360:342];
-  assign \x_score[19]  = x_score[379:361];
-  assign \x_score[20]  = x_score[398:380];
-  assign \x_score[21]  = x_score[417:399];
-  assign \x_score[22]  = x_score[436:418];
-  assign \x_score[23]  = x_score[455:437];
-  assign \x_score[24]  = x_score[474:456];
-  assign \x_score[25]  = x_score[493:475];
-  assign \x_score[26]  = x_score[512:494];
-  assign \x_score[27]  = x_score[531:513];
-  assign \x_score[28]  = x_score[550:532];
-  assign \x_score[29]  = x_score[569:551];
-  assign \x_score[30]  = x_score[588:570];
-  assign \x_score[31]  = x_score[607:589];
+  assign \x_bias$249[0]  = \x_bias$249 [15:0];
+  assign \x_bias$249[1]  = \x_bias$249 [31:16];
+  assign \x_bias$249[2]  = \x_bias$249 [47:32];
+  assign \x_bias$249[3]  = \x_bias$249 [63:48];
+  assign \x_bias$249[4]  = \x_bias$249 [79:64];
+  assign \x_bias$249[5]  = \x_bias$249 [95:80];
+  assign \x_bias$249[6]  = \x_bias$249 [111:96];
+  assign \x_bias$249[7]  = \x_bias$249 [127:112];
+  assign \x_bias$249[8]  = \x_bias$249 [143:128];
+  assign \x_bias$249[9]  = \x_bias$249 [159:144];
+  assign \x_bias$249[10]  = \x_bias$249 [175:160];
+  assign \x_bias$249[11]  = \x_bias$249 [191:176];
+  assign \x_bias$249[12]  = \x_bias$249 [207:192];
+  assign \x_bias$249[13]  = \x_bias$249 [223:208];
+  assign \x_bias$249[14]  = \x_bias$249 [239:224];
+  assign \x_bias$249[15]  = \x_bias$249 [255:240];
+  assign \x_bias$249[16]  = \x_bias$249 [271:256];
+  assign \x_bias$249[17]  = \x_bias$249 [287:272];
+  assign \x_bias$249[18]  = \x_bias$249 [303:288];
+  assign \x_bias$249[19]  = \x_bias$249 [319:304];
+  assign \x_bias$249[20]  = \x_bias$249 [335:320];
+  assign \x_bias$249[21]  = \x_bias$249 [351:336];
+  assign \x_bias$249[22]  = \x_bias$249 [367:352];
+  assign \x_bias$249[23]  = \x_bias$249 [383:368];
+  assign \x_bias$249[24]  = \x_bias$249 [399:384];
+  assign \x_bias$249[25]  = \x_bias$249 [415:400];
+  assign \x_bias$249[26]  = \x_bias$249 [431:416];
+  assign \x_bias$249[27]  = \x_bias$249 [447:432];
+  assign \x_bias$249[28]  = \x_bias$249 [463:448];
+  assign \x_bias$249[29]  = \x_bias$249 [479:464];
+  assign \x_bias$249[30]  = \x_bias$249 [495:480];
+  assign \x_bias$249[31]  = \x_bias$249 [511:496];
+  assign \x_v$250[0]  = \x_v$250 [15:0];
+  assign \x_v$250[1]  = \x_v$250 [31:16];
+  assign \x_v$250[2]  = \x_v$250 [47:32];
+  assign \x_v$250[3]  = \x_v$250 [63:48];
+  assign \x_v$250[4]  = \x_v$250 [79:64];
+  assign \x_v$250[5]  = \x_v$250 [95:80];
+  assign \x_v$250[6]  = \x_v$250 [111:96];
+  assign \x_v$250[7]  = \x_v$250 [127:112];
+  assign \x_v$250[8]  = \x_v$250 [143:128];
+  assign \x_v$250[9]  = \x_v$250 [159:144];
+  assign \x_v$250[10]  = \x_v$250 [175:160];
+  assign \x_v$250[11]  = \x_v$250 [191:176];
+  assign \x_v$250[12]  = \x_v$250 [207:192];
+  assign \x_v$250[13]  = \x_v$250 [223:208];
+  assign \x_v$250[14]  = \x_v$250 [239:224];
+  assign \x_v$250[15]  = \x_v$250 [255:240];
+  assign \x_v$250[16]  = \x_v$250 [271:256];
+  assign \x_v$250[17]  = \x_v$250 [287:272];
+  assign \x_v$250[18]  = \x_v$250 [303:288];
+  assign \x_v$250[19]  = \x_v$250 [319:304];
+  assign \x_v$250[20]  = \x_v$250 [335:320];
+  assign \x_v$250[21]  = \x_v$250 [351:336];
+  assign \x_v$250[22]  = \x_v$250 [367:352];
+  assign \x_v$250[23]  = \x_v$250 [383:368];
+  assign \x_v$250[24]  = \x_v$250 [399:384];
+  assign \x_v$250[25]  = \x_v$250 [415:400];
+  assign \x_v$250[26]  = \x_v$250 [431:416];
+  assign \x_v$250[27]  = \x_v$250 [447:432];
+  assign \x_v$250[28]  = \x_v$250 [463:448];
+  assign \x_v$250[29]  = \x_v$250 [479:464];
+  assign \x_v$250[30]  = \x_v$250 [495:480];
+  assign \x_v$250[31]  = \x_v$250 [511:496];
+  assign \x_a$251[0]  = \x_a$251 [6:0];
+  assign \x_a$251[1]  = \x_a$251 [13:7];
+  assign \x_a$251[2]  = \x_a$251 [20:14];
+  assign \x_a$251[3]  = \x_a$251 [27:21];
+  assign \x_a$251[4]  = \x_a$251 [34:28];
+  assign \x_a$251[5]  = \x_a$251 [41:35];
+  assign \x_a$251[6]  = \x_a$251 [48:42];
+  assign \x_a$251[7]  = \x_a$251 [55:49];
+  assign \x_a$251[8]  = \x_a$251 [62:56];
+  assign \x_a$251[9]  = \x_a$251 [69:63];
+  assign \x_a$251[10]  = \x_a$251 [76:70];
+  assign \x_a$251[11]  = \x_a$251 [83:77];
+  assign \x_a$251[12]  = \x_a$251 [90:84];
+  assign \x_a$251[13]  = \x_a$251 [97:91];
+  assign \x_a$251[14]  = \x_a$251 [104:98];
+  assign \x_a$251[15]  = \x_a$251 [111:105];
+  assign \x_a$251[16]  = \x_a$251 [118:112];
+  assign \x_a$251[17]  = \x_a$251 [125:119];
+  assign \x_a$251[18]  = \x_a$251 [132:126];
+  assign \x_a$251[19]  = \x_a$251 [139:133];
+  assign \x_a$251[20]  = \x_a$251 [146:140];
+  assign \x_a$251[21]  = \x_a$251 [153:147];
+  assign \x_a$251[22]  = \x_a$251 [160:154];
+  assign \x_a$251[23]  = \x_a$251 [167:161];
+  assign \x_a$251[24]  = \x_a$251 [174:168];
+  assign \x_a$251[25]  = \x_a$251 [181:175];
+  assign \x_a$251[26]  = \x_a$251 [188:182];
+  assign \x_a$251[27]  = \x_a$251 [195:189];
+  assign \x_a$251[28]  = \x_a$251 [202:196];
+  assign \x_a$251[29]  = \x_a$251 [209:203];
+  assign \x_a$251[30]  = \x_a$251 [216:210];
+  assign \x_a$251[31]  = \x_a$251 [223:217];
   assign status[538:507] = cnt_cyc_step;
   assign status[506:475] = cnt_cyc_learn;
   assign status[474:443] = cnt_cyc_err;
@@ -17929,9 +18529,9 @@ module \core.fu0 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr__addr, d_wr
   \core.fu0.ffifo  ffifo (
     .clk(clk),
     .level(level),
-    .\port$15704$0 (s2_pre),
-    .\port$15706$0 (s2_c),
-    .\port$15714$0 (s2_flip),
+    .\port$15732$0 (s2_pre),
+    .\port$15734$0 (s2_c),
+    .\port$15742$0 (s2_flip),
     .r_data(\r_data$1035 ),
     .r_en(r_en),
     .r_rdy(r_rdy),
@@ -22355,7 +22955,7 @@ module \core.fu0 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr__addr, d_wr
   assign \$3368  = \$3367 ;
 endmodule
 
-module \core.fu0.ffifo (rst, w_en, r_en, r_rdy, r_data, \port$15704$0 , \port$15706$0 , \port$15714$0 , level, clk);
+module \core.fu0.ffifo (rst, w_en, r_en, r_rdy, r_data, \port$15732$0 , \port$15734$0 , \port$15742$0 , level, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -22384,12 +22984,12 @@ module \core.fu0.ffifo (rst, w_en, r_en, r_rdy, r_data, \port$15704$0 , \port$15
   wire [3:0] consume;
   output [3:0] level;
   reg [3:0] level = 4'h0;
-  input [6:0] \port$15704$0 ;
-  wire [6:0] \port$15704$0 ;
-  input [2:0] \port$15706$0 ;
-  wire [2:0] \port$15706$0 ;
-  input [31:0] \port$15714$0 ;
-  wire [31:0] \port$15714$0 ;
+  input [6:0] \port$15732$0 ;
+  wire [6:0] \port$15732$0 ;
+  input [2:0] \port$15734$0 ;
+  wire [2:0] \port$15734$0 ;
+  input [31:0] \port$15742$0 ;
+  wire [31:0] \port$15742$0 ;
   (* init = 4'h0 *)
   wire [3:0] produce;
   output [41:0] r_data;
@@ -22428,7 +23028,7 @@ module \core.fu0.ffifo (rst, w_en, r_en, r_rdy, r_data, \port$15704$0 , \port$15
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$15704$0 , \port$15706$0 , \port$15714$0  };
+      storage[w_port__addr] <= { \port$15732$0 , \port$15734$0 , \port$15742$0  };
   end
   assign r_data = storage[r_port__addr];
   assign w_rdy = level != 4'ha;
@@ -22494,8 +23094,8 @@ module \core.fu0.ffifo (rst, w_en, r_en, r_rdy, r_data, \port$15704$0 , \port$15
   assign w_level = level;
   assign r_level = level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$15704$0 , \port$15706$0 , \port$15714$0  };
-  assign w_data = { \port$15704$0 , \port$15706$0 , \port$15714$0  };
+  assign w_port__data = { \port$15732$0 , \port$15734$0 , \port$15742$0  };
+  assign w_data = { \port$15732$0 , \port$15734$0 , \port$15742$0  };
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule
@@ -33695,9 +34295,9 @@ module \core.fu1 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr_addr, d_wr_
   \core.fu1.ffifo  ffifo (
     .clk(clk),
     .level(level),
-    .\port$17051$0 (s2_pre),
-    .\port$17053$0 (s2_c),
-    .\port$17061$0 (s2_flip),
+    .\port$17087$0 (s2_pre),
+    .\port$17089$0 (s2_c),
+    .\port$17097$0 (s2_flip),
     .r_data(\r_data$1035 ),
     .r_en(r_en),
     .r_rdy(r_rdy),
@@ -38120,7 +38720,7 @@ module \core.fu1 (rst, o_flip__ready, w_rd_data, thr, mom_addr, d_wr_addr, d_wr_
   assign \$3388  = sa_c;
 endmodule
 
-module \core.fu1.ffifo (rst, w_en, r_en, r_rdy, r_data, \port$17051$0 , \port$17053$0 , \port$17061$0 , level, clk);
+module \core.fu1.ffifo (rst, w_en, r_en, r_rdy, r_data, \port$17087$0 , \port$17089$0 , \port$17097$0 , level, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -38149,12 +38749,12 @@ module \core.fu1.ffifo (rst, w_en, r_en, r_rdy, r_data, \port$17051$0 , \port$17
   wire [3:0] consume;
   output [3:0] level;
   reg [3:0] level = 4'h0;
-  input [7:0] \port$17051$0 ;
-  wire [7:0] \port$17051$0 ;
-  input \port$17053$0 ;
-  wire \port$17053$0 ;
-  input [31:0] \port$17061$0 ;
-  wire [31:0] \port$17061$0 ;
+  input [7:0] \port$17087$0 ;
+  wire [7:0] \port$17087$0 ;
+  input \port$17089$0 ;
+  wire \port$17089$0 ;
+  input [31:0] \port$17097$0 ;
+  wire [31:0] \port$17097$0 ;
   (* init = 4'h0 *)
   wire [3:0] produce;
   output [40:0] r_data;
@@ -38193,7 +38793,7 @@ module \core.fu1.ffifo (rst, w_en, r_en, r_rdy, r_data, \port$17051$0 , \port$17
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$17051$0 , \port$17053$0 , \port$17061$0  };
+      storage[w_port__addr] <= { \port$17087$0 , \port$17089$0 , \port$17097$0  };
   end
   assign r_data = storage[r_port__addr];
   assign w_rdy = level != 4'ha;
@@ -38259,8 +38859,8 @@ module \core.fu1.ffifo (rst, w_en, r_en, r_rdy, r_data, \port$17051$0 , \port$17
   assign w_level = level;
   assign r_level = level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$17051$0 , \port$17053$0 , \port$17061$0  };
-  assign w_data = { \port$17051$0 , \port$17053$0 , \port$17061$0  };
+  assign w_port__data = { \port$17087$0 , \port$17089$0 , \port$17097$0  };
+  assign w_data = { \port$17087$0 , \port$17089$0 , \port$17097$0  };
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule
@@ -43241,8 +43841,8 @@ module \core.na0 (rst, o_spike__ready, w_data, rp__addr, i_event__ready, o_spike
   \core.na0.fire_fifo  fire_fifo (
     .clk(clk),
     .level(level),
-    .\port$14406$0 (c_c),
-    .\port$14410$0 (c_fire),
+    .\port$14426$0 (c_c),
+    .\port$14430$0 (c_fire),
     .r_data(r_data),
     .r_en(r_en),
     .r_rdy(r_rdy),
@@ -44928,7 +45528,7 @@ module \core.na0 (rst, o_spike__ready, w_data, rp__addr, i_event__ready, o_spike
   assign \$507  = 32'd4294967295;
 endmodule
 
-module \core.na0.fire_fifo (rst, w_en, r_en, r_rdy, r_data, \port$14406$0 , \port$14410$0 , level, clk);
+module \core.na0.fire_fifo (rst, w_en, r_en, r_rdy, r_data, \port$14426$0 , \port$14430$0 , level, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -44957,10 +45557,10 @@ module \core.na0.fire_fifo (rst, w_en, r_en, r_rdy, r_data, \port$14406$0 , \por
   wire [2:0] consume;
   output [2:0] level;
   reg [2:0] level = 3'h0;
-  input [2:0] \port$14406$0 ;
-  wire [2:0] \port$14406$0 ;
-  input [31:0] \port$14410$0 ;
-  wire [31:0] \port$14410$0 ;
+  input [2:0] \port$14426$0 ;
+  wire [2:0] \port$14426$0 ;
+  input [31:0] \port$14430$0 ;
+  wire [31:0] \port$14430$0 ;
   (* init = 3'h0 *)
   wire [2:0] produce;
   output [34:0] r_data;
@@ -44996,7 +45596,7 @@ module \core.na0.fire_fifo (rst, w_en, r_en, r_rdy, r_data, \port$14406$0 , \por
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$14406$0 , \port$14410$0  };
+      storage[w_port__addr] <= { \port$14426$0 , \port$14430$0  };
   end
   assign r_data = storage[r_port__addr];
   assign w_rdy = level != 3'h7;
@@ -45062,8 +45662,8 @@ module \core.na0.fire_fifo (rst, w_en, r_en, r_rdy, r_data, \port$14406$0 , \por
   assign w_level = level;
   assign r_level = level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$14406$0 , \port$14410$0  };
-  assign w_data = { \port$14406$0 , \port$14410$0  };
+  assign w_port__data = { \port$14426$0 , \port$14430$0  };
+  assign w_data = { \port$14426$0 , \port$14430$0  };
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule
@@ -49730,25 +50330,25 @@ module \core.tu0 (clk, rst, i_spike__valid, x_rd__addr, o_spike__ready, i_spike_
   wire \$1062 ;
   wire \$1063 ;
   wire \$1064 ;
-  wire [2:0] \$1065 ;
+  wire \$1065 ;
   wire \$1066 ;
-  reg \$1067 ;
-  reg [7:0] \$1068 ;
+  wire [2:0] \$1067 ;
+  wire \$1068 ;
   reg \$1069 ;
   wire [6:0] \$107 ;
-  reg [1:0] \$1070 ;
-  reg [2:0] \$1071 ;
-  reg \$1072 ;
-  reg [223:0] \$1073 ;
-  reg [31:0] \$1074 ;
-  reg \$1075 ;
-  reg [13:0] \$1076 ;
-  reg [13:0] \$1077 ;
-  reg [13:0] \$1078 ;
-  reg [13:0] \$1079 ;
+  reg [7:0] \$1070 ;
+  reg \$1071 ;
+  reg [1:0] \$1072 ;
+  reg [2:0] \$1073 ;
+  reg \$1074 ;
+  reg [1:0] \$1075 ;
+  reg [223:0] \$1076 ;
+  reg [31:0] \$1077 ;
+  reg \$1078 ;
+  reg [223:0] \$1079 ;
   wire [7:0] \$108 ;
-  reg [13:0] \$1080 ;
-  reg [13:0] \$1081 ;
+  reg [31:0] \$1080 ;
+  reg \$1081 ;
   reg [13:0] \$1082 ;
   reg [13:0] \$1083 ;
   reg [13:0] \$1084 ;
@@ -49778,24 +50378,30 @@ module \core.tu0 (clk, rst, i_spike__valid, x_rd__addr, o_spike__ready, i_spike_
   reg [13:0] \$1105 ;
   reg [13:0] \$1106 ;
   reg [13:0] \$1107 ;
-  reg [5:0] \$1108 ;
-  reg \$1109 ;
+  reg [13:0] \$1108 ;
+  reg [13:0] \$1109 ;
   wire \$111 ;
-  reg [19:0] \$1110 ;
-  reg [21:0] \$1111 ;
-  reg \$1112 ;
-  reg [1:0] \$1113 ;
-  reg [2:0] \$1114 ;
+  reg [13:0] \$1110 ;
+  reg [13:0] \$1111 ;
+  reg [13:0] \$1112 ;
+  reg [13:0] \$1113 ;
+  reg [5:0] \$1114 ;
   reg \$1115 ;
-  reg [6:0] \$1116 ;
-  reg [6:0] \$1117 ;
+  reg [19:0] \$1116 ;
+  reg [21:0] \$1117 ;
   reg \$1118 ;
-  reg [31:0] \$1119 ;
+  reg [1:0] \$1119 ;
   wire [6:0] \$112 ;
-  reg [223:0] \$1120 ;
-  reg [1:0] \$1121 ;
-  reg [1:0] \$1122 ;
-  reg [1:0] \$1123 ;
+  reg [2:0] \$1120 ;
+  reg \$1121 ;
+  reg [6:0] \$1122 ;
+  reg [6:0] \$1123 ;
+  reg \$1124 ;
+  reg [31:0] \$1125 ;
+  reg [223:0] \$1126 ;
+  reg [1:0] \$1127 ;
+  reg [1:0] \$1128 ;
+  reg [1:0] \$1129 ;
   wire [7:0] \$113 ;
   wire [5:0] \$114 ;
   wire [8:0] \$115 ;
@@ -50780,7 +51386,7 @@ module \core.tu0 (clk, rst, i_spike__valid, x_rd__addr, o_spike__ready, i_spike_
   wire [31:0] \$998 ;
   wire [32:0] \$999 ;
   reg \$signal  = 1'h0;
-  reg \$signal$61  = 1'h0;
+  reg \$signal$65  = 1'h0;
   reg [1:0] a_rd__addr;
   wire [223:0] a_rd__data;
   wire [6:0] \a_rd__data[0] ;
@@ -51006,6 +51612,42 @@ module \core.tu0 (clk, rst, i_spike__valid, x_rd__addr, o_spike__ready, i_spike_
   reg [2:0] p_c = 3'h0;
   reg [31:0] pend = 32'd0;
   reg [1:0] pend_word = 2'h0;
+  reg [223:0] q_a = 224'h00000000000000000000000000000000000000000000000000000000;
+  wire [6:0] \q_a[0] ;
+  wire [6:0] \q_a[10] ;
+  wire [6:0] \q_a[11] ;
+  wire [6:0] \q_a[12] ;
+  wire [6:0] \q_a[13] ;
+  wire [6:0] \q_a[14] ;
+  wire [6:0] \q_a[15] ;
+  wire [6:0] \q_a[16] ;
+  wire [6:0] \q_a[17] ;
+  wire [6:0] \q_a[18] ;
+  wire [6:0] \q_a[19] ;
+  wire [6:0] \q_a[1] ;
+  wire [6:0] \q_a[20] ;
+  wire [6:0] \q_a[21] ;
+  wire [6:0] \q_a[22] ;
+  wire [6:0] \q_a[23] ;
+  wire [6:0] \q_a[24] ;
+  wire [6:0] \q_a[25] ;
+  wire [6:0] \q_a[26] ;
+  wire [6:0] \q_a[27] ;
+  wire [6:0] \q_a[28] ;
+  wire [6:0] \q_a[29] ;
+  wire [6:0] \q_a[2] ;
+  wire [6:0] \q_a[30] ;
+  wire [6:0] \q_a[31] ;
+  wire [6:0] \q_a[3] ;
+  wire [6:0] \q_a[4] ;
+  wire [6:0] \q_a[5] ;
+  wire [6:0] \q_a[6] ;
+  wire [6:0] \q_a[7] ;
+  wire [6:0] \q_a[8] ;
+  wire [6:0] \q_a[9] ;
+  reg [1:0] q_c = 2'h0;
+  reg [31:0] q_s = 32'd0;
+  reg q_valid = 1'h0;
   input rst;
   wire rst;
   reg [21:0] s_a = 22'h000000;
@@ -51321,260 +51963,260 @@ module \core.tu0 (clk, rst, i_spike__valid, x_rd__addr, o_spike__ready, i_spike_
   assign dup = f_valid & \$1 [0];
   assign \$16  = ~ \$1 [0];
   assign o_spike__valid = f_valid & \$16 ;
-  assign \$18  = a_rd__data[6:0] - \$17 ;
-  assign \$19  = s_prd__data[0] ? 6'h20 : 6'h00;
+  assign \$18  = q_a[6:0] - \$17 ;
+  assign \$19  = q_s[0] ? 6'h20 : 6'h00;
   assign \$20  = $signed(\$18 ) + $signed({ 1'h0, \$19  });
   assign \$21  = $signed(\$20 ) > $signed(8'h7f);
-  assign \$23  = a_rd__data[6:0] - \$22 ;
-  assign \$24  = s_prd__data[0] ? 6'h20 : 6'h00;
+  assign \$23  = q_a[6:0] - \$22 ;
+  assign \$24  = q_s[0] ? 6'h20 : 6'h00;
   assign \$25  = $signed(\$23 ) + $signed({ 1'h0, \$24  });
   assign \$26  = \$21  ? 9'h07f : \$25 ;
-  assign \$28  = a_rd__data[13:7] - \$27 ;
-  assign \$29  = s_prd__data[1] ? 6'h20 : 6'h00;
+  assign \$28  = q_a[13:7] - \$27 ;
+  assign \$29  = q_s[1] ? 6'h20 : 6'h00;
   assign \$30  = $signed(\$28 ) + $signed({ 1'h0, \$29  });
   assign \$31  = $signed(\$30 ) > $signed(8'h7f);
-  assign \$33  = a_rd__data[13:7] - \$32 ;
-  assign \$34  = s_prd__data[1] ? 6'h20 : 6'h00;
+  assign \$33  = q_a[13:7] - \$32 ;
+  assign \$34  = q_s[1] ? 6'h20 : 6'h00;
   assign \$35  = $signed(\$33 ) + $signed({ 1'h0, \$34  });
   assign \$36  = \$31  ? 9'h07f : \$35 ;
-  assign \$38  = a_rd__data[20:14] - \$37 ;
-  assign \$39  = s_prd__data[2] ? 6'h20 : 6'h00;
+  assign \$38  = q_a[20:14] - \$37 ;
+  assign \$39  = q_s[2] ? 6'h20 : 6'h00;
   assign \$40  = $signed(\$38 ) + $signed({ 1'h0, \$39  });
   assign \$41  = $signed(\$40 ) > $signed(8'h7f);
-  assign \$43  = a_rd__data[20:14] - \$42 ;
-  assign \$44  = s_prd__data[2] ? 6'h20 : 6'h00;
+  assign \$43  = q_a[20:14] - \$42 ;
+  assign \$44  = q_s[2] ? 6'h20 : 6'h00;
   assign \$45  = $signed(\$43 ) + $signed({ 1'h0, \$44  });
   assign \$46  = \$41  ? 9'h07f : \$45 ;
-  assign \$48  = a_rd__data[27:21] - \$47 ;
-  assign \$49  = s_prd__data[3] ? 6'h20 : 6'h00;
+  assign \$48  = q_a[27:21] - \$47 ;
+  assign \$49  = q_s[3] ? 6'h20 : 6'h00;
   assign \$50  = $signed(\$48 ) + $signed({ 1'h0, \$49  });
   assign \$51  = $signed(\$50 ) > $signed(8'h7f);
-  assign \$53  = a_rd__data[27:21] - \$52 ;
-  assign \$54  = s_prd__data[3] ? 6'h20 : 6'h00;
+  assign \$53  = q_a[27:21] - \$52 ;
+  assign \$54  = q_s[3] ? 6'h20 : 6'h00;
   assign \$55  = $signed(\$53 ) + $signed({ 1'h0, \$54  });
   assign \$56  = \$51  ? 9'h07f : \$55 ;
-  assign \$58  = a_rd__data[34:28] - \$57 ;
-  assign \$59  = s_prd__data[4] ? 6'h20 : 6'h00;
+  assign \$58  = q_a[34:28] - \$57 ;
+  assign \$59  = q_s[4] ? 6'h20 : 6'h00;
   assign \$60  = $signed(\$58 ) + $signed({ 1'h0, \$59  });
   assign \$61  = $signed(\$60 ) > $signed(8'h7f);
-  assign \$63  = a_rd__data[34:28] - \$62 ;
-  assign \$64  = s_prd__data[4] ? 6'h20 : 6'h00;
+  assign \$63  = q_a[34:28] - \$62 ;
+  assign \$64  = q_s[4] ? 6'h20 : 6'h00;
   assign \$65  = $signed(\$63 ) + $signed({ 1'h0, \$64  });
   assign \$66  = \$61  ? 9'h07f : \$65 ;
-  assign \$68  = a_rd__data[41:35] - \$67 ;
-  assign \$69  = s_prd__data[5] ? 6'h20 : 6'h00;
+  assign \$68  = q_a[41:35] - \$67 ;
+  assign \$69  = q_s[5] ? 6'h20 : 6'h00;
   assign \$70  = $signed(\$68 ) + $signed({ 1'h0, \$69  });
   assign \$71  = $signed(\$70 ) > $signed(8'h7f);
-  assign \$73  = a_rd__data[41:35] - \$72 ;
-  assign \$74  = s_prd__data[5] ? 6'h20 : 6'h00;
+  assign \$73  = q_a[41:35] - \$72 ;
+  assign \$74  = q_s[5] ? 6'h20 : 6'h00;
   assign \$75  = $signed(\$73 ) + $signed({ 1'h0, \$74  });
   assign \$76  = \$71  ? 9'h07f : \$75 ;
-  assign \$78  = a_rd__data[48:42] - \$77 ;
-  assign \$79  = s_prd__data[6] ? 6'h20 : 6'h00;
+  assign \$78  = q_a[48:42] - \$77 ;
+  assign \$79  = q_s[6] ? 6'h20 : 6'h00;
   assign \$80  = $signed(\$78 ) + $signed({ 1'h0, \$79  });
   assign \$81  = $signed(\$80 ) > $signed(8'h7f);
-  assign \$83  = a_rd__data[48:42] - \$82 ;
-  assign \$84  = s_prd__data[6] ? 6'h20 : 6'h00;
+  assign \$83  = q_a[48:42] - \$82 ;
+  assign \$84  = q_s[6] ? 6'h20 : 6'h00;
   assign \$85  = $signed(\$83 ) + $signed({ 1'h0, \$84  });
   assign \$86  = \$81  ? 9'h07f : \$85 ;
-  assign \$88  = a_rd__data[55:49] - \$87 ;
-  assign \$89  = s_prd__data[7] ? 6'h20 : 6'h00;
+  assign \$88  = q_a[55:49] - \$87 ;
+  assign \$89  = q_s[7] ? 6'h20 : 6'h00;
   assign \$90  = $signed(\$88 ) + $signed({ 1'h0, \$89  });
   assign \$91  = $signed(\$90 ) > $signed(8'h7f);
-  assign \$93  = a_rd__data[55:49] - \$92 ;
-  assign \$94  = s_prd__data[7] ? 6'h20 : 6'h00;
+  assign \$93  = q_a[55:49] - \$92 ;
+  assign \$94  = q_s[7] ? 6'h20 : 6'h00;
   assign \$95  = $signed(\$93 ) + $signed({ 1'h0, \$94  });
   assign \$96  = \$91  ? 9'h07f : \$95 ;
-  assign \$98  = a_rd__data[62:56] - \$97 ;
-  assign \$99  = s_prd__data[8] ? 6'h20 : 6'h00;
+  assign \$98  = q_a[62:56] - \$97 ;
+  assign \$99  = q_s[8] ? 6'h20 : 6'h00;
   assign \$100  = $signed(\$98 ) + $signed({ 1'h0, \$99  });
   assign \$101  = $signed(\$100 ) > $signed(8'h7f);
-  assign \$103  = a_rd__data[62:56] - \$102 ;
-  assign \$104  = s_prd__data[8] ? 6'h20 : 6'h00;
+  assign \$103  = q_a[62:56] - \$102 ;
+  assign \$104  = q_s[8] ? 6'h20 : 6'h00;
   assign \$105  = $signed(\$103 ) + $signed({ 1'h0, \$104  });
   assign \$106  = \$101  ? 9'h07f : \$105 ;
-  assign \$108  = a_rd__data[69:63] - \$107 ;
-  assign \$109  = s_prd__data[9] ? 6'h20 : 6'h00;
+  assign \$108  = q_a[69:63] - \$107 ;
+  assign \$109  = q_s[9] ? 6'h20 : 6'h00;
   assign \$110  = $signed(\$108 ) + $signed({ 1'h0, \$109  });
   assign \$111  = $signed(\$110 ) > $signed(8'h7f);
-  assign \$113  = a_rd__data[69:63] - \$112 ;
-  assign \$114  = s_prd__data[9] ? 6'h20 : 6'h00;
+  assign \$113  = q_a[69:63] - \$112 ;
+  assign \$114  = q_s[9] ? 6'h20 : 6'h00;
   assign \$115  = $signed(\$113 ) + $signed({ 1'h0, \$114  });
   assign \$116  = \$111  ? 9'h07f : \$115 ;
-  assign \$118  = a_rd__data[76:70] - \$117 ;
-  assign \$119  = s_prd__data[10] ? 6'h20 : 6'h00;
+  assign \$118  = q_a[76:70] - \$117 ;
+  assign \$119  = q_s[10] ? 6'h20 : 6'h00;
   assign \$120  = $signed(\$118 ) + $signed({ 1'h0, \$119  });
   assign \$121  = $signed(\$120 ) > $signed(8'h7f);
-  assign \$123  = a_rd__data[76:70] - \$122 ;
-  assign \$124  = s_prd__data[10] ? 6'h20 : 6'h00;
+  assign \$123  = q_a[76:70] - \$122 ;
+  assign \$124  = q_s[10] ? 6'h20 : 6'h00;
   assign \$125  = $signed(\$123 ) + $signed({ 1'h0, \$124  });
   assign \$126  = \$121  ? 9'h07f : \$125 ;
-  assign \$128  = a_rd__data[83:77] - \$127 ;
-  assign \$129  = s_prd__data[11] ? 6'h20 : 6'h00;
+  assign \$128  = q_a[83:77] - \$127 ;
+  assign \$129  = q_s[11] ? 6'h20 : 6'h00;
   assign \$130  = $signed(\$128 ) + $signed({ 1'h0, \$129  });
   assign \$131  = $signed(\$130 ) > $signed(8'h7f);
-  assign \$133  = a_rd__data[83:77] - \$132 ;
-  assign \$134  = s_prd__data[11] ? 6'h20 : 6'h00;
+  assign \$133  = q_a[83:77] - \$132 ;
+  assign \$134  = q_s[11] ? 6'h20 : 6'h00;
   assign \$135  = $signed(\$133 ) + $signed({ 1'h0, \$134  });
   assign \$136  = \$131  ? 9'h07f : \$135 ;
-  assign \$138  = a_rd__data[90:84] - \$137 ;
-  assign \$139  = s_prd__data[12] ? 6'h20 : 6'h00;
+  assign \$138  = q_a[90:84] - \$137 ;
+  assign \$139  = q_s[12] ? 6'h20 : 6'h00;
   assign \$140  = $signed(\$138 ) + $signed({ 1'h0, \$139  });
   assign \$141  = $signed(\$140 ) > $signed(8'h7f);
-  assign \$143  = a_rd__data[90:84] - \$142 ;
-  assign \$144  = s_prd__data[12] ? 6'h20 : 6'h00;
+  assign \$143  = q_a[90:84] - \$142 ;
+  assign \$144  = q_s[12] ? 6'h20 : 6'h00;
   assign \$145  = $signed(\$143 ) + $signed({ 1'h0, \$144  });
   assign \$146  = \$141  ? 9'h07f : \$145 ;
-  assign \$148  = a_rd__data[97:91] - \$147 ;
-  assign \$149  = s_prd__data[13] ? 6'h20 : 6'h00;
+  assign \$148  = q_a[97:91] - \$147 ;
+  assign \$149  = q_s[13] ? 6'h20 : 6'h00;
   assign \$150  = $signed(\$148 ) + $signed({ 1'h0, \$149  });
   assign \$151  = $signed(\$150 ) > $signed(8'h7f);
-  assign \$153  = a_rd__data[97:91] - \$152 ;
-  assign \$154  = s_prd__data[13] ? 6'h20 : 6'h00;
+  assign \$153  = q_a[97:91] - \$152 ;
+  assign \$154  = q_s[13] ? 6'h20 : 6'h00;
   assign \$155  = $signed(\$153 ) + $signed({ 1'h0, \$154  });
   assign \$156  = \$151  ? 9'h07f : \$155 ;
-  assign \$158  = a_rd__data[104:98] - \$157 ;
-  assign \$159  = s_prd__data[14] ? 6'h20 : 6'h00;
+  assign \$158  = q_a[104:98] - \$157 ;
+  assign \$159  = q_s[14] ? 6'h20 : 6'h00;
   assign \$160  = $signed(\$158 ) + $signed({ 1'h0, \$159  });
   assign \$161  = $signed(\$160 ) > $signed(8'h7f);
-  assign \$163  = a_rd__data[104:98] - \$162 ;
-  assign \$164  = s_prd__data[14] ? 6'h20 : 6'h00;
+  assign \$163  = q_a[104:98] - \$162 ;
+  assign \$164  = q_s[14] ? 6'h20 : 6'h00;
   assign \$165  = $signed(\$163 ) + $signed({ 1'h0, \$164  });
   assign \$166  = \$161  ? 9'h07f : \$165 ;
-  assign \$168  = a_rd__data[111:105] - \$167 ;
-  assign \$169  = s_prd__data[15] ? 6'h20 : 6'h00;
+  assign \$168  = q_a[111:105] - \$167 ;
+  assign \$169  = q_s[15] ? 6'h20 : 6'h00;
   assign \$170  = $signed(\$168 ) + $signed({ 1'h0, \$169  });
   assign \$171  = $signed(\$170 ) > $signed(8'h7f);
-  assign \$173  = a_rd__data[111:105] - \$172 ;
-  assign \$174  = s_prd__data[15] ? 6'h20 : 6'h00;
+  assign \$173  = q_a[111:105] - \$172 ;
+  assign \$174  = q_s[15] ? 6'h20 : 6'h00;
   assign \$175  = $signed(\$173 ) + $signed({ 1'h0, \$174  });
   assign \$176  = \$171  ? 9'h07f : \$175 ;
-  assign \$178  = a_rd__data[118:112] - \$177 ;
-  assign \$179  = s_prd__data[16] ? 6'h20 : 6'h00;
+  assign \$178  = q_a[118:112] - \$177 ;
+  assign \$179  = q_s[16] ? 6'h20 : 6'h00;
   assign \$180  = $signed(\$178 ) + $signed({ 1'h0, \$179  });
   assign \$181  = $signed(\$180 ) > $signed(8'h7f);
-  assign \$183  = a_rd__data[118:112] - \$182 ;
-  assign \$184  = s_prd__data[16] ? 6'h20 : 6'h00;
+  assign \$183  = q_a[118:112] - \$182 ;
+  assign \$184  = q_s[16] ? 6'h20 : 6'h00;
   assign \$185  = $signed(\$183 ) + $signed({ 1'h0, \$184  });
   assign \$186  = \$181  ? 9'h07f : \$185 ;
-  assign \$188  = a_rd__data[125:119] - \$187 ;
-  assign \$189  = s_prd__data[17] ? 6'h20 : 6'h00;
+  assign \$188  = q_a[125:119] - \$187 ;
+  assign \$189  = q_s[17] ? 6'h20 : 6'h00;
   assign \$190  = $signed(\$188 ) + $signed({ 1'h0, \$189  });
   assign \$191  = $signed(\$190 ) > $signed(8'h7f);
-  assign \$193  = a_rd__data[125:119] - \$192 ;
-  assign \$194  = s_prd__data[17] ? 6'h20 : 6'h00;
+  assign \$193  = q_a[125:119] - \$192 ;
+  assign \$194  = q_s[17] ? 6'h20 : 6'h00;
   assign \$195  = $signed(\$193 ) + $signed({ 1'h0, \$194  });
   assign \$196  = \$191  ? 9'h07f : \$195 ;
-  assign \$198  = a_rd__data[132:126] - \$197 ;
-  assign \$199  = s_prd__data[18] ? 6'h20 : 6'h00;
+  assign \$198  = q_a[132:126] - \$197 ;
+  assign \$199  = q_s[18] ? 6'h20 : 6'h00;
   assign \$200  = $signed(\$198 ) + $signed({ 1'h0, \$199  });
   assign \$201  = $signed(\$200 ) > $signed(8'h7f);
-  assign \$203  = a_rd__data[132:126] - \$202 ;
-  assign \$204  = s_prd__data[18] ? 6'h20 : 6'h00;
+  assign \$203  = q_a[132:126] - \$202 ;
+  assign \$204  = q_s[18] ? 6'h20 : 6'h00;
   assign \$205  = $signed(\$203 ) + $signed({ 1'h0, \$204  });
   assign \$206  = \$201  ? 9'h07f : \$205 ;
-  assign \$208  = a_rd__data[139:133] - \$207 ;
-  assign \$209  = s_prd__data[19] ? 6'h20 : 6'h00;
+  assign \$208  = q_a[139:133] - \$207 ;
+  assign \$209  = q_s[19] ? 6'h20 : 6'h00;
   assign \$210  = $signed(\$208 ) + $signed({ 1'h0, \$209  });
   assign \$211  = $signed(\$210 ) > $signed(8'h7f);
-  assign \$213  = a_rd__data[139:133] - \$212 ;
-  assign \$214  = s_prd__data[19] ? 6'h20 : 6'h00;
+  assign \$213  = q_a[139:133] - \$212 ;
+  assign \$214  = q_s[19] ? 6'h20 : 6'h00;
   assign \$215  = $signed(\$213 ) + $signed({ 1'h0, \$214  });
   assign \$216  = \$211  ? 9'h07f : \$215 ;
-  assign \$218  = a_rd__data[146:140] - \$217 ;
-  assign \$219  = s_prd__data[20] ? 6'h20 : 6'h00;
+  assign \$218  = q_a[146:140] - \$217 ;
+  assign \$219  = q_s[20] ? 6'h20 : 6'h00;
   assign \$220  = $signed(\$218 ) + $signed({ 1'h0, \$219  });
   assign \$221  = $signed(\$220 ) > $signed(8'h7f);
-  assign \$223  = a_rd__data[146:140] - \$222 ;
-  assign \$224  = s_prd__data[20] ? 6'h20 : 6'h00;
+  assign \$223  = q_a[146:140] - \$222 ;
+  assign \$224  = q_s[20] ? 6'h20 : 6'h00;
   assign \$225  = $signed(\$223 ) + $signed({ 1'h0, \$224  });
   assign \$226  = \$221  ? 9'h07f : \$225 ;
-  assign \$228  = a_rd__data[153:147] - \$227 ;
-  assign \$229  = s_prd__data[21] ? 6'h20 : 6'h00;
+  assign \$228  = q_a[153:147] - \$227 ;
+  assign \$229  = q_s[21] ? 6'h20 : 6'h00;
   assign \$230  = $signed(\$228 ) + $signed({ 1'h0, \$229  });
   assign \$231  = $signed(\$230 ) > $signed(8'h7f);
-  assign \$233  = a_rd__data[153:147] - \$232 ;
-  assign \$234  = s_prd__data[21] ? 6'h20 : 6'h00;
+  assign \$233  = q_a[153:147] - \$232 ;
+  assign \$234  = q_s[21] ? 6'h20 : 6'h00;
   assign \$235  = $signed(\$233 ) + $signed({ 1'h0, \$234  });
   assign \$236  = \$231  ? 9'h07f : \$235 ;
-  assign \$238  = a_rd__data[160:154] - \$237 ;
-  assign \$239  = s_prd__data[22] ? 6'h20 : 6'h00;
+  assign \$238  = q_a[160:154] - \$237 ;
+  assign \$239  = q_s[22] ? 6'h20 : 6'h00;
   assign \$240  = $signed(\$238 ) + $signed({ 1'h0, \$239  });
   assign \$241  = $signed(\$240 ) > $signed(8'h7f);
-  assign \$243  = a_rd__data[160:154] - \$242 ;
-  assign \$244  = s_prd__data[22] ? 6'h20 : 6'h00;
+  assign \$243  = q_a[160:154] - \$242 ;
+  assign \$244  = q_s[22] ? 6'h20 : 6'h00;
   assign \$245  = $signed(\$243 ) + $signed({ 1'h0, \$244  });
   assign \$246  = \$241  ? 9'h07f : \$245 ;
-  assign \$248  = a_rd__data[167:161] - \$247 ;
-  assign \$249  = s_prd__data[23] ? 6'h20 : 6'h00;
+  assign \$248  = q_a[167:161] - \$247 ;
+  assign \$249  = q_s[23] ? 6'h20 : 6'h00;
   assign \$250  = $signed(\$248 ) + $signed({ 1'h0, \$249  });
   assign \$251  = $signed(\$250 ) > $signed(8'h7f);
-  assign \$253  = a_rd__data[167:161] - \$252 ;
-  assign \$254  = s_prd__data[23] ? 6'h20 : 6'h00;
+  assign \$253  = q_a[167:161] - \$252 ;
+  assign \$254  = q_s[23] ? 6'h20 : 6'h00;
   assign \$255  = $signed(\$253 ) + $signed({ 1'h0, \$254  });
   assign \$256  = \$251  ? 9'h07f : \$255 ;
-  assign \$258  = a_rd__data[174:168] - \$257 ;
-  assign \$259  = s_prd__data[24] ? 6'h20 : 6'h00;
+  assign \$258  = q_a[174:168] - \$257 ;
+  assign \$259  = q_s[24] ? 6'h20 : 6'h00;
   assign \$260  = $signed(\$258 ) + $signed({ 1'h0, \$259  });
   assign \$261  = $signed(\$260 ) > $signed(8'h7f);
-  assign \$263  = a_rd__data[174:168] - \$262 ;
-  assign \$264  = s_prd__data[24] ? 6'h20 : 6'h00;
+  assign \$263  = q_a[174:168] - \$262 ;
+  assign \$264  = q_s[24] ? 6'h20 : 6'h00;
   assign \$265  = $signed(\$263 ) + $signed({ 1'h0, \$264  });
   assign \$266  = \$261  ? 9'h07f : \$265 ;
-  assign \$268  = a_rd__data[181:175] - \$267 ;
-  assign \$269  = s_prd__data[25] ? 6'h20 : 6'h00;
+  assign \$268  = q_a[181:175] - \$267 ;
+  assign \$269  = q_s[25] ? 6'h20 : 6'h00;
   assign \$270  = $signed(\$268 ) + $signed({ 1'h0, \$269  });
   assign \$271  = $signed(\$270 ) > $signed(8'h7f);
-  assign \$273  = a_rd__data[181:175] - \$272 ;
-  assign \$274  = s_prd__data[25] ? 6'h20 : 6'h00;
+  assign \$273  = q_a[181:175] - \$272 ;
+  assign \$274  = q_s[25] ? 6'h20 : 6'h00;
   assign \$275  = $signed(\$273 ) + $signed({ 1'h0, \$274  });
   assign \$276  = \$271  ? 9'h07f : \$275 ;
-  assign \$278  = a_rd__data[188:182] - \$277 ;
-  assign \$279  = s_prd__data[26] ? 6'h20 : 6'h00;
+  assign \$278  = q_a[188:182] - \$277 ;
+  assign \$279  = q_s[26] ? 6'h20 : 6'h00;
   assign \$280  = $signed(\$278 ) + $signed({ 1'h0, \$279  });
   assign \$281  = $signed(\$280 ) > $signed(8'h7f);
-  assign \$283  = a_rd__data[188:182] - \$282 ;
-  assign \$284  = s_prd__data[26] ? 6'h20 : 6'h00;
+  assign \$283  = q_a[188:182] - \$282 ;
+  assign \$284  = q_s[26] ? 6'h20 : 6'h00;
   assign \$285  = $signed(\$283 ) + $signed({ 1'h0, \$284  });
   assign \$286  = \$281  ? 9'h07f : \$285 ;
-  assign \$288  = a_rd__data[195:189] - \$287 ;
-  assign \$289  = s_prd__data[27] ? 6'h20 : 6'h00;
+  assign \$288  = q_a[195:189] - \$287 ;
+  assign \$289  = q_s[27] ? 6'h20 : 6'h00;
   assign \$290  = $signed(\$288 ) + $signed({ 1'h0, \$289  });
   assign \$291  = $signed(\$290 ) > $signed(8'h7f);
-  assign \$293  = a_rd__data[195:189] - \$292 ;
-  assign \$294  = s_prd__data[27] ? 6'h20 : 6'h00;
+  assign \$293  = q_a[195:189] - \$292 ;
+  assign \$294  = q_s[27] ? 6'h20 : 6'h00;
   assign \$295  = $signed(\$293 ) + $signed({ 1'h0, \$294  });
   assign \$296  = \$291  ? 9'h07f : \$295 ;
-  assign \$298  = a_rd__data[202:196] - \$297 ;
-  assign \$299  = s_prd__data[28] ? 6'h20 : 6'h00;
+  assign \$298  = q_a[202:196] - \$297 ;
+  assign \$299  = q_s[28] ? 6'h20 : 6'h00;
   assign \$300  = $signed(\$298 ) + $signed({ 1'h0, \$299  });
   assign \$301  = $signed(\$300 ) > $signed(8'h7f);
-  assign \$303  = a_rd__data[202:196] - \$302 ;
-  assign \$304  = s_prd__data[28] ? 6'h20 : 6'h00;
+  assign \$303  = q_a[202:196] - \$302 ;
+  assign \$304  = q_s[28] ? 6'h20 : 6'h00;
   assign \$305  = $signed(\$303 ) + $signed({ 1'h0, \$304  });
   assign \$306  = \$301  ? 9'h07f : \$305 ;
-  assign \$308  = a_rd__data[209:203] - \$307 ;
-  assign \$309  = s_prd__data[29] ? 6'h20 : 6'h00;
+  assign \$308  = q_a[209:203] - \$307 ;
+  assign \$309  = q_s[29] ? 6'h20 : 6'h00;
   assign \$310  = $signed(\$308 ) + $signed({ 1'h0, \$309  });
   assign \$311  = $signed(\$310 ) > $signed(8'h7f);
-  assign \$313  = a_rd__data[209:203] - \$312 ;
-  assign \$314  = s_prd__data[29] ? 6'h20 : 6'h00;
+  assign \$313  = q_a[209:203] - \$312 ;
+  assign \$314  = q_s[29] ? 6'h20 : 6'h00;
   assign \$315  = $signed(\$313 ) + $signed({ 1'h0, \$314  });
   assign \$316  = \$311  ? 9'h07f : \$315 ;
-  assign \$318  = a_rd__data[216:210] - \$317 ;
-  assign \$319  = s_prd__data[30] ? 6'h20 : 6'h00;
+  assign \$318  = q_a[216:210] - \$317 ;
+  assign \$319  = q_s[30] ? 6'h20 : 6'h00;
   assign \$320  = $signed(\$318 ) + $signed({ 1'h0, \$319  });
   assign \$321  = $signed(\$320 ) > $signed(8'h7f);
-  assign \$323  = a_rd__data[216:210] - \$322 ;
-  assign \$324  = s_prd__data[30] ? 6'h20 : 6'h00;
+  assign \$323  = q_a[216:210] - \$322 ;
+  assign \$324  = q_s[30] ? 6'h20 : 6'h00;
   assign \$325  = $signed(\$323 ) + $signed({ 1'h0, \$324  });
   assign \$326  = \$321  ? 9'h07f : \$325 ;
-  assign \$328  = a_rd__data[223:217] - \$327 ;
-  assign \$329  = s_prd__data[31] ? 6'h20 : 6'h00;
+  assign \$328  = q_a[223:217] - \$327 ;
+  assign \$329  = q_s[31] ? 6'h20 : 6'h00;
   assign \$330  = $signed(\$328 ) + $signed({ 1'h0, \$329  });
   assign \$331  = $signed(\$330 ) > $signed(8'h7f);
-  assign \$333  = a_rd__data[223:217] - \$332 ;
-  assign \$334  = s_prd__data[31] ? 6'h20 : 6'h00;
+  assign \$333  = q_a[223:217] - \$332 ;
+  assign \$334  = q_s[31] ? 6'h20 : 6'h00;
   assign \$335  = $signed(\$333 ) + $signed({ 1'h0, \$334  });
   assign \$336  = \$331  ? 9'h07f : \$335 ;
   assign \$337  = ~ pend;
@@ -51730,135 +52372,135 @@ module \core.tu0 (clk, rst, i_spike__valid, x_rd__addr, o_spike__ready, i_spike_
   assign \$486  = p_c < 3'h4;
   assign \$487  = \$485  & \$486 ;
   assign \$488  = p_c + 1'h1;
-  assign \$490  = a_rd__data[6:0] - \$489 ;
-  assign \$491  = s_prd__data[0] ? 6'h20 : 6'h00;
+  assign \$490  = q_a[6:0] - \$489 ;
+  assign \$491  = q_s[0] ? 6'h20 : 6'h00;
   assign \$492  = $signed(\$490 ) + $signed({ 1'h0, \$491  });
   assign \$493  = $signed(\$492 ) > $signed(8'h7f);
-  assign \$495  = a_rd__data[13:7] - \$494 ;
-  assign \$496  = s_prd__data[1] ? 6'h20 : 6'h00;
+  assign \$495  = q_a[13:7] - \$494 ;
+  assign \$496  = q_s[1] ? 6'h20 : 6'h00;
   assign \$497  = $signed(\$495 ) + $signed({ 1'h0, \$496  });
   assign \$498  = $signed(\$497 ) > $signed(8'h7f);
-  assign \$500  = a_rd__data[20:14] - \$499 ;
-  assign \$501  = s_prd__data[2] ? 6'h20 : 6'h00;
+  assign \$500  = q_a[20:14] - \$499 ;
+  assign \$501  = q_s[2] ? 6'h20 : 6'h00;
   assign \$502  = $signed(\$500 ) + $signed({ 1'h0, \$501  });
   assign \$503  = $signed(\$502 ) > $signed(8'h7f);
-  assign \$505  = a_rd__data[27:21] - \$504 ;
-  assign \$506  = s_prd__data[3] ? 6'h20 : 6'h00;
+  assign \$505  = q_a[27:21] - \$504 ;
+  assign \$506  = q_s[3] ? 6'h20 : 6'h00;
   assign \$507  = $signed(\$505 ) + $signed({ 1'h0, \$506  });
   assign \$508  = $signed(\$507 ) > $signed(8'h7f);
-  assign \$510  = a_rd__data[34:28] - \$509 ;
-  assign \$511  = s_prd__data[4] ? 6'h20 : 6'h00;
+  assign \$510  = q_a[34:28] - \$509 ;
+  assign \$511  = q_s[4] ? 6'h20 : 6'h00;
   assign \$512  = $signed(\$510 ) + $signed({ 1'h0, \$511  });
   assign \$513  = $signed(\$512 ) > $signed(8'h7f);
-  assign \$515  = a_rd__data[41:35] - \$514 ;
-  assign \$516  = s_prd__data[5] ? 6'h20 : 6'h00;
+  assign \$515  = q_a[41:35] - \$514 ;
+  assign \$516  = q_s[5] ? 6'h20 : 6'h00;
   assign \$517  = $signed(\$515 ) + $signed({ 1'h0, \$516  });
   assign \$518  = $signed(\$517 ) > $signed(8'h7f);
-  assign \$520  = a_rd__data[48:42] - \$519 ;
-  assign \$521  = s_prd__data[6] ? 6'h20 : 6'h00;
+  assign \$520  = q_a[48:42] - \$519 ;
+  assign \$521  = q_s[6] ? 6'h20 : 6'h00;
   assign \$522  = $signed(\$520 ) + $signed({ 1'h0, \$521  });
   assign \$523  = $signed(\$522 ) > $signed(8'h7f);
-  assign \$525  = a_rd__data[55:49] - \$524 ;
-  assign \$526  = s_prd__data[7] ? 6'h20 : 6'h00;
+  assign \$525  = q_a[55:49] - \$524 ;
+  assign \$526  = q_s[7] ? 6'h20 : 6'h00;
   assign \$527  = $signed(\$525 ) + $signed({ 1'h0, \$526  });
   assign \$528  = $signed(\$527 ) > $signed(8'h7f);
-  assign \$530  = a_rd__data[62:56] - \$529 ;
-  assign \$531  = s_prd__data[8] ? 6'h20 : 6'h00;
+  assign \$530  = q_a[62:56] - \$529 ;
+  assign \$531  = q_s[8] ? 6'h20 : 6'h00;
   assign \$532  = $signed(\$530 ) + $signed({ 1'h0, \$531  });
   assign \$533  = $signed(\$532 ) > $signed(8'h7f);
-  assign \$535  = a_rd__data[69:63] - \$534 ;
-  assign \$536  = s_prd__data[9] ? 6'h20 : 6'h00;
+  assign \$535  = q_a[69:63] - \$534 ;
+  assign \$536  = q_s[9] ? 6'h20 : 6'h00;
   assign \$537  = $signed(\$535 ) + $signed({ 1'h0, \$536  });
   assign \$538  = $signed(\$537 ) > $signed(8'h7f);
-  assign \$540  = a_rd__data[76:70] - \$539 ;
-  assign \$541  = s_prd__data[10] ? 6'h20 : 6'h00;
+  assign \$540  = q_a[76:70] - \$539 ;
+  assign \$541  = q_s[10] ? 6'h20 : 6'h00;
   assign \$542  = $signed(\$540 ) + $signed({ 1'h0, \$541  });
   assign \$543  = $signed(\$542 ) > $signed(8'h7f);
-  assign \$545  = a_rd__data[83:77] - \$544 ;
-  assign \$546  = s_prd__data[11] ? 6'h20 : 6'h00;
+  assign \$545  = q_a[83:77] - \$544 ;
+  assign \$546  = q_s[11] ? 6'h20 : 6'h00;
   assign \$547  = $signed(\$545 ) + $signed({ 1'h0, \$546  });
   assign \$548  = $signed(\$547 ) > $signed(8'h7f);
-  assign \$550  = a_rd__data[90:84] - \$549 ;
-  assign \$551  = s_prd__data[12] ? 6'h20 : 6'h00;
+  assign \$550  = q_a[90:84] - \$549 ;
+  assign \$551  = q_s[12] ? 6'h20 : 6'h00;
   assign \$552  = $signed(\$550 ) + $signed({ 1'h0, \$551  });
   assign \$553  = $signed(\$552 ) > $signed(8'h7f);
-  assign \$555  = a_rd__data[97:91] - \$554 ;
-  assign \$556  = s_prd__data[13] ? 6'h20 : 6'h00;
+  assign \$555  = q_a[97:91] - \$554 ;
+  assign \$556  = q_s[13] ? 6'h20 : 6'h00;
   assign \$557  = $signed(\$555 ) + $signed({ 1'h0, \$556  });
   assign \$558  = $signed(\$557 ) > $signed(8'h7f);
-  assign \$560  = a_rd__data[104:98] - \$559 ;
-  assign \$561  = s_prd__data[14] ? 6'h20 : 6'h00;
+  assign \$560  = q_a[104:98] - \$559 ;
+  assign \$561  = q_s[14] ? 6'h20 : 6'h00;
   assign \$562  = $signed(\$560 ) + $signed({ 1'h0, \$561  });
   assign \$563  = $signed(\$562 ) > $signed(8'h7f);
-  assign \$565  = a_rd__data[111:105] - \$564 ;
-  assign \$566  = s_prd__data[15] ? 6'h20 : 6'h00;
+  assign \$565  = q_a[111:105] - \$564 ;
+  assign \$566  = q_s[15] ? 6'h20 : 6'h00;
   assign \$567  = $signed(\$565 ) + $signed({ 1'h0, \$566  });
   assign \$568  = $signed(\$567 ) > $signed(8'h7f);
-  assign \$570  = a_rd__data[118:112] - \$569 ;
-  assign \$571  = s_prd__data[16] ? 6'h20 : 6'h00;
+  assign \$570  = q_a[118:112] - \$569 ;
+  assign \$571  = q_s[16] ? 6'h20 : 6'h00;
   assign \$572  = $signed(\$570 ) + $signed({ 1'h0, \$571  });
   assign \$573  = $signed(\$572 ) > $signed(8'h7f);
-  assign \$575  = a_rd__data[125:119] - \$574 ;
-  assign \$576  = s_prd__data[17] ? 6'h20 : 6'h00;
+  assign \$575  = q_a[125:119] - \$574 ;
+  assign \$576  = q_s[17] ? 6'h20 : 6'h00;
   assign \$577  = $signed(\$575 ) + $signed({ 1'h0, \$576  });
   assign \$578  = $signed(\$577 ) > $signed(8'h7f);
-  assign \$580  = a_rd__data[132:126] - \$579 ;
-  assign \$581  = s_prd__data[18] ? 6'h20 : 6'h00;
+  assign \$580  = q_a[132:126] - \$579 ;
+  assign \$581  = q_s[18] ? 6'h20 : 6'h00;
   assign \$582  = $signed(\$580 ) + $signed({ 1'h0, \$581  });
   assign \$583  = $signed(\$582 ) > $signed(8'h7f);
-  assign \$585  = a_rd__data[139:133] - \$584 ;
-  assign \$586  = s_prd__data[19] ? 6'h20 : 6'h00;
+  assign \$585  = q_a[139:133] - \$584 ;
+  assign \$586  = q_s[19] ? 6'h20 : 6'h00;
   assign \$587  = $signed(\$585 ) + $signed({ 1'h0, \$586  });
   assign \$588  = $signed(\$587 ) > $signed(8'h7f);
-  assign \$590  = a_rd__data[146:140] - \$589 ;
-  assign \$591  = s_prd__data[20] ? 6'h20 : 6'h00;
+  assign \$590  = q_a[146:140] - \$589 ;
+  assign \$591  = q_s[20] ? 6'h20 : 6'h00;
   assign \$592  = $signed(\$590 ) + $signed({ 1'h0, \$591  });
   assign \$593  = $signed(\$592 ) > $signed(8'h7f);
-  assign \$595  = a_rd__data[153:147] - \$594 ;
-  assign \$596  = s_prd__data[21] ? 6'h20 : 6'h00;
+  assign \$595  = q_a[153:147] - \$594 ;
+  assign \$596  = q_s[21] ? 6'h20 : 6'h00;
   assign \$597  = $signed(\$595 ) + $signed({ 1'h0, \$596  });
   assign \$598  = $signed(\$597 ) > $signed(8'h7f);
-  assign \$600  = a_rd__data[160:154] - \$599 ;
-  assign \$601  = s_prd__data[22] ? 6'h20 : 6'h00;
+  assign \$600  = q_a[160:154] - \$599 ;
+  assign \$601  = q_s[22] ? 6'h20 : 6'h00;
   assign \$602  = $signed(\$600 ) + $signed({ 1'h0, \$601  });
   assign \$603  = $signed(\$602 ) > $signed(8'h7f);
-  assign \$605  = a_rd__data[167:161] - \$604 ;
-  assign \$606  = s_prd__data[23] ? 6'h20 : 6'h00;
+  assign \$605  = q_a[167:161] - \$604 ;
+  assign \$606  = q_s[23] ? 6'h20 : 6'h00;
   assign \$607  = $signed(\$605 ) + $signed({ 1'h0, \$606  });
   assign \$608  = $signed(\$607 ) > $signed(8'h7f);
-  assign \$610  = a_rd__data[174:168] - \$609 ;
-  assign \$611  = s_prd__data[24] ? 6'h20 : 6'h00;
+  assign \$610  = q_a[174:168] - \$609 ;
+  assign \$611  = q_s[24] ? 6'h20 : 6'h00;
   assign \$612  = $signed(\$610 ) + $signed({ 1'h0, \$611  });
   assign \$613  = $signed(\$612 ) > $signed(8'h7f);
-  assign \$615  = a_rd__data[181:175] - \$614 ;
-  assign \$616  = s_prd__data[25] ? 6'h20 : 6'h00;
+  assign \$615  = q_a[181:175] - \$614 ;
+  assign \$616  = q_s[25] ? 6'h20 : 6'h00;
   assign \$617  = $signed(\$615 ) + $signed({ 1'h0, \$616  });
   assign \$618  = $signed(\$617 ) > $signed(8'h7f);
-  assign \$620  = a_rd__data[188:182] - \$619 ;
-  assign \$621  = s_prd__data[26] ? 6'h20 : 6'h00;
+  assign \$620  = q_a[188:182] - \$619 ;
+  assign \$621  = q_s[26] ? 6'h20 : 6'h00;
   assign \$622  = $signed(\$620 ) + $signed({ 1'h0, \$621  });
   assign \$623  = $signed(\$622 ) > $signed(8'h7f);
-  assign \$625  = a_rd__data[195:189] - \$624 ;
-  assign \$626  = s_prd__data[27] ? 6'h20 : 6'h00;
+  assign \$625  = q_a[195:189] - \$624 ;
+  assign \$626  = q_s[27] ? 6'h20 : 6'h00;
   assign \$627  = $signed(\$625 ) + $signed({ 1'h0, \$626  });
   assign \$628  = $signed(\$627 ) > $signed(8'h7f);
-  assign \$630  = a_rd__data[202:196] - \$629 ;
-  assign \$631  = s_prd__data[28] ? 6'h20 : 6'h00;
+  assign \$630  = q_a[202:196] - \$629 ;
+  assign \$631  = q_s[28] ? 6'h20 : 6'h00;
   assign \$632  = $signed(\$630 ) + $signed({ 1'h0, \$631  });
   assign \$633  = $signed(\$632 ) > $signed(8'h7f);
-  assign \$635  = a_rd__data[209:203] - \$634 ;
-  assign \$636  = s_prd__data[29] ? 6'h20 : 6'h00;
+  assign \$635  = q_a[209:203] - \$634 ;
+  assign \$636  = q_s[29] ? 6'h20 : 6'h00;
   assign \$637  = $signed(\$635 ) + $signed({ 1'h0, \$636  });
   assign \$638  = $signed(\$637 ) > $signed(8'h7f);
-  assign \$640  = a_rd__data[216:210] - \$639 ;
-  assign \$641  = s_prd__data[30] ? 6'h20 : 6'h00;
+  assign \$640  = q_a[216:210] - \$639 ;
+  assign \$641  = q_s[30] ? 6'h20 : 6'h00;
   assign \$642  = $signed(\$640 ) + $signed({ 1'h0, \$641  });
   assign \$643  = $signed(\$642 ) > $signed(8'h7f);
-  assign \$645  = a_rd__data[223:217] - \$644 ;
-  assign \$646  = s_prd__data[31] ? 6'h20 : 6'h00;
+  assign \$645  = q_a[223:217] - \$644 ;
+  assign \$646  = q_s[31] ? 6'h20 : 6'h00;
   assign \$647  = $signed(\$645 ) + $signed({ 1'h0, \$646  });
   assign \$648  = $signed(\$647 ) > $signed(8'h7f);
-  assign \$649  = p1_valid ? { \$648 , \$643 , \$638 , \$633 , \$628 , \$623 , \$618 , \$613 , \$608 , \$603 , \$598 , \$593 , \$588 , \$583 , \$578 , \$573 , \$568 , \$563 , \$558 , \$553 , \$548 , \$543 , \$538 , \$533 , \$528 , \$523 , \$518 , \$513 , \$508 , \$503 , \$498 , \$493  } : 32'd0;
+  assign \$649  = q_valid ? { \$648 , \$643 , \$638 , \$633 , \$628 , \$623 , \$618 , \$613 , \$608 , \$603 , \$598 , \$593 , \$588 , \$583 , \$578 , \$573 , \$568 , \$563 , \$558 , \$553 , \$548 , \$543 , \$538 , \$533 , \$528 , \$523 , \$518 , \$513 , \$508 , \$503 , \$498 , \$493  } : 32'd0;
   assign \$650  = p2_a[6:0] * p2_a[6:0];
   assign \$651  = p2_a[13:7] * p2_a[13:7];
   assign \$652  = p2_a[20:14] * p2_a[20:14];
@@ -52258,138 +52900,148 @@ module \core.tu0 (clk, rst, i_spike__valid, x_rd__addr, o_spike__ready, i_spike_
   assign \$1046  = ~ f_valid;
   assign \$1047  = p_c == 3'h4;
   assign \$1048  = ~ p1_valid;
-  assign \$1049  = ~ \$signal ;
+  assign \$1049  = ~ q_valid;
   assign \$1050  = \$1048  & \$1049 ;
-  assign \$1051  = ~ \$signal$61 ;
+  assign \$1051  = ~ \$signal ;
   assign \$1052  = \$1050  & \$1051 ;
-  assign \$1053  = ~ p4_valid;
+  assign \$1053  = ~ \$signal$65 ;
   assign \$1054  = \$1052  & \$1053 ;
-  assign \$1055  = ! p2_sats;
+  assign \$1055  = ~ p4_valid;
   assign \$1056  = \$1054  & \$1055 ;
-  assign \$1057  = \$1047  & \$1056 ;
-  assign \$1058  = e_rd_c == 3'h4;
-  assign \$1059  = ~ e_have;
-  assign \$1060  = \$1058  & \$1059 ;
-  assign \$1061  = ! pend;
+  assign \$1057  = ! p2_sats;
+  assign \$1058  = \$1056  & \$1057 ;
+  assign \$1059  = \$1047  & \$1058 ;
+  assign \$1060  = e_rd_c == 3'h4;
+  assign \$1061  = ~ e_have;
   assign \$1062  = \$1060  & \$1061 ;
-  assign \$1063  = ~ o_act__valid;
+  assign \$1063  = ! pend;
   assign \$1064  = \$1062  & \$1063 ;
-  assign \$1065  = c_c + 1'h1;
-  assign \$1066  = c_c == 2'h3;
+  assign \$1065  = ~ o_act__valid;
+  assign \$1066  = \$1064  & \$1065 ;
+  assign \$1067  = c_c + 1'h1;
+  assign \$1068  = c_c == 2'h3;
   always @(posedge clk)
-    f_valid <= \$1067 ;
+    f_valid <= \$1069 ;
   always @(posedge clk)
-    f_pre <= \$1068 ;
+    f_pre <= \$1070 ;
   always @(posedge clk)
-    p1_valid <= \$1069 ;
+    p1_valid <= \$1071 ;
   always @(posedge clk)
-    p1_c <= \$1070 ;
+    p1_c <= \$1072 ;
   always @(posedge clk)
-    p_c <= \$1071 ;
+    p_c <= \$1073 ;
   always @(posedge clk)
-    \$signal  <= \$1072 ;
+    q_valid <= \$1074 ;
   always @(posedge clk)
-    p2_a <= \$1073 ;
+    q_c <= \$1075 ;
   always @(posedge clk)
-    p2_sats <= \$1074 ;
+    q_a <= \$1076 ;
   always @(posedge clk)
-    \$signal$61  <= \$1075 ;
+    q_s <= \$1077 ;
   always @(posedge clk)
-    sq0 <= \$1076 ;
+    \$signal  <= \$1078 ;
   always @(posedge clk)
-    sq1 <= \$1077 ;
+    p2_a <= \$1079 ;
   always @(posedge clk)
-    sq2 <= \$1078 ;
+    p2_sats <= \$1080 ;
   always @(posedge clk)
-    sq3 <= \$1079 ;
+    \$signal$65  <= \$1081 ;
   always @(posedge clk)
-    sq4 <= \$1080 ;
+    sq0 <= \$1082 ;
   always @(posedge clk)
-    sq5 <= \$1081 ;
+    sq1 <= \$1083 ;
   always @(posedge clk)
-    sq6 <= \$1082 ;
+    sq2 <= \$1084 ;
   always @(posedge clk)
-    sq7 <= \$1083 ;
+    sq3 <= \$1085 ;
   always @(posedge clk)
-    sq8 <= \$1084 ;
+    sq4 <= \$1086 ;
   always @(posedge clk)
-    sq9 <= \$1085 ;
+    sq5 <= \$1087 ;
   always @(posedge clk)
-    sq10 <= \$1086 ;
+    sq6 <= \$1088 ;
   always @(posedge clk)
-    sq11 <= \$1087 ;
+    sq7 <= \$1089 ;
   always @(posedge clk)
-    sq12 <= \$1088 ;
+    sq8 <= \$1090 ;
   always @(posedge clk)
-    sq13 <= \$1089 ;
+    sq9 <= \$1091 ;
   always @(posedge clk)
-    sq14 <= \$1090 ;
+    sq10 <= \$1092 ;
   always @(posedge clk)
-    sq15 <= \$1091 ;
+    sq11 <= \$1093 ;
   always @(posedge clk)
-    sq16 <= \$1092 ;
+    sq12 <= \$1094 ;
   always @(posedge clk)
-    sq17 <= \$1093 ;
+    sq13 <= \$1095 ;
   always @(posedge clk)
-    sq18 <= \$1094 ;
+    sq14 <= \$1096 ;
   always @(posedge clk)
-    sq19 <= \$1095 ;
+    sq15 <= \$1097 ;
   always @(posedge clk)
-    sq20 <= \$1096 ;
+    sq16 <= \$1098 ;
   always @(posedge clk)
-    sq21 <= \$1097 ;
+    sq17 <= \$1099 ;
   always @(posedge clk)
-    sq22 <= \$1098 ;
+    sq18 <= \$1100 ;
   always @(posedge clk)
-    sq23 <= \$1099 ;
+    sq19 <= \$1101 ;
   always @(posedge clk)
-    sq24 <= \$1100 ;
+    sq20 <= \$1102 ;
   always @(posedge clk)
-    sq25 <= \$1101 ;
+    sq21 <= \$1103 ;
   always @(posedge clk)
-    sq26 <= \$1102 ;
+    sq22 <= \$1104 ;
   always @(posedge clk)
-    sq27 <= \$1103 ;
+    sq23 <= \$1105 ;
   always @(posedge clk)
-    sq28 <= \$1104 ;
+    sq24 <= \$1106 ;
   always @(posedge clk)
-    sq29 <= \$1105 ;
+    sq25 <= \$1107 ;
   always @(posedge clk)
-    sq30 <= \$1106 ;
+    sq26 <= \$1108 ;
   always @(posedge clk)
-    sq31 <= \$1107 ;
+    sq27 <= \$1109 ;
   always @(posedge clk)
-    sat <= \$1108 ;
+    sq28 <= \$1110 ;
   always @(posedge clk)
-    p4_valid <= \$1109 ;
+    sq29 <= \$1111 ;
   always @(posedge clk)
-    word_sq <= \$1110 ;
+    sq30 <= \$1112 ;
   always @(posedge clk)
-    s_a <= \$1111 ;
+    sq31 <= \$1113 ;
   always @(posedge clk)
-    e_have <= \$1112 ;
+    sat <= \$1114 ;
   always @(posedge clk)
-    e_cur <= \$1113 ;
+    p4_valid <= \$1115 ;
   always @(posedge clk)
-    e_rd_c <= \$1114 ;
+    word_sq <= \$1116 ;
   always @(posedge clk)
-    o_act__valid <= \$1115 ;
+    s_a <= \$1117 ;
   always @(posedge clk)
-    o_pre <= \$1116 ;
+    e_have <= \$1118 ;
   always @(posedge clk)
-    o_a <= \$1117 ;
+    e_cur <= \$1119 ;
   always @(posedge clk)
-    o_last <= \$1118 ;
+    e_rd_c <= \$1120 ;
   always @(posedge clk)
-    pend <= \$1119 ;
+    o_act__valid <= \$1121 ;
   always @(posedge clk)
-    held <= \$1120 ;
+    o_pre <= \$1122 ;
   always @(posedge clk)
-    pend_word <= \$1121 ;
+    o_a <= \$1123 ;
   always @(posedge clk)
-    state <= \$1122 ;
+    o_last <= \$1124 ;
   always @(posedge clk)
-    c_c <= \$1123 ;
+    pend <= \$1125 ;
+  always @(posedge clk)
+    held <= \$1126 ;
+  always @(posedge clk)
+    pend_word <= \$1127 ;
+  always @(posedge clk)
+    state <= \$1128 ;
+  always @(posedge clk)
+    c_c <= \$1129 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     s_rd__addr = 2'h0;
@@ -52481,7 +53133,7 @@ module \core.tu0 (clk, rst, i_spike__valid, x_rd__addr, o_spike__ready, i_spike_
       2'h0:
           /* empty */;
       2'h1:
-          a_wr__addr = p1_c;
+          a_wr__addr = q_c;
       2'h2:
           /* empty */;
       2'h3:
@@ -52511,7 +53163,7 @@ module \core.tu0 (clk, rst, i_spike__valid, x_rd__addr, o_spike__ready, i_spike_
       2'h0:
           /* empty */;
       2'h1:
-          a_wr__en = p1_valid;
+          a_wr__en = q_valid;
       2'h2:
           /* empty */;
       2'h3:
@@ -52532,510 +53184,538 @@ module \core.tu0 (clk, rst, i_spike__valid, x_rd__addr, o_spike__ready, i_spike_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1067  = f_valid;
+    \$1069  = f_valid;
     if (\$479 ) begin
-      \$1067  = 1'h1;
+      \$1069  = 1'h1;
     end else if (\$481 ) begin
-      \$1067  = 1'h0;
+      \$1069  = 1'h0;
     end
-    if (rst) begin
-      \$1067  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1068  = f_pre;
-    if (\$479 ) begin
-      \$1068  = i_spike__payload[7:0];
-    end
-    if (rst) begin
-      \$1068  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1069  = \$484 ;
     if (rst) begin
       \$1069  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1070  = p_c[1:0];
+    \$1070  = f_pre;
+    if (\$479 ) begin
+      \$1070  = i_spike__payload[7:0];
+    end
     if (rst) begin
-      \$1070  = 2'h0;
+      \$1070  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1071  = p_c;
+    \$1071  = \$484 ;
+    if (rst) begin
+      \$1071  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$1072  = p_c[1:0];
+    if (rst) begin
+      \$1072  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$1073  = p_c;
     if (\$487 ) begin
-      \$1071  = \$488 [2:0];
+      \$1073  = \$488 [2:0];
     end
     casez (state)
       2'h0:
           if (\$1046 ) begin
             if (update) begin
-              \$1071  = 3'h0;
+              \$1073  = 3'h0;
             end
           end
     endcase
     if (rst) begin
-      \$1071  = 3'h0;
+      \$1073  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1072  = p1_valid;
+    \$1074  = p1_valid;
     if (rst) begin
-      \$1072  = 1'h0;
+      \$1074  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1073  = new_a;
+    \$1075  = p1_c;
     if (rst) begin
-      \$1073  = 224'h00000000000000000000000000000000000000000000000000000000;
+      \$1075  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1074  = \$649 ;
+    \$1076  = a_rd__data;
     if (rst) begin
-      \$1074  = 32'd0;
+      \$1076  = 224'h00000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1075  = \$signal ;
+    \$1077  = s_prd__data;
     if (rst) begin
-      \$1075  = 1'h0;
+      \$1077  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1076  = \$650 ;
+    \$1078  = q_valid;
     if (rst) begin
-      \$1076  = 14'h0000;
+      \$1078  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1077  = \$651 ;
+    \$1079  = new_a;
     if (rst) begin
-      \$1077  = 14'h0000;
+      \$1079  = 224'h00000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1078  = \$652 ;
+    \$1080  = \$649 ;
     if (rst) begin
-      \$1078  = 14'h0000;
+      \$1080  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1079  = \$653 ;
+    \$1081  = \$signal ;
     if (rst) begin
-      \$1079  = 14'h0000;
+      \$1081  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1080  = \$654 ;
-    if (rst) begin
-      \$1080  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1081  = \$655 ;
-    if (rst) begin
-      \$1081  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1082  = \$656 ;
+    \$1082  = \$650 ;
     if (rst) begin
       \$1082  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1083  = \$657 ;
+    \$1083  = \$651 ;
     if (rst) begin
       \$1083  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1084  = \$658 ;
+    \$1084  = \$652 ;
     if (rst) begin
       \$1084  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1085  = \$659 ;
+    \$1085  = \$653 ;
     if (rst) begin
       \$1085  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1086  = \$660 ;
+    \$1086  = \$654 ;
     if (rst) begin
       \$1086  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1087  = \$661 ;
+    \$1087  = \$655 ;
     if (rst) begin
       \$1087  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1088  = \$662 ;
+    \$1088  = \$656 ;
     if (rst) begin
       \$1088  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1089  = \$663 ;
+    \$1089  = \$657 ;
     if (rst) begin
       \$1089  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1090  = \$664 ;
+    \$1090  = \$658 ;
     if (rst) begin
       \$1090  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1091  = \$665 ;
+    \$1091  = \$659 ;
     if (rst) begin
       \$1091  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1092  = \$666 ;
+    \$1092  = \$660 ;
     if (rst) begin
       \$1092  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1093  = \$667 ;
+    \$1093  = \$661 ;
     if (rst) begin
       \$1093  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1094  = \$668 ;
+    \$1094  = \$662 ;
     if (rst) begin
       \$1094  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1095  = \$669 ;
+    \$1095  = \$663 ;
     if (rst) begin
       \$1095  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1096  = \$670 ;
+    \$1096  = \$664 ;
     if (rst) begin
       \$1096  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1097  = \$671 ;
+    \$1097  = \$665 ;
     if (rst) begin
       \$1097  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1098  = \$672 ;
+    \$1098  = \$666 ;
     if (rst) begin
       \$1098  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1099  = \$673 ;
+    \$1099  = \$667 ;
     if (rst) begin
       \$1099  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1100  = \$674 ;
+    \$1100  = \$668 ;
     if (rst) begin
       \$1100  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1101  = \$675 ;
+    \$1101  = \$669 ;
     if (rst) begin
       \$1101  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1102  = \$676 ;
+    \$1102  = \$670 ;
     if (rst) begin
       \$1102  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1103  = \$677 ;
+    \$1103  = \$671 ;
     if (rst) begin
       \$1103  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1104  = \$678 ;
+    \$1104  = \$672 ;
     if (rst) begin
       \$1104  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1105  = \$679 ;
+    \$1105  = \$673 ;
     if (rst) begin
       \$1105  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1106  = \$680 ;
+    \$1106  = \$674 ;
     if (rst) begin
       \$1106  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1107  = \$681 ;
+    \$1107  = \$675 ;
     if (rst) begin
       \$1107  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1108  = \$712 ;
+    \$1108  = \$676 ;
     if (rst) begin
-      \$1108  = 6'h00;
+      \$1108  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1109  = \$signal$61 ;
+    \$1109  = \$677 ;
     if (rst) begin
-      \$1109  = 1'h0;
+      \$1109  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1110  = \$744 [19:0];
+    \$1110  = \$678 ;
     if (rst) begin
-      \$1110  = 20'h00000;
+      \$1110  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1111  = s_a;
+    \$1111  = \$679 ;
+    if (rst) begin
+      \$1111  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$1112  = \$680 ;
+    if (rst) begin
+      \$1112  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$1113  = \$681 ;
+    if (rst) begin
+      \$1113  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$1114  = \$712 ;
+    if (rst) begin
+      \$1114  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$1115  = \$signal$65 ;
+    if (rst) begin
+      \$1115  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$1116  = \$744 [19:0];
+    if (rst) begin
+      \$1116  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$1117  = s_a;
     if (p4_valid) begin
-      \$1111  = \$745 [21:0];
+      \$1117  = \$745 [21:0];
     end
     casez (state)
       2'h0:
           if (\$1046 ) begin
             if (update) begin
-              \$1111  = 22'h000000;
+              \$1117  = 22'h000000;
             end
           end
     endcase
     if (rst) begin
-      \$1111  = 22'h000000;
+      \$1117  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1112  = e_have;
+    \$1118  = e_have;
     if (\$764 ) begin
-      \$1112  = 1'h1;
+      \$1118  = 1'h1;
     end else if (\$777 ) begin
-      \$1112  = 1'h0;
+      \$1118  = 1'h0;
     end
     casez (state)
       2'h0:
           if (\$1046 ) begin
             if (update) begin
             end else if (emit) begin
-              \$1112  = 1'h0;
+              \$1118  = 1'h0;
             end
           end
     endcase
-    if (rst) begin
-      \$1112  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1113  = e_cur;
-    if (\$764 ) begin
-      \$1113  = e_rd_c[1:0];
-    end
-    if (rst) begin
-      \$1113  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1114  = e_rd_c;
-    if (\$764 ) begin
-      \$1114  = \$778 [2:0];
-    end
-    casez (state)
-      2'h0:
-          if (\$1046 ) begin
-            if (update) begin
-            end else if (emit) begin
-              \$1114  = 3'h0;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$1114  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1115  = o_act__valid;
-    if (\$779 ) begin
-      \$1115  = 1'h0;
-    end
-    if (\$783 ) begin
-      \$1115  = 1'h1;
-    end
-    if (rst) begin
-      \$1115  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1116  = o_pre;
-    if (\$783 ) begin
-      \$1116  = { pend_word, \$1028 , \$979 , \$930 , \$881 , \$832  };
-    end
-    if (rst) begin
-      \$1116  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1117  = o_a;
-    if (\$783 ) begin
-      \$1117  = sel_a;
-    end
-    if (rst) begin
-      \$1117  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1118  = o_last;
-    if (\$783 ) begin
-      \$1118  = \$1030 ;
-    end
     if (rst) begin
       \$1118  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1119  = pend;
+    \$1119  = e_cur;
+    if (\$764 ) begin
+      \$1119  = e_rd_c[1:0];
+    end
+    if (rst) begin
+      \$1119  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$1120  = e_rd_c;
+    if (\$764 ) begin
+      \$1120  = \$778 [2:0];
+    end
+    casez (state)
+      2'h0:
+          if (\$1046 ) begin
+            if (update) begin
+            end else if (emit) begin
+              \$1120  = 3'h0;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$1120  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$1121  = o_act__valid;
+    if (\$779 ) begin
+      \$1121  = 1'h0;
+    end
     if (\$783 ) begin
-      \$1119  = \$1032 [31:0];
-    end
-    if (\$1045 ) begin
-      \$1119  = nz;
+      \$1121  = 1'h1;
     end
     if (rst) begin
-      \$1119  = 32'd0;
+      \$1121  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1120  = held;
-    if (\$1045 ) begin
-      \$1120  = a_rd__data;
+    \$1122  = o_pre;
+    if (\$783 ) begin
+      \$1122  = { pend_word, \$1028 , \$979 , \$930 , \$881 , \$832  };
     end
     if (rst) begin
-      \$1120  = 224'h00000000000000000000000000000000000000000000000000000000;
+      \$1122  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1121  = pend_word;
-    if (\$1045 ) begin
-      \$1121  = e_cur;
+    \$1123  = o_a;
+    if (\$783 ) begin
+      \$1123  = sel_a;
     end
     if (rst) begin
-      \$1121  = 2'h0;
+      \$1123  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1122  = state;
+    \$1124  = o_last;
+    if (\$783 ) begin
+      \$1124  = \$1030 ;
+    end
+    if (rst) begin
+      \$1124  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$1125  = pend;
+    if (\$783 ) begin
+      \$1125  = \$1032 [31:0];
+    end
+    if (\$1045 ) begin
+      \$1125  = nz;
+    end
+    if (rst) begin
+      \$1125  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$1126  = held;
+    if (\$1045 ) begin
+      \$1126  = a_rd__data;
+    end
+    if (rst) begin
+      \$1126  = 224'h00000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$1127  = pend_word;
+    if (\$1045 ) begin
+      \$1127  = e_cur;
+    end
+    if (rst) begin
+      \$1127  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$1128  = state;
     (* full_case = 32'd1 *)
     casez (state)
       2'h0:
           if (\$1046 ) begin
             if (update) begin
-              \$1122  = 2'h1;
+              \$1128  = 2'h1;
             end else if (emit) begin
-              \$1122  = 2'h2;
+              \$1128  = 2'h2;
             end else if (clear) begin
-              \$1122  = 2'h3;
+              \$1128  = 2'h3;
             end
           end
       2'h1:
-          if (\$1057 ) begin
-            \$1122  = 2'h0;
+          if (\$1059 ) begin
+            \$1128  = 2'h0;
           end
       2'h2:
-          if (\$1064 ) begin
-            \$1122  = 2'h0;
-          end
-      2'h3:
           if (\$1066 ) begin
-            \$1122  = 2'h0;
+            \$1128  = 2'h0;
+          end
+      2'h3:
+          if (\$1068 ) begin
+            \$1128  = 2'h0;
           end
     endcase
     if (rst) begin
-      \$1122  = 2'h0;
+      \$1128  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$1123  = c_c;
+    \$1129  = c_c;
     (* full_case = 32'd1 *)
     casez (state)
       2'h0:
@@ -53043,7 +53723,7 @@ module \core.tu0 (clk, rst, i_spike__valid, x_rd__addr, o_spike__ready, i_spike_
             if (update) begin
             end else if (emit) begin
             end else if (clear) begin
-              \$1123  = 2'h0;
+              \$1129  = 2'h0;
             end
           end
       2'h1:
@@ -53051,10 +53731,10 @@ module \core.tu0 (clk, rst, i_spike__valid, x_rd__addr, o_spike__ready, i_spike_
       2'h2:
           /* empty */;
       2'h3:
-          \$1123  = \$1065 [1:0];
+          \$1129  = \$1067 [1:0];
     endcase
     if (rst) begin
-      \$1123  = 2'h0;
+      \$1129  = 2'h0;
     end
   end
   assign x_addr = x_rd__addr;
@@ -53163,38 +53843,38 @@ module \core.tu0 (clk, rst, i_spike__valid, x_rd__addr, o_spike__ready, i_spike_
   assign \new_a[29]  = new_a[209:203];
   assign \new_a[30]  = new_a[216:210];
   assign \new_a[31]  = new_a[223:217];
-  assign \a_rd__data[0]  = a_rd__data[6:0];
-  assign \a_rd__data[1]  = a_rd__data[13:7];
-  assign \a_rd__data[2]  = a_rd__data[20:14];
-  assign \a_rd__data[3]  = a_rd__data[27:21];
-  assign \a_rd__data[4]  = a_rd__data[34:28];
-  assign \a_rd__data[5]  = a_rd__data[41:35];
-  assign \a_rd__data[6]  = a_rd__data[48:42];
-  assign \a_rd__data[7]  = a_rd__data[55:49];
-  assign \a_rd__data[8]  = a_rd__data[62:56];
-  assign \a_rd__data[9]  = a_rd__data[69:63];
-  assign \a_rd__data[10]  = a_rd__data[76:70];
-  assign \a_rd__data[11]  = a_rd__data[83:77];
-  assign \a_rd__data[12]  = a_rd__data[90:84];
-  assign \a_rd__data[13]  = a_rd__data[97:91];
-  assign \a_rd__data[14]  = a_rd__data[104:98];
-  assign \a_rd__data[15]  = a_rd__data[111:105];
-  assign \a_rd__data[16]  = a_rd__data[118:112];
-  assign \a_rd__data[17]  = a_rd__data[125:119];
-  assign \a_rd__data[18]  = a_rd__data[132:126];
-  assign \a_rd__data[19]  = a_rd__data[139:133];
-  assign \a_rd__data[20]  = a_rd__data[146:140];
-  assign \a_rd__data[21]  = a_rd__data[153:147];
-  assign \a_rd__data[22]  = a_rd__data[160:154];
-  assign \a_rd__data[23]  = a_rd__data[167:161];
-  assign \a_rd__data[24]  = a_rd__data[174:168];
-  assign \a_rd__data[25]  = a_rd__data[181:175];
-  assign \a_rd__data[26]  = a_rd__data[188:182];
-  assign \a_rd__data[27]  = a_rd__data[195:189];
-  assign \a_rd__data[28]  = a_rd__data[202:196];
-  assign \a_rd__data[29]  = a_rd__data[209:203];
-  assign \a_rd__data[30]  = a_rd__data[216:210];
-  assign \a_rd__data[31]  = a_rd__data[223:217];
+  assign \q_a[0]  = q_a[6:0];
+  assign \q_a[1]  = q_a[13:7];
+  assign \q_a[2]  = q_a[20:14];
+  assign \q_a[3]  = q_a[27:21];
+  assign \q_a[4]  = q_a[34:28];
+  assign \q_a[5]  = q_a[41:35];
+  assign \q_a[6]  = q_a[48:42];
+  assign \q_a[7]  = q_a[55:49];
+  assign \q_a[8]  = q_a[62:56];
+  assign \q_a[9]  = q_a[69:63];
+  assign \q_a[10]  = q_a[76:70];
+  assign \q_a[11]  = q_a[83:77];
+  assign \q_a[12]  = q_a[90:84];
+  assign \q_a[13]  = q_a[97:91];
+  assign \q_a[14]  = q_a[104:98];
+  assign \q_a[15]  = q_a[111:105];
+  assign \q_a[16]  = q_a[118:112];
+  assign \q_a[17]  = q_a[125:119];
+  assign \q_a[18]  = q_a[132:126];
+  assign \q_a[19]  = q_a[139:133];
+  assign \q_a[20]  = q_a[146:140];
+  assign \q_a[21]  = q_a[153:147];
+  assign \q_a[22]  = q_a[160:154];
+  assign \q_a[23]  = q_a[167:161];
+  assign \q_a[24]  = q_a[174:168];
+  assign \q_a[25]  = q_a[181:175];
+  assign \q_a[26]  = q_a[188:182];
+  assign \q_a[27]  = q_a[195:189];
+  assign \q_a[28]  = q_a[202:196];
+  assign \q_a[29]  = q_a[209:203];
+  assign \q_a[30]  = q_a[216:210];
+  assign \q_a[31]  = q_a[223:217];
   assign \held[0]  = held[6:0];
   assign \held[1]  = held[13:7];
   assign \held[2]  = held[20:14];
@@ -53227,6 +53907,38 @@ module \core.tu0 (clk, rst, i_spike__valid, x_rd__addr, o_spike__ready, i_spike_
   assign \held[29]  = held[209:203];
   assign \held[30]  = held[216:210];
   assign \held[31]  = held[223:217];
+  assign \a_rd__data[0]  = a_rd__data[6:0];
+  assign \a_rd__data[1]  = a_rd__data[13:7];
+  assign \a_rd__data[2]  = a_rd__data[20:14];
+  assign \a_rd__data[3]  = a_rd__data[27:21];
+  assign \a_rd__data[4]  = a_rd__data[34:28];
+  assign \a_rd__data[5]  = a_rd__data[41:35];
+  assign \a_rd__data[6]  = a_rd__data[48:42];
+  assign \a_rd__data[7]  = a_rd__data[55:49];
+  assign \a_rd__data[8]  = a_rd__data[62:56];
+  assign \a_rd__data[9]  = a_rd__data[69:63];
+  assign \a_rd__data[10]  = a_rd__data[76:70];
+  assign \a_rd__data[11]  = a_rd__data[83:77];
+  assign \a_rd__data[12]  = a_rd__data[90:84];
+  assign \a_rd__data[13]  = a_rd__data[97:91];
+  assign \a_rd__data[14]  = a_rd__data[104:98];
+  assign \a_rd__data[15]  = a_rd__data[111:105];
+  assign \a_rd__data[16]  = a_rd__data[118:112];
+  assign \a_rd__data[17]  = a_rd__data[125:119];
+  assign \a_rd__data[18]  = a_rd__data[132:126];
+  assign \a_rd__data[19]  = a_rd__data[139:133];
+  assign \a_rd__data[20]  = a_rd__data[146:140];
+  assign \a_rd__data[21]  = a_rd__data[153:147];
+  assign \a_rd__data[22]  = a_rd__data[160:154];
+  assign \a_rd__data[23]  = a_rd__data[167:161];
+  assign \a_rd__data[24]  = a_rd__data[174:168];
+  assign \a_rd__data[25]  = a_rd__data[181:175];
+  assign \a_rd__data[26]  = a_rd__data[188:182];
+  assign \a_rd__data[27]  = a_rd__data[195:189];
+  assign \a_rd__data[28]  = a_rd__data[202:196];
+  assign \a_rd__data[29]  = a_rd__data[209:203];
+  assign \a_rd__data[30]  = a_rd__data[216:210];
+  assign \a_rd__data[31]  = a_rd__data[223:217];
   assign \o_act__payload.pre  = o_act__payload[6:0];
   assign \o_act__payload.a  = o_act__payload[13:7];
   assign \o_act__payload.last  = o_act__payload[14];
@@ -53361,107 +54073,107 @@ module \core.tu0 (clk, rst, i_spike__valid, x_rd__addr, o_spike__ready, i_spike_
   assign new_a[20:14] = \$46 [6:0];
   assign new_a[13:7] = \$36 [6:0];
   assign new_a[6:0] = \$26 [6:0];
-  assign \$17  = { 1'h0, a_rd__data[6:1] };
-  assign \$22  = { 1'h0, a_rd__data[6:1] };
-  assign \$27  = { 1'h0, a_rd__data[13:8] };
-  assign \$32  = { 1'h0, a_rd__data[13:8] };
-  assign \$37  = { 1'h0, a_rd__data[20:15] };
-  assign \$42  = { 1'h0, a_rd__data[20:15] };
-  assign \$47  = { 1'h0, a_rd__data[27:22] };
-  assign \$52  = { 1'h0, a_rd__data[27:22] };
-  assign \$57  = { 1'h0, a_rd__data[34:29] };
-  assign \$62  = { 1'h0, a_rd__data[34:29] };
-  assign \$67  = { 1'h0, a_rd__data[41:36] };
-  assign \$72  = { 1'h0, a_rd__data[41:36] };
-  assign \$77  = { 1'h0, a_rd__data[48:43] };
-  assign \$82  = { 1'h0, a_rd__data[48:43] };
-  assign \$87  = { 1'h0, a_rd__data[55:50] };
-  assign \$92  = { 1'h0, a_rd__data[55:50] };
-  assign \$97  = { 1'h0, a_rd__data[62:57] };
-  assign \$102  = { 1'h0, a_rd__data[62:57] };
-  assign \$107  = { 1'h0, a_rd__data[69:64] };
-  assign \$112  = { 1'h0, a_rd__data[69:64] };
-  assign \$117  = { 1'h0, a_rd__data[76:71] };
-  assign \$122  = { 1'h0, a_rd__data[76:71] };
-  assign \$127  = { 1'h0, a_rd__data[83:78] };
-  assign \$132  = { 1'h0, a_rd__data[83:78] };
-  assign \$137  = { 1'h0, a_rd__data[90:85] };
-  assign \$142  = { 1'h0, a_rd__data[90:85] };
-  assign \$147  = { 1'h0, a_rd__data[97:92] };
-  assign \$152  = { 1'h0, a_rd__data[97:92] };
-  assign \$157  = { 1'h0, a_rd__data[104:99] };
-  assign \$162  = { 1'h0, a_rd__data[104:99] };
-  assign \$167  = { 1'h0, a_rd__data[111:106] };
-  assign \$172  = { 1'h0, a_rd__data[111:106] };
-  assign \$177  = { 1'h0, a_rd__data[118:113] };
-  assign \$182  = { 1'h0, a_rd__data[118:113] };
-  assign \$187  = { 1'h0, a_rd__data[125:120] };
-  assign \$192  = { 1'h0, a_rd__data[125:120] };
-  assign \$197  = { 1'h0, a_rd__data[132:127] };
-  assign \$202  = { 1'h0, a_rd__data[132:127] };
-  assign \$207  = { 1'h0, a_rd__data[139:134] };
-  assign \$212  = { 1'h0, a_rd__data[139:134] };
-  assign \$217  = { 1'h0, a_rd__data[146:141] };
-  assign \$222  = { 1'h0, a_rd__data[146:141] };
-  assign \$227  = { 1'h0, a_rd__data[153:148] };
-  assign \$232  = { 1'h0, a_rd__data[153:148] };
-  assign \$237  = { 1'h0, a_rd__data[160:155] };
-  assign \$242  = { 1'h0, a_rd__data[160:155] };
-  assign \$247  = { 1'h0, a_rd__data[167:162] };
-  assign \$252  = { 1'h0, a_rd__data[167:162] };
-  assign \$257  = { 1'h0, a_rd__data[174:169] };
-  assign \$262  = { 1'h0, a_rd__data[174:169] };
-  assign \$267  = { 1'h0, a_rd__data[181:176] };
-  assign \$272  = { 1'h0, a_rd__data[181:176] };
-  assign \$277  = { 1'h0, a_rd__data[188:183] };
-  assign \$282  = { 1'h0, a_rd__data[188:183] };
-  assign \$287  = { 1'h0, a_rd__data[195:190] };
-  assign \$292  = { 1'h0, a_rd__data[195:190] };
-  assign \$297  = { 1'h0, a_rd__data[202:197] };
-  assign \$302  = { 1'h0, a_rd__data[202:197] };
-  assign \$307  = { 1'h0, a_rd__data[209:204] };
-  assign \$312  = { 1'h0, a_rd__data[209:204] };
-  assign \$317  = { 1'h0, a_rd__data[216:211] };
-  assign \$322  = { 1'h0, a_rd__data[216:211] };
-  assign \$327  = { 1'h0, a_rd__data[223:218] };
-  assign \$332  = { 1'h0, a_rd__data[223:218] };
+  assign \$17  = { 1'h0, q_a[6:1] };
+  assign \$22  = { 1'h0, q_a[6:1] };
+  assign \$27  = { 1'h0, q_a[13:8] };
+  assign \$32  = { 1'h0, q_a[13:8] };
+  assign \$37  = { 1'h0, q_a[20:15] };
+  assign \$42  = { 1'h0, q_a[20:15] };
+  assign \$47  = { 1'h0, q_a[27:22] };
+  assign \$52  = { 1'h0, q_a[27:22] };
+  assign \$57  = { 1'h0, q_a[34:29] };
+  assign \$62  = { 1'h0, q_a[34:29] };
+  assign \$67  = { 1'h0, q_a[41:36] };
+  assign \$72  = { 1'h0, q_a[41:36] };
+  assign \$77  = { 1'h0, q_a[48:43] };
+  assign \$82  = { 1'h0, q_a[48:43] };
+  assign \$87  = { 1'h0, q_a[55:50] };
+  assign \$92  = { 1'h0, q_a[55:50] };
+  assign \$97  = { 1'h0, q_a[62:57] };
+  assign \$102  = { 1'h0, q_a[62:57] };
+  assign \$107  = { 1'h0, q_a[69:64] };
+  assign \$112  = { 1'h0, q_a[69:64] };
+  assign \$117  = { 1'h0, q_a[76:71] };
+  assign \$122  = { 1'h0, q_a[76:71] };
+  assign \$127  = { 1'h0, q_a[83:78] };
+  assign \$132  = { 1'h0, q_a[83:78] };
+  assign \$137  = { 1'h0, q_a[90:85] };
+  assign \$142  = { 1'h0, q_a[90:85] };
+  assign \$147  = { 1'h0, q_a[97:92] };
+  assign \$152  = { 1'h0, q_a[97:92] };
+  assign \$157  = { 1'h0, q_a[104:99] };
+  assign \$162  = { 1'h0, q_a[104:99] };
+  assign \$167  = { 1'h0, q_a[111:106] };
+  assign \$172  = { 1'h0, q_a[111:106] };
+  assign \$177  = { 1'h0, q_a[118:113] };
+  assign \$182  = { 1'h0, q_a[118:113] };
+  assign \$187  = { 1'h0, q_a[125:120] };
+  assign \$192  = { 1'h0, q_a[125:120] };
+  assign \$197  = { 1'h0, q_a[132:127] };
+  assign \$202  = { 1'h0, q_a[132:127] };
+  assign \$207  = { 1'h0, q_a[139:134] };
+  assign \$212  = { 1'h0, q_a[139:134] };
+  assign \$217  = { 1'h0, q_a[146:141] };
+  assign \$222  = { 1'h0, q_a[146:141] };
+  assign \$227  = { 1'h0, q_a[153:148] };
+  assign \$232  = { 1'h0, q_a[153:148] };
+  assign \$237  = { 1'h0, q_a[160:155] };
+  assign \$242  = { 1'h0, q_a[160:155] };
+  assign \$247  = { 1'h0, q_a[167:162] };
+  assign \$252  = { 1'h0, q_a[167:162] };
+  assign \$257  = { 1'h0, q_a[174:169] };
+  assign \$262  = { 1'h0, q_a[174:169] };
+  assign \$267  = { 1'h0, q_a[181:176] };
+  assign \$272  = { 1'h0, q_a[181:176] };
+  assign \$277  = { 1'h0, q_a[188:183] };
+  assign \$282  = { 1'h0, q_a[188:183] };
+  assign \$287  = { 1'h0, q_a[195:190] };
+  assign \$292  = { 1'h0, q_a[195:190] };
+  assign \$297  = { 1'h0, q_a[202:197] };
+  assign \$302  = { 1'h0, q_a[202:197] };
+  assign \$307  = { 1'h0, q_a[209:204] };
+  assign \$312  = { 1'h0, q_a[209:204] };
+  assign \$317  = { 1'h0, q_a[216:211] };
+  assign \$322  = { 1'h0, q_a[216:211] };
+  assign \$327  = { 1'h0, q_a[223:218] };
+  assign \$332  = { 1'h0, q_a[223:218] };
   assign \$436  = { 5'h00, i_spike__payload[15:5] };
   assign \$444  = { 5'h00, f_pre[7:5] };
-  assign \$489  = { 1'h0, a_rd__data[6:1] };
-  assign \$494  = { 1'h0, a_rd__data[13:8] };
-  assign \$499  = { 1'h0, a_rd__data[20:15] };
-  assign \$504  = { 1'h0, a_rd__data[27:22] };
-  assign \$509  = { 1'h0, a_rd__data[34:29] };
-  assign \$514  = { 1'h0, a_rd__data[41:36] };
-  assign \$519  = { 1'h0, a_rd__data[48:43] };
-  assign \$524  = { 1'h0, a_rd__data[55:50] };
-  assign \$529  = { 1'h0, a_rd__data[62:57] };
-  assign \$534  = { 1'h0, a_rd__data[69:64] };
-  assign \$539  = { 1'h0, a_rd__data[76:71] };
-  assign \$544  = { 1'h0, a_rd__data[83:78] };
-  assign \$549  = { 1'h0, a_rd__data[90:85] };
-  assign \$554  = { 1'h0, a_rd__data[97:92] };
-  assign \$559  = { 1'h0, a_rd__data[104:99] };
-  assign \$564  = { 1'h0, a_rd__data[111:106] };
-  assign \$569  = { 1'h0, a_rd__data[118:113] };
-  assign \$574  = { 1'h0, a_rd__data[125:120] };
-  assign \$579  = { 1'h0, a_rd__data[132:127] };
-  assign \$584  = { 1'h0, a_rd__data[139:134] };
-  assign \$589  = { 1'h0, a_rd__data[146:141] };
-  assign \$594  = { 1'h0, a_rd__data[153:148] };
-  assign \$599  = { 1'h0, a_rd__data[160:155] };
-  assign \$604  = { 1'h0, a_rd__data[167:162] };
-  assign \$609  = { 1'h0, a_rd__data[174:169] };
-  assign \$614  = { 1'h0, a_rd__data[181:176] };
-  assign \$619  = { 1'h0, a_rd__data[188:183] };
-  assign \$624  = { 1'h0, a_rd__data[195:190] };
-  assign \$629  = { 1'h0, a_rd__data[202:197] };
-  assign \$634  = { 1'h0, a_rd__data[209:204] };
-  assign \$639  = { 1'h0, a_rd__data[216:211] };
-  assign \$644  = { 1'h0, a_rd__data[223:218] };
+  assign \$489  = { 1'h0, q_a[6:1] };
+  assign \$494  = { 1'h0, q_a[13:8] };
+  assign \$499  = { 1'h0, q_a[20:15] };
+  assign \$504  = { 1'h0, q_a[27:22] };
+  assign \$509  = { 1'h0, q_a[34:29] };
+  assign \$514  = { 1'h0, q_a[41:36] };
+  assign \$519  = { 1'h0, q_a[48:43] };
+  assign \$524  = { 1'h0, q_a[55:50] };
+  assign \$529  = { 1'h0, q_a[62:57] };
+  assign \$534  = { 1'h0, q_a[69:64] };
+  assign \$539  = { 1'h0, q_a[76:71] };
+  assign \$544  = { 1'h0, q_a[83:78] };
+  assign \$549  = { 1'h0, q_a[90:85] };
+  assign \$554  = { 1'h0, q_a[97:92] };
+  assign \$559  = { 1'h0, q_a[104:99] };
+  assign \$564  = { 1'h0, q_a[111:106] };
+  assign \$569  = { 1'h0, q_a[118:113] };
+  assign \$574  = { 1'h0, q_a[125:120] };
+  assign \$579  = { 1'h0, q_a[132:127] };
+  assign \$584  = { 1'h0, q_a[139:134] };
+  assign \$589  = { 1'h0, q_a[146:141] };
+  assign \$594  = { 1'h0, q_a[153:148] };
+  assign \$599  = { 1'h0, q_a[160:155] };
+  assign \$604  = { 1'h0, q_a[167:162] };
+  assign \$609  = { 1'h0, q_a[174:169] };
+  assign \$614  = { 1'h0, q_a[181:176] };
+  assign \$619  = { 1'h0, q_a[188:183] };
+  assign \$624  = { 1'h0, q_a[195:190] };
+  assign \$629  = { 1'h0, q_a[202:197] };
+  assign \$634  = { 1'h0, q_a[209:204] };
+  assign \$639  = { 1'h0, q_a[216:211] };
+  assign \$644  = { 1'h0, q_a[223:218] };
 endmodule
 
-module \core.tu1 (rst, i_spike__valid, x_rd__addr, \port$905$0 , \port$954$0 , \port$1003$0 , \port$1052$0 , \port$1101$0 , o_spike__ready, i_spike__ready, dup, o_spike__valid, busy, x_a, o_act__ready, clear, update, emit, \port$14424$0 , o_act__payload, o_spike__payload
+module \core.tu1 (rst, i_spike__valid, x_rd__addr, \port$905$0 , \port$954$0 , \port$1003$0 , \port$1052$0 , \port$1101$0 , o_spike__ready, i_spike__ready, dup, o_spike__valid, busy, x_a, o_act__ready, clear, update, emit, \port$14444$0 , o_act__payload, o_spike__payload
 , sat, o_act__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire [31:0] \$1 ;
@@ -53538,25 +54250,25 @@ module \core.tu1 (rst, i_spike__valid, x_rd__addr, \port$905$0 , \port$954$0 , \
   wire \$1062 ;
   wire \$1063 ;
   wire \$1064 ;
-  wire [3:0] \$1065 ;
+  wire \$1065 ;
   wire \$1066 ;
-  reg \$1067 ;
-  reg [8:0] \$1068 ;
+  wire [3:0] \$1067 ;
+  wire \$1068 ;
   reg \$1069 ;
   wire [6:0] \$107 ;
-  reg [2:0] \$1070 ;
-  reg [3:0] \$1071 ;
-  reg \$1072 ;
-  reg [223:0] \$1073 ;
-  reg [31:0] \$1074 ;
-  reg \$1075 ;
-  reg [13:0] \$1076 ;
-  reg [13:0] \$1077 ;
-  reg [13:0] \$1078 ;
-  reg [13:0] \$1079 ;
+  reg [8:0] \$1070 ;
+  reg \$1071 ;
+  reg [2:0] \$1072 ;
+  reg [3:0] \$1073 ;
+  reg \$1074 ;
+  reg [2:0] \$1075 ;
+  reg [223:0] \$1076 ;
+  reg [31:0] \$1077 ;
+  reg \$1078 ;
+  reg [223:0] \$1079 ;
   wire [7:0] \$108 ;
-  reg [13:0] \$1080 ;
-  reg [13:0] \$1081 ;
+  reg [31:0] \$1080 ;
+  reg \$1081 ;
   reg [13:0] \$1082 ;
   reg [13:0] \$1083 ;
   reg [13:0] \$1084 ;
@@ -53586,24 +54298,30 @@ module \core.tu1 (rst, i_spike__valid, x_rd__addr, \port$905$0 , \port$954$0 , \
   reg [13:0] \$1105 ;
   reg [13:0] \$1106 ;
   reg [13:0] \$1107 ;
-  reg [5:0] \$1108 ;
-  reg \$1109 ;
+  reg [13:0] \$1108 ;
+  reg [13:0] \$1109 ;
   wire \$111 ;
-  reg [19:0] \$1110 ;
-  reg [22:0] \$1111 ;
-  reg \$1112 ;
-  reg [2:0] \$1113 ;
-  reg [3:0] \$1114 ;
+  reg [13:0] \$1110 ;
+  reg [13:0] \$1111 ;
+  reg [13:0] \$1112 ;
+  reg [13:0] \$1113 ;
+  reg [5:0] \$1114 ;
   reg \$1115 ;
-  reg [7:0] \$1116 ;
-  reg [6:0] \$1117 ;
+  reg [19:0] \$1116 ;
+  reg [22:0] \$1117 ;
   reg \$1118 ;
-  reg [31:0] \$1119 ;
+  reg [2:0] \$1119 ;
   wire [6:0] \$112 ;
-  reg [223:0] \$1120 ;
-  reg [2:0] \$1121 ;
-  reg [1:0] \$1122 ;
-  reg [2:0] \$1123 ;
+  reg [3:0] \$1120 ;
+  reg \$1121 ;
+  reg [7:0] \$1122 ;
+  reg [6:0] \$1123 ;
+  reg \$1124 ;
+  reg [31:0] \$1125 ;
+  reg [223:0] \$1126 ;
+  reg [2:0] \$1127 ;
+  reg [1:0] \$1128 ;
+  reg [2:0] \$1129 ;
   wire [7:0] \$113 ;
   wire [5:0] \$114 ;
   wire [8:0] \$115 ;
@@ -54588,7 +55306,7 @@ module \core.tu1 (rst, i_spike__valid, x_rd__addr, \port$905$0 , \port$954$0 , \
   wire [31:0] \$998 ;
   wire [32:0] \$999 ;
   reg \$signal  = 1'h0;
-  reg \$signal$61  = 1'h0;
+  reg \$signal$65  = 1'h0;
   reg [2:0] a_rd__addr;
   wire [223:0] a_rd__data;
   wire [6:0] \a_rd__data[0] ;
@@ -54818,12 +55536,48 @@ module \core.tu1 (rst, i_spike__valid, x_rd__addr, \port$905$0 , \port$954$0 , \
   wire \port$1052$0 ;
   input \port$1101$0 ;
   wire \port$1101$0 ;
-  input [2:0] \port$14424$0 ;
-  wire [2:0] \port$14424$0 ;
+  input [2:0] \port$14444$0 ;
+  wire [2:0] \port$14444$0 ;
   input \port$905$0 ;
   wire \port$905$0 ;
   input \port$954$0 ;
   wire \port$954$0 ;
+  reg [223:0] q_a = 224'h00000000000000000000000000000000000000000000000000000000;
+  wire [6:0] \q_a[0] ;
+  wire [6:0] \q_a[10] ;
+  wire [6:0] \q_a[11] ;
+  wire [6:0] \q_a[12] ;
+  wire [6:0] \q_a[13] ;
+  wire [6:0] \q_a[14] ;
+  wire [6:0] \q_a[15] ;
+  wire [6:0] \q_a[16] ;
+  wire [6:0] \q_a[17] ;
+  wire [6:0] \q_a[18] ;
+  wire [6:0] \q_a[19] ;
+  wire [6:0] \q_a[1] ;
+  wire [6:0] \q_a[20] ;
+  wire [6:0] \q_a[21] ;
+  wire [6:0] \q_a[22] ;
+  wire [6:0] \q_a[23] ;
+  wire [6:0] \q_a[24] ;
+  wire [6:0] \q_a[25] ;
+  wire [6:0] \q_a[26] ;
+  wire [6:0] \q_a[27] ;
+  wire [6:0] \q_a[28] ;
+  wire [6:0] \q_a[29] ;
+  wire [6:0] \q_a[2] ;
+  wire [6:0] \q_a[30] ;
+  wire [6:0] \q_a[31] ;
+  wire [6:0] \q_a[3] ;
+  wire [6:0] \q_a[4] ;
+  wire [6:0] \q_a[5] ;
+  wire [6:0] \q_a[6] ;
+  wire [6:0] \q_a[7] ;
+  wire [6:0] \q_a[8] ;
+  wire [6:0] \q_a[9] ;
+  reg [2:0] q_c = 3'h0;
+  reg [31:0] q_s = 32'd0;
+  reg q_valid = 1'h0;
   input rst;
   wire rst;
   reg [22:0] s_a = 23'h000000;
@@ -55141,266 +55895,266 @@ module \core.tu1 (rst, i_spike__valid, x_rd__addr, \port$905$0 , \port$954$0 , \
   assign \$11  = \$8  | \$10 ;
   assign \$12  = \$7  & \$11 ;
   assign \$13  = i_spike__valid & \$12 ;
-  assign \$14  = { \port$14424$0 , \port$1101$0 , \port$1052$0 , \port$1003$0 , \port$954$0 , \port$905$0  } < 9'h100;
+  assign \$14  = { \port$14444$0 , \port$1101$0 , \port$1052$0 , \port$1003$0 , \port$954$0 , \port$905$0  } < 9'h100;
   assign \$15  = ~ \$14 ;
   assign bad = \$13  & \$15 ;
   assign dup = f_valid & \$1 [0];
   assign \$16  = ~ \$1 [0];
   assign o_spike__valid = f_valid & \$16 ;
-  assign \$18  = a_rd__data[6:0] - \$17 ;
-  assign \$19  = s_prd__data[0] ? 6'h20 : 6'h00;
+  assign \$18  = q_a[6:0] - \$17 ;
+  assign \$19  = q_s[0] ? 6'h20 : 6'h00;
   assign \$20  = $signed(\$18 ) + $signed({ 1'h0, \$19  });
   assign \$21  = $signed(\$20 ) > $signed(8'h7f);
-  assign \$23  = a_rd__data[6:0] - \$22 ;
-  assign \$24  = s_prd__data[0] ? 6'h20 : 6'h00;
+  assign \$23  = q_a[6:0] - \$22 ;
+  assign \$24  = q_s[0] ? 6'h20 : 6'h00;
   assign \$25  = $signed(\$23 ) + $signed({ 1'h0, \$24  });
   assign \$26  = \$21  ? 9'h07f : \$25 ;
-  assign \$28  = a_rd__data[13:7] - \$27 ;
-  assign \$29  = s_prd__data[1] ? 6'h20 : 6'h00;
+  assign \$28  = q_a[13:7] - \$27 ;
+  assign \$29  = q_s[1] ? 6'h20 : 6'h00;
   assign \$30  = $signed(\$28 ) + $signed({ 1'h0, \$29  });
   assign \$31  = $signed(\$30 ) > $signed(8'h7f);
-  assign \$33  = a_rd__data[13:7] - \$32 ;
-  assign \$34  = s_prd__data[1] ? 6'h20 : 6'h00;
+  assign \$33  = q_a[13:7] - \$32 ;
+  assign \$34  = q_s[1] ? 6'h20 : 6'h00;
   assign \$35  = $signed(\$33 ) + $signed({ 1'h0, \$34  });
   assign \$36  = \$31  ? 9'h07f : \$35 ;
-  assign \$38  = a_rd__data[20:14] - \$37 ;
-  assign \$39  = s_prd__data[2] ? 6'h20 : 6'h00;
+  assign \$38  = q_a[20:14] - \$37 ;
+  assign \$39  = q_s[2] ? 6'h20 : 6'h00;
   assign \$40  = $signed(\$38 ) + $signed({ 1'h0, \$39  });
   assign \$41  = $signed(\$40 ) > $signed(8'h7f);
-  assign \$43  = a_rd__data[20:14] - \$42 ;
-  assign \$44  = s_prd__data[2] ? 6'h20 : 6'h00;
+  assign \$43  = q_a[20:14] - \$42 ;
+  assign \$44  = q_s[2] ? 6'h20 : 6'h00;
   assign \$45  = $signed(\$43 ) + $signed({ 1'h0, \$44  });
   assign \$46  = \$41  ? 9'h07f : \$45 ;
-  assign \$48  = a_rd__data[27:21] - \$47 ;
-  assign \$49  = s_prd__data[3] ? 6'h20 : 6'h00;
+  assign \$48  = q_a[27:21] - \$47 ;
+  assign \$49  = q_s[3] ? 6'h20 : 6'h00;
   assign \$50  = $signed(\$48 ) + $signed({ 1'h0, \$49  });
   assign \$51  = $signed(\$50 ) > $signed(8'h7f);
-  assign \$53  = a_rd__data[27:21] - \$52 ;
-  assign \$54  = s_prd__data[3] ? 6'h20 : 6'h00;
+  assign \$53  = q_a[27:21] - \$52 ;
+  assign \$54  = q_s[3] ? 6'h20 : 6'h00;
   assign \$55  = $signed(\$53 ) + $signed({ 1'h0, \$54  });
   assign \$56  = \$51  ? 9'h07f : \$55 ;
-  assign \$58  = a_rd__data[34:28] - \$57 ;
-  assign \$59  = s_prd__data[4] ? 6'h20 : 6'h00;
+  assign \$58  = q_a[34:28] - \$57 ;
+  assign \$59  = q_s[4] ? 6'h20 : 6'h00;
   assign \$60  = $signed(\$58 ) + $signed({ 1'h0, \$59  });
   assign \$61  = $signed(\$60 ) > $signed(8'h7f);
-  assign \$63  = a_rd__data[34:28] - \$62 ;
-  assign \$64  = s_prd__data[4] ? 6'h20 : 6'h00;
+  assign \$63  = q_a[34:28] - \$62 ;
+  assign \$64  = q_s[4] ? 6'h20 : 6'h00;
   assign \$65  = $signed(\$63 ) + $signed({ 1'h0, \$64  });
   assign \$66  = \$61  ? 9'h07f : \$65 ;
-  assign \$68  = a_rd__data[41:35] - \$67 ;
-  assign \$69  = s_prd__data[5] ? 6'h20 : 6'h00;
+  assign \$68  = q_a[41:35] - \$67 ;
+  assign \$69  = q_s[5] ? 6'h20 : 6'h00;
   assign \$70  = $signed(\$68 ) + $signed({ 1'h0, \$69  });
   assign \$71  = $signed(\$70 ) > $signed(8'h7f);
-  assign \$73  = a_rd__data[41:35] - \$72 ;
-  assign \$74  = s_prd__data[5] ? 6'h20 : 6'h00;
+  assign \$73  = q_a[41:35] - \$72 ;
+  assign \$74  = q_s[5] ? 6'h20 : 6'h00;
   assign \$75  = $signed(\$73 ) + $signed({ 1'h0, \$74  });
   assign \$76  = \$71  ? 9'h07f : \$75 ;
-  assign \$78  = a_rd__data[48:42] - \$77 ;
-  assign \$79  = s_prd__data[6] ? 6'h20 : 6'h00;
+  assign \$78  = q_a[48:42] - \$77 ;
+  assign \$79  = q_s[6] ? 6'h20 : 6'h00;
   assign \$80  = $signed(\$78 ) + $signed({ 1'h0, \$79  });
   assign \$81  = $signed(\$80 ) > $signed(8'h7f);
-  assign \$83  = a_rd__data[48:42] - \$82 ;
-  assign \$84  = s_prd__data[6] ? 6'h20 : 6'h00;
+  assign \$83  = q_a[48:42] - \$82 ;
+  assign \$84  = q_s[6] ? 6'h20 : 6'h00;
   assign \$85  = $signed(\$83 ) + $signed({ 1'h0, \$84  });
   assign \$86  = \$81  ? 9'h07f : \$85 ;
-  assign \$88  = a_rd__data[55:49] - \$87 ;
-  assign \$89  = s_prd__data[7] ? 6'h20 : 6'h00;
+  assign \$88  = q_a[55:49] - \$87 ;
+  assign \$89  = q_s[7] ? 6'h20 : 6'h00;
   assign \$90  = $signed(\$88 ) + $signed({ 1'h0, \$89  });
   assign \$91  = $signed(\$90 ) > $signed(8'h7f);
-  assign \$93  = a_rd__data[55:49] - \$92 ;
-  assign \$94  = s_prd__data[7] ? 6'h20 : 6'h00;
+  assign \$93  = q_a[55:49] - \$92 ;
+  assign \$94  = q_s[7] ? 6'h20 : 6'h00;
   assign \$95  = $signed(\$93 ) + $signed({ 1'h0, \$94  });
   assign \$96  = \$91  ? 9'h07f : \$95 ;
-  assign \$98  = a_rd__data[62:56] - \$97 ;
-  assign \$99  = s_prd__data[8] ? 6'h20 : 6'h00;
+  assign \$98  = q_a[62:56] - \$97 ;
+  assign \$99  = q_s[8] ? 6'h20 : 6'h00;
   assign \$100  = $signed(\$98 ) + $signed({ 1'h0, \$99  });
   assign \$101  = $signed(\$100 ) > $signed(8'h7f);
-  assign \$103  = a_rd__data[62:56] - \$102 ;
-  assign \$104  = s_prd__data[8] ? 6'h20 : 6'h00;
+  assign \$103  = q_a[62:56] - \$102 ;
+  assign \$104  = q_s[8] ? 6'h20 : 6'h00;
   assign \$105  = $signed(\$103 ) + $signed({ 1'h0, \$104  });
   assign \$106  = \$101  ? 9'h07f : \$105 ;
-  assign \$108  = a_rd__data[69:63] - \$107 ;
-  assign \$109  = s_prd__data[9] ? 6'h20 : 6'h00;
+  assign \$108  = q_a[69:63] - \$107 ;
+  assign \$109  = q_s[9] ? 6'h20 : 6'h00;
   assign \$110  = $signed(\$108 ) + $signed({ 1'h0, \$109  });
   assign \$111  = $signed(\$110 ) > $signed(8'h7f);
-  assign \$113  = a_rd__data[69:63] - \$112 ;
-  assign \$114  = s_prd__data[9] ? 6'h20 : 6'h00;
+  assign \$113  = q_a[69:63] - \$112 ;
+  assign \$114  = q_s[9] ? 6'h20 : 6'h00;
   assign \$115  = $signed(\$113 ) + $signed({ 1'h0, \$114  });
   assign \$116  = \$111  ? 9'h07f : \$115 ;
-  assign \$118  = a_rd__data[76:70] - \$117 ;
-  assign \$119  = s_prd__data[10] ? 6'h20 : 6'h00;
+  assign \$118  = q_a[76:70] - \$117 ;
+  assign \$119  = q_s[10] ? 6'h20 : 6'h00;
   assign \$120  = $signed(\$118 ) + $signed({ 1'h0, \$119  });
   assign \$121  = $signed(\$120 ) > $signed(8'h7f);
-  assign \$123  = a_rd__data[76:70] - \$122 ;
-  assign \$124  = s_prd__data[10] ? 6'h20 : 6'h00;
+  assign \$123  = q_a[76:70] - \$122 ;
+  assign \$124  = q_s[10] ? 6'h20 : 6'h00;
   assign \$125  = $signed(\$123 ) + $signed({ 1'h0, \$124  });
   assign \$126  = \$121  ? 9'h07f : \$125 ;
-  assign \$128  = a_rd__data[83:77] - \$127 ;
-  assign \$129  = s_prd__data[11] ? 6'h20 : 6'h00;
+  assign \$128  = q_a[83:77] - \$127 ;
+  assign \$129  = q_s[11] ? 6'h20 : 6'h00;
   assign \$130  = $signed(\$128 ) + $signed({ 1'h0, \$129  });
   assign \$131  = $signed(\$130 ) > $signed(8'h7f);
-  assign \$133  = a_rd__data[83:77] - \$132 ;
-  assign \$134  = s_prd__data[11] ? 6'h20 : 6'h00;
+  assign \$133  = q_a[83:77] - \$132 ;
+  assign \$134  = q_s[11] ? 6'h20 : 6'h00;
   assign \$135  = $signed(\$133 ) + $signed({ 1'h0, \$134  });
   assign \$136  = \$131  ? 9'h07f : \$135 ;
-  assign \$138  = a_rd__data[90:84] - \$137 ;
-  assign \$139  = s_prd__data[12] ? 6'h20 : 6'h00;
+  assign \$138  = q_a[90:84] - \$137 ;
+  assign \$139  = q_s[12] ? 6'h20 : 6'h00;
   assign \$140  = $signed(\$138 ) + $signed({ 1'h0, \$139  });
   assign \$141  = $signed(\$140 ) > $signed(8'h7f);
-  assign \$143  = a_rd__data[90:84] - \$142 ;
-  assign \$144  = s_prd__data[12] ? 6'h20 : 6'h00;
+  assign \$143  = q_a[90:84] - \$142 ;
+  assign \$144  = q_s[12] ? 6'h20 : 6'h00;
   assign \$145  = $signed(\$143 ) + $signed({ 1'h0, \$144  });
   assign \$146  = \$141  ? 9'h07f : \$145 ;
-  assign \$148  = a_rd__data[97:91] - \$147 ;
-  assign \$149  = s_prd__data[13] ? 6'h20 : 6'h00;
+  assign \$148  = q_a[97:91] - \$147 ;
+  assign \$149  = q_s[13] ? 6'h20 : 6'h00;
   assign \$150  = $signed(\$148 ) + $signed({ 1'h0, \$149  });
   assign \$151  = $signed(\$150 ) > $signed(8'h7f);
-  assign \$153  = a_rd__data[97:91] - \$152 ;
-  assign \$154  = s_prd__data[13] ? 6'h20 : 6'h00;
+  assign \$153  = q_a[97:91] - \$152 ;
+  assign \$154  = q_s[13] ? 6'h20 : 6'h00;
   assign \$155  = $signed(\$153 ) + $signed({ 1'h0, \$154  });
   assign \$156  = \$151  ? 9'h07f : \$155 ;
-  assign \$158  = a_rd__data[104:98] - \$157 ;
-  assign \$159  = s_prd__data[14] ? 6'h20 : 6'h00;
+  assign \$158  = q_a[104:98] - \$157 ;
+  assign \$159  = q_s[14] ? 6'h20 : 6'h00;
   assign \$160  = $signed(\$158 ) + $signed({ 1'h0, \$159  });
   assign \$161  = $signed(\$160 ) > $signed(8'h7f);
-  assign \$163  = a_rd__data[104:98] - \$162 ;
-  assign \$164  = s_prd__data[14] ? 6'h20 : 6'h00;
+  assign \$163  = q_a[104:98] - \$162 ;
+  assign \$164  = q_s[14] ? 6'h20 : 6'h00;
   assign \$165  = $signed(\$163 ) + $signed({ 1'h0, \$164  });
   assign \$166  = \$161  ? 9'h07f : \$165 ;
-  assign \$168  = a_rd__data[111:105] - \$167 ;
-  assign \$169  = s_prd__data[15] ? 6'h20 : 6'h00;
+  assign \$168  = q_a[111:105] - \$167 ;
+  assign \$169  = q_s[15] ? 6'h20 : 6'h00;
   assign \$170  = $signed(\$168 ) + $signed({ 1'h0, \$169  });
   assign \$171  = $signed(\$170 ) > $signed(8'h7f);
-  assign \$173  = a_rd__data[111:105] - \$172 ;
-  assign \$174  = s_prd__data[15] ? 6'h20 : 6'h00;
+  assign \$173  = q_a[111:105] - \$172 ;
+  assign \$174  = q_s[15] ? 6'h20 : 6'h00;
   assign \$175  = $signed(\$173 ) + $signed({ 1'h0, \$174  });
   assign \$176  = \$171  ? 9'h07f : \$175 ;
-  assign \$178  = a_rd__data[118:112] - \$177 ;
-  assign \$179  = s_prd__data[16] ? 6'h20 : 6'h00;
+  assign \$178  = q_a[118:112] - \$177 ;
+  assign \$179  = q_s[16] ? 6'h20 : 6'h00;
   assign \$180  = $signed(\$178 ) + $signed({ 1'h0, \$179  });
   assign \$181  = $signed(\$180 ) > $signed(8'h7f);
-  assign \$183  = a_rd__data[118:112] - \$182 ;
-  assign \$184  = s_prd__data[16] ? 6'h20 : 6'h00;
+  assign \$183  = q_a[118:112] - \$182 ;
+  assign \$184  = q_s[16] ? 6'h20 : 6'h00;
   assign \$185  = $signed(\$183 ) + $signed({ 1'h0, \$184  });
   assign \$186  = \$181  ? 9'h07f : \$185 ;
-  assign \$188  = a_rd__data[125:119] - \$187 ;
-  assign \$189  = s_prd__data[17] ? 6'h20 : 6'h00;
+  assign \$188  = q_a[125:119] - \$187 ;
+  assign \$189  = q_s[17] ? 6'h20 : 6'h00;
   assign \$190  = $signed(\$188 ) + $signed({ 1'h0, \$189  });
   assign \$191  = $signed(\$190 ) > $signed(8'h7f);
-  assign \$193  = a_rd__data[125:119] - \$192 ;
-  assign \$194  = s_prd__data[17] ? 6'h20 : 6'h00;
+  assign \$193  = q_a[125:119] - \$192 ;
+  assign \$194  = q_s[17] ? 6'h20 : 6'h00;
   assign \$195  = $signed(\$193 ) + $signed({ 1'h0, \$194  });
   assign \$196  = \$191  ? 9'h07f : \$195 ;
-  assign \$198  = a_rd__data[132:126] - \$197 ;
-  assign \$199  = s_prd__data[18] ? 6'h20 : 6'h00;
+  assign \$198  = q_a[132:126] - \$197 ;
+  assign \$199  = q_s[18] ? 6'h20 : 6'h00;
   assign \$200  = $signed(\$198 ) + $signed({ 1'h0, \$199  });
   assign \$201  = $signed(\$200 ) > $signed(8'h7f);
-  assign \$203  = a_rd__data[132:126] - \$202 ;
-  assign \$204  = s_prd__data[18] ? 6'h20 : 6'h00;
+  assign \$203  = q_a[132:126] - \$202 ;
+  assign \$204  = q_s[18] ? 6'h20 : 6'h00;
   assign \$205  = $signed(\$203 ) + $signed({ 1'h0, \$204  });
   assign \$206  = \$201  ? 9'h07f : \$205 ;
-  assign \$208  = a_rd__data[139:133] - \$207 ;
-  assign \$209  = s_prd__data[19] ? 6'h20 : 6'h00;
+  assign \$208  = q_a[139:133] - \$207 ;
+  assign \$209  = q_s[19] ? 6'h20 : 6'h00;
   assign \$210  = $signed(\$208 ) + $signed({ 1'h0, \$209  });
   assign \$211  = $signed(\$210 ) > $signed(8'h7f);
-  assign \$213  = a_rd__data[139:133] - \$212 ;
-  assign \$214  = s_prd__data[19] ? 6'h20 : 6'h00;
+  assign \$213  = q_a[139:133] - \$212 ;
+  assign \$214  = q_s[19] ? 6'h20 : 6'h00;
   assign \$215  = $signed(\$213 ) + $signed({ 1'h0, \$214  });
   assign \$216  = \$211  ? 9'h07f : \$215 ;
-  assign \$218  = a_rd__data[146:140] - \$217 ;
-  assign \$219  = s_prd__data[20] ? 6'h20 : 6'h00;
+  assign \$218  = q_a[146:140] - \$217 ;
+  assign \$219  = q_s[20] ? 6'h20 : 6'h00;
   assign \$220  = $signed(\$218 ) + $signed({ 1'h0, \$219  });
   assign \$221  = $signed(\$220 ) > $signed(8'h7f);
-  assign \$223  = a_rd__data[146:140] - \$222 ;
-  assign \$224  = s_prd__data[20] ? 6'h20 : 6'h00;
+  assign \$223  = q_a[146:140] - \$222 ;
+  assign \$224  = q_s[20] ? 6'h20 : 6'h00;
   assign \$225  = $signed(\$223 ) + $signed({ 1'h0, \$224  });
   assign \$226  = \$221  ? 9'h07f : \$225 ;
-  assign \$228  = a_rd__data[153:147] - \$227 ;
-  assign \$229  = s_prd__data[21] ? 6'h20 : 6'h00;
+  assign \$228  = q_a[153:147] - \$227 ;
+  assign \$229  = q_s[21] ? 6'h20 : 6'h00;
   assign \$230  = $signed(\$228 ) + $signed({ 1'h0, \$229  });
   assign \$231  = $signed(\$230 ) > $signed(8'h7f);
-  assign \$233  = a_rd__data[153:147] - \$232 ;
-  assign \$234  = s_prd__data[21] ? 6'h20 : 6'h00;
+  assign \$233  = q_a[153:147] - \$232 ;
+  assign \$234  = q_s[21] ? 6'h20 : 6'h00;
   assign \$235  = $signed(\$233 ) + $signed({ 1'h0, \$234  });
   assign \$236  = \$231  ? 9'h07f : \$235 ;
-  assign \$238  = a_rd__data[160:154] - \$237 ;
-  assign \$239  = s_prd__data[22] ? 6'h20 : 6'h00;
+  assign \$238  = q_a[160:154] - \$237 ;
+  assign \$239  = q_s[22] ? 6'h20 : 6'h00;
   assign \$240  = $signed(\$238 ) + $signed({ 1'h0, \$239  });
   assign \$241  = $signed(\$240 ) > $signed(8'h7f);
-  assign \$243  = a_rd__data[160:154] - \$242 ;
-  assign \$244  = s_prd__data[22] ? 6'h20 : 6'h00;
+  assign \$243  = q_a[160:154] - \$242 ;
+  assign \$244  = q_s[22] ? 6'h20 : 6'h00;
   assign \$245  = $signed(\$243 ) + $signed({ 1'h0, \$244  });
   assign \$246  = \$241  ? 9'h07f : \$245 ;
-  assign \$248  = a_rd__data[167:161] - \$247 ;
-  assign \$249  = s_prd__data[23] ? 6'h20 : 6'h00;
+  assign \$248  = q_a[167:161] - \$247 ;
+  assign \$249  = q_s[23] ? 6'h20 : 6'h00;
   assign \$250  = $signed(\$248 ) + $signed({ 1'h0, \$249  });
   assign \$251  = $signed(\$250 ) > $signed(8'h7f);
-  assign \$253  = a_rd__data[167:161] - \$252 ;
-  assign \$254  = s_prd__data[23] ? 6'h20 : 6'h00;
+  assign \$253  = q_a[167:161] - \$252 ;
+  assign \$254  = q_s[23] ? 6'h20 : 6'h00;
   assign \$255  = $signed(\$253 ) + $signed({ 1'h0, \$254  });
   assign \$256  = \$251  ? 9'h07f : \$255 ;
-  assign \$258  = a_rd__data[174:168] - \$257 ;
-  assign \$259  = s_prd__data[24] ? 6'h20 : 6'h00;
+  assign \$258  = q_a[174:168] - \$257 ;
+  assign \$259  = q_s[24] ? 6'h20 : 6'h00;
   assign \$260  = $signed(\$258 ) + $signed({ 1'h0, \$259  });
   assign \$261  = $signed(\$260 ) > $signed(8'h7f);
-  assign \$263  = a_rd__data[174:168] - \$262 ;
-  assign \$264  = s_prd__data[24] ? 6'h20 : 6'h00;
+  assign \$263  = q_a[174:168] - \$262 ;
+  assign \$264  = q_s[24] ? 6'h20 : 6'h00;
   assign \$265  = $signed(\$263 ) + $signed({ 1'h0, \$264  });
   assign \$266  = \$261  ? 9'h07f : \$265 ;
-  assign \$268  = a_rd__data[181:175] - \$267 ;
-  assign \$269  = s_prd__data[25] ? 6'h20 : 6'h00;
+  assign \$268  = q_a[181:175] - \$267 ;
+  assign \$269  = q_s[25] ? 6'h20 : 6'h00;
   assign \$270  = $signed(\$268 ) + $signed({ 1'h0, \$269  });
   assign \$271  = $signed(\$270 ) > $signed(8'h7f);
-  assign \$273  = a_rd__data[181:175] - \$272 ;
-  assign \$274  = s_prd__data[25] ? 6'h20 : 6'h00;
+  assign \$273  = q_a[181:175] - \$272 ;
+  assign \$274  = q_s[25] ? 6'h20 : 6'h00;
   assign \$275  = $signed(\$273 ) + $signed({ 1'h0, \$274  });
   assign \$276  = \$271  ? 9'h07f : \$275 ;
-  assign \$278  = a_rd__data[188:182] - \$277 ;
-  assign \$279  = s_prd__data[26] ? 6'h20 : 6'h00;
+  assign \$278  = q_a[188:182] - \$277 ;
+  assign \$279  = q_s[26] ? 6'h20 : 6'h00;
   assign \$280  = $signed(\$278 ) + $signed({ 1'h0, \$279  });
   assign \$281  = $signed(\$280 ) > $signed(8'h7f);
-  assign \$283  = a_rd__data[188:182] - \$282 ;
-  assign \$284  = s_prd__data[26] ? 6'h20 : 6'h00;
+  assign \$283  = q_a[188:182] - \$282 ;
+  assign \$284  = q_s[26] ? 6'h20 : 6'h00;
   assign \$285  = $signed(\$283 ) + $signed({ 1'h0, \$284  });
   assign \$286  = \$281  ? 9'h07f : \$285 ;
-  assign \$288  = a_rd__data[195:189] - \$287 ;
-  assign \$289  = s_prd__data[27] ? 6'h20 : 6'h00;
+  assign \$288  = q_a[195:189] - \$287 ;
+  assign \$289  = q_s[27] ? 6'h20 : 6'h00;
   assign \$290  = $signed(\$288 ) + $signed({ 1'h0, \$289  });
   assign \$291  = $signed(\$290 ) > $signed(8'h7f);
-  assign \$293  = a_rd__data[195:189] - \$292 ;
-  assign \$294  = s_prd__data[27] ? 6'h20 : 6'h00;
+  assign \$293  = q_a[195:189] - \$292 ;
+  assign \$294  = q_s[27] ? 6'h20 : 6'h00;
   assign \$295  = $signed(\$293 ) + $signed({ 1'h0, \$294  });
   assign \$296  = \$291  ? 9'h07f : \$295 ;
-  assign \$298  = a_rd__data[202:196] - \$297 ;
-  assign \$299  = s_prd__data[28] ? 6'h20 : 6'h00;
+  assign \$298  = q_a[202:196] - \$297 ;
+  assign \$299  = q_s[28] ? 6'h20 : 6'h00;
   assign \$300  = $signed(\$298 ) + $signed({ 1'h0, \$299  });
   assign \$301  = $signed(\$300 ) > $signed(8'h7f);
-  assign \$303  = a_rd__data[202:196] - \$302 ;
-  assign \$304  = s_prd__data[28] ? 6'h20 : 6'h00;
+  assign \$303  = q_a[202:196] - \$302 ;
+  assign \$304  = q_s[28] ? 6'h20 : 6'h00;
   assign \$305  = $signed(\$303 ) + $signed({ 1'h0, \$304  });
   assign \$306  = \$301  ? 9'h07f : \$305 ;
-  assign \$308  = a_rd__data[209:203] - \$307 ;
-  assign \$309  = s_prd__data[29] ? 6'h20 : 6'h00;
+  assign \$308  = q_a[209:203] - \$307 ;
+  assign \$309  = q_s[29] ? 6'h20 : 6'h00;
   assign \$310  = $signed(\$308 ) + $signed({ 1'h0, \$309  });
   assign \$311  = $signed(\$310 ) > $signed(8'h7f);
-  assign \$313  = a_rd__data[209:203] - \$312 ;
-  assign \$314  = s_prd__data[29] ? 6'h20 : 6'h00;
+  assign \$313  = q_a[209:203] - \$312 ;
+  assign \$314  = q_s[29] ? 6'h20 : 6'h00;
   assign \$315  = $signed(\$313 ) + $signed({ 1'h0, \$314  });
   assign \$316  = \$311  ? 9'h07f : \$315 ;
-  assign \$318  = a_rd__data[216:210] - \$317 ;
-  assign \$319  = s_prd__data[30] ? 6'h20 : 6'h00;
+  assign \$318  = q_a[216:210] - \$317 ;
+  assign \$319  = q_s[30] ? 6'h20 : 6'h00;
   assign \$320  = $signed(\$318 ) + $signed({ 1'h0, \$319  });
   assign \$321  = $signed(\$320 ) > $signed(8'h7f);
-  assign \$323  = a_rd__data[216:210] - \$322 ;
-  assign \$324  = s_prd__data[30] ? 6'h20 : 6'h00;
+  assign \$323  = q_a[216:210] - \$322 ;
+  assign \$324  = q_s[30] ? 6'h20 : 6'h00;
   assign \$325  = $signed(\$323 ) + $signed({ 1'h0, \$324  });
   assign \$326  = \$321  ? 9'h07f : \$325 ;
-  assign \$328  = a_rd__data[223:217] - \$327 ;
-  assign \$329  = s_prd__data[31] ? 6'h20 : 6'h00;
+  assign \$328  = q_a[223:217] - \$327 ;
+  assign \$329  = q_s[31] ? 6'h20 : 6'h00;
   assign \$330  = $signed(\$328 ) + $signed({ 1'h0, \$329  });
   assign \$331  = $signed(\$330 ) > $signed(8'h7f);
-  assign \$333  = a_rd__data[223:217] - \$332 ;
-  assign \$334  = s_prd__data[31] ? 6'h20 : 6'h00;
+  assign \$333  = q_a[223:217] - \$332 ;
+  assign \$334  = q_s[31] ? 6'h20 : 6'h00;
   assign \$335  = $signed(\$333 ) + $signed({ 1'h0, \$334  });
   assign \$336  = \$331  ? 9'h07f : \$335 ;
   assign \$337  = ~ pend;
@@ -55545,7 +56299,7 @@ module \core.tu1 (rst, i_spike__valid, x_rd__addr, \port$905$0 , \port$954$0 , \
   assign \$475  = \$472  | \$474 ;
   assign \$476  = \$471  & \$475 ;
   assign \$477  = i_spike__valid & \$476 ;
-  assign \$478  = { \port$14424$0 , \port$1101$0 , \port$1052$0 , \port$1003$0 , \port$954$0 , \port$905$0  } < 9'h100;
+  assign \$478  = { \port$14444$0 , \port$1101$0 , \port$1052$0 , \port$1003$0 , \port$954$0 , \port$905$0  } < 9'h100;
   assign \$479  = \$477  & \$478 ;
   assign \$480  = \$1 [0] | o_spike__ready;
   assign \$481  = f_valid & \$480 ;
@@ -55556,135 +56310,135 @@ module \core.tu1 (rst, i_spike__valid, x_rd__addr, \port$905$0 , \port$954$0 , \
   assign \$486  = p_c < 4'h8;
   assign \$487  = \$485  & \$486 ;
   assign \$488  = p_c + 1'h1;
-  assign \$490  = a_rd__data[6:0] - \$489 ;
-  assign \$491  = s_prd__data[0] ? 6'h20 : 6'h00;
+  assign \$490  = q_a[6:0] - \$489 ;
+  assign \$491  = q_s[0] ? 6'h20 : 6'h00;
   assign \$492  = $signed(\$490 ) + $signed({ 1'h0, \$491  });
   assign \$493  = $signed(\$492 ) > $signed(8'h7f);
-  assign \$495  = a_rd__data[13:7] - \$494 ;
-  assign \$496  = s_prd__data[1] ? 6'h20 : 6'h00;
+  assign \$495  = q_a[13:7] - \$494 ;
+  assign \$496  = q_s[1] ? 6'h20 : 6'h00;
   assign \$497  = $signed(\$495 ) + $signed({ 1'h0, \$496  });
   assign \$498  = $signed(\$497 ) > $signed(8'h7f);
-  assign \$500  = a_rd__data[20:14] - \$499 ;
-  assign \$501  = s_prd__data[2] ? 6'h20 : 6'h00;
+  assign \$500  = q_a[20:14] - \$499 ;
+  assign \$501  = q_s[2] ? 6'h20 : 6'h00;
   assign \$502  = $signed(\$500 ) + $signed({ 1'h0, \$501  });
   assign \$503  = $signed(\$502 ) > $signed(8'h7f);
-  assign \$505  = a_rd__data[27:21] - \$504 ;
-  assign \$506  = s_prd__data[3] ? 6'h20 : 6'h00;
+  assign \$505  = q_a[27:21] - \$504 ;
+  assign \$506  = q_s[3] ? 6'h20 : 6'h00;
   assign \$507  = $signed(\$505 ) + $signed({ 1'h0, \$506  });
   assign \$508  = $signed(\$507 ) > $signed(8'h7f);
-  assign \$510  = a_rd__data[34:28] - \$509 ;
-  assign \$511  = s_prd__data[4] ? 6'h20 : 6'h00;
+  assign \$510  = q_a[34:28] - \$509 ;
+  assign \$511  = q_s[4] ? 6'h20 : 6'h00;
   assign \$512  = $signed(\$510 ) + $signed({ 1'h0, \$511  });
   assign \$513  = $signed(\$512 ) > $signed(8'h7f);
-  assign \$515  = a_rd__data[41:35] - \$514 ;
-  assign \$516  = s_prd__data[5] ? 6'h20 : 6'h00;
+  assign \$515  = q_a[41:35] - \$514 ;
+  assign \$516  = q_s[5] ? 6'h20 : 6'h00;
   assign \$517  = $signed(\$515 ) + $signed({ 1'h0, \$516  });
   assign \$518  = $signed(\$517 ) > $signed(8'h7f);
-  assign \$520  = a_rd__data[48:42] - \$519 ;
-  assign \$521  = s_prd__data[6] ? 6'h20 : 6'h00;
+  assign \$520  = q_a[48:42] - \$519 ;
+  assign \$521  = q_s[6] ? 6'h20 : 6'h00;
   assign \$522  = $signed(\$520 ) + $signed({ 1'h0, \$521  });
   assign \$523  = $signed(\$522 ) > $signed(8'h7f);
-  assign \$525  = a_rd__data[55:49] - \$524 ;
-  assign \$526  = s_prd__data[7] ? 6'h20 : 6'h00;
+  assign \$525  = q_a[55:49] - \$524 ;
+  assign \$526  = q_s[7] ? 6'h20 : 6'h00;
   assign \$527  = $signed(\$525 ) + $signed({ 1'h0, \$526  });
   assign \$528  = $signed(\$527 ) > $signed(8'h7f);
-  assign \$530  = a_rd__data[62:56] - \$529 ;
-  assign \$531  = s_prd__data[8] ? 6'h20 : 6'h00;
+  assign \$530  = q_a[62:56] - \$529 ;
+  assign \$531  = q_s[8] ? 6'h20 : 6'h00;
   assign \$532  = $signed(\$530 ) + $signed({ 1'h0, \$531  });
   assign \$533  = $signed(\$532 ) > $signed(8'h7f);
-  assign \$535  = a_rd__data[69:63] - \$534 ;
-  assign \$536  = s_prd__data[9] ? 6'h20 : 6'h00;
+  assign \$535  = q_a[69:63] - \$534 ;
+  assign \$536  = q_s[9] ? 6'h20 : 6'h00;
   assign \$537  = $signed(\$535 ) + $signed({ 1'h0, \$536  });
   assign \$538  = $signed(\$537 ) > $signed(8'h7f);
-  assign \$540  = a_rd__data[76:70] - \$539 ;
-  assign \$541  = s_prd__data[10] ? 6'h20 : 6'h00;
+  assign \$540  = q_a[76:70] - \$539 ;
+  assign \$541  = q_s[10] ? 6'h20 : 6'h00;
   assign \$542  = $signed(\$540 ) + $signed({ 1'h0, \$541  });
   assign \$543  = $signed(\$542 ) > $signed(8'h7f);
-  assign \$545  = a_rd__data[83:77] - \$544 ;
-  assign \$546  = s_prd__data[11] ? 6'h20 : 6'h00;
+  assign \$545  = q_a[83:77] - \$544 ;
+  assign \$546  = q_s[11] ? 6'h20 : 6'h00;
   assign \$547  = $signed(\$545 ) + $signed({ 1'h0, \$546  });
   assign \$548  = $signed(\$547 ) > $signed(8'h7f);
-  assign \$550  = a_rd__data[90:84] - \$549 ;
-  assign \$551  = s_prd__data[12] ? 6'h20 : 6'h00;
+  assign \$550  = q_a[90:84] - \$549 ;
+  assign \$551  = q_s[12] ? 6'h20 : 6'h00;
   assign \$552  = $signed(\$550 ) + $signed({ 1'h0, \$551  });
   assign \$553  = $signed(\$552 ) > $signed(8'h7f);
-  assign \$555  = a_rd__data[97:91] - \$554 ;
-  assign \$556  = s_prd__data[13] ? 6'h20 : 6'h00;
+  assign \$555  = q_a[97:91] - \$554 ;
+  assign \$556  = q_s[13] ? 6'h20 : 6'h00;
   assign \$557  = $signed(\$555 ) + $signed({ 1'h0, \$556  });
   assign \$558  = $signed(\$557 ) > $signed(8'h7f);
-  assign \$560  = a_rd__data[104:98] - \$559 ;
-  assign \$561  = s_prd__data[14] ? 6'h20 : 6'h00;
+  assign \$560  = q_a[104:98] - \$559 ;
+  assign \$561  = q_s[14] ? 6'h20 : 6'h00;
   assign \$562  = $signed(\$560 ) + $signed({ 1'h0, \$561  });
   assign \$563  = $signed(\$562 ) > $signed(8'h7f);
-  assign \$565  = a_rd__data[111:105] - \$564 ;
-  assign \$566  = s_prd__data[15] ? 6'h20 : 6'h00;
+  assign \$565  = q_a[111:105] - \$564 ;
+  assign \$566  = q_s[15] ? 6'h20 : 6'h00;
   assign \$567  = $signed(\$565 ) + $signed({ 1'h0, \$566  });
   assign \$568  = $signed(\$567 ) > $signed(8'h7f);
-  assign \$570  = a_rd__data[118:112] - \$569 ;
-  assign \$571  = s_prd__data[16] ? 6'h20 : 6'h00;
+  assign \$570  = q_a[118:112] - \$569 ;
+  assign \$571  = q_s[16] ? 6'h20 : 6'h00;
   assign \$572  = $signed(\$570 ) + $signed({ 1'h0, \$571  });
   assign \$573  = $signed(\$572 ) > $signed(8'h7f);
-  assign \$575  = a_rd__data[125:119] - \$574 ;
-  assign \$576  = s_prd__data[17] ? 6'h20 : 6'h00;
+  assign \$575  = q_a[125:119] - \$574 ;
+  assign \$576  = q_s[17] ? 6'h20 : 6'h00;
   assign \$577  = $signed(\$575 ) + $signed({ 1'h0, \$576  });
   assign \$578  = $signed(\$577 ) > $signed(8'h7f);
-  assign \$580  = a_rd__data[132:126] - \$579 ;
-  assign \$581  = s_prd__data[18] ? 6'h20 : 6'h00;
+  assign \$580  = q_a[132:126] - \$579 ;
+  assign \$581  = q_s[18] ? 6'h20 : 6'h00;
   assign \$582  = $signed(\$580 ) + $signed({ 1'h0, \$581  });
   assign \$583  = $signed(\$582 ) > $signed(8'h7f);
-  assign \$585  = a_rd__data[139:133] - \$584 ;
-  assign \$586  = s_prd__data[19] ? 6'h20 : 6'h00;
+  assign \$585  = q_a[139:133] - \$584 ;
+  assign \$586  = q_s[19] ? 6'h20 : 6'h00;
   assign \$587  = $signed(\$585 ) + $signed({ 1'h0, \$586  });
   assign \$588  = $signed(\$587 ) > $signed(8'h7f);
-  assign \$590  = a_rd__data[146:140] - \$589 ;
-  assign \$591  = s_prd__data[20] ? 6'h20 : 6'h00;
+  assign \$590  = q_a[146:140] - \$589 ;
+  assign \$591  = q_s[20] ? 6'h20 : 6'h00;
   assign \$592  = $signed(\$590 ) + $signed({ 1'h0, \$591  });
   assign \$593  = $signed(\$592 ) > $signed(8'h7f);
-  assign \$595  = a_rd__data[153:147] - \$594 ;
-  assign \$596  = s_prd__data[21] ? 6'h20 : 6'h00;
+  assign \$595  = q_a[153:147] - \$594 ;
+  assign \$596  = q_s[21] ? 6'h20 : 6'h00;
   assign \$597  = $signed(\$595 ) + $signed({ 1'h0, \$596  });
   assign \$598  = $signed(\$597 ) > $signed(8'h7f);
-  assign \$600  = a_rd__data[160:154] - \$599 ;
-  assign \$601  = s_prd__data[22] ? 6'h20 : 6'h00;
+  assign \$600  = q_a[160:154] - \$599 ;
+  assign \$601  = q_s[22] ? 6'h20 : 6'h00;
   assign \$602  = $signed(\$600 ) + $signed({ 1'h0, \$601  });
   assign \$603  = $signed(\$602 ) > $signed(8'h7f);
-  assign \$605  = a_rd__data[167:161] - \$604 ;
-  assign \$606  = s_prd__data[23] ? 6'h20 : 6'h00;
+  assign \$605  = q_a[167:161] - \$604 ;
+  assign \$606  = q_s[23] ? 6'h20 : 6'h00;
   assign \$607  = $signed(\$605 ) + $signed({ 1'h0, \$606  });
   assign \$608  = $signed(\$607 ) > $signed(8'h7f);
-  assign \$610  = a_rd__data[174:168] - \$609 ;
-  assign \$611  = s_prd__data[24] ? 6'h20 : 6'h00;
+  assign \$610  = q_a[174:168] - \$609 ;
+  assign \$611  = q_s[24] ? 6'h20 : 6'h00;
   assign \$612  = $signed(\$610 ) + $signed({ 1'h0, \$611  });
   assign \$613  = $signed(\$612 ) > $signed(8'h7f);
-  assign \$615  = a_rd__data[181:175] - \$614 ;
-  assign \$616  = s_prd__data[25] ? 6'h20 : 6'h00;
+  assign \$615  = q_a[181:175] - \$614 ;
+  assign \$616  = q_s[25] ? 6'h20 : 6'h00;
   assign \$617  = $signed(\$615 ) + $signed({ 1'h0, \$616  });
   assign \$618  = $signed(\$617 ) > $signed(8'h7f);
-  assign \$620  = a_rd__data[188:182] - \$619 ;
-  assign \$621  = s_prd__data[26] ? 6'h20 : 6'h00;
+  assign \$620  = q_a[188:182] - \$619 ;
+  assign \$621  = q_s[26] ? 6'h20 : 6'h00;
   assign \$622  = $signed(\$620 ) + $signed({ 1'h0, \$621  });
   assign \$623  = $signed(\$622 ) > $signed(8'h7f);
-  assign \$625  = a_rd__data[195:189] - \$624 ;
-  assign \$626  = s_prd__data[27] ? 6'h20 : 6'h00;
+  assign \$625  = q_a[195:189] - \$624 ;
+  assign \$626  = q_s[27] ? 6'h20 : 6'h00;
   assign \$627  = $signed(\$625 ) + $signed({ 1'h0, \$626  });
   assign \$628  = $signed(\$627 ) > $signed(8'h7f);
-  assign \$630  = a_rd__data[202:196] - \$629 ;
-  assign \$631  = s_prd__data[28] ? 6'h20 : 6'h00;
+  assign \$630  = q_a[202:196] - \$629 ;
+  assign \$631  = q_s[28] ? 6'h20 : 6'h00;
   assign \$632  = $signed(\$630 ) + $signed({ 1'h0, \$631  });
   assign \$633  = $signed(\$632 ) > $signed(8'h7f);
-  assign \$635  = a_rd__data[209:203] - \$634 ;
-  assign \$636  = s_prd__data[29] ? 6'h20 : 6'h00;
+  assign \$635  = q_a[209:203] - \$634 ;
+  assign \$636  = q_s[29] ? 6'h20 : 6'h00;
   assign \$637  = $signed(\$635 ) + $signed({ 1'h0, \$636  });
   assign \$638  = $signed(\$637 ) > $signed(8'h7f);
-  assign \$640  = a_rd__data[216:210] - \$639 ;
-  assign \$641  = s_prd__data[30] ? 6'h20 : 6'h00;
+  assign \$640  = q_a[216:210] - \$639 ;
+  assign \$641  = q_s[30] ? 6'h20 : 6'h00;
   assign \$642  = $signed(\$640 ) + $signed({ 1'h0, \$641  });
   assign \$643  = $signed(\$642 ) > $signed(8'h7f);
-  assign \$645  = a_rd__data[223:217] - \$644 ;
-  assign \$646  = s_prd__data[31] ? 6'h20 : 6'h00;
+  assign \$645  = q_a[223:217] - \$644 ;
+  assign \$646  = q_s[31] ? 6'h20 : 6'h00;
   assign \$647  = $signed(\$645 ) + $signed({ 1'h0, \$646  });
   assign \$648  = $signed(\$647 ) > $signed(8'h7f);
-  assign \$649  = p1_valid ? { \$648 , \$643 , \$638 , \$633 , \$628 , \$623 , \$618 , \$613 , \$608 , \$603 , \$598 , \$593 , \$588 , \$583 , \$578 , \$573 , \$568 , \$563 , \$558 , \$553 , \$548 , \$543 , \$538 , \$533 , \$528 , \$523 , \$518 , \$513 , \$508 , \$503 , \$498 , \$493  } : 32'd0;
+  assign \$649  = q_valid ? { \$648 , \$643 , \$638 , \$633 , \$628 , \$623 , \$618 , \$613 , \$608 , \$603 , \$598 , \$593 , \$588 , \$583 , \$578 , \$573 , \$568 , \$563 , \$558 , \$553 , \$548 , \$543 , \$538 , \$533 , \$528 , \$523 , \$518 , \$513 , \$508 , \$503 , \$498 , \$493  } : 32'd0;
   assign \$650  = p2_a[6:0] * p2_a[6:0];
   assign \$651  = p2_a[13:7] * p2_a[13:7];
   assign \$652  = p2_a[20:14] * p2_a[20:14];
@@ -56084,138 +56838,148 @@ module \core.tu1 (rst, i_spike__valid, x_rd__addr, \port$905$0 , \port$954$0 , \
   assign \$1046  = ~ f_valid;
   assign \$1047  = p_c == 4'h8;
   assign \$1048  = ~ p1_valid;
-  assign \$1049  = ~ \$signal ;
+  assign \$1049  = ~ q_valid;
   assign \$1050  = \$1048  & \$1049 ;
-  assign \$1051  = ~ \$signal$61 ;
+  assign \$1051  = ~ \$signal ;
   assign \$1052  = \$1050  & \$1051 ;
-  assign \$1053  = ~ p4_valid;
+  assign \$1053  = ~ \$signal$65 ;
   assign \$1054  = \$1052  & \$1053 ;
-  assign \$1055  = ! p2_sats;
+  assign \$1055  = ~ p4_valid;
   assign \$1056  = \$1054  & \$1055 ;
-  assign \$1057  = \$1047  & \$1056 ;
-  assign \$1058  = e_rd_c == 4'h8;
-  assign \$1059  = ~ e_have;
-  assign \$1060  = \$1058  & \$1059 ;
-  assign \$1061  = ! pend;
+  assign \$1057  = ! p2_sats;
+  assign \$1058  = \$1056  & \$1057 ;
+  assign \$1059  = \$1047  & \$1058 ;
+  assign \$1060  = e_rd_c == 4'h8;
+  assign \$1061  = ~ e_have;
   assign \$1062  = \$1060  & \$1061 ;
-  assign \$1063  = ~ o_act__valid;
+  assign \$1063  = ! pend;
   assign \$1064  = \$1062  & \$1063 ;
-  assign \$1065  = c_c + 1'h1;
-  assign \$1066  = c_c == 3'h7;
+  assign \$1065  = ~ o_act__valid;
+  assign \$1066  = \$1064  & \$1065 ;
+  assign \$1067  = c_c + 1'h1;
+  assign \$1068  = c_c == 3'h7;
   always @(posedge clk)
-    f_valid <= \$1067 ;
+    f_valid <= \$1069 ;
   always @(posedge clk)
-    f_pre <= \$1068 ;
+    f_pre <= \$1070 ;
   always @(posedge clk)
-    p1_valid <= \$1069 ;
+    p1_valid <= \$1071 ;
   always @(posedge clk)
-    p1_c <= \$1070 ;
+    p1_c <= \$1072 ;
   always @(posedge clk)
-    p_c <= \$1071 ;
+    p_c <= \$1073 ;
   always @(posedge clk)
-    \$signal  <= \$1072 ;
+    q_valid <= \$1074 ;
   always @(posedge clk)
-    p2_a <= \$1073 ;
+    q_c <= \$1075 ;
   always @(posedge clk)
-    p2_sats <= \$1074 ;
+    q_a <= \$1076 ;
   always @(posedge clk)
-    \$signal$61  <= \$1075 ;
+    q_s <= \$1077 ;
   always @(posedge clk)
-    sq0 <= \$1076 ;
+    \$signal  <= \$1078 ;
   always @(posedge clk)
-    sq1 <= \$1077 ;
+    p2_a <= \$1079 ;
   always @(posedge clk)
-    sq2 <= \$1078 ;
+    p2_sats <= \$1080 ;
   always @(posedge clk)
-    sq3 <= \$1079 ;
+    \$signal$65  <= \$1081 ;
   always @(posedge clk)
-    sq4 <= \$1080 ;
+    sq0 <= \$1082 ;
   always @(posedge clk)
-    sq5 <= \$1081 ;
+    sq1 <= \$1083 ;
   always @(posedge clk)
-    sq6 <= \$1082 ;
+    sq2 <= \$1084 ;
   always @(posedge clk)
-    sq7 <= \$1083 ;
+    sq3 <= \$1085 ;
   always @(posedge clk)
-    sq8 <= \$1084 ;
+    sq4 <= \$1086 ;
   always @(posedge clk)
-    sq9 <= \$1085 ;
+    sq5 <= \$1087 ;
   always @(posedge clk)
-    sq10 <= \$1086 ;
+    sq6 <= \$1088 ;
   always @(posedge clk)
-    sq11 <= \$1087 ;
+    sq7 <= \$1089 ;
   always @(posedge clk)
-    sq12 <= \$1088 ;
+    sq8 <= \$1090 ;
   always @(posedge clk)
-    sq13 <= \$1089 ;
+    sq9 <= \$1091 ;
   always @(posedge clk)
-    sq14 <= \$1090 ;
+    sq10 <= \$1092 ;
   always @(posedge clk)
-    sq15 <= \$1091 ;
+    sq11 <= \$1093 ;
   always @(posedge clk)
-    sq16 <= \$1092 ;
+    sq12 <= \$1094 ;
   always @(posedge clk)
-    sq17 <= \$1093 ;
+    sq13 <= \$1095 ;
   always @(posedge clk)
-    sq18 <= \$1094 ;
+    sq14 <= \$1096 ;
   always @(posedge clk)
-    sq19 <= \$1095 ;
+    sq15 <= \$1097 ;
   always @(posedge clk)
-    sq20 <= \$1096 ;
+    sq16 <= \$1098 ;
   always @(posedge clk)
-    sq21 <= \$1097 ;
+    sq17 <= \$1099 ;
   always @(posedge clk)
-    sq22 <= \$1098 ;
+    sq18 <= \$1100 ;
   always @(posedge clk)
-    sq23 <= \$1099 ;
+    sq19 <= \$1101 ;
   always @(posedge clk)
-    sq24 <= \$1100 ;
+    sq20 <= \$1102 ;
   always @(posedge clk)
-    sq25 <= \$1101 ;
+    sq21 <= \$1103 ;
   always @(posedge clk)
-    sq26 <= \$1102 ;
+    sq22 <= \$1104 ;
   always @(posedge clk)
-    sq27 <= \$1103 ;
+    sq23 <= \$1105 ;
   always @(posedge clk)
-    sq28 <= \$1104 ;
+    sq24 <= \$1106 ;
   always @(posedge clk)
-    sq29 <= \$1105 ;
+    sq25 <= \$1107 ;
   always @(posedge clk)
-    sq30 <= \$1106 ;
+    sq26 <= \$1108 ;
   always @(posedge clk)
-    sq31 <= \$1107 ;
+    sq27 <= \$1109 ;
   always @(posedge clk)
-    sat <= \$1108 ;
+    sq28 <= \$1110 ;
   always @(posedge clk)
-    p4_valid <= \$1109 ;
+    sq29 <= \$1111 ;
   always @(posedge clk)
-    word_sq <= \$1110 ;
+    sq30 <= \$1112 ;
   always @(posedge clk)
-    s_a <= \$1111 ;
+    sq31 <= \$1113 ;
   always @(posedge clk)
-    e_have <= \$1112 ;
+    sat <= \$1114 ;
   always @(posedge clk)
-    e_cur <= \$1113 ;
+    p4_valid <= \$1115 ;
   always @(posedge clk)
-    e_rd_c <= \$1114 ;
+    word_sq <= \$1116 ;
   always @(posedge clk)
-    o_act__valid <= \$1115 ;
+    s_a <= \$1117 ;
   always @(posedge clk)
-    o_pre <= \$1116 ;
+    e_have <= \$1118 ;
   always @(posedge clk)
-    o_a <= \$1117 ;
+    e_cur <= \$1119 ;
   always @(posedge clk)
-    o_last <= \$1118 ;
+    e_rd_c <= \$1120 ;
   always @(posedge clk)
-    pend <= \$1119 ;
+    o_act__valid <= \$1121 ;
   always @(posedge clk)
-    held <= \$1120 ;
+    o_pre <= \$1122 ;
   always @(posedge clk)
-    pend_word <= \$1121 ;
+    o_a <= \$1123 ;
   always @(posedge clk)
-    state <= \$1122 ;
+    o_last <= \$1124 ;
   always @(posedge clk)
-    c_c <= \$1123 ;
+    pend <= \$1125 ;
+  always @(posedge clk)
+    held <= \$1126 ;
+  always @(posedge clk)
+    pend_word <= \$1127 ;
+  always @(posedge clk)
+    state <= \$1128 ;
+  always @(posedge clk)
+    c_c <= \$1129 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     s_rd__addr = 3'h0;
@@ -56307,7 +57071,7 @@ module \core.tu1 (rst, i_spike__valid, x_rd__addr, \port$905$0 , \port$954$0 , \
       2'h0:
           /* empty */;
       2'h1:
-          a_wr__addr = p1_c;
+          a_wr__addr = q_c;
       2'h2:
           /* empty */;
       2'h3:
@@ -56337,7 +57101,7 @@ module \core.tu1 (rst, i_spike__valid, x_rd__addr, \port$905$0 , \port$954$0 , \
       2'h0:
           /* empty */;
       2'h1:
-          a_wr__en = p1_valid;
+          a_wr__en = q_valid;
       2'h2:
           /* empty */;
       2'h3:
@@ -56358,510 +57122,538 @@ module \core.tu1 (rst, i_spike__valid, x_rd__addr, \port$905$0 , \port$954$0 , \
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1067  = f_valid;
+    \$1069  = f_valid;
     if (\$479 ) begin
-      \$1067  = 1'h1;
+      \$1069  = 1'h1;
     end else if (\$481 ) begin
-      \$1067  = 1'h0;
+      \$1069  = 1'h0;
     end
-    if (rst) begin
-      \$1067  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1068  = f_pre;
-    if (\$479 ) begin
-      \$1068  = { 1'h0, \port$14424$0 , \port$1101$0 , \port$1052$0 , \port$1003$0 , \port$954$0 , \port$905$0  };
-    end
-    if (rst) begin
-      \$1068  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1069  = \$484 ;
     if (rst) begin
       \$1069  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1070  = p_c[2:0];
+    \$1070  = f_pre;
+    if (\$479 ) begin
+      \$1070  = { 1'h0, \port$14444$0 , \port$1101$0 , \port$1052$0 , \port$1003$0 , \port$954$0 , \port$905$0  };
+    end
     if (rst) begin
-      \$1070  = 3'h0;
+      \$1070  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1071  = p_c;
+    \$1071  = \$484 ;
+    if (rst) begin
+      \$1071  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$1072  = p_c[2:0];
+    if (rst) begin
+      \$1072  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$1073  = p_c;
     if (\$487 ) begin
-      \$1071  = \$488 [3:0];
+      \$1073  = \$488 [3:0];
     end
     casez (state)
       2'h0:
           if (\$1046 ) begin
             if (update) begin
-              \$1071  = 4'h0;
+              \$1073  = 4'h0;
             end
           end
     endcase
     if (rst) begin
-      \$1071  = 4'h0;
+      \$1073  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1072  = p1_valid;
+    \$1074  = p1_valid;
     if (rst) begin
-      \$1072  = 1'h0;
+      \$1074  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1073  = new_a;
+    \$1075  = p1_c;
     if (rst) begin
-      \$1073  = 224'h00000000000000000000000000000000000000000000000000000000;
+      \$1075  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1074  = \$649 ;
+    \$1076  = a_rd__data;
     if (rst) begin
-      \$1074  = 32'd0;
+      \$1076  = 224'h00000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1075  = \$signal ;
+    \$1077  = s_prd__data;
     if (rst) begin
-      \$1075  = 1'h0;
+      \$1077  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1076  = \$650 ;
+    \$1078  = q_valid;
     if (rst) begin
-      \$1076  = 14'h0000;
+      \$1078  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1077  = \$651 ;
+    \$1079  = new_a;
     if (rst) begin
-      \$1077  = 14'h0000;
+      \$1079  = 224'h00000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1078  = \$652 ;
+    \$1080  = \$649 ;
     if (rst) begin
-      \$1078  = 14'h0000;
+      \$1080  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1079  = \$653 ;
+    \$1081  = \$signal ;
     if (rst) begin
-      \$1079  = 14'h0000;
+      \$1081  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1080  = \$654 ;
-    if (rst) begin
-      \$1080  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1081  = \$655 ;
-    if (rst) begin
-      \$1081  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1082  = \$656 ;
+    \$1082  = \$650 ;
     if (rst) begin
       \$1082  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1083  = \$657 ;
+    \$1083  = \$651 ;
     if (rst) begin
       \$1083  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1084  = \$658 ;
+    \$1084  = \$652 ;
     if (rst) begin
       \$1084  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1085  = \$659 ;
+    \$1085  = \$653 ;
     if (rst) begin
       \$1085  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1086  = \$660 ;
+    \$1086  = \$654 ;
     if (rst) begin
       \$1086  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1087  = \$661 ;
+    \$1087  = \$655 ;
     if (rst) begin
       \$1087  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1088  = \$662 ;
+    \$1088  = \$656 ;
     if (rst) begin
       \$1088  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1089  = \$663 ;
+    \$1089  = \$657 ;
     if (rst) begin
       \$1089  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1090  = \$664 ;
+    \$1090  = \$658 ;
     if (rst) begin
       \$1090  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1091  = \$665 ;
+    \$1091  = \$659 ;
     if (rst) begin
       \$1091  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1092  = \$666 ;
+    \$1092  = \$660 ;
     if (rst) begin
       \$1092  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1093  = \$667 ;
+    \$1093  = \$661 ;
     if (rst) begin
       \$1093  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1094  = \$668 ;
+    \$1094  = \$662 ;
     if (rst) begin
       \$1094  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1095  = \$669 ;
+    \$1095  = \$663 ;
     if (rst) begin
       \$1095  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1096  = \$670 ;
+    \$1096  = \$664 ;
     if (rst) begin
       \$1096  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1097  = \$671 ;
+    \$1097  = \$665 ;
     if (rst) begin
       \$1097  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1098  = \$672 ;
+    \$1098  = \$666 ;
     if (rst) begin
       \$1098  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1099  = \$673 ;
+    \$1099  = \$667 ;
     if (rst) begin
       \$1099  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1100  = \$674 ;
+    \$1100  = \$668 ;
     if (rst) begin
       \$1100  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1101  = \$675 ;
+    \$1101  = \$669 ;
     if (rst) begin
       \$1101  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1102  = \$676 ;
+    \$1102  = \$670 ;
     if (rst) begin
       \$1102  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1103  = \$677 ;
+    \$1103  = \$671 ;
     if (rst) begin
       \$1103  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1104  = \$678 ;
+    \$1104  = \$672 ;
     if (rst) begin
       \$1104  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1105  = \$679 ;
+    \$1105  = \$673 ;
     if (rst) begin
       \$1105  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1106  = \$680 ;
+    \$1106  = \$674 ;
     if (rst) begin
       \$1106  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1107  = \$681 ;
+    \$1107  = \$675 ;
     if (rst) begin
       \$1107  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1108  = \$712 ;
+    \$1108  = \$676 ;
     if (rst) begin
-      \$1108  = 6'h00;
+      \$1108  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1109  = \$signal$61 ;
+    \$1109  = \$677 ;
     if (rst) begin
-      \$1109  = 1'h0;
+      \$1109  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1110  = \$744 [19:0];
+    \$1110  = \$678 ;
     if (rst) begin
-      \$1110  = 20'h00000;
+      \$1110  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1111  = s_a;
+    \$1111  = \$679 ;
+    if (rst) begin
+      \$1111  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$1112  = \$680 ;
+    if (rst) begin
+      \$1112  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$1113  = \$681 ;
+    if (rst) begin
+      \$1113  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$1114  = \$712 ;
+    if (rst) begin
+      \$1114  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$1115  = \$signal$65 ;
+    if (rst) begin
+      \$1115  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$1116  = \$744 [19:0];
+    if (rst) begin
+      \$1116  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$1117  = s_a;
     if (p4_valid) begin
-      \$1111  = \$745 [22:0];
+      \$1117  = \$745 [22:0];
     end
     casez (state)
       2'h0:
           if (\$1046 ) begin
             if (update) begin
-              \$1111  = 23'h000000;
+              \$1117  = 23'h000000;
             end
           end
     endcase
     if (rst) begin
-      \$1111  = 23'h000000;
+      \$1117  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1112  = e_have;
+    \$1118  = e_have;
     if (\$764 ) begin
-      \$1112  = 1'h1;
+      \$1118  = 1'h1;
     end else if (\$777 ) begin
-      \$1112  = 1'h0;
+      \$1118  = 1'h0;
     end
     casez (state)
       2'h0:
           if (\$1046 ) begin
             if (update) begin
             end else if (emit) begin
-              \$1112  = 1'h0;
+              \$1118  = 1'h0;
             end
           end
     endcase
-    if (rst) begin
-      \$1112  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1113  = e_cur;
-    if (\$764 ) begin
-      \$1113  = e_rd_c[2:0];
-    end
-    if (rst) begin
-      \$1113  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1114  = e_rd_c;
-    if (\$764 ) begin
-      \$1114  = \$778 [3:0];
-    end
-    casez (state)
-      2'h0:
-          if (\$1046 ) begin
-            if (update) begin
-            end else if (emit) begin
-              \$1114  = 4'h0;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$1114  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1115  = o_act__valid;
-    if (\$779 ) begin
-      \$1115  = 1'h0;
-    end
-    if (\$783 ) begin
-      \$1115  = 1'h1;
-    end
-    if (rst) begin
-      \$1115  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1116  = o_pre;
-    if (\$783 ) begin
-      \$1116  = { pend_word, \$1028 , \$979 , \$930 , \$881 , \$832  };
-    end
-    if (rst) begin
-      \$1116  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1117  = o_a;
-    if (\$783 ) begin
-      \$1117  = sel_a;
-    end
-    if (rst) begin
-      \$1117  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1118  = o_last;
-    if (\$783 ) begin
-      \$1118  = \$1030 ;
-    end
     if (rst) begin
       \$1118  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1119  = pend;
+    \$1119  = e_cur;
+    if (\$764 ) begin
+      \$1119  = e_rd_c[2:0];
+    end
+    if (rst) begin
+      \$1119  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$1120  = e_rd_c;
+    if (\$764 ) begin
+      \$1120  = \$778 [3:0];
+    end
+    casez (state)
+      2'h0:
+          if (\$1046 ) begin
+            if (update) begin
+            end else if (emit) begin
+              \$1120  = 4'h0;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$1120  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$1121  = o_act__valid;
+    if (\$779 ) begin
+      \$1121  = 1'h0;
+    end
     if (\$783 ) begin
-      \$1119  = \$1032 [31:0];
-    end
-    if (\$1045 ) begin
-      \$1119  = nz;
+      \$1121  = 1'h1;
     end
     if (rst) begin
-      \$1119  = 32'd0;
+      \$1121  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1120  = held;
-    if (\$1045 ) begin
-      \$1120  = a_rd__data;
+    \$1122  = o_pre;
+    if (\$783 ) begin
+      \$1122  = { pend_word, \$1028 , \$979 , \$930 , \$881 , \$832  };
     end
     if (rst) begin
-      \$1120  = 224'h00000000000000000000000000000000000000000000000000000000;
+      \$1122  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1121  = pend_word;
-    if (\$1045 ) begin
-      \$1121  = e_cur;
+    \$1123  = o_a;
+    if (\$783 ) begin
+      \$1123  = sel_a;
     end
     if (rst) begin
-      \$1121  = 3'h0;
+      \$1123  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1122  = state;
+    \$1124  = o_last;
+    if (\$783 ) begin
+      \$1124  = \$1030 ;
+    end
+    if (rst) begin
+      \$1124  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$1125  = pend;
+    if (\$783 ) begin
+      \$1125  = \$1032 [31:0];
+    end
+    if (\$1045 ) begin
+      \$1125  = nz;
+    end
+    if (rst) begin
+      \$1125  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$1126  = held;
+    if (\$1045 ) begin
+      \$1126  = a_rd__data;
+    end
+    if (rst) begin
+      \$1126  = 224'h00000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$1127  = pend_word;
+    if (\$1045 ) begin
+      \$1127  = e_cur;
+    end
+    if (rst) begin
+      \$1127  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$1128  = state;
     (* full_case = 32'd1 *)
     casez (state)
       2'h0:
           if (\$1046 ) begin
             if (update) begin
-              \$1122  = 2'h1;
+              \$1128  = 2'h1;
             end else if (emit) begin
-              \$1122  = 2'h2;
+              \$1128  = 2'h2;
             end else if (clear) begin
-              \$1122  = 2'h3;
+              \$1128  = 2'h3;
             end
           end
       2'h1:
-          if (\$1057 ) begin
-            \$1122  = 2'h0;
+          if (\$1059 ) begin
+            \$1128  = 2'h0;
           end
       2'h2:
-          if (\$1064 ) begin
-            \$1122  = 2'h0;
-          end
-      2'h3:
           if (\$1066 ) begin
-            \$1122  = 2'h0;
+            \$1128  = 2'h0;
+          end
+      2'h3:
+          if (\$1068 ) begin
+            \$1128  = 2'h0;
           end
     endcase
     if (rst) begin
-      \$1122  = 2'h0;
+      \$1128  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1123  = c_c;
+    \$1129  = c_c;
     (* full_case = 32'd1 *)
     casez (state)
       2'h0:
@@ -56869,7 +57661,7 @@ module \core.tu1 (rst, i_spike__valid, x_rd__addr, \port$905$0 , \port$954$0 , \
             if (update) begin
             end else if (emit) begin
             end else if (clear) begin
-              \$1123  = 3'h0;
+              \$1129  = 3'h0;
             end
           end
       2'h1:
@@ -56877,16 +57669,16 @@ module \core.tu1 (rst, i_spike__valid, x_rd__addr, \port$905$0 , \port$954$0 , \
       2'h2:
           /* empty */;
       2'h3:
-          \$1123  = \$1065 [2:0];
+          \$1129  = \$1067 [2:0];
     endcase
     if (rst) begin
-      \$1123  = 3'h0;
+      \$1129  = 3'h0;
     end
   end
   assign x_addr = x_rd__addr;
   assign x_rd__data = x_a;
   assign f_bit = \$1 [0];
-  assign i_spike__payload = { \port$14424$0 , \port$1101$0 , \port$1052$0 , \port$1003$0 , \port$954$0 , \port$905$0  };
+  assign i_spike__payload = { \port$14444$0 , \port$1101$0 , \port$1052$0 , \port$1003$0 , \port$954$0 , \port$905$0  };
   assign \s_a$21  = s_a;
   assign sat_r = sat;
   assign onehot = \$339 [31:0];
@@ -56956,7 +57748,7 @@ module \core.tu1 (rst, i_spike__valid, x_rd__addr, \port$905$0 , \port$954$0 , \
   assign \x_rd__data[29]  = x_a[209:203];
   assign \x_rd__data[30]  = x_a[216:210];
   assign \x_rd__data[31]  = x_a[223:217];
-  assign \i_spike__payload.pre  = { \port$14424$0 , \port$1101$0 , \port$1052$0 , \port$1003$0 , \port$954$0 , \port$905$0  };
+  assign \i_spike__payload.pre  = { \port$14444$0 , \port$1101$0 , \port$1052$0 , \port$1003$0 , \port$954$0 , \port$905$0  };
   assign \o_spike__payload.pre  = f_pre[7:0];
   assign \new_a[0]  = new_a[6:0];
   assign \new_a[1]  = new_a[13:7];
@@ -56990,38 +57782,38 @@ module \core.tu1 (rst, i_spike__valid, x_rd__addr, \port$905$0 , \port$954$0 , \
   assign \new_a[29]  = new_a[209:203];
   assign \new_a[30]  = new_a[216:210];
   assign \new_a[31]  = new_a[223:217];
-  assign \a_rd__data[0]  = a_rd__data[6:0];
-  assign \a_rd__data[1]  = a_rd__data[13:7];
-  assign \a_rd__data[2]  = a_rd__data[20:14];
-  assign \a_rd__data[3]  = a_rd__data[27:21];
-  assign \a_rd__data[4]  = a_rd__data[34:28];
-  assign \a_rd__data[5]  = a_rd__data[41:35];
-  assign \a_rd__data[6]  = a_rd__data[48:42];
-  assign \a_rd__data[7]  = a_rd__data[55:49];
-  assign \a_rd__data[8]  = a_rd__data[62:56];
-  assign \a_rd__data[9]  = a_rd__data[69:63];
-  assign \a_rd__data[10]  = a_rd__data[76:70];
-  assign \a_rd__data[11]  = a_rd__data[83:77];
-  assign \a_rd__data[12]  = a_rd__data[90:84];
-  assign \a_rd__data[13]  = a_rd__data[97:91];
-  assign \a_rd__data[14]  = a_rd__data[104:98];
-  assign \a_rd__data[15]  = a_rd__data[111:105];
-  assign \a_rd__data[16]  = a_rd__data[118:112];
-  assign \a_rd__data[17]  = a_rd__data[125:119];
-  assign \a_rd__data[18]  = a_rd__data[132:126];
-  assign \a_rd__data[19]  = a_rd__data[139:133];
-  assign \a_rd__data[20]  = a_rd__data[146:140];
-  assign \a_rd__data[21]  = a_rd__data[153:147];
-  assign \a_rd__data[22]  = a_rd__data[160:154];
-  assign \a_rd__data[23]  = a_rd__data[167:161];
-  assign \a_rd__data[24]  = a_rd__data[174:168];
-  assign \a_rd__data[25]  = a_rd__data[181:175];
-  assign \a_rd__data[26]  = a_rd__data[188:182];
-  assign \a_rd__data[27]  = a_rd__data[195:189];
-  assign \a_rd__data[28]  = a_rd__data[202:196];
-  assign \a_rd__data[29]  = a_rd__data[209:203];
-  assign \a_rd__data[30]  = a_rd__data[216:210];
-  assign \a_rd__data[31]  = a_rd__data[223:217];
+  assign \q_a[0]  = q_a[6:0];
+  assign \q_a[1]  = q_a[13:7];
+  assign \q_a[2]  = q_a[20:14];
+  assign \q_a[3]  = q_a[27:21];
+  assign \q_a[4]  = q_a[34:28];
+  assign \q_a[5]  = q_a[41:35];
+  assign \q_a[6]  = q_a[48:42];
+  assign \q_a[7]  = q_a[55:49];
+  assign \q_a[8]  = q_a[62:56];
+  assign \q_a[9]  = q_a[69:63];
+  assign \q_a[10]  = q_a[76:70];
+  assign \q_a[11]  = q_a[83:77];
+  assign \q_a[12]  = q_a[90:84];
+  assign \q_a[13]  = q_a[97:91];
+  assign \q_a[14]  = q_a[104:98];
+  assign \q_a[15]  = q_a[111:105];
+  assign \q_a[16]  = q_a[118:112];
+  assign \q_a[17]  = q_a[125:119];
+  assign \q_a[18]  = q_a[132:126];
+  assign \q_a[19]  = q_a[139:133];
+  assign \q_a[20]  = q_a[146:140];
+  assign \q_a[21]  = q_a[153:147];
+  assign \q_a[22]  = q_a[160:154];
+  assign \q_a[23]  = q_a[167:161];
+  assign \q_a[24]  = q_a[174:168];
+  assign \q_a[25]  = q_a[181:175];
+  assign \q_a[26]  = q_a[188:182];
+  assign \q_a[27]  = q_a[195:189];
+  assign \q_a[28]  = q_a[202:196];
+  assign \q_a[29]  = q_a[209:203];
+  assign \q_a[30]  = q_a[216:210];
+  assign \q_a[31]  = q_a[223:217];
   assign \held[0]  = held[6:0];
   assign \held[1]  = held[13:7];
   assign \held[2]  = held[20:14];
@@ -57054,6 +57846,38 @@ module \core.tu1 (rst, i_spike__valid, x_rd__addr, \port$905$0 , \port$954$0 , \
   assign \held[29]  = held[209:203];
   assign \held[30]  = held[216:210];
   assign \held[31]  = held[223:217];
+  assign \a_rd__data[0]  = a_rd__data[6:0];
+  assign \a_rd__data[1]  = a_rd__data[13:7];
+  assign \a_rd__data[2]  = a_rd__data[20:14];
+  assign \a_rd__data[3]  = a_rd__data[27:21];
+  assign \a_rd__data[4]  = a_rd__data[34:28];
+  assign \a_rd__data[5]  = a_rd__data[41:35];
+  assign \a_rd__data[6]  = a_rd__data[48:42];
+  assign \a_rd__data[7]  = a_rd__data[55:49];
+  assign \a_rd__data[8]  = a_rd__data[62:56];
+  assign \a_rd__data[9]  = a_rd__data[69:63];
+  assign \a_rd__data[10]  = a_rd__data[76:70];
+  assign \a_rd__data[11]  = a_rd__data[83:77];
+  assign \a_rd__data[12]  = a_rd__data[90:84];
+  assign \a_rd__data[13]  = a_rd__data[97:91];
+  assign \a_rd__data[14]  = a_rd__data[104:98];
+  assign \a_rd__data[15]  = a_rd__data[111:105];
+  assign \a_rd__data[16]  = a_rd__data[118:112];
+  assign \a_rd__data[17]  = a_rd__data[125:119];
+  assign \a_rd__data[18]  = a_rd__data[132:126];
+  assign \a_rd__data[19]  = a_rd__data[139:133];
+  assign \a_rd__data[20]  = a_rd__data[146:140];
+  assign \a_rd__data[21]  = a_rd__data[153:147];
+  assign \a_rd__data[22]  = a_rd__data[160:154];
+  assign \a_rd__data[23]  = a_rd__data[167:161];
+  assign \a_rd__data[24]  = a_rd__data[174:168];
+  assign \a_rd__data[25]  = a_rd__data[181:175];
+  assign \a_rd__data[26]  = a_rd__data[188:182];
+  assign \a_rd__data[27]  = a_rd__data[195:189];
+  assign \a_rd__data[28]  = a_rd__data[202:196];
+  assign \a_rd__data[29]  = a_rd__data[209:203];
+  assign \a_rd__data[30]  = a_rd__data[216:210];
+  assign \a_rd__data[31]  = a_rd__data[223:217];
   assign \o_act__payload.pre  = o_act__payload[7:0];
   assign \o_act__payload.a  = o_act__payload[14:8];
   assign \o_act__payload.last  = o_act__payload[15];
@@ -57188,104 +58012,104 @@ module \core.tu1 (rst, i_spike__valid, x_rd__addr, \port$905$0 , \port$954$0 , \
   assign new_a[20:14] = \$46 [6:0];
   assign new_a[13:7] = \$36 [6:0];
   assign new_a[6:0] = \$26 [6:0];
-  assign \$17  = { 1'h0, a_rd__data[6:1] };
-  assign \$22  = { 1'h0, a_rd__data[6:1] };
-  assign \$27  = { 1'h0, a_rd__data[13:8] };
-  assign \$32  = { 1'h0, a_rd__data[13:8] };
-  assign \$37  = { 1'h0, a_rd__data[20:15] };
-  assign \$42  = { 1'h0, a_rd__data[20:15] };
-  assign \$47  = { 1'h0, a_rd__data[27:22] };
-  assign \$52  = { 1'h0, a_rd__data[27:22] };
-  assign \$57  = { 1'h0, a_rd__data[34:29] };
-  assign \$62  = { 1'h0, a_rd__data[34:29] };
-  assign \$67  = { 1'h0, a_rd__data[41:36] };
-  assign \$72  = { 1'h0, a_rd__data[41:36] };
-  assign \$77  = { 1'h0, a_rd__data[48:43] };
-  assign \$82  = { 1'h0, a_rd__data[48:43] };
-  assign \$87  = { 1'h0, a_rd__data[55:50] };
-  assign \$92  = { 1'h0, a_rd__data[55:50] };
-  assign \$97  = { 1'h0, a_rd__data[62:57] };
-  assign \$102  = { 1'h0, a_rd__data[62:57] };
-  assign \$107  = { 1'h0, a_rd__data[69:64] };
-  assign \$112  = { 1'h0, a_rd__data[69:64] };
-  assign \$117  = { 1'h0, a_rd__data[76:71] };
-  assign \$122  = { 1'h0, a_rd__data[76:71] };
-  assign \$127  = { 1'h0, a_rd__data[83:78] };
-  assign \$132  = { 1'h0, a_rd__data[83:78] };
-  assign \$137  = { 1'h0, a_rd__data[90:85] };
-  assign \$142  = { 1'h0, a_rd__data[90:85] };
-  assign \$147  = { 1'h0, a_rd__data[97:92] };
-  assign \$152  = { 1'h0, a_rd__data[97:92] };
-  assign \$157  = { 1'h0, a_rd__data[104:99] };
-  assign \$162  = { 1'h0, a_rd__data[104:99] };
-  assign \$167  = { 1'h0, a_rd__data[111:106] };
-  assign \$172  = { 1'h0, a_rd__data[111:106] };
-  assign \$177  = { 1'h0, a_rd__data[118:113] };
-  assign \$182  = { 1'h0, a_rd__data[118:113] };
-  assign \$187  = { 1'h0, a_rd__data[125:120] };
-  assign \$192  = { 1'h0, a_rd__data[125:120] };
-  assign \$197  = { 1'h0, a_rd__data[132:127] };
-  assign \$202  = { 1'h0, a_rd__data[132:127] };
-  assign \$207  = { 1'h0, a_rd__data[139:134] };
-  assign \$212  = { 1'h0, a_rd__data[139:134] };
-  assign \$217  = { 1'h0, a_rd__data[146:141] };
-  assign \$222  = { 1'h0, a_rd__data[146:141] };
-  assign \$227  = { 1'h0, a_rd__data[153:148] };
-  assign \$232  = { 1'h0, a_rd__data[153:148] };
-  assign \$237  = { 1'h0, a_rd__data[160:155] };
-  assign \$242  = { 1'h0, a_rd__data[160:155] };
-  assign \$247  = { 1'h0, a_rd__data[167:162] };
-  assign \$252  = { 1'h0, a_rd__data[167:162] };
-  assign \$257  = { 1'h0, a_rd__data[174:169] };
-  assign \$262  = { 1'h0, a_rd__data[174:169] };
-  assign \$267  = { 1'h0, a_rd__data[181:176] };
-  assign \$272  = { 1'h0, a_rd__data[181:176] };
-  assign \$277  = { 1'h0, a_rd__data[188:183] };
-  assign \$282  = { 1'h0, a_rd__data[188:183] };
-  assign \$287  = { 1'h0, a_rd__data[195:190] };
-  assign \$292  = { 1'h0, a_rd__data[195:190] };
-  assign \$297  = { 1'h0, a_rd__data[202:197] };
-  assign \$302  = { 1'h0, a_rd__data[202:197] };
-  assign \$307  = { 1'h0, a_rd__data[209:204] };
-  assign \$312  = { 1'h0, a_rd__data[209:204] };
-  assign \$317  = { 1'h0, a_rd__data[216:211] };
-  assign \$322  = { 1'h0, a_rd__data[216:211] };
-  assign \$327  = { 1'h0, a_rd__data[223:218] };
-  assign \$332  = { 1'h0, a_rd__data[223:218] };
-  assign \$436  = { 5'h00, \port$14424$0  };
+  assign \$17  = { 1'h0, q_a[6:1] };
+  assign \$22  = { 1'h0, q_a[6:1] };
+  assign \$27  = { 1'h0, q_a[13:8] };
+  assign \$32  = { 1'h0, q_a[13:8] };
+  assign \$37  = { 1'h0, q_a[20:15] };
+  assign \$42  = { 1'h0, q_a[20:15] };
+  assign \$47  = { 1'h0, q_a[27:22] };
+  assign \$52  = { 1'h0, q_a[27:22] };
+  assign \$57  = { 1'h0, q_a[34:29] };
+  assign \$62  = { 1'h0, q_a[34:29] };
+  assign \$67  = { 1'h0, q_a[41:36] };
+  assign \$72  = { 1'h0, q_a[41:36] };
+  assign \$77  = { 1'h0, q_a[48:43] };
+  assign \$82  = { 1'h0, q_a[48:43] };
+  assign \$87  = { 1'h0, q_a[55:50] };
+  assign \$92  = { 1'h0, q_a[55:50] };
+  assign \$97  = { 1'h0, q_a[62:57] };
+  assign \$102  = { 1'h0, q_a[62:57] };
+  assign \$107  = { 1'h0, q_a[69:64] };
+  assign \$112  = { 1'h0, q_a[69:64] };
+  assign \$117  = { 1'h0, q_a[76:71] };
+  assign \$122  = { 1'h0, q_a[76:71] };
+  assign \$127  = { 1'h0, q_a[83:78] };
+  assign \$132  = { 1'h0, q_a[83:78] };
+  assign \$137  = { 1'h0, q_a[90:85] };
+  assign \$142  = { 1'h0, q_a[90:85] };
+  assign \$147  = { 1'h0, q_a[97:92] };
+  assign \$152  = { 1'h0, q_a[97:92] };
+  assign \$157  = { 1'h0, q_a[104:99] };
+  assign \$162  = { 1'h0, q_a[104:99] };
+  assign \$167  = { 1'h0, q_a[111:106] };
+  assign \$172  = { 1'h0, q_a[111:106] };
+  assign \$177  = { 1'h0, q_a[118:113] };
+  assign \$182  = { 1'h0, q_a[118:113] };
+  assign \$187  = { 1'h0, q_a[125:120] };
+  assign \$192  = { 1'h0, q_a[125:120] };
+  assign \$197  = { 1'h0, q_a[132:127] };
+  assign \$202  = { 1'h0, q_a[132:127] };
+  assign \$207  = { 1'h0, q_a[139:134] };
+  assign \$212  = { 1'h0, q_a[139:134] };
+  assign \$217  = { 1'h0, q_a[146:141] };
+  assign \$222  = { 1'h0, q_a[146:141] };
+  assign \$227  = { 1'h0, q_a[153:148] };
+  assign \$232  = { 1'h0, q_a[153:148] };
+  assign \$237  = { 1'h0, q_a[160:155] };
+  assign \$242  = { 1'h0, q_a[160:155] };
+  assign \$247  = { 1'h0, q_a[167:162] };
+  assign \$252  = { 1'h0, q_a[167:162] };
+  assign \$257  = { 1'h0, q_a[174:169] };
+  assign \$262  = { 1'h0, q_a[174:169] };
+  assign \$267  = { 1'h0, q_a[181:176] };
+  assign \$272  = { 1'h0, q_a[181:176] };
+  assign \$277  = { 1'h0, q_a[188:183] };
+  assign \$282  = { 1'h0, q_a[188:183] };
+  assign \$287  = { 1'h0, q_a[195:190] };
+  assign \$292  = { 1'h0, q_a[195:190] };
+  assign \$297  = { 1'h0, q_a[202:197] };
+  assign \$302  = { 1'h0, q_a[202:197] };
+  assign \$307  = { 1'h0, q_a[209:204] };
+  assign \$312  = { 1'h0, q_a[209:204] };
+  assign \$317  = { 1'h0, q_a[216:211] };
+  assign \$322  = { 1'h0, q_a[216:211] };
+  assign \$327  = { 1'h0, q_a[223:218] };
+  assign \$332  = { 1'h0, q_a[223:218] };
+  assign \$436  = { 5'h00, \port$14444$0  };
   assign \$444  = { 5'h00, f_pre[8:5] };
-  assign \$489  = { 1'h0, a_rd__data[6:1] };
-  assign \$494  = { 1'h0, a_rd__data[13:8] };
-  assign \$499  = { 1'h0, a_rd__data[20:15] };
-  assign \$504  = { 1'h0, a_rd__data[27:22] };
-  assign \$509  = { 1'h0, a_rd__data[34:29] };
-  assign \$514  = { 1'h0, a_rd__data[41:36] };
-  assign \$519  = { 1'h0, a_rd__data[48:43] };
-  assign \$524  = { 1'h0, a_rd__data[55:50] };
-  assign \$529  = { 1'h0, a_rd__data[62:57] };
-  assign \$534  = { 1'h0, a_rd__data[69:64] };
-  assign \$539  = { 1'h0, a_rd__data[76:71] };
-  assign \$544  = { 1'h0, a_rd__data[83:78] };
-  assign \$549  = { 1'h0, a_rd__data[90:85] };
-  assign \$554  = { 1'h0, a_rd__data[97:92] };
-  assign \$559  = { 1'h0, a_rd__data[104:99] };
-  assign \$564  = { 1'h0, a_rd__data[111:106] };
-  assign \$569  = { 1'h0, a_rd__data[118:113] };
-  assign \$574  = { 1'h0, a_rd__data[125:120] };
-  assign \$579  = { 1'h0, a_rd__data[132:127] };
-  assign \$584  = { 1'h0, a_rd__data[139:134] };
-  assign \$589  = { 1'h0, a_rd__data[146:141] };
-  assign \$594  = { 1'h0, a_rd__data[153:148] };
-  assign \$599  = { 1'h0, a_rd__data[160:155] };
-  assign \$604  = { 1'h0, a_rd__data[167:162] };
-  assign \$609  = { 1'h0, a_rd__data[174:169] };
-  assign \$614  = { 1'h0, a_rd__data[181:176] };
-  assign \$619  = { 1'h0, a_rd__data[188:183] };
-  assign \$624  = { 1'h0, a_rd__data[195:190] };
-  assign \$629  = { 1'h0, a_rd__data[202:197] };
-  assign \$634  = { 1'h0, a_rd__data[209:204] };
-  assign \$639  = { 1'h0, a_rd__data[216:211] };
-  assign \$644  = { 1'h0, a_rd__data[223:218] };
+  assign \$489  = { 1'h0, q_a[6:1] };
+  assign \$494  = { 1'h0, q_a[13:8] };
+  assign \$499  = { 1'h0, q_a[20:15] };
+  assign \$504  = { 1'h0, q_a[27:22] };
+  assign \$509  = { 1'h0, q_a[34:29] };
+  assign \$514  = { 1'h0, q_a[41:36] };
+  assign \$519  = { 1'h0, q_a[48:43] };
+  assign \$524  = { 1'h0, q_a[55:50] };
+  assign \$529  = { 1'h0, q_a[62:57] };
+  assign \$534  = { 1'h0, q_a[69:64] };
+  assign \$539  = { 1'h0, q_a[76:71] };
+  assign \$544  = { 1'h0, q_a[83:78] };
+  assign \$549  = { 1'h0, q_a[90:85] };
+  assign \$554  = { 1'h0, q_a[97:92] };
+  assign \$559  = { 1'h0, q_a[104:99] };
+  assign \$564  = { 1'h0, q_a[111:106] };
+  assign \$569  = { 1'h0, q_a[118:113] };
+  assign \$574  = { 1'h0, q_a[125:120] };
+  assign \$579  = { 1'h0, q_a[132:127] };
+  assign \$584  = { 1'h0, q_a[139:134] };
+  assign \$589  = { 1'h0, q_a[146:141] };
+  assign \$594  = { 1'h0, q_a[153:148] };
+  assign \$599  = { 1'h0, q_a[160:155] };
+  assign \$604  = { 1'h0, q_a[167:162] };
+  assign \$609  = { 1'h0, q_a[174:169] };
+  assign \$614  = { 1'h0, q_a[181:176] };
+  assign \$619  = { 1'h0, q_a[188:183] };
+  assign \$624  = { 1'h0, q_a[195:190] };
+  assign \$629  = { 1'h0, q_a[202:197] };
+  assign \$634  = { 1'h0, q_a[209:204] };
+  assign \$639  = { 1'h0, q_a[216:211] };
+  assign \$644  = { 1'h0, q_a[223:218] };
 endmodule
 
 module \core.wmem0 (rst, r_addr, wp__addr, wp__data, w_en, r_data, clk);
