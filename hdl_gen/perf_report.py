@@ -68,11 +68,20 @@ FLOW_NOTES = """## The flow
   were registered.
 * The N-MNIST board top (2312-128-10) at P = 32 did not finish routing here: after the
   pipelining, router2 was still at about 22k overused wires after 10 iterations (25 min), so the
-  ECP5 default is P = 8 (routes in about 8 minutes). At P = 8 the limit is the momentum memory of
-  layer 0 (2312 x 16 words of 64 bits, a deep bank of DP16KD): its read multiplexer spans the
-  chip and feeds both the host read-back and the FlipUnit's first register. Next fixes, not
-  done yet: a registered host read (one more cycle per memory-port read) and a banked momentum
-  memory with a registered bank multiplexer (one more FlipUnit stage).
+  ECP5 default is P = 8 (routes in 12-15 minutes). Its critical path, fix by fix (each a full
+  build of this board top): 39.5 MHz, limited by the read multiplexer over layer 0's momentum
+  memory (36,992 words of 64 bits, 25.3 ns into the memory port's read register) -> 45.9 MHz
+  with the momenta in `BankedMemory` banks of 2048 words with registered outputs (one more
+  FlipUnit stage), now limited by the same multiplexer over layer 0's weights into the
+  NeuronArray's accumulators (21.8 ns) -> 49.8 MHz with the weights banked too (NeuronArray and
+  ErrorUnit take the word a cycle later), limited by the TraceUnit's trace update straight from
+  its RAM (20.1 ns) -> 48.7 MHz with that registered (place-and-route noise; the next path, trace
+  RAM -> memory-port read selection, 20.5 ns) -> 54.4 MHz with the memory port's one-cycle
+  reads registered before the selection. The limit now is a control path: the output layer's
+  host bias-write address fanning out to the clock enables of its flip-flop bias memory (18.4
+  ns, 13.5 of them routing, 37 cells). Not done yet: that write registered per word, and then
+  whatever comes next; 80 MHz at N-MNIST size needs more of these passes, each about 15 minutes
+  of place and route here.
 * Times (2-core machine): the first Yosys run compiles the WebAssembly (91 s, measured with an
   empty `YOWASP_CACHE_DIR`; the toolchain reference measured 175 s), nextpnr-ice40 ~4-9 s and
   nextpnr-ecp5 ~10 s; cached in `~/.cache/YoWASP`. Warm, the UART loopback builds in 4.4 s
