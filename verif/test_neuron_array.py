@@ -17,7 +17,7 @@ import cocotb
 import numpy as np
 import pytest
 from amaranth import Module
-from amaranth.lib import memory, wiring
+from amaranth.lib import wiring
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
