@@ -63,7 +63,7 @@ class NeuronArray(wiring.Component):
         Auxiliary read word address; ``x_u``, ``x_v``, ``x_theta``, ``x_bias``, ``x_score``
         (``ArrayLayout`` words) follow one cycle later.
     h_addr, h_data, h_we_theta, h_we_bias : In
-        Host write of one neuron's threshold or bias.
+        Host write of one neuron's threshold or bias; it lands in the memory one cycle later.
     """
 
     def __init__(self, cfg, layer: int, lanes: int):
@@ -136,13 +136,13 @@ class NeuronArray(wiring.Component):
         b_wr = b_mem.write_port(granularity=1)
         b_rd = b_mem.read_port()
         aux = [(u_mem, self.x_u), (v_mem, self.x_v), (b_mem, self.x_bias)]
-        host_wr = [(b_wr, self.h_we_bias)]
+        host_wr = [(b_wr, self.h_we_bias, "bias")]
         if self.spiking:
             t_wr = t_mem.write_port(granularity=1)
             t_rd = t_mem.read_port()
             lif_rd = [v_rd, b_rd, t_rd]
             aux.append((t_mem, self.x_theta))
-            host_wr.append((t_wr, self.h_we_theta))
+            host_wr.append((t_wr, self.h_we_theta, "theta"))
         else:
             s_wr = s_mem.write_port()
             s_rd = s_mem.read_port()
@@ -156,11 +156,18 @@ class NeuronArray(wiring.Component):
         lane_bits = ceil_log2(P)
         h_addr = Signal(lane_bits + ceil_log2(C) + 1)
         m.d.comb += h_addr.eq(self.h_addr)
-        h_word = h_addr >> lane_bits
-        h_lane = h_addr[:lane_bits]
-        for wp, we in host_wr:
-            m.d.comb += [wp.addr.eq(h_word), wp.en.eq(Mux(we, 1 << h_lane, 0))]
-            m.d.comb += [wp.data[k].eq(self.h_data) for k in range(P)]
+        # host writes land a cycle late, from registers: the lane decode then starts at
+        # flip-flops (on the ECP5 N-MNIST build, the output layer's bias write address -> lane
+        # enables -> its flip-flop memory was the critical path, 18.4 ns). The Core never reads
+        # or runs a pass in the cycle after a write.
+        hw_word = Signal(len(h_addr) - lane_bits)
+        hw_data = Signal.like(self.h_data)
+        m.d.sync += [hw_word.eq(h_addr >> lane_bits), hw_data.eq(self.h_data)]
+        for wp, we, what in host_wr:
+            en = Signal(P, name=f"{what}_h_en")
+            m.d.sync += en.eq(Mux(we, 1 << h_addr[:lane_bits], 0))
+            m.d.comb += [wp.addr.eq(hw_word), wp.en.eq(en)]
+            m.d.comb += [wp.data[k].eq(hw_data) for k in range(P)]
 
         # --- accumulation: stage 0 expands an event into C word reads ------------------------
         ACC, LIF, CLR = 0, 1, 2
