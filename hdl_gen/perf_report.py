@@ -77,11 +77,14 @@ FLOW_NOTES = """## The flow
   ErrorUnit take the word a cycle later), limited by the TraceUnit's trace update straight from
   its RAM (20.1 ns) -> 48.7 MHz with that registered (place-and-route noise; the next path, trace
   RAM -> memory-port read selection, 20.5 ns) -> 54.4 MHz with the memory port's one-cycle
-  reads registered before the selection. The limit now is a control path: the output layer's
-  host bias-write address fanning out to the clock enables of its flip-flop bias memory (18.4
-  ns, 13.5 of them routing, 37 cells). Not done yet: that write registered per word, and then
-  whatever comes next; 80 MHz at N-MNIST size needs more of these passes, each about 15 minutes
-  of place and route here.
+  reads registered before the selection -> 55.2 MHz with the host's bias and theta writes
+  landing a cycle late from registers (the path before: the output layer's bias-write address
+  fanning out to the clock enables of its flip-flop bias memory, 18.4 ns). The limit now is the
+  host read of a momentum word: bank-select register -> the 19-bank multiplexer of layer 0's
+  momenta -> lane selection -> the memory port's read register (18.1 ns, 14.5 of them routing).
+  Not done yet: that read registered once more (one more cycle per memory-port read), and then
+  whatever comes next; 80 MHz at N-MNIST size needs more of these passes, each 15-30 minutes of
+  place and route here.
 * Times (2-core machine): the first Yosys run compiles the WebAssembly (91 s, measured with an
   empty `YOWASP_CACHE_DIR`; the toolchain reference measured 175 s), nextpnr-ice40 ~4-9 s and
   nextpnr-ecp5 ~10 s; cached in `~/.cache/YoWASP`. Warm, the UART loopback builds in 4.4 s
