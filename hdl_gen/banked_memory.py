@@ -19,13 +19,19 @@ from amaranth.lib.wiring import In, Out
 
 from .common import uidx
 
-__all__ = ["BankedMemory", "READ_LATENCY", "BANK_WORDS"]
+__all__ = ["BankedMemory", "READ_LATENCY", "BANK_WORDS", "check_bank_words"]
 
 #: Cycles from ``r_addr`` to ``r_data``: ``r_data`` in cycle ``t + 2`` is the word at the
 #: address presented in cycle ``t`` (and stays so while the address is held).
 READ_LATENCY = 2
 #: Default words per bank (a power of two); 2048 words of up to 9 bits fill one ECP5 DP16KD.
 BANK_WORDS = 2048
+
+
+def check_bank_words(bank_words: int, name: str = "bank_words") -> None:
+    """Raise ValueError unless ``bank_words`` is a power of two (the bank number is a slice)."""
+    if bank_words < 1 or bank_words & (bank_words - 1):
+        raise ValueError(f"{name}={bank_words} is invalid: allowed a power of two")
 
 
 class BankedMemory(wiring.Component):
@@ -52,8 +58,7 @@ class BankedMemory(wiring.Component):
     def __init__(self, width: int, depth: int, *, init=(), bank_words: int = BANK_WORDS):
         if depth < 1:
             raise ValueError(f"depth={depth} is invalid: allowed >= 1")
-        if bank_words < 1 or bank_words & (bank_words - 1):
-            raise ValueError(f"bank_words={bank_words} is invalid: allowed a power of two")
+        check_bank_words(bank_words)
         if len(init) > depth:
             raise ValueError(f"init has {len(init)} words, more than depth={depth}")
         self.width, self.depth, self.bank_words = width, depth, bank_words

@@ -18,7 +18,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
-from .banked_memory import BANK_WORDS, READ_LATENCY, BankedMemory
+from .banked_memory import BANK_WORDS, READ_LATENCY, BankedMemory, check_bank_words
 from .common import lowest_set
 from .srand import lane_constant, lane_select, srand_value
 
@@ -158,8 +158,7 @@ class FlipUnit(wiring.Component):
             raise ValueError(f"layer={layer} is invalid: allowed 0..{cfg.n_layers - 1}")
         if lanes < 1 or lanes & (lanes - 1) or lanes > 1024:
             raise ValueError(f"lanes={lanes} is invalid: allowed a power of two 1..1024")
-        if mom_bank_words < 1 or mom_bank_words & (mom_bank_words - 1):
-            raise ValueError(f"mom_bank_words={mom_bank_words} is invalid: allowed a power of two")
+        check_bank_words(mom_bank_words, "mom_bank_words")   # here, not at elaboration
         if fifo_depth < 3:
             raise ValueError(f"fifo_depth={fifo_depth} is invalid: allowed >= 3")
         self._cfg = cfg

@@ -176,7 +176,8 @@ def test_srand_matches_golden():
 
 @pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 def test_flip_unit_rejects_bad_lanes():
-    for kw, msg in (({"layer": 0, "lanes": 12}, "lanes=12"), ({"layer": 2}, "layer=2")):
+    for kw, msg in (({"layer": 0, "lanes": 12}, "lanes=12"), ({"layer": 2}, "layer=2"),
+                    ({"layer": 0, "mom_bank_words": 6}, "mom_bank_words=6")):
         with pytest.raises(ValueError, match=msg) as info:
             FlipUnit(tiny_config(), **kw)
         del info
