@@ -5,7 +5,7 @@ the FPGA flow).
 
     python -m hdl_gen [--out DIR] [--config FILE] [--lanes P]     # rtl/core.v + rtl/core.json
     python -m hdl_gen generate [--out DIR] [--config FILE] [--lanes P]
-    python -m hdl_gen build --board ...                           # hdl_gen.build
+    python -m hdl_gen build --board ...                           # hdl_gen.flow
     python -m hdl_gen report ...
 
 Generation is deterministic: the same config and lanes give byte-identical files on every host
@@ -157,7 +157,7 @@ def main(argv=None) -> int:
     _add_generate_options(g)
     g.set_defaults(func=_cmd_generate)
     try:
-        from .build import add_subcommands
+        from .flow.build import add_subcommands
     except ImportError as e:                     # the FPGA flow is optional for generation
         err = str(e)
 

@@ -19,10 +19,10 @@ the board top connects to the board's UART pins; the board top adds the PLL cloc
 ``sync``. A component without such ports is added as is (it requests its own pins).
 Factories: ``board`` (the UART link + core top, once it exists), ``core`` (the core behind a
 2-pin shift-register harness on rx/tx: real resources and Fmax, no protocol), ``loopback``
-(:class:`hdl_gen.boards.UARTLoopback`), ``auto`` (the first of these that exists).
+(:class:`hdl_gen.flow.boards.UARTLoopback`), ``auto`` (the first of these that exists).
 
 :func:`add_subcommands` registers ``build`` and ``report`` on an argparse sub-parser set, for
-``hdl_gen/__main__.py``; ``python -m hdl_gen.build ...`` runs the same commands stand-alone.
+``hdl_gen/__main__.py``; ``python -m hdl_gen.flow ...`` runs the same commands stand-alone.
 """
 
 import argparse
@@ -43,12 +43,12 @@ from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.config import NetConfig
-from hdl_gen.boards import BOARDS, Board, UARTLoopback, get_board
+from hdl_gen.flow.boards import BOARDS, Board, UARTLoopback, get_board
 
 __all__ = ["BoardTop", "ShiftHarness", "build", "parse_nextpnr_report", "top_factory",
            "add_subcommands", "main", "TOPS"]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 NEXTPNR_REPORT = "report_nextpnr.json"
 
 
@@ -670,8 +670,8 @@ def _cmd_build(args) -> int:
 
 
 def _cmd_report(args) -> int:
-    from hdl_gen import perf_report
-    return perf_report.main(args)
+    from hdl_gen.flow import report
+    return report.main(args)
 
 
 def add_subcommands(subparsers) -> None:
@@ -715,7 +715,7 @@ def add_subcommands(subparsers) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m hdl_gen.build")
+    p = argparse.ArgumentParser(prog="python -m hdl_gen.flow")
     sub = p.add_subparsers(dest="cmd", required=True)
     add_subcommands(sub)
     args = p.parse_args(argv)
