@@ -157,7 +157,7 @@ def main(argv=None) -> int:
     _add_generate_options(g)
     g.set_defaults(func=_cmd_generate)
     try:
-        from .flow.build import add_subcommands
+        from .flow.cli import add_subcommands
     except ImportError as e:                     # the FPGA flow is optional for generation
         err = str(e)
 

