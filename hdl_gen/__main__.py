@@ -3,10 +3,14 @@ the FPGA flow).
 
 ::
 
-    python -m hdl_gen [--out DIR] [--config FILE] [--lanes P]     # rtl/core.v + rtl/core.json
-    python -m hdl_gen generate [--out DIR] [--config FILE] [--lanes P]
-    python -m hdl_gen build --board ...                           # hdl_gen.flow
+    python -m hdl_gen [--out DIR] [--config FILE] [--lanes P] [--arch A]   # rtl/core.{v,json}
+    python -m hdl_gen generate [--out DIR] [--config FILE] [--lanes P] [--arch A]
+    python -m hdl_gen build --board ... [--arch A]                         # hdl_gen.flow
     python -m hdl_gen report ...
+
+``--arch`` picks the core architecture (:mod:`hdl_gen.architectures`: ``parallel`` or
+``compact``; default :data:`hdl_gen.architectures.DEFAULT_ARCH`). The default architecture is
+written to rtl/, another one to rtl/<arch>/ (so the committed rtl/ stays the default's).
 
 Generation is deterministic: the same config and lanes give byte-identical files on every host
 (no source paths, no timestamps). The manifest holds the config, the derived constants, the
@@ -24,6 +28,8 @@ import sys
 from pathlib import Path
 
 __all__ = ["generate", "manifest", "main", "TOP_NAME"]
+
+from .architectures import ARCHITECTURES, DEFAULT_ARCH
 
 ROOT = Path(__file__).resolve().parent.parent
 TOP_NAME = "core"
@@ -61,6 +67,8 @@ def manifest(core, verilog: str) -> dict:
     from . import core as core_mod
     from .common import words
 
+    from .architectures import arch_of
+
     cfg, P = core.cfg, core.lanes
     L = cfg.n_layers
     d = cfg.derived()
@@ -94,6 +102,7 @@ def manifest(core, verilog: str) -> dict:
     modules = re.findall(r"^module\s+(\\?\S+?)\s*\(", verilog, flags=re.M)
     return {
         "top": TOP_NAME,
+        "arch": arch_of(core),
         "generator": {"module": "hdl_gen", "amaranth": amaranth.__version__},
         "lanes": P,
         "config": cfg.to_dict(),
@@ -113,17 +122,26 @@ def manifest(core, verilog: str) -> dict:
     }
 
 
-def generate(cfg=None, out=None, lanes: int | None = None) -> tuple[Path, Path]:
-    """Write ``<out>/core.v`` and ``<out>/core.json``; return their paths."""
+def generate(cfg=None, out=None, lanes: int | None = None,
+             arch: str | None = None) -> tuple[Path, Path]:
+    """Write ``<out>/core.v`` and ``<out>/core.json`` for the ``arch`` core; return their paths.
+
+    Raises :class:`hdl_gen.architectures.ArchitectureError` (before writing anything) when
+    ``arch`` is unknown or not in this tree.
+    """
     from golden.config import DEFAULT
 
-    from .core import DEFAULT_LANES, Core
+    from .architectures import DEFAULT_ARCH, core_class, default_lanes
     from .emit import to_verilog
 
+    arch = arch or DEFAULT_ARCH
+    cls = core_class(arch)
     cfg = cfg if cfg is not None else DEFAULT
-    out = Path(out) if out is not None else ROOT / "rtl"
+    if out is None:
+        out = ROOT / "rtl" if arch == DEFAULT_ARCH else ROOT / "rtl" / arch
+    out = Path(out)
+    core = cls(cfg, lanes=lanes or default_lanes(cls))
     out.mkdir(parents=True, exist_ok=True)
-    core = Core(cfg, lanes=lanes or DEFAULT_LANES)
     text = to_verilog(core, TOP_NAME)
     v_path, j_path = out / f"{TOP_NAME}.v", out / f"{TOP_NAME}.json"
     v_path.write_text(text)
@@ -134,8 +152,14 @@ def generate(cfg=None, out=None, lanes: int | None = None) -> tuple[Path, Path]:
 def _cmd_generate(args) -> int:
     from golden.config import NetConfig
 
+    from .architectures import ArchitectureError
+
     cfg = NetConfig.from_json(args.config) if args.config else None
-    v, j = generate(cfg, args.out, args.lanes)
+    try:
+        v, j = generate(cfg, args.out, args.lanes, args.arch)
+    except (ArchitectureError, ValueError) as e:      # bad --arch / --lanes: nothing written
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(f"wrote {v} and {j}")
     return 0
 
@@ -144,7 +168,10 @@ def _add_generate_options(p) -> None:
     p.add_argument("--out", help="output folder (default: rtl/)")
     p.add_argument("--config", help="NetConfig JSON file (or an hdl_gen manifest); "
                                     "default: golden.config.DEFAULT")
-    p.add_argument("--lanes", type=int, help="lanes P (8, 16, 32, 64; default 32)")
+    p.add_argument("--lanes", type=int, help="lanes P (default: the architecture's; parallel "
+                                            "8, 16, 32, 64, default 32)")
+    p.add_argument("--arch", choices=list(ARCHITECTURES), default=None,
+                   help=f"core architecture (default {DEFAULT_ARCH})")
 
 
 def main(argv=None) -> int:

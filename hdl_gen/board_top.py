@@ -1,8 +1,8 @@
 """The board top: UART pins -> RX FIFO -> deframer -> command executor <-> Core -> framer -> UART.
 
-``BoardTop(cfg, lanes, baud_divisor)`` is what ``python -m hdl_gen build`` puts on a board (its
-``rx``/``tx`` go to the board's UART pins; given ``clk_hz`` instead of a divisor it derives one
-for ``baud``) and what :class:`host.link.SimLink` simulates.
+``BoardTop(cfg, lanes, baud_divisor, arch=...)`` is what ``python -m hdl_gen build`` puts on a
+board (its ``rx``/``tx`` go to the board's UART pins; given ``clk_hz`` instead of a divisor it
+derives one for ``baud``) and what :class:`host.link.SimLink` simulates.
 
 Flow control, so that nothing is lost when the host sends faster than the core consumes:
 
@@ -26,7 +26,8 @@ from amaranth.lib.wiring import In, Out
 
 from host import protocol as P
 
-from .core import DEFAULT_LANES, Core
+from .architectures import DEFAULT_ARCH, core_class
+from .core import DEFAULT_LANES
 from .link import CommandExecutor, Deframer, Framer
 from .uart import UARTRx, UARTTx, divisor_for
 
@@ -44,6 +45,9 @@ class BoardTop(wiring.Component):
         The (fixed) configuration; ``WRITE_CONFIG`` must carry the same one (CRC-32 check).
     lanes : int
         Core lanes ``P``.
+    arch : str
+        Core architecture (:mod:`hdl_gen.architectures`): ``parallel`` (:class:`hdl_gen.core.Core`)
+        or ``compact``; every architecture has the same wiring signature.
     baud_divisor : int or None
         Clock cycles per UART bit; None: from ``clk_hz`` and ``baud``.
     clk_hz, baud : float, int
@@ -61,7 +65,8 @@ class BoardTop(wiring.Component):
     def __init__(self, cfg, lanes: int = DEFAULT_LANES, baud_divisor: int | None = None, *,
                  clk_hz: float | None = None, baud: int = DEFAULT_BAUD,
                  replay_bytes: int = P.REPLAY_BYTES, rx_fifo: int = 2048,
-                 cts_margin: int = 16, idle_cycles: int | None = None):
+                 cts_margin: int = 16, idle_cycles: int | None = None,
+                 arch: str = DEFAULT_ARCH):
         if baud_divisor is None:
             if clk_hz is None:
                 raise ValueError("BoardTop needs baud_divisor or clk_hz")
@@ -75,6 +80,8 @@ class BoardTop(wiring.Component):
                 idle_cycles = max(idle_cycles, int(0.02 * clk_hz))
         self.cfg = cfg
         self.lanes = lanes
+        self.arch = arch
+        self.core_cls = core_class(arch)
         self.baud_divisor = int(baud_divisor)
         self.replay_bytes = replay_bytes
         self.rx_fifo = rx_fifo
@@ -91,7 +98,7 @@ class BoardTop(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.core = core = Core(self.cfg, lanes=self.lanes)
+        m.submodules.core = core = self.core_cls(self.cfg, lanes=self.lanes)
         m.submodules.urx = urx = UARTRx(self.baud_divisor)
         m.submodules.utx = utx = UARTTx(self.baud_divisor)
         m.submodules.rxq = rxq = fifo.SyncFIFOBuffered(width=8, depth=self.rx_fifo)

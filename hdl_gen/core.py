@@ -189,6 +189,14 @@ class Core(wiring.Component):
         from golden.core import Core as GoldenCore
         return GoldenCore(self._cfg).w_sign
 
+    @classmethod
+    def memories(cls, cfg, lanes: int) -> list[dict]:
+        """Every memory this core instantiates for ``cfg`` and ``lanes`` (the architectures'
+        interface, :mod:`hdl_gen.architectures`), read from its elaborated netlist: the board
+        flow's fit check before synthesis."""
+        from .inventory import memory_inventory
+        return memory_inventory(cls(cfg, lanes=lanes))
+
     # ------------------------------------------------------------------------------------------
     def elaborate(self, platform):
         cfg, P = self._cfg, self._lanes

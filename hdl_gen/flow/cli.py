@@ -6,9 +6,13 @@
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
+from amaranth.hdl import UnusedElaboratable
+
 from golden.config import NetConfig
+from hdl_gen.architectures import ARCHITECTURES, DEFAULT_ARCH, ArchitectureError
 from hdl_gen.flow.boards import BOARDS
 from hdl_gen.flow.build import BuildError, build
 from hdl_gen.flow.tops import TOPS
@@ -18,20 +22,29 @@ __all__ = ["add_subcommands", "main"]
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _fail(e: Exception, code: int) -> int:
+    """One ``error:`` line; the half-built design's "created but never used" warnings would
+    bury it, so they are silenced (amaranth does the same when the interpreter crashes)."""
+    warnings.simplefilter("ignore", UnusedElaboratable)
+    print(f"error: {e}", file=sys.stderr)
+    return code
+
+
 def _cmd_build(args) -> int:
-    cfg = NetConfig.from_json(args.config) if args.config else None
     kw = {}
     if getattr(args, "lanes", None):
         kw["lanes"] = args.lanes
     try:
+        cfg = NetConfig.from_json(args.config) if args.config else None
         rep = build(args.board, args.top, cfg, args.out, freq_mhz=args.freq, seed=args.seed,
                     program=args.program, pll=args.pll, design_kw=kw,
                     lut_mapper=args.lut_mapper, nextpnr_extra=args.nextpnr_opt or (),
-                    synth_only=args.synth_only)
-    except BuildError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(json.dumps({k: rep.get(k) for k in ("board", "top", "fmax_mhz", "clock_mhz",
+                    synth_only=args.synth_only, arch=args.arch)
+    except BuildError as e:                # the tools failed (after the checks): exit 1
+        return _fail(e, 1)
+    except (ArchitectureError, ValueError, OSError) as e:  # bad input: before any file write
+        return _fail(e, 2)
+    print(json.dumps({k: rep.get(k) for k in ("board", "top", "arch", "fmax_mhz", "clock_mhz",
                                               "meets_target", "synth_cells", "timings_s")}))
     return 0
 
@@ -46,7 +59,9 @@ def add_subcommands(subparsers) -> None:
     b = subparsers.add_parser("build", help="FPGA bitstream + report.json for a board")
     b.add_argument("--board", required=True, choices=sorted(BOARDS))
     b.add_argument("--config", help="NetConfig JSON (default: the board's default config)")
-    b.add_argument("--out", help="output folder (default: build/<board>)")
+    b.add_argument("--out", help="output folder (default: build/<board>-<arch>)")
+    b.add_argument("--arch", choices=list(ARCHITECTURES), default=DEFAULT_ARCH,
+                   help=f"core architecture (default {DEFAULT_ARCH})")
     b.add_argument("--program", action="store_true", help="program the board with openFPGALoader")
     b.add_argument("--top", default="auto", choices=TOPS,
                    help="design under the board top (default auto: board > core > loopback)")
@@ -64,7 +79,10 @@ def add_subcommands(subparsers) -> None:
     r = subparsers.add_parser("report", help="build both boards and write docs/performance.md")
     r.add_argument("--out", default=str(ROOT / "build"), help="build folder root")
     r.add_argument("--doc", default=str(ROOT / "docs" / "performance.md"))
-    r.add_argument("--boards", nargs="*", default=sorted(BOARDS))
+    r.add_argument("--boards", nargs="*", default=sorted(BOARDS), choices=sorted(BOARDS))
+    r.add_argument("--arch", nargs="*", choices=list(ARCHITECTURES), default=None,
+                   help="core architectures to build and report (default: every one in the "
+                        "tree)")
     r.add_argument("--no-build", action="store_true",
                    help="reuse existing report.json files instead of building")
     r.add_argument("--lanes", type=int, nargs="*", default=[8, 16, 32, 64])

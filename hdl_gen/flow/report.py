@@ -395,20 +395,24 @@ def plot_sweep(rows, path: Path) -> str | None:
 
 
 def main(args) -> int:
+    from hdl_gen.architectures import DEFAULT_ARCH, available
     from hdl_gen.flow.boards import get_board
     from hdl_gen.flow.build import BuildError, build
+    archs = getattr(args, "arch", None) or available()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     reports = {}
     for b in args.boards:
-        d = out / b
-        p = d / "report.json"
-        if not args.no_build:
-            try:
-                build(b, "auto", None, d)
-            except BuildError as e:            # does not fit: report.json still written
-                print(f"[report] {b}: {e}")
-        reports[b] = json.loads(p.read_text()) if p.exists() else None
+        for arch in archs:
+            d = out / f"{b}-{arch}"
+            p = d / "report.json"
+            if not args.no_build:
+                try:
+                    build(b, "auto", None, d, arch=arch)
+                except BuildError as e:            # does not fit: report.json still written
+                    print(f"[report] {b} {arch}: {e}")
+            key = b if arch == DEFAULT_ARCH else f"{b} ({arch})"
+            reports[key] = json.loads(p.read_text()) if p.exists() else None
     extra = {}
     cache = out / "perf_data.json"
     old = json.loads(cache.read_text()) if cache.exists() else {}

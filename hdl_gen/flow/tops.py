@@ -7,15 +7,15 @@ board's UART pins; the shell adds the PLL clock domain ``sync``. A component wit
 is added as is (it requests its own pins). Factories: ``board`` (the UART link + core top,
 :class:`hdl_gen.board_top.BoardTop`), ``core`` (the core behind a 2-pin shift-register harness on
 rx/tx: real resources and Fmax, no protocol), ``loopback``
-(:class:`hdl_gen.flow.boards.UARTLoopback`), ``auto`` (the first of these that exists).
+(:class:`hdl_gen.flow.boards.UARTLoopback`, board bring-up), ``auto`` (= ``board``). ``board``
+and ``core`` take the core architecture by name (:mod:`hdl_gen.architectures`).
 """
-import importlib
-
 from amaranth import *
 from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.config import NetConfig
+from hdl_gen.architectures import DEFAULT_ARCH, core_class
 from hdl_gen.flow.boards import Board, UARTLoopback
 
 __all__ = ["BoardShell", "ShiftHarness", "top_factory", "resolved_top_name", "TOPS"]
@@ -121,66 +121,25 @@ def _loopback_factory(cfg, clk_hz):
     return UARTLoopback(clk_hz)
 
 
-def _find_board_top():
-    """The UART link + core board top, if it has landed (module, class) candidates."""
-    for mod, cls in (("hdl_gen.board_top", "BoardTop"), ("hdl_gen.link", "BoardTop"),
-                     ("hdl_gen.uart_top", "UARTTop"), ("hdl_gen.top", "Top")):
-        try:
-            return getattr(importlib.import_module(mod), cls)
-        except (ImportError, AttributeError):
-            continue
-    return None
-
-
-def _find_core():
-    try:
-        return importlib.import_module("hdl_gen.core").Core
-    except (ImportError, AttributeError):
-        return None
-
-
-def _make(cls, cfg, clk_hz, **kw):
-    """Instantiate ``cls`` with the config (and the clock, if it takes one)."""
-    import inspect
-    params = inspect.signature(cls).parameters
-    if "clk_hz" in params:
-        kw["clk_hz"] = clk_hz
-    elif "clk_freq" in params:
-        kw["clk_freq"] = clk_hz
-    return cls(cfg, **kw)
-
-
-def top_factory(kind: str = "auto", **kw):
-    """A ``factory(cfg, clk_hz)`` for ``kind`` in ``auto|board|core|loopback``; ``kw`` go to the
-    design's constructor (e.g. the lane count)."""
+def top_factory(kind: str = "auto", arch: str = DEFAULT_ARCH, **kw):
+    """A ``factory(cfg, clk_hz)`` for ``kind`` in ``auto|board|core|loopback`` with the ``arch``
+    core (:mod:`hdl_gen.architectures`); ``kw`` go to the design's constructor (e.g. the lane
+    count). Raises :class:`hdl_gen.architectures.ArchitectureError` for an architecture that is
+    not in the tree, before anything is built."""
     if kind == "loopback":
         return _loopback_factory
+    core = core_class(arch)
     if kind in ("board", "auto"):
-        cls = _find_board_top()
-        if cls is not None:
-            return lambda cfg, clk_hz: _make(cls, cfg, clk_hz, **kw)
-        if kind == "board":
-            raise RuntimeError("the UART link board top has not landed yet; use --top core|loopback")
-    if kind in ("core", "auto"):
-        core = _find_core()
-        if core is not None:
-            return lambda cfg, clk_hz: ShiftHarness(core(cfg, **kw))
-        if kind == "core":
-            raise RuntimeError("hdl_gen.core.Core does not exist yet; use --top loopback")
-    if kind == "auto":
-        return _loopback_factory
-    raise ValueError(f"unknown top {kind!r}; use auto|board|core|loopback")
+        from hdl_gen.board_top import BoardTop
+        return lambda cfg, clk_hz: BoardTop(cfg, clk_hz=clk_hz, arch=arch, **kw)
+    if kind == "core":
+        return lambda cfg, clk_hz: ShiftHarness(core(cfg, **kw))
+    raise ValueError(f"unknown top {kind!r}; use {'|'.join(TOPS)}")
 
 
 def resolved_top_name(kind: str) -> str:
-    if kind != "auto":
-        return kind
-    if _find_board_top() is not None:
-        return "board"
-    if _find_core() is not None:
-        return "core"
-    return "loopback"
+    """``auto`` is the UART link + core board top."""
+    return "board" if kind == "auto" else kind
 
 
 TOPS = ("auto", "board", "core", "loopback")
-
