@@ -398,6 +398,7 @@ class Board:
     lut_mapper: str = "abc9"         # ECP5: "abc" = classic abc (see build._classic_abc)
     dsp_available: int = 0           # hard multipliers (iCE40: SB_MAC16)
     memory_bits: int = 0             # block RAM bits (for the report)
+    resources: dict = field(default_factory=dict)  # nextpnr cell -> available (fit check)
     memory_note: str = ""
 
     def platform(self):
@@ -434,7 +435,9 @@ BOARDS: dict[str, Board] = {
                   "ICEPACK": "yowasp-icepack"},
         program_cmd=("-b", "icebreaker"),
         memory_bits=30 * 4096 + 4 * 256 * 1024,
-        memory_note="30 EBR x 4 kbit (SB_RAM40_4K) + 4 SPRAM x 256 kbit (SB_SPRAM256KA)"),
+        memory_note="30 EBR x 4 kbit (SB_RAM40_4K) + 4 SPRAM x 256 kbit (SB_SPRAM256KA)",
+        resources={"ICESTORM_LC": 5280, "ICESTORM_RAM": 30, "ICESTORM_SPRAM": 4,
+                   "ICESTORM_DSP": 8}),
     "ulx3s-85f": Board(
         name="ulx3s-85f", title="ULX3S (ECP5 LFE5U-85F-6BG381)", family="ecp5",
         platform_factory=_ulx3s_85f_platform, clk_resource="clk25", f_in=25e6, f_target=80e6,
@@ -451,7 +454,9 @@ BOARDS: dict[str, Board] = {
         program_cmd=("-b", "ulx3s"), dsp_available=156, default_lanes=8, lut_mapper="abc",
         arch_lanes={"compact": 16},
         memory_bits=208 * 18 * 1024,
-        memory_note="208 DP16KD x 18 kbit"),
+        memory_note="208 DP16KD x 18 kbit",
+        resources={"TRELLIS_COMB": 83640, "TRELLIS_FF": 83640, "DP16KD": 208,
+                   "TRELLIS_RAMW": 10455, "MULT18X18D": 156}),
 }
 
 

@@ -29,8 +29,9 @@ import time
 from pathlib import Path
 
 from golden.config import NetConfig
-from hdl_gen.architectures import DEFAULT_ARCH
+from hdl_gen.architectures import DEFAULT_ARCH, core_class
 from hdl_gen.flow.boards import Board, get_board
+from hdl_gen.flow.fit import check_fit, design_memories, memory_budget
 from hdl_gen.flow.parse import (first_error, log_utilisation, parse_nextpnr_report, tail,
                                 yosys_stat)
 from hdl_gen.flow.tops import BoardShell, resolved_top_name, top_factory
@@ -131,13 +132,17 @@ def build(board: str | Board, top="auto", cfg: NetConfig | None = None,
           seed: int | None = None, program: bool = False, name: str = "top",
           pll: str | None = None, design_kw: dict | None = None,
           lut_mapper: str | None = None, nextpnr_extra=(), synth_only: bool = False,
-          arch: str = DEFAULT_ARCH, log=print) -> dict:
+          arch: str = DEFAULT_ARCH, fit_check: bool = True, log=print) -> dict:
     """Build ``top`` for ``board`` into ``out_dir``; return (and write) the report dict.
 
     ``top`` is a factory name (see :func:`top_factory`) or a ``factory(cfg, clk_hz)``; ``arch``
     the core architecture of the ``board`` and ``core`` tops (:mod:`hdl_gen.architectures`).
     ``freq_mhz`` overrides the board's target core clock. Timing failure does not stop the
     build: the report says ``timing_met: false`` and what limits it.
+
+    Before anything is written, the memory budget of the ``board``/``core`` top is checked
+    (:mod:`hdl_gen.flow.fit`): a design that cannot fit raises
+    :class:`hdl_gen.flow.fit.FitError` (``fit_check=False`` builds it anyway).
     """
     t_start = time.monotonic()
     times = {}
@@ -159,6 +164,16 @@ def build(board: str | Board, top="auto", cfg: NetConfig | None = None,
     ckw = {"pll": pll} if pll and board.family == "ice40" else {}
     t0 = time.monotonic()
     top_mod = BoardShell(board, factory, cfg, f_core, **ckw)
+    fit = None
+    if top_name in ("board", "core"):
+        # on a fresh instance: the walk elaborates it (bad lanes raise here, nothing written)
+        mems = design_memories(core_class(arch), cfg, design_kw["lanes"],
+                               factory(cfg, top_mod.clk_hz))
+        fit = check_fit(mems, board) if fit_check else memory_budget(mems, board)
+        times["fit_check"] = round(time.monotonic() - t0, 2)
+        log(f"[build] {board.name}: memory estimate " + ", ".join(
+            f"{v['kind']} {v['needed']:,}/{v['available']:,}" for v in fit["totals"].values()))
+    t0 = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
     for stale in ("report.json", NEXTPNR_REPORT, f"{name}.{board.bitstream_ext}"):
         (out / stale).unlink(missing_ok=True)
@@ -232,7 +247,7 @@ def build(board: str | Board, top="auto", cfg: NetConfig | None = None,
         cells = yosys_stat(out / f"{name}.rpt")
         times["total"] = round(time.monotonic() - t_start, 2)
         rep = {"board": board.name, "top": top_name, "arch": arch, "synth_only": True,
-               "synth_cells": cells,
+               "synth_cells": cells, "fit_estimate": None if fit is None else fit["totals"],
                "config": cfg.to_dict(), "design_kw": design_kw, "notes": notes,
                "timings_s": times}
         (out / "synth_report.json").write_text(json.dumps(rep, indent=2, sort_keys=True) + "\n")
@@ -262,6 +277,7 @@ def build(board: str | Board, top="auto", cfg: NetConfig | None = None,
         "utilization": pnr["utilization"],
         "critical_path": pnr["critical_path"],
         "memory": _memory_summary(board, pnr["utilization"], cfg),
+        "fit_estimate": None if fit is None else fit["totals"],
         "synth_cells": yosys_stat(out / f"{name}.rpt"),
         "pll": {k: (round(v / 1e6, 4) if k.startswith("f_") else v)
                 for k, v in top_mod.crg.params.items()},

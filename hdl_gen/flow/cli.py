@@ -39,11 +39,12 @@ def _cmd_build(args) -> int:
         rep = build(args.board, args.top, cfg, args.out, freq_mhz=args.freq, seed=args.seed,
                     program=args.program, pll=args.pll, design_kw=kw,
                     lut_mapper=args.lut_mapper, nextpnr_extra=args.nextpnr_opt or (),
-                    synth_only=args.synth_only, arch=args.arch)
+                    synth_only=args.synth_only, arch=args.arch,
+                    fit_check=not args.no_fit_check)
     except BuildError as e:                # the tools failed (after the checks): exit 1
         return _fail(e, 1)
-    except (ArchitectureError, ValueError, OSError) as e:  # bad input: before any file write
-        return _fail(e, 2)
+    except (ArchitectureError, ValueError, OSError) as e:  # bad input, does not fit (FitError):
+        return _fail(e, 2)                                 # raised before any file write
     print(json.dumps({k: rep.get(k) for k in ("board", "top", "arch", "fmax_mhz", "clock_mhz",
                                               "meets_target", "synth_cells", "timings_s")}))
     return 0
@@ -69,6 +70,8 @@ def add_subcommands(subparsers) -> None:
     b.add_argument("--seed", type=int, help="nextpnr placer seed")
     b.add_argument("--lanes", type=int, help="core lane count P, passed to the core")
     b.add_argument("--pll", choices=("pad", "core"), help="iCE40 PLL primitive (default pad)")
+    b.add_argument("--no-fit-check", action="store_true",
+                   help="build even when the memory estimate says it cannot fit")
     b.add_argument("--synth-only", action="store_true",
                    help="stop after synthesis (cell counts in synth_report.json)")
     b.add_argument("--nextpnr-opt", action="append", metavar="OPT",
