@@ -22,8 +22,17 @@ from golden.events import (
     write_nmnist,
 )
 
-# the `shared` folder beside the repository root (CI has ../shared beside the clone)
-AEDAT4_PATH = Path(__file__).resolve().parents[3] / "shared/data/davis346.aedat4"
+def _shared_data(name: str) -> Path:
+    """``shared/data/<name>`` in the nearest folder above the repository that has it (CI has
+    ../shared beside the clone; a worktree /work/wt/<name> finds /work/shared)."""
+    here = Path(__file__).resolve()
+    for parent in here.parents[3:]:
+        if (parent / "shared/data" / name).is_file():
+            return parent / "shared/data" / name
+    return here.parents[3] / "shared/data" / name
+
+
+AEDAT4_PATH = _shared_data("davis346.aedat4")
 AEDAT4_N_EVENTS = 78_830
 AEDAT4_SENSOR = (346, 260)
 
