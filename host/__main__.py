@@ -1,14 +1,21 @@
 """Command line: train on the accelerator, evaluate a checkpoint, read the status.
 
-    python -m host train --link emulator|sim|serial:PORT[@BAUD]|tcp:HOST:PORT --data digits
-                         --epochs N [--samples K] [--test-samples K] [--out DIR]
-                         [--optimizer bso|tbso] [--config FILE]
-    python -m host eval --checkpoint FILE --link ... [--test-samples K]
+    python -m host train --link emulator|sim|serial:PORT[@BAUD]|tcp:HOST:PORT
+                         --data digits|mnist|nmnist:DIR [--steps T] [--bin-us US]
+                         [--downsample D] [--sensor W H] --epochs N [--samples K]
+                         [--test-samples K] [--out DIR] [--optimizer bso|tbso] [--config FILE]
+    python -m host eval --checkpoint FILE --link ... --data digits|mnist|nmnist:DIR|FILE
+                        [binning options] [--test-samples K] [--out DIR]
     python -m host status --link ...
 
 ``train`` streams the data set through the device with learning on, prints held-out accuracy
-per epoch and writes ``accuracy.png``, ``flips_per_step.png``, ``raster.png``,
-``checkpoint.npz``, ``history.json`` and ``config.json`` into ``--out``.
+per epoch and writes ``accuracy.png``, ``flips_per_step.png``, ``raster.png`` (and, for event
+data, ``event_rate.png``), ``checkpoint.npz``, ``history.json`` and ``config.json`` into
+``--out``. Without ``--config`` the network is the default one sized for the data
+(``layers[0]`` = the data's inputs, ``T`` = ``--steps``). ``eval`` of a labelled data set prints
+the held-out accuracy; of a recording (FILE) the prediction of each window, and writes
+``event_rate.png``, ``raster.png`` and ``predictions.png``. ``--data`` and the binning options:
+host/datasets.py. Every bad input is one line ``error: ...`` and exit code 2.
 """
 from __future__ import annotations
 
@@ -18,12 +25,23 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
+from . import datasets
+
 __all__ = ["main"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """A bad command line is one line ``error: ...`` (exit code 2), as every other bad input."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (python -m host --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m host", description=__doc__.split("\n\n")[0])
-    sub = p.add_subparsers(dest="cmd", required=True)
+    p = _Parser(prog="python -m host", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
 
     def link_args(sp):
         sp.add_argument("--link", default="emulator",
@@ -39,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="learn on the device")
     link_args(t)
-    t.add_argument("--data", default="digits", choices=["digits"])
+    datasets.add_data_args(t)
     t.add_argument("--epochs", type=int, default=5)
     t.add_argument("--samples", type=int, default=None,
                    help="training samples per epoch (default: all 1437)")
@@ -51,7 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="inference only, from a checkpoint")
     link_args(e)
     e.add_argument("--checkpoint", type=Path, required=True)
-    e.add_argument("--data", default="digits", choices=["digits"])
+    datasets.add_data_args(e)
+    e.add_argument("--out", type=Path, default=Path("out/eval"),
+                   help="where the figures of a recording go")
 
     s = sub.add_parser("status", help="print the device status block")
     link_args(s)
@@ -72,24 +92,44 @@ def _open(args, cfg=None):
         raise
 
 
-def _data(name: str, cfg, test_samples: int | None):
-    from golden.data import Dataset, load_digits_events
+def _labelled(plan, test_samples: int | None, progress):
+    from golden.data import Dataset
 
-    d = load_digits_events(T=cfg.T)
-    if d.n_in != cfg.layers[0]:
-        raise SystemExit(f"error: the {name} data have {d.n_in} inputs, the config "
-                         f"layers[0]={cfg.layers[0]}")
+    d = datasets.load_labelled(plan, progress)
     if test_samples is not None:
         d = Dataset(d.x_train, d.y_train, d.x_test[:test_samples], d.y_test[:test_samples], d.name)
     return d
 
 
-def _progress(args, desc):
+def _warn(plan):
+    for w in plan.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    plan.warnings.clear()
+
+
+def _check_labels(data, cfg):
+    n_out = cfg.layers[-1]
+    for name, y in (("train", data.y_train), ("test", data.y_test)):
+        if y.size and (y.min() < 0 or y.max() >= n_out):
+            raise datasets.DataError(f"{name} labels span {int(y.min())}..{int(y.max())}, the "
+                                     f"network has {n_out} outputs (layers[-1])")
+
+
+def _progress(args, desc, unit="sample"):
     if args.no_progress:
         return None
     from tqdm import tqdm
 
-    return lambda it: tqdm(it, desc=desc, unit="sample", leave=False, dynamic_ncols=True)
+    return lambda it: tqdm(it, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
+
+
+def _file_progress(args):
+    """progress(iterable, desc) for loading files."""
+    if args.no_progress:
+        return None
+    from tqdm import tqdm
+
+    return lambda it, desc: tqdm(it, desc=desc, unit="file", leave=False, dynamic_ncols=True)
 
 
 def cmd_train(args) -> dict:
@@ -99,12 +139,30 @@ def cmd_train(args) -> dict:
     from . import plots
     from .train import train
 
-    cfg = NetConfig.from_json(args.config) if args.config else NetConfig()
+    if args.epochs < 1:
+        raise datasets.DataError(f"--epochs must be >= 1, got {args.epochs}")
+    if args.config is not None and not args.config.is_file():
+        raise datasets.DataError(f"--config {args.config}: file not found")
+    try:
+        cfg = NetConfig.from_json(args.config) if args.config else NetConfig()
+    except (ValueError, KeyError, TypeError) as exc:
+        raise datasets.DataError(f"--config {args.config}: {exc}") from None
+    plan = datasets.plan(args, cfg.T)
+    if not plan.labelled:
+        raise datasets.DataError(f"--data {plan.spec}: a single recording has no labels; train "
+                                 f"needs labelled data: digits, mnist or nmnist:DIR")
+    if args.config is None:       # the default network, sized for the data
+        cfg = cfg.replace(layers=(plan.n_in, *cfg.layers[1:]), T=plan.T)
     if args.optimizer:
         cfg = cfg.replace(optimizer=args.optimizer)
+    datasets.check_network(plan, cfg, f"the network ({args.config or 'default'})")
+    print(f"data {plan.describe()}; network layers {cfg.layers}, T {cfg.T}, {cfg.optimizer}",
+          flush=True)
     t_start = time.perf_counter()
     with _open(args, cfg) as acc:         # fail fast on a missing device before loading data
-        data = _data(args.data, cfg, args.test_samples)
+        data = _labelled(plan, args.test_samples, _file_progress(args))
+        _warn(plan)
+        _check_labels(data, cfg)
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         acc.configure(cfg)
@@ -139,6 +197,11 @@ def cmd_train(args) -> dict:
         plots.plot_raster(data.x_test[k], r.spikes, out / "raster.png",
                           f"held-out sample {k}: label {int(data.y_test[k])}, "
                           f"predicted {r.prediction}")
+        if plan.kind == "nmnist":
+            first = sorted((plan.path / "Test").glob("[0-9]/*.bin"))[0]
+            plots.plot_event_rate(datasets.gev.read_events(first, sensor_size=plan.sensor)
+                                  .events["t"], out / "event_rate.png",
+                                  f"{first.relative_to(plan.path)}: events over time")
         plots.plot_accuracy(h, out / "accuracy.png")
         plots.plot_flips_per_step(h, out / "flips_per_step.png")
         summary = {
@@ -159,13 +222,29 @@ def cmd_train(args) -> dict:
     return summary
 
 
-def cmd_eval(args) -> float:
-    """Run ``eval``; return the held-out accuracy."""
+def _read_checkpoint(path):
     from .accelerator import Accelerator
 
-    cfg, _ = Accelerator.read_checkpoint(args.checkpoint)
+    if not Path(path).is_file():
+        raise datasets.DataError(f"--checkpoint {path}: file not found")
+    try:
+        return Accelerator.read_checkpoint(path)[0]
+    except (ValueError, KeyError, OSError) as exc:
+        raise datasets.DataError(f"--checkpoint {path}: not a checkpoint ({exc})") from None
+
+
+def cmd_eval(args):
+    """Run ``eval``; return the held-out accuracy (labelled data) or the per-window
+    predictions (a recording)."""
+    cfg = _read_checkpoint(args.checkpoint)
+    plan = datasets.plan(args, cfg.T)
+    datasets.check_network(plan, cfg, f"the checkpoint ({args.checkpoint})")
+    if not plan.labelled:
+        return _eval_recording(args, cfg, plan)
     with _open(args, cfg) as acc:
-        data = _data(args.data, cfg, args.test_samples)
+        data = _labelled(plan, args.test_samples, _file_progress(args))
+        _warn(plan)
+        _check_labels(data, cfg)
         acc.restore(args.checkpoint)
         prog = _progress(args, "eval") or (lambda it: it)
         ok = sum(acc.predict(data.x_test[k]) == int(data.y_test[k])      # golden evaluate()
@@ -173,6 +252,53 @@ def cmd_eval(args) -> float:
     acc_ = ok / len(data.x_test)
     print(f"held-out accuracy {acc_:.4f} on {len(data.x_test)} samples ({args.checkpoint})")
     return acc_
+
+
+def _eval_recording(args, cfg, plan) -> list[int]:
+    """Predict every window of a recording (each window from reset state); print and plot."""
+    from golden.events import iter_windows
+
+    from . import plots
+
+    _warn(plan)
+    wc = datasets.load_recording(plan)
+    n = wc.n_windows if args.test_samples is None else min(args.test_samples, wc.n_windows)
+    t_first = int(plan.recording.events["t"][0])
+    preds, starts = [], []
+    with _open(args, cfg) as acc:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        acc.restore(args.checkpoint)
+        acc.set_outputs(spikes=True, flips=False)
+        prog = _progress(args, "eval", unit="window") or (lambda it: it)
+        t0 = time.perf_counter()
+        first = None
+        windows = iter_windows(wc)
+        for _ in prog(range(n)):
+            w, ws, x = next(windows)
+            r = acc.run_sample(x, learn=False)
+            if first is None:
+                first = (x, r)
+            preds.append(r.prediction)
+            starts.append((ws - t_first) / 1e6)
+        dt = time.perf_counter() - t0
+    rec_s = n * plan.T * plan.bin_us / 1e6
+    step = max(1, n // 20)
+    for k in range(0, n, step):
+        print(f"t = {starts[k]:8.3f} s  window {k:5d}: predicted {preds[k]}")
+    counts = np.bincount(preds, minlength=cfg.layers[-1])
+    print(f"{n} windows of {plan.T} x {plan.bin_us} us ({rec_s:.3f} s of recording) in "
+          f"{dt:.2f} s; predictions per class {counts.tolist()}; "
+          f"{wc.n_outside} events outside the windows")
+    ev = plan.recording.events
+    plots.plot_event_rate(ev["t"], out / "event_rate.png", f"{plan.spec}: {len(ev)} events",
+                          windows_us=[wc.window_start(k) for k in range(n)])
+    plots.plot_raster(first[0], first[1].spikes, out / "raster.png",
+                      f"window 0: predicted {first[1].prediction}")
+    plots.plot_predictions(starts, preds, out / "predictions.png", cfg.layers[-1],
+                           f"{plan.spec}: prediction per window (each from reset)")
+    print(f"wrote {out}/event_rate.png, raster.png, predictions.png")
+    return preds
 
 
 def cmd_status(args) -> dict:
@@ -191,7 +317,7 @@ def main(argv=None) -> int:
 
     try:
         {"train": cmd_train, "eval": cmd_eval, "status": cmd_status}[args.cmd](args)
-    except NotImplementedError as e:
+    except (datasets.DataError, NotImplementedError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except (TimeoutError, LinkError) as e:

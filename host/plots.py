@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-__all__ = ["plot_accuracy", "plot_flips_per_step", "plot_raster"]
+__all__ = ["plot_accuracy", "plot_flips_per_step", "plot_raster", "plot_event_rate",
+           "plot_predictions"]
 
 
 def plot_accuracy(history, path: str | Path) -> Path:
@@ -60,5 +61,48 @@ def plot_raster(events, spikes, path: str | Path, title: str = "") -> Path:
     axes[-1].set_xlabel("time step t")
     if title:
         fig.suptitle(title)
+    fig.savefig(path, dpi=120)
+    return Path(path)
+
+
+def plot_event_rate(t_us, path: str | Path, title: str = "", bin_ms: float | None = None,
+                    windows_us=None) -> Path:
+    """Events per second over time (``t_us``: event timestamps), in bins of ``bin_ms`` (default:
+    about 200 bins over the span); ``windows_us``: optional window start times, drawn as ticks."""
+    t = np.asarray(t_us, np.int64)
+    fig = Figure(figsize=(6, 3), layout="constrained")
+    ax = fig.add_subplot()
+    if t.size:
+        t0 = int(t[0])
+        span = max(int(t[-1]) - t0 + 1, 1)
+        width = int(bin_ms * 1000) if bin_ms else max(span // 200, 1)
+        n = -(-span // width)
+        counts = np.bincount((t - t0) // width, minlength=n)
+        centers = (np.arange(n) + 0.5) * width / 1e6
+        ax.plot(centers, counts / (width / 1e6), lw=1)
+        if windows_us is not None and len(windows_us) <= 400:
+            for w in windows_us:
+                ax.axvline((int(w) - t0) / 1e6, color="0.85", lw=0.5, zorder=0)
+        ax.set_title(title or f"{t.size} events over {span / 1e6:.3f} s "
+                              f"({width / 1000:g} ms bins)", fontsize="small")
+    ax.set_xlabel("time since the first event (s)")
+    ax.set_ylabel("events / s")
+    ax.grid(alpha=0.3)
+    fig.savefig(path, dpi=120)
+    return Path(path)
+
+
+def plot_predictions(times_s, predictions, path: str | Path, n_classes: int,
+                     title: str = "") -> Path:
+    """The predicted class of each window over time."""
+    fig = Figure(figsize=(6, 3), layout="constrained")
+    ax = fig.add_subplot()
+    ax.step(np.asarray(times_s), np.asarray(predictions), where="post")
+    ax.set_ylim(-0.5, n_classes - 0.5)
+    ax.set_yticks(np.arange(n_classes))
+    ax.set_xlabel("window start (s since the first event)")
+    ax.set_ylabel("predicted class")
+    ax.grid(alpha=0.3)
+    ax.set_title(title or "prediction per window", fontsize="small")
     fig.savefig(path, dpi=120)
     return Path(path)
