@@ -78,8 +78,9 @@ def plot_event_rate(t_us, path: str | Path, title: str = "", bin_ms: float | Non
         width = int(bin_ms * 1000) if bin_ms else max(span // 200, 1)
         n = -(-span // width)
         counts = np.bincount((t - t0) // width, minlength=n)
-        centers = (np.arange(n) + 0.5) * width / 1e6
-        ax.plot(centers, counts / (width / 1e6), lw=1)
+        widths = np.minimum(width, span - np.arange(n) * width)     # the last bin may be short
+        centers = (np.arange(n) * width + widths / 2) / 1e6
+        ax.plot(centers, counts / (widths / 1e6), lw=1)
         if windows_us is not None and len(windows_us) <= 400:
             for w in windows_us:
                 ax.axvline((int(w) - t0) / 1e6, color="0.85", lw=0.5, zorder=0)
