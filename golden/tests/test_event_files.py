@@ -285,3 +285,12 @@ def test_bin_windows_explicit_range_counts_what_it_selects_out():
         window_coords(ev, size, 4, 0)
     with pytest.raises(ValueError, match="out-of-range event coordinates"):
         window_coords(ev, (100, 100), 4, 1000)
+
+
+def test_events_bench_runs_and_checks_its_results():
+    from golden.events_bench import bench
+
+    ev, size = _davis()
+    r = bench(ev, size, T=4, bin_us=20_000, downsample=8, calls=3, repeat=1)
+    assert r["windows"] == -(-(int(ev["t"][-1]) + 1 - int(ev["t"][0])) // 80_000)
+    assert r["per_window_calls_measured"] == 3 and r["one_pass_ms"] > 0
