@@ -6,6 +6,7 @@
                          [--test-samples K] [--out DIR] [--optimizer bso|tbso] [--config FILE]
     python -m host eval --checkpoint FILE --link ... --data digits|mnist|nmnist:DIR|FILE
                         [binning options] [--test-samples K] [--out DIR]
+    python -m host stream --link ... FILE [--checkpoint CK | --config CFG] [binning options]
     python -m host status --link ...
 
 ``train`` streams the data set through the device with learning on, prints held-out accuracy
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import datasets
+from . import datasets, stream
 
 __all__ = ["main"]
 
@@ -73,6 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--out", type=Path, default=Path("out/eval"),
                    help="where the figures of a recording go")
 
+    stream.add_parser(sub, link_args)
+
     s = sub.add_parser("status", help="print the device status block")
     link_args(s)
     return p
@@ -102,9 +105,12 @@ def _labelled(plan, test_samples: int | None, progress):
 
 
 def _warn(plan):
+    for n in plan.notes:
+        print(n, flush=True)
     for w in plan.warnings:
         print(f"warning: {w}", file=sys.stderr)
     plan.warnings.clear()
+    plan.notes.clear()
 
 
 def _check_labels(data, cfg):
@@ -151,6 +157,7 @@ def cmd_train(args) -> dict:
     if not plan.labelled:
         raise datasets.DataError(f"--data {plan.spec}: a single recording has no labels; train "
                                  f"needs labelled data: digits, mnist or nmnist:DIR")
+    datasets.check_size(plan)
     if args.config is None:       # the default network, sized for the data
         cfg = cfg.replace(layers=(plan.n_in, *cfg.layers[1:]), T=plan.T)
     if args.optimizer:
@@ -238,6 +245,8 @@ def cmd_eval(args):
     predictions (a recording)."""
     cfg = _read_checkpoint(args.checkpoint)
     plan = datasets.plan(args, cfg.T)
+    if plan.kind == "file":
+        datasets.fit_downsample(plan, cfg.layers[0])
     datasets.check_network(plan, cfg, f"the checkpoint ({args.checkpoint})")
     if not plan.labelled:
         return _eval_recording(args, cfg, plan)
@@ -316,7 +325,8 @@ def main(argv=None) -> int:
     from .link import LinkError
 
     try:
-        {"train": cmd_train, "eval": cmd_eval, "status": cmd_status}[args.cmd](args)
+        {"train": cmd_train, "eval": cmd_eval, "status": cmd_status,
+         "stream": lambda a: stream.cmd_stream(a, _open, _read_checkpoint, _warn)}[args.cmd](args)
     except (datasets.DataError, NotImplementedError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

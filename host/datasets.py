@@ -42,10 +42,13 @@ class DataError(ValueError):
     """A bad ``--data`` or binning option; the message names what is wrong."""
 
 
-def add_data_args(sp: argparse.ArgumentParser, default: str | None = "digits") -> None:
-    """The ``--data`` option and the binning options (see the module docstring)."""
-    sp.add_argument("--data", default=default, required=default is None,
-                    help="digits | mnist | nmnist:DIR | FILE (.aedat4, .raw, .dat, .bin)")
+def add_data_args(sp: argparse.ArgumentParser, default: str | None = "digits",
+                  with_data: bool = True) -> None:
+    """The ``--data`` option (unless ``with_data`` is False) and the binning options (see the
+    module docstring)."""
+    if with_data:
+        sp.add_argument("--data", default=default, required=default is None,
+                        help="digits | mnist | nmnist:DIR | FILE (.aedat4, .raw, .dat, .bin)")
     sp.add_argument("--steps", type=int, default=None, metavar="T",
                     help="time steps per sample (default: the network's T)")
     sp.add_argument("--bin-us", type=int, default=None,
@@ -78,6 +81,7 @@ class DataPlan:
     strict: bool = False
     recording: gev.Recording | None = field(default=None, repr=False)   # a FILE, read by plan
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)       # choices made for the user, printed
 
     def describe(self) -> str:
         if self.kind in ("digits", "mnist"):
@@ -162,11 +166,43 @@ def plan(args, T: int) -> DataPlan:
         raise DataError(str(exc)) from None
     if rec.events.size == 0:
         raise DataError(f"{spec}: the file holds no events")
-    d = 1 if args.downsample is None else args.downsample
+    d = args.downsample                 # None: chosen by fit_downsample for the network
     bin_us = args.bin_us or RECORDING_BIN_US
-    return DataPlan("file", spec, path, steps, gev.binned_size(rec.sensor_size, downsample=d),
-                    False, bin_us, d, rec.sensor_size, args.format, args.strict, rec,
-                    [str(w.message) for w in caught])
+    n_in = 0 if d is None else gev.binned_size(rec.sensor_size, downsample=d)
+    return DataPlan("file", spec, path, steps, n_in, False, bin_us, d, rec.sensor_size,
+                    args.format, args.strict, rec, [str(w.message) for w in caught])
+
+
+MAX_N_IN = 16384                       # NetConfig: each layer at most 16384 wide
+
+
+def fit_downsample(p: DataPlan, n_in: int | None = None) -> None:
+    """Choose the downsample of a recording the user gave none for, and say so: the one that
+    gives the network's ``n_in`` exactly, or (no network yet) the smallest whose ``n_in`` fits
+    the device (16384). Error if none gives ``n_in``."""
+    if p.downsample is not None:
+        return
+    sizes = {d: gev.binned_size(p.sensor, downsample=d) for d in range(1, max(p.sensor) + 1)}
+    if n_in is None:
+        d = min(d for d, n in sizes.items() if n <= MAX_N_IN)
+    else:
+        fits = [d for d, n in sizes.items() if n == n_in]
+        if not fits:
+            raise DataError(f"{p.spec}: no --downsample of the {p.sensor[0]}x{p.sensor[1]} "
+                            f"sensor gives the network's n_in = {n_in} (2 * ceil(W/d) * "
+                            f"ceil(H/d))")
+        d = fits[0]
+    p.downsample, p.n_in = d, sizes[d]
+    p.notes.append(f"--downsample {d} chosen (n_in {p.n_in}"
+                      + (", the network's" if n_in is not None else
+                         f", the smallest that fits the device's {MAX_N_IN} inputs") + ")")
+
+
+def check_size(p: DataPlan) -> None:
+    """The data's ``n_in`` fits the device (16384 inputs)."""
+    if p.n_in > MAX_N_IN:
+        raise DataError(f"the data ({p.describe()}) have n_in = {p.n_in} inputs, above the "
+                        f"device's {MAX_N_IN}: use a larger --downsample")
 
 
 def check_network(p: DataPlan, cfg, where: str) -> None:
@@ -184,9 +220,7 @@ def check_network(p: DataPlan, cfg, where: str) -> None:
                     f"{cfg.layers[0]}")
         raise DataError(f"the data ({p.describe()}) have n_in = {p.n_in} inputs, {where} "
                         f"has layers[0] = {cfg.layers[0]}{hint}")
-    if p.n_in > 16384:
-        raise DataError(f"n_in = {p.n_in} inputs is above the device's 16384: use a larger "
-                        f"--downsample")
+    check_size(p)
 
 
 # ---------------------------------------------------------------------------------------------
