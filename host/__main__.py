@@ -37,7 +37,7 @@ class _Parser(argparse.ArgumentParser):
     """A bad command line is one line ``error: ...`` (exit code 2), as every other bad input."""
 
     def error(self, message):
-        self.exit(2, f"error: {message} (python -m host --help)\n")
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
 def _parser() -> argparse.ArgumentParser:

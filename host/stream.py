@@ -124,7 +124,8 @@ def cmd_stream(args, open_device, read_checkpoint, warn) -> dict:
         run_s = time.perf_counter() - t0
         if bar is not None:
             bar.close()
-    rec_s = n * window_us / 1e6
+    # the recording time the windows cover (the last window may reach past the last event)
+    rec_s = min(n * window_us, int(ev["t"][-1]) + 1 - t_first) / 1e6
     proc_s = run_s + bin_s
     step = max(1, n // 20)
     for k in range(0, n, step):
