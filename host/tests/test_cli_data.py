@@ -123,6 +123,7 @@ def test_eval_real_recording_predicts_per_window(tmp_path, capsys):
     (["train", "--data", "digits", "--steps", "300"], "--steps must be in 1..256"),
     (["train", "--data", str(AEDAT4_PATH)], "a single recording has no labels"),
     (["train", "--data", "digits", "--epochs", "0"], "--epochs must be >= 1"),
+    (["train", "--data", "mnist", "--steps", "256"], "would take 13.1 GiB in memory"),
     (["train", "--data", "digits", "--samples", "0"], "--samples must be >= 1"),
     (["train", "--data", "digits", "--test-samples", "0"], "--test-samples must be >= 1"),
     (["train", "--data", "digits", "--config", "nope.json"], "--config nope.json: file not found"),
