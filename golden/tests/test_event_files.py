@@ -9,6 +9,8 @@ import warnings
 import faery
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from golden.events import (
     EVENT_DTYPE,
@@ -294,3 +296,26 @@ def test_events_bench_runs_and_checks_its_results():
     r = bench(ev, size, T=4, bin_us=20_000, downsample=8, calls=3, repeat=1)
     assert r["windows"] == -(-(int(ev["t"][-1]) + 1 - int(ev["t"][0])) // 80_000)
     assert r["per_window_calls_measured"] == 3 and r["one_pass_ms"] > 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), T=st.integers(1, 6), bin_us=st.integers(1, 50),
+       d=st.integers(1, 4), shift=st.integers(-100, 100), n_windows=st.integers(1, 5))
+def test_window_coords_equals_bin_events_property(seed, T, bin_us, d, shift, n_windows):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(0, 60))
+    size = (int(rng.integers(1, 20)), int(rng.integers(1, 20)))
+    ev = np.zeros(n, EVENT_DTYPE)
+    ev["t"] = np.sort(rng.integers(0, 400, n))
+    ev["x"], ev["y"] = rng.integers(0, size[0], n), rng.integers(0, size[1], n)
+    ev["p"] = rng.integers(0, 2, n)
+    t0 = 100 + shift
+    wc = window_coords(ev, size, T, bin_us, t_start=t0, n_windows=n_windows, downsample=d)
+    b = bin_windows(ev, size, T, bin_us, t_start=t0, n_windows=n_windows, downsample=d)
+    inside = 0
+    for w in range(n_windows):
+        lo, hi = t0 + w * T * bin_us, t0 + (w + 1) * T * bin_us
+        np.testing.assert_array_equal(
+            b[w], bin_events(ev, size, T, t_start=lo, t_end=hi, downsample=d))
+        inside += int(((ev["t"] >= lo) & (ev["t"] < hi)).sum())
+    assert wc.n_outside == n - inside
