@@ -397,6 +397,23 @@ def _dims(d):
     return None if d is None else (int(d[0]), int(d[1]))
 
 
+def _prophesee_header_len(p: Path) -> int:
+    """Bytes of the text header: lines ``% ...``, up to and including ``% end`` if present."""
+    off = 0
+    with open(p, "rb") as f:
+        while f.read(2) == b"% ":
+            line = f.readline()
+            off = f.tell()
+            if line.rstrip(b"\r\n") == b"end":
+                break
+            f.seek(off)
+    return off
+
+
+# bytes per word after the text header (DAT: 2 more header bytes, event type and size)
+_WORD_BYTES = {"evt2": 4, "evt2.1": 8, "evt3": 2, "dat1": 8, "dat2": 8}
+
+
 def _check_evt3_wraps(p: Path) -> None:
     """Refuse an EVT 3.0 file that faery 0.7.1 would decode with wrong times.
 
@@ -407,14 +424,7 @@ def _check_evt3_wraps(p: Path) -> None:
     golden/tests/test_event_files.py). This scans the 16-bit words' types only; it decodes
     nothing.
     """
-    off = 0
-    with open(p, "rb") as f:                 # the header: lines '% ...', up to '% end'
-        while f.read(2) == b"% ":
-            line = f.readline()
-            off = f.tell()
-            if line.rstrip(b"\r\n") == b"end":
-                break
-            f.seek(off)
+    off = _prophesee_header_len(p)
     n_words = (p.stat().st_size - off) // 2
     if n_words == 0:
         return
@@ -430,7 +440,8 @@ def _check_evt3_wraps(p: Path) -> None:
                          f"file is refused rather than misread")
 
 
-def read_prophesee(path: PathLike, *, sensor_size=None, version: str | None = None) -> Recording:
+def read_prophesee(path: PathLike, *, sensor_size=None, version: str | None = None,
+                   strict: bool = False) -> Recording:
     """Read a Prophesee EVT 2.0 / EVT 3.0 (``.raw``) or DAT (``.dat``) file with ``faery``.
 
     The kind is the extension (``.raw`` -> EVT, ``.dat`` -> DAT). Returns ``Recording(events,
@@ -444,8 +455,12 @@ def read_prophesee(path: PathLike, *, sensor_size=None, version: str | None = No
     * ``version``: ``"evt2"``/``"evt3"`` or ``"dat1"``/``"dat2"``, needed only when the header has
       no version line; a header that states one wins (a different ``version`` is an error).
 
+    * A file that ends inside a word (cut off): the complete words are decoded and a
+      :class:`TruncatedFileWarning` names the bytes left over (``strict=True``: ``ValueError``).
+      (The decoder would drop them silently.)
+
     Raises ``FileNotFoundError`` / ``ValueError`` naming the file and the problem (decoder errors
-    included), never returns a partial result.
+    included).
     """
     p = Path(path)
     if not p.is_file():
@@ -527,6 +542,16 @@ def read_prophesee(path: PathLike, *, sensor_size=None, version: str | None = No
                 raise ValueError(f"{p}: out-of-range event coordinates: field '{name}' must be "
                                  f"in [0, {lim - 1}] (sensor {size}), got {int(out[name][i])} "
                                  f"at event {i}")
+    body = p.stat().st_size - _prophesee_header_len(p) - (2 if kind == "dat" else 0)
+    left = body % _WORD_BYTES.get(ver, 1) if body > 0 else 0
+    if left:
+        msg = (f"{p}: truncated {ver.upper()} file: it ends inside a word, the last {left} "
+               f"byte(s) (of a {_WORD_BYTES[ver]}-byte word) could not be decoded; "
+               f"{len(out)} events were read"
+               + (f", the last at t = {int(out['t'][-1])} us" if len(out) else ""))
+        if strict:
+            raise ValueError(msg + " (strict reading)")
+        warnings.warn(msg, TruncatedFileWarning, stacklevel=2)
     return Recording(out, size)
 
 
@@ -571,7 +596,7 @@ def read_events(path: PathLike, *, format: str | None = None, sensor_size=None,
     The kind comes from ``format`` (one of :data:`EVENT_FORMATS`) or the extension
     (:data:`EVENT_FILE_KINDS`). ``sensor_size``: for formats whose file may not state it (EVT,
     DAT; N-MNIST is always 34 x 34 unless given); a file that states it must agree. ``strict``:
-    a truncated AEDAT4 file is an error instead of a warning.
+    a truncated AEDAT4, EVT or DAT file is an error instead of a warning.
     """
     p = Path(path)
     kind = event_file_kind(p, format)
@@ -591,7 +616,7 @@ def read_events(path: PathLike, *, format: str | None = None, sensor_size=None,
         return rec
     if kind in ("evt", "dat"):
         version = format if format and format[:3] in ("evt", "dat") else None
-        return read_prophesee(p, sensor_size=sensor_size, version=version)
+        return read_prophesee(p, sensor_size=sensor_size, version=version, strict=strict)
     size = NMNIST_SENSOR_SIZE if sensor_size is None else _sensor(sensor_size)
     ev = read_nmnist(p)
     for name, lim in (("x", size[0]), ("y", size[1])):

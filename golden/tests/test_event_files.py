@@ -153,6 +153,27 @@ def test_evt3_wrap_across_a_gap_is_refused_not_misread(tmp_path):
     _same(read_events(path2).events, ev)
 
 
+@pytest.mark.parametrize("version,ext,word", [("evt2", ".raw", 4), ("evt3", ".raw", 2),
+                                              ("dat2", ".dat", 8)])
+def test_prophesee_cut_inside_a_word_warns(tmp_path, version, ext, word):
+    path = tmp_path / f"cut{ext}"
+    written = _write(path, version)
+    data = path.read_bytes()
+    for left in range(1, word):
+        path.write_bytes(data[:len(data) - word + left])
+        with pytest.warns(TruncatedFileWarning,
+                          match=f"ends inside a word, the last {left} byte"):
+            rec = read_events(path)
+        _same(rec.events, written[:len(rec.events)])
+        assert len(rec.events) >= len(written) - 2
+        with pytest.raises(ValueError, match="strict reading"):
+            read_events(path, strict=True)
+    path.write_bytes(data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                     # a whole file: no warning
+        _same(read_events(path).events, written)
+
+
 def test_prophesee_bad_files(tmp_path):
     with pytest.raises(FileNotFoundError):
         read_events(tmp_path / "nope.raw")
