@@ -9,7 +9,9 @@
 
 Binning options (event data only, i.e. nmnist:DIR and FILE): ``--steps T`` (default: the
 network's T), ``--bin-us`` (default: 300 ms / T for N-MNIST, whose samples are 300 ms;
-1000 us for a recording), ``--downsample d`` (default 2 for N-MNIST, 1 for a recording),
+1000 us for a recording), ``--downsample d`` (default 2 for N-MNIST; for a recording the one
+that gives the network's ``n_in``, or without a network the smallest that fits 16384 inputs,
+printed),
 ``--sensor W H`` (needed when the file does not state it), ``--format`` (when the extension does
 not tell), ``--strict`` (a truncated file is an error, not a warning). Channels are
 ``2 * ceil(W/d) * ceil(H/d)`` (golden.events.bin_events).
@@ -55,7 +57,8 @@ def add_data_args(sp: argparse.ArgumentParser, default: str | None = "digits",
                     help="microseconds per step (event data; default 300 ms / T for N-MNIST, "
                          f"{RECORDING_BIN_US} for a recording)")
     sp.add_argument("--downsample", type=int, default=None,
-                    help="pixel downsampling d (event data; default 2 for N-MNIST, 1 for a file)")
+                    help="pixel downsampling d (event data; default 2 for N-MNIST; for a file "
+                         "the one that fits the network)")
     sp.add_argument("--sensor", type=int, nargs=2, default=None, metavar=("W", "H"),
                     help="sensor size when the file does not state it")
     sp.add_argument("--format", default=None, choices=gev.EVENT_FORMATS,
