@@ -20,6 +20,9 @@ instantiates, one dict per memory, for the board flow's fit check before synthes
      "read_ports": int,      # optional, default 1: synchronous read ports (> 1: replicated)
      "async_read": bool,     # optional, default False: a combinational read port (no block RAM
                              # on the iCE40: flip-flops; LUT RAM on the ECP5)
+     "init": bool,           # optional, default False: non-zero initial contents (no SPRAM)
+     "style": "huge",        # optional: the memory carries ram_style = "huge" on the iCE40
+                             # (SPRAM whatever the cost; see hdl_gen/flow/spram.py)
      "count": int}           # optional, default 1: identical instances
 
 Classes are imported lazily: an architecture whose module is not on this branch is reported by

@@ -31,6 +31,7 @@ def _walk(frag, path, skip):
                 "read_ports": sum(1 for r in reads if r._domain != "comb"),
                 "async_read": any(r._domain == "comb" for r in reads),
                 "write_ports": len(sub._write_ports),
+                "init": any(data.init._raw),   # the elements as integers (amaranth 0.5)
             }
         yield from _walk(sub, p, skip)
 
@@ -42,7 +43,8 @@ def memory_inventory(design, *, skip=()) -> list[dict]:
     under them. Each entry: ``name`` (dotted submodule path), ``width``, ``depth``, ``ports`` (2:
     the read and write ports have their own address signals; a memory whose ports share one
     address is only known as such to its author, see ``memories()``), ``read_ports`` (synchronous
-    ones), ``async_read`` (a combinational read port), ``write_ports``.
+    ones), ``async_read`` (a combinational read port), ``write_ports``, ``init`` (non-zero
+    initial contents).
     """
     skip = {tuple(s) for s in skip}
     return list(_walk(Fragment.get(design, None), (), skip))

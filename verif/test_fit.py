@@ -44,8 +44,14 @@ def test_place_rules():
     assert place(sp, "ice40", ("-dsp", "-spram"))["kind"] == "SPRAM"
     assert place(sp, "ice40", ("-dsp",))["kind"] == "EBR"              # 64 EBR without -spram
     assert place(_mem(16, 16384), "ice40", ("-spram",))["kind"] == "EBR"
-    # ... and like Yosys (cost 2048 vs 64 per EBR), only when it would take more than 32 EBR
+    # ... and like Yosys (cost 2048 vs 64 per EBR), only when it would take 32 EBR or more
+    # (measured: 4k x 16 -> 16 EBR, 8k x 16 and 16k x 8 -> 1 SPRAM; hdl_gen/flow/spram.py)
     assert place(_mem(16, 4096, ports=1), "ice40", ("-spram",))["kind"] == "EBR"
+    assert place(_mem(16, 8192, ports=1), "ice40", ("-spram",))["kind"] == "SPRAM"
+    assert place(_mem(8, 16384, ports=1), "ice40", ("-spram",))["kind"] == "SPRAM"
+    assert place(_mem(36, 16384, ports=1), "ice40", ("-spram",))["blocks"] == 3
+    # an SPRAM cannot be initialised: a memory with initial contents stays in EBR
+    assert place(_mem(16, 16384, ports=1, init=True), "ice40", ("-spram",))["kind"] == "EBR"
     # DP16KD: 1k x 18 .. 16k x 1, 512 x 36 with one read port
     assert place(_mem(36, 512), *ecp)["blocks"] == 1
     assert place(_mem(64, 2048), *ecp)["blocks"] == 8                  # 8 x 2048x9

@@ -15,6 +15,9 @@ import shutil
 
 import pytest
 from amaranth import *
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
 from hdl_gen.flow.boards import (BOARDS, UARTLoopback, ecp5_pll_params, ice40_pll_params,
@@ -134,3 +137,51 @@ def test_fpga_build_end_to_end(tmp_path):
     assert bit.exists() and bit.stat().st_size > 50_000
     assert data["config"]["layers"] == list(smallest_config().layers)
     assert {"synth", "pnr", "pack", "total"} <= set(data["timings_s"])
+
+
+class SPRAMDemo(wiring.Component):
+    """Two single-port memories in the shape hdl_gen/flow/spram.py says Yosys maps to SPRAM (one
+    address, read port off while writing, no initial contents): 16k x 16 with nibble write
+    enables (1 SB_SPRAM256KA by cost), and 35,328 x 9 marked ram_style = "huge" (3, where Yosys
+    would otherwise take 79 EBR)."""
+    addr: In(16)
+    wdata: In(16)
+    we: In(4)
+    rdata: Out(25)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.small = small = Memory(shape=16, depth=16384, init=[])
+        m.submodules.big = big = Memory(shape=9, depth=35328, init=[],
+                                        attrs={"ram_style": "huge"})
+        wp, rp = small.write_port(granularity=4), small.read_port()
+        m.d.comb += [wp.addr.eq(self.addr), rp.addr.eq(self.addr), wp.data.eq(self.wdata),
+                     wp.en.eq(self.we), rp.en.eq(~self.we.any()), self.rdata[:16].eq(rp.data)]
+        wp, rp = big.write_port(), big.read_port()
+        m.d.comb += [wp.addr.eq(self.addr), rp.addr.eq(self.addr), wp.data.eq(self.wdata),
+                     wp.en.eq(self.we[0]), rp.en.eq(~self.we[0]), self.rdata[16:].eq(rp.data)]
+        return m
+
+
+@pytest.mark.slow
+def test_spram_inference(tmp_path):
+    """The iCEBreaker flow (synth_ice40 -dsp -spram, all-zero init dropped) turns the two
+    Amaranth memories into 1 + 3 SB_SPRAM256KA (all four of the UP5K) and no EBR; the fit check
+    counts the same (Yosys only, ~30 s)."""
+    from hdl_gen.flow.boards import get_board
+    from hdl_gen.flow.fit import memory_budget
+    from hdl_gen.flow.tops import ShiftHarness
+    from hdl_gen.inventory import memory_inventory
+
+    def spram_demo(cfg, clk_hz):
+        return ShiftHarness(SPRAMDemo())
+
+    rep = build("icebreaker", spram_demo, smallest_config(), tmp_path, synth_only=True,
+                log=lambda *a: None)
+    cells = rep["synth_cells"]
+    assert cells.get("SB_SPRAM256KA") == 4 and "SB_RAM40_4K" not in cells, cells
+    assert any("all-zero initial contents dropped" in n for n in rep["notes"]), rep["notes"]
+    mems = [{**m, "ports": 1, **({"style": "huge"} if m["depth"] == 35328 else {})}
+            for m in memory_inventory(SPRAMDemo())]
+    est = memory_budget(mems, get_board("icebreaker"))["totals"]
+    assert est["ICESTORM_SPRAM"]["needed"] == 4 and est["ICESTORM_RAM"]["needed"] == 0, est

