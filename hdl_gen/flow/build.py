@@ -33,6 +33,7 @@ from hdl_gen.architectures import DEFAULT_ARCH, core_class
 from hdl_gen.flow.boards import Board, get_board
 from hdl_gen.flow.fit import check_fit, design_memories, memory_budget
 from hdl_gen.flow.spram import drop_zero_init
+from hdl_gen.flow.summary import git_describe, utc_now
 from hdl_gen.flow.parse import (first_error, log_utilisation, parse_nextpnr_report, tail,
                                 yosys_stat)
 from hdl_gen.flow.tops import BoardShell, resolved_top_name, top_factory
@@ -297,6 +298,7 @@ def build(board: str | Board, top="auto", cfg: NetConfig | None = None,
         "timings_s": times,
         "bitstream": bitstream.name if fail is None else None,
         "bitstream_bytes": bitstream.stat().st_size if fail is None else None,
+        "git": git_describe(), "built_utc": utc_now(),
         "tools": _tool_versions(env), "host": {"python": sys.version.split()[0],
                                                "machine": _pyplatform.machine(),
                                                "cpus": os.cpu_count()},

@@ -92,6 +92,10 @@ def add_subcommands(subparsers) -> None:
     r.add_argument("--no-sim", action="store_true",
                    help="reuse the throughput measured last time (build/perf_data.json)")
     r.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    r.add_argument("--reuse", metavar="FILE",
+                   help="figures for what is not rebuilt here (default docs/performance.json)")
+    r.add_argument("--core-perf", nargs="*", metavar="DIR",
+                   help="more folders with verif/test_core.py's core_perf_*.json (besides out/)")
     r.add_argument("--unit-fmax", action="store_true",
                    help="also place and route each block alone on the ECP5-85F (Fmax per unit)")
     r.add_argument("--breakdown", type=int, metavar="P", nargs="*", default=[],

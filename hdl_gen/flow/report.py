@@ -7,27 +7,15 @@ from :mod:`hdl_gen.flow.throughput`; the synthesis studies from :mod:`hdl_gen.fl
 import json
 from pathlib import Path
 
+from hdl_gen.flow.boards import BOARDS
 from hdl_gen.flow.breakdown import board_breakdown, resource_sweep, unit_fmax
 from hdl_gen.flow.parse import ffs, luts
+from hdl_gen.flow.summary import (gather_core_perf, gather_reports, git_describe, provenance,
+                                  summary_table, utc_now)
 from hdl_gen.flow.throughput import measure_throughput
 
 ROOT = Path(__file__).resolve().parents[2]
-
-# Anchors (../shared/reference/anchors.md). None = not published.
-ANCHORS = [
-    # name, platform, learning, SOP/cycle, bit/synapse, logic, BRAM, clock / throughput note
-    ("ODIN (Frenkel 2019)", "28 nm ASIC (RTL)", "SDSP on-chip", 0.5, "4 (3 w + 1 map)",
-     None, None, "2 cycles/SOP in RTL; 12.7 pJ/SOP"),
-    ("ReckOn (Frenkel 2022)", "28 nm ASIC", "e-prop on-chip", None, "8 w; traces per neuron",
-     None, None, "0.8 % memory overhead for learning; 5.3 pJ/SOP"),
-    ("Spiker+ (2024), MNIST", "PYNQ-Z2 (Artix-7)", "none", None, "6 w (tutorial)",
-     "7,612 LC", "18", "780 us/img, 180 mW"),
-    ("Flexi-NeurA", "FPGA", "none", None, "-", "1,623 LC", "7", "MNIST 97.23 %, 1.1 ms"),
-    ("FireFly v1", "Zynq US+", "none", None, "8 w", "DSP48E2-based", "-",
-     "5.53 TSOP/s at 300 MHz"),
-    ("FireFly-P", "Artix-7 35T", "plasticity", None, "-", "~10k LUT", "-", "8 us inf+update"),
-]
-
+TITLES = {name: b.title for name, b in BOARDS.items()}
 
 FLOW_NOTES = """## The flow
 
@@ -147,23 +135,9 @@ def write_doc(doc: Path, reports: dict, thr: list, plots: dict, extra: dict | No
     w("Build any board yourself: `python -m hdl_gen build --board icebreaker|ulx3s-85f "
       "[--config FILE] [--out DIR] [--program]` (open toolchain from PyPI: YoWASP Yosys, "
       "nextpnr, icepack/ecppack; nothing from a vendor).\n")
-    w("## Summary\n")
-    w("| board | network, P | fits | core Fmax | target | learning state |")
-    w("|---|---|---|---|---|---|")
-    for name, rep in reports.items():
-        if rep is None:
-            w(f"| {name} | not built | | | | |")
-            continue
-        cfg = rep["config"]
-        net = f"{'-'.join(map(str, cfg['layers']))}, P = {rep.get('design_kw', {}).get('lanes')}"
-        if not rep.get("fits", True):
-            w(f"| {rep['title']} | {net} | **no**: {rep.get('limits')} | - | "
-              f"{rep['target_mhz']:g} MHz | - |")
-            continue
-        met = "met" if rep["meets_target"] else "**missed**"
-        w(f"| {rep['title']} | {net} | yes | {_fmt(rep['fmax_mhz'], 1)} MHz | "
-          f"{rep['target_mhz']:g} MHz ({met}) | {1 + cfg['momentum_bits']} bit/synapse |")
-    w("")
+    w("## Summary: every board and architecture beside the anchors\n")
+    for line in summary_table(reports, thr, extra.get("core_perf", []), TITLES):
+        w(line)
     uf = extra.get("unit_fmax")
     if uf:
         w("Per-unit Fmax on the ECP5-85F (each unit alone behind the pin harness "
@@ -175,17 +149,23 @@ def write_doc(doc: Path, reports: dict, thr: list, plots: dict, extra: dict | No
 
     # ---- per board
     w("## Boards\n")
-    for name, rep in reports.items():
+    for key, rep in reports.items():
+        board, arch = key.split("/")
+        title = TITLES.get(board, board)
         if rep is None:
-            w(f"### {name}\n\nnot built.\n")
+            w(f"### {title}, {arch} core\n\nnot built.\n")
             continue
         cfg = rep["config"]
-        w(f"### {rep['title']}\n")
-        lanes = rep.get("design_kw", {}).get("lanes", "default")
-        w(f"Design: `{rep['top']}` top, network {' x '.join(map(str, cfg['layers']))}, "
-          f"T = {cfg['T']}, {cfg['optimizer'].upper()} learning, momentum {cfg['momentum_bits']} "
+        w(f"### {title}, {arch} core\n")
+        lanes = (rep.get("design_kw") or {}).get("lanes", "default")
+        w(f"Design: `{rep.get('top', 'board')}` top, network {' x '.join(map(str, cfg['layers']))},"
+          f" T = {cfg['T']}, {cfg['optimizer'].upper()} learning, momentum {cfg['momentum_bits']} "
           f"bit ({1 + cfg['momentum_bits']} bit of learning state per synapse), P = {lanes} lanes."
-          f" Command: `python -m hdl_gen build --board {name}`.\n")
+          f" Command: `python -m hdl_gen build --board {board} --arch {arch}`. "
+          f"Figures: {provenance(rep)}.\n")
+        if rep.get("refused"):
+            w(f"Refused by the fit check before synthesis: `error: {rep['refused']}`\n")
+            continue
         fits = rep.get("fits", True)
         w("| quantity | value |\n|---|---|")
         if not fits:
@@ -193,22 +173,29 @@ def write_doc(doc: Path, reports: dict, thr: list, plots: dict, extra: dict | No
         else:
             met = "met" if rep["meets_target"] else "**missed**"
             w(f"| core clock Fmax (nextpnr) | **{_fmt(rep['fmax_mhz'], 2)} MHz** |")
-            w(f"| target | {rep['target_mhz']:g} MHz ({met}); PLL set to "
-              f"{rep['clock_mhz']:g} MHz |")
+            pll = f"; PLL set to {rep['clock_mhz']:g} MHz" if rep.get("clock_mhz") else ""
+            w(f"| target | {rep['target_mhz']:g} MHz ({met}){pll} |")
         fam_cells = (("ICESTORM_LC", "ICESTORM_RAM", "ICESTORM_SPRAM", "ICESTORM_DSP", "SB_IO")
                      if "ICESTORM_LC" in rep["utilization"] else
                      ("TRELLIS_COMB", "TRELLIS_FF", "TRELLIS_RAMW", "DP16KD", "MULT18X18D",
                       "TRELLIS_IO"))
+        est = rep.get("fit_estimate") or {}
         for c, v in zip(fam_cells, _util_row(rep, fam_cells)):
-            w(f"| {c} | {v} |")
+            e = ""
+            if c in est:
+                e = (f" (memories in flip-flops, fit check estimate: {est[c]['needed']:,})"
+                     if est[c]["kind"] == "FF" else f" (fit check estimate {est[c]['needed']:,})")
+            w(f"| {c} | {v}{e} |")
         mem = rep.get("memory", {})
         w(f"| block RAM bits used | {_fmt(mem.get('bram_used_bits'))} of "
           f"{_fmt(mem.get('board_bram_bits'))} ({mem.get('bram_fill', 0):.0%}) |")
         w(f"| synapses / synapse-state bits | {_fmt(mem.get('synapses'))} / "
           f"{_fmt(mem.get('synapse_state_bits'))} |")
-        t = rep["timings_s"]
-        w(f"| build wall time synth / pnr / pack (CPU) | {t.get('synth')} ({t.get('synth_cpu')}) / "
-          f"{t.get('pnr')} ({t.get('pnr_cpu')}) / {t.get('pack', '—')} s |")
+        t = rep.get("timings_s")
+        if t:
+            w(f"| build wall time synth / pnr / pack (CPU) | {t.get('synth')} "
+              f"({t.get('synth_cpu')}) / {t.get('pnr')} ({t.get('pnr_cpu')}) / "
+              f"{t.get('pack', '—')} s |")
         for n in rep.get("notes", []):
             w(f"| note | {n} |")
         w("")
@@ -261,7 +248,8 @@ def write_doc(doc: Path, reports: dict, thr: list, plots: dict, extra: dict | No
 
     # ---- throughput
     w("## Throughput in simulation (default digits network, layer 0: 128 -> 256)\n")
-    fmaxes = {n: r["fmax_mhz"] for n, r in reports.items() if r and r.get("fmax_mhz")}
+    fmaxes = {n.split("/")[0]: r["fmax_mhz"] for n, r in reports.items()
+              if r and r.get("fmax_mhz") and n.endswith("/parallel")}
     hdr = "| P | SOP/cycle | SOP/cycle / P | updates/cycle | updates/cycle / P |"
     hdr += "".join(f" GSOP/s at {n} Fmax |" for n in fmaxes)
     w(hdr)
@@ -294,7 +282,7 @@ def write_doc(doc: Path, reports: dict, thr: list, plots: dict, extra: dict | No
       "device bound bits/cycle | device ratio acc / learn |")
     w("|---|---|---|---|---|---|---|---|")
     for name, rep in reports.items():
-        if not rep:
+        if not rep or rep.get("refused") or not name.endswith("/parallel"):
             continue
         P = rep.get("design_kw", {}).get("lanes")
         row = next((r for r in thr if r["lanes"] == P), None)
@@ -311,30 +299,6 @@ def write_doc(doc: Path, reports: dict, thr: list, plots: dict, extra: dict | No
           f"{_fmt(lrn_bits / b['read_bits'] if lrn_bits else None, 4)} |")
     w("")
 
-    # ---- anchors
-    w("## Anchors side by side\n")
-    w("| design | platform | learning | SOP/cycle | bit/synapse | logic | BRAM | note |")
-    w("|---|---|---|---|---|---|---|---|")
-    for name, rep in reports.items():
-        if not rep:
-            continue
-        cfg = rep["config"]
-        P = rep.get("design_kw", {}).get("lanes")
-        row = next((r for r in thr if r["lanes"] == P), None)
-        sa = row["accumulate"].get("sop_per_cycle") if row else None
-        u = rep["utilization"]
-        logic = (f'{u["ICESTORM_LC"]["used"]:,} LC' if "ICESTORM_LC" in u
-                 else f'{u["TRELLIS_COMB"]["used"]:,} LUT4')
-        bram = (u.get("ICESTORM_RAM", {}).get("used") if "ICESTORM_LC" in u
-                else u.get("DP16KD", {}).get("used"))
-        gsops = f"{sa * rep['fmax_mhz'] / 1e3:.2f} GSOP/s at Fmax" if sa and rep["fmax_mhz"] \
-            else ("does not fit" if not rep.get("fits", True) else "")
-        w(f"| **this work, {name}** | {rep['title']} | {cfg['optimizer'].upper()} on-chip | "
-          f"{_fmt(sa, 1)} | {1 + cfg['momentum_bits']} (1 w + {cfg['momentum_bits']} M) | "
-          f"{logic} | {bram} | {_fmt(rep['fmax_mhz'], 1)} MHz; {gsops} |")
-    for a in ANCHORS:
-        w("| " + " | ".join(_fmt(x) for x in a) + " |")
-    w("")
     sw = extra.get("sweep")
     if sw:
         w("## Resources vs network size\n")
@@ -416,33 +380,69 @@ def plot_sweep(rows, path: Path) -> str | None:
     return path.name
 
 
+def _estimate(key: str, rep: dict) -> dict | None:
+    """The fit check's memory estimate for a report's board, architecture, config and lanes."""
+    from golden.config import NetConfig
+    from hdl_gen.architectures import ArchitectureError, core_class
+    from hdl_gen.flow.boards import get_board
+    from hdl_gen.flow.fit import design_memories, memory_budget
+    from hdl_gen.flow.tops import top_factory
+    board, arch = key.split("/")
+    b, lanes = get_board(board), rep["design_kw"]["lanes"]
+    cfg = NetConfig.from_dict(rep["config"])
+    try:
+        design = top_factory("board", arch, lanes=lanes)(cfg, b.f_target)
+        return memory_budget(design_memories(core_class(arch), cfg, lanes, design), b)["totals"]
+    except (ArchitectureError, ValueError):
+        return None
+
+
 def main(args) -> int:
-    from hdl_gen.architectures import DEFAULT_ARCH, available
+    """Build (unless ``--no-build``), gather, write the document (and ``--json``).
+
+    Figures not rebuilt here are taken from ``--reuse`` (docs/performance.json: the previous
+    ``--json``) with their provenance; so are the throughput, breakdown and sweep when not
+    rerun (``--no-sim`` and no ``--breakdown`` / ``--sweep``).
+    """
+    from hdl_gen.architectures import available
     from hdl_gen.flow.boards import get_board
     from hdl_gen.flow.build import BuildError, build
+    from hdl_gen.flow.fit import FitError
     archs = getattr(args, "arch", None) or available()
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    reports = {}
-    for b in args.boards:
-        for arch in archs:
-            d = out / f"{b}-{arch}"
-            p = d / "report.json"
-            if not args.no_build:
+    reuse = Path(getattr(args, "reuse", None) or ROOT / "docs" / "performance.json")
+    stored = json.loads(reuse.read_text()) if reuse.exists() else {}
+    cache = out / "perf_data.json"
+    old = {**stored, **(json.loads(cache.read_text()) if cache.exists() else {})}
+    refused = {}
+    if not args.no_build:
+        for b in args.boards:
+            for arch in archs:
                 try:
-                    build(b, "auto", None, d, arch=arch)
+                    build(b, "auto", None, out / f"{b}-{arch}", arch=arch)
                 except BuildError as e:            # does not fit: report.json still written
                     print(f"[report] {b} {arch}: {e}")
-            key = b if arch == DEFAULT_ARCH else f"{b} ({arch})"
-            reports[key] = json.loads(p.read_text()) if p.exists() else None
+                except FitError as e:              # refused before synthesis: nothing written
+                    board = get_board(b)
+                    cfg = board.default_config()
+                    refused[f"{b}/{arch}"] = {
+                        "board": b, "arch": arch, "refused": str(e), "config": cfg.to_dict(),
+                        "design_kw": {"lanes": board.lanes_for(arch)},
+                        "provenance": f"fit check {utc_now()[:10]} at {git_describe()}"}
+                    print(f"[report] {b} {arch}: refused: {e}")
+    reports = gather_reports(args.boards, archs, out, stored.get("boards", {}))
+    reports.update(refused)
+    for key, rep in reports.items():         # stored figures from before the fit check
+        if rep and not rep.get("refused") and not rep.get("fit_estimate"):
+            rep["fit_estimate"] = _estimate(key, rep)
     extra = {}
-    cache = out / "perf_data.json"
-    old = json.loads(cache.read_text()) if cache.exists() else {}
     if args.no_sim and "throughput" in old:
         thr = old["throughput"]
     else:
         thr = measure_throughput(tuple(args.lanes))
     extra["throughput"] = thr
+    extra["core_perf"] = gather_core_perf([ROOT / "out", *(getattr(args, "core_perf", None)
+                                                           or [])], stored.get("core_perf"))
     if args.breakdown:
         ib = get_board("icebreaker")
         bds = [board_breakdown(ib.default_config(), p, ib.family, clk_hz=ib.f_target)
@@ -460,6 +460,7 @@ def main(args) -> int:
         extra["sweep"] = resource_sweep(lanes=8, out=out / "sweep")
     elif "sweep" in old:
         extra["sweep"] = old["sweep"]
+    out.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps(extra, indent=2) + "\n")
     doc = Path(args.doc)
     img = doc.parent / "img"
@@ -474,11 +475,11 @@ def main(args) -> int:
     write_doc(doc, reports, thr, plots, extra)
     print(f"[report] wrote {doc}")
     if getattr(args, "json", None):
-        figures = {"boards": {b: None if r is None else {
-                       k: r.get(k) for k in ("board", "device", "fits", "fmax_mhz", "target_mhz",
-                                             "meets_target", "utilization", "memory", "limits",
-                                             "config", "design_kw")}
-                              for b, r in reports.items()},
+        # whole reports minus the per-path detail, each with where it comes from
+        drop = ("fmax", "nextpnr_opts", "host", "tools", "pll")
+        figures = {"boards": {k: None if r is None else {
+                       **{f: v for f, v in r.items() if f not in drop},
+                       "provenance": provenance(r)} for k, r in reports.items()},
                    **extra}
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
         print(f"[report] wrote {args.json}")
