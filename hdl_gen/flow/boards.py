@@ -14,8 +14,8 @@ holds it in reset until the PLL locks and the BRAMs are usable, the target core 
 the default :class:`golden.config.NetConfig` (see :func:`icebreaker_config`,
 :func:`ulx3s_85f_config`).
 
-:class:`UARTLoopback` is a small real design on the UART pins (8N1 receiver -> block-RAM FIFO ->
-transmitter). The flow was brought up on it before the core top existed, and ``--top loopback``
+:class:`UARTLoopback` is a small real design on the UART pins (the link's 8N1 receiver and
+transmitter, :mod:`hdl_gen.uart`, around a block-RAM FIFO). The flow was brought up on it before the core top existed, and ``--top loopback``
 still builds it for board bring-up: every byte the host sends comes back unchanged.
 """
 
@@ -24,15 +24,16 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from amaranth import *
-from amaranth.lib import cdc, data, fifo, io, stream, wiring
+from amaranth.lib import cdc, fifo, io, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.config import NetConfig, tiny_config
+from hdl_gen.uart import UARTRx, UARTTx, divisor_for
 
 __all__ = [
     "ice40_pll_params", "ecp5_pll_params",
     "ICE40ClockGen", "ECP5ClockGen",
-    "UARTRx", "UARTTx", "UARTLoopback",
+    "UARTLoopback",
     "Board", "BOARDS", "get_board",
     "icebreaker_config", "ulx3s_85f_config", "smallest_config",
 ]
@@ -213,103 +214,6 @@ class ECP5ClockGen(Elaboratable):
 # A small real design on the UART pins: 8N1 loopback through a block-RAM FIFO
 # ------------------------------------------------------------------------------------------------
 
-def _divisor(clk_hz: float, baud: int) -> int:
-    div = round(clk_hz / baud)
-    if div < 4:
-        raise ValueError(f"baud {baud} too fast for a {clk_hz / 1e6:g} MHz clock")
-    err = abs(clk_hz / div - baud) / baud
-    if err > 0.02:
-        raise ValueError(f"baud {baud} at {clk_hz / 1e6:g} MHz is off by {err:.1%} (> 2%)")
-    return div
-
-
-class UARTRx(wiring.Component):
-    """8N1 receiver: 2-flop synchroniser, start bit checked at mid-bit, bytes out on a stream.
-
-    A byte whose stop bit is 0 is dropped and counted in ``frame_errors``; a byte that arrives
-    while ``data`` is still full is dropped and counted in ``overruns``.
-    """
-    rx: In(1, init=1)
-    data: Out(stream.Signature(8))
-    frame_errors: Out(16)
-    overruns: Out(16)
-
-    def __init__(self, divisor: int):
-        self.divisor = divisor
-        super().__init__()
-
-    def elaborate(self, platform):
-        m = Module()
-        rx = Signal(init=1)
-        m.submodules.sync = cdc.FFSynchronizer(self.rx, rx, init=1)
-        timer = Signal(range(self.divisor + self.divisor // 2 + 1))
-        bit = Signal(range(9))
-        shreg = Signal(8)
-        with m.If(self.data.ready):
-            m.d.sync += self.data.valid.eq(0)
-        with m.FSM():
-            with m.State("IDLE"):
-                with m.If(~rx):
-                    m.d.sync += timer.eq(self.divisor // 2 - 1)
-                    m.next = "START"
-            with m.State("START"):
-                with m.If(timer != 0):
-                    m.d.sync += timer.eq(timer - 1)
-                with m.Elif(rx):                         # glitch, not a start bit
-                    m.next = "IDLE"
-                with m.Else():
-                    m.d.sync += [timer.eq(self.divisor - 1), bit.eq(0)]
-                    m.next = "DATA"
-            with m.State("DATA"):
-                with m.If(timer != 0):
-                    m.d.sync += timer.eq(timer - 1)
-                with m.Else():
-                    m.d.sync += [shreg.eq(Cat(shreg[1:], rx)), timer.eq(self.divisor - 1),
-                                 bit.eq(bit + 1)]
-                    with m.If(bit == 7):
-                        m.next = "STOP"
-            with m.State("STOP"):
-                with m.If(timer != 0):
-                    m.d.sync += timer.eq(timer - 1)
-                with m.Else():
-                    with m.If(~rx):
-                        m.d.sync += self.frame_errors.eq(self.frame_errors + 1)
-                    with m.Elif(self.data.valid & ~self.data.ready):
-                        m.d.sync += self.overruns.eq(self.overruns + 1)
-                    with m.Else():
-                        m.d.sync += [self.data.payload.eq(shreg), self.data.valid.eq(1)]
-                    m.next = "IDLE"
-        return m
-
-
-class UARTTx(wiring.Component):
-    """8N1 transmitter taking bytes from a stream."""
-    data: In(stream.Signature(8))
-    tx: Out(1, init=1)
-
-    def __init__(self, divisor: int):
-        self.divisor = divisor
-        super().__init__()
-
-    def elaborate(self, platform):
-        m = Module()
-        timer = Signal(range(self.divisor))
-        shreg = Signal(10, init=0x3FF)
-        count = Signal(range(11))
-        m.d.comb += self.tx.eq(shreg[0])
-        m.d.comb += self.data.ready.eq(count == 0)
-        with m.If(count == 0):
-            with m.If(self.data.valid):
-                m.d.sync += [shreg.eq(Cat(Const(0, 1), self.data.payload, Const(1, 1))),
-                             count.eq(10), timer.eq(self.divisor - 1)]
-        with m.Elif(timer != 0):
-            m.d.sync += timer.eq(timer - 1)
-        with m.Else():
-            m.d.sync += [shreg.eq(Cat(shreg[1:], Const(1, 1))), count.eq(count - 1),
-                         timer.eq(self.divisor - 1)]
-        return m
-
-
 class UARTLoopback(wiring.Component):
     """Board bring-up design: every byte received on ``rx`` is sent back on ``tx``.
 
@@ -321,7 +225,7 @@ class UARTLoopback(wiring.Component):
 
     def __init__(self, clk_hz: float, baud: int = 115200, depth: int = 512):
         self.clk_hz, self.baud, self.depth = clk_hz, baud, depth
-        self.divisor = _divisor(clk_hz, baud)
+        self.divisor = divisor_for(clk_hz, baud)
         super().__init__()
 
     def elaborate(self, platform):
@@ -330,10 +234,10 @@ class UARTLoopback(wiring.Component):
         m.submodules.utx = utx = UARTTx(self.divisor)
         m.submodules.fifo = q = fifo.SyncFIFOBuffered(width=8, depth=self.depth)
         m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx),
-                     q.w_data.eq(urx.data.payload), q.w_en.eq(urx.data.valid),
-                     urx.data.ready.eq(q.w_rdy),
-                     utx.data.payload.eq(q.r_data), utx.data.valid.eq(q.r_rdy),
-                     q.r_en.eq(utx.data.ready)]
+                     q.w_data.eq(urx.o_data.payload), q.w_en.eq(urx.o_data.valid),
+                     urx.o_data.ready.eq(q.w_rdy),
+                     utx.i_data.payload.eq(q.r_data), utx.i_data.valid.eq(q.r_rdy),
+                     q.r_en.eq(utx.i_data.ready)]
         return m
 
 
