@@ -166,6 +166,9 @@ def write_doc(doc: Path, reports: dict, thr: list, plots: dict, extra: dict | No
         if rep.get("refused"):
             w(f"Refused by the fit check before synthesis: `error: {rep['refused']}`\n")
             continue
+        if rep.get("fit_check"):
+            w(f"The fit check refuses this build now, before synthesis: "
+              f"`error: {rep['fit_check']}`\n")
         fits = rep.get("fits", True)
         w("| quantity | value |\n|---|---|")
         if not fits:
@@ -431,7 +434,8 @@ def main(args) -> int:
                         "provenance": f"fit check {utc_now()[:10]} at {git_describe()}"}
                     print(f"[report] {b} {arch}: refused: {e}")
     reports = gather_reports(args.boards, archs, out, stored.get("boards", {}))
-    reports.update(refused)
+    for key, r in refused.items():       # keep measured figures of a design that is refused now
+        reports[key] = {**reports[key], "fit_check": r["refused"]} if reports.get(key) else r
     for key, rep in reports.items():         # stored figures from before the fit check
         if rep and not rep.get("refused") and not rep.get("fit_estimate"):
             rep["fit_estimate"] = _estimate(key, rep)
