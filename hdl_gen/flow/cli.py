@@ -51,7 +51,12 @@ def _cmd_build(args) -> int:
 
 
 def _cmd_report(args) -> int:
+    from hdl_gen.architectures import available
     from hdl_gen.flow import report
+    missing = [a for a in (args.arch or []) if a not in available()]
+    if missing:
+        return _fail(ArchitectureError(f"--arch {missing[0]}: not in this tree yet (available: "
+                                       f"{', '.join(available())})"), 2)
     return report.main(args)
 
 
