@@ -59,23 +59,21 @@ def test_place_rules():
 
 
 def test_cannot_fit_is_one_line_before_any_work(tmp_path, capsys):
-    """The parallel core on the iCEBreaker (even the tiny network: the link alone needs 25 of the
-    30 EBR): refused at once, exit 2, nothing written."""
+    """The parallel core with the default digits network on the iCEBreaker (its 8-bit momenta
+    alone need 64 EBR in dual-port memories, which cannot be SPRAM; the UP5K has 30 EBR,
+    whatever the link): refused at once, exit 2, nothing written."""
+    from golden.config import DEFAULT
     from hdl_gen.__main__ import main
+    cfg = tmp_path / "digits.json"
+    cfg.write_text(DEFAULT.to_json())
     out = tmp_path / "b"
-    assert main(["build", "--board", "icebreaker", "--config", str(_tiny_json(tmp_path)),
-                 "--lanes", "2", "--out", str(out)]) == 2
+    assert main(["build", "--board", "icebreaker", "--config", str(cfg), "--lanes", "8",
+                 "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1, err
-    assert re.fullmatch(r"error: block RAM \(SB_RAM40_4K EBR\) needs (\d+) EBR but the "
+    assert re.fullmatch(r"error: block RAM \(SB_RAM40_4K EBR\) needs [\d,]+ EBR but the "
                         r"iCEBreaker \(iCE40 UP5K-SG48\) has 30 \(largest: .*\)", err[0]), err
     assert not out.exists()
-
-
-def _tiny_json(tmp_path) -> Path:
-    p = tmp_path / "tiny.json"
-    p.write_text(tiny_config().to_json())
-    return p
 
 
 def _budget(board: str, cfg, lanes: int, arch: str = "parallel"):
