@@ -15,8 +15,9 @@ the default :class:`golden.config.NetConfig` (see :func:`icebreaker_config`,
 :func:`ulx3s_85f_config`).
 
 :class:`UARTLoopback` is a small real design on the UART pins (the link's 8N1 receiver and
-transmitter, :mod:`hdl_gen.uart`, around a block-RAM FIFO). The flow was brought up on it before the core top existed, and ``--top loopback``
-still builds it for board bring-up: every byte the host sends comes back unchanged.
+transmitter, :mod:`hdl_gen.uart`, around a block-RAM FIFO). The flow was brought up on it
+before the core top existed, and ``--top loopback`` still builds it for board bring-up: every
+byte the host sends comes back unchanged.
 """
 
 import math

@@ -2,7 +2,8 @@
 
 :func:`memory_budget` places every memory the way Yosys' ``memory_libmap`` does (per memory, the
 cheapest of the family's RAM primitives or flip-flops, with the costs of Yosys' own libraries
-``ice40/brams.txt``, ``ice40/spram.txt``, ``lattice/brams_16kd.txt``, ``lattice/lutrams_trellis.txt``
+``ice40/brams.txt``, ``ice40/spram.txt``, ``lattice/brams_16kd.txt``,
+``lattice/lutrams_trellis.txt``
 and its logic cost of 1 per RAM bit), sums the primitives and compares them with the device.
 :func:`check_fit` turns the first shortfall into one line::
 
@@ -13,7 +14,8 @@ interface in :mod:`hdl_gen.architectures`) plus, for everything around the core 
 FIFOs), from the elaborated design (:func:`hdl_gen.inventory.memory_inventory`).
 
 Modelled: primitive geometries (EBR 256x16 .. 2048x2; SPRAM 16k x 16, single port only, no
-initial contents, with ``-spram``, see :mod:`hdl_gen.flow.spram`; DP16KD 1k x 18 .. 16k x 1, 512 x 36 for one read + one write port; DPR16X4 16 x 4),
+initial contents, with ``-spram``, see :mod:`hdl_gen.flow.spram`; DP16KD 1k x 18 .. 16k x 1,
+512 x 36 for one read + one write port; DPR16X4 16 x 4),
 one copy of the memory per synchronous read port beyond what the primitive has, combinational
 reads (no block RAM on the iCE40: flip-flops; LUT RAM on the ECP5). Not modelled: the logic
 around the memories, Yosys merging or splitting memories. The estimate is checked against real

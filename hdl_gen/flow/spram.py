@@ -33,8 +33,8 @@ import re
 
 __all__ = ["drop_zero_init", "spram_sized"]
 
-_CELL = re.compile(r"(?:^[ \t]*attribute [^\n]*\n)*^[ \t]*cell \$meminit_v2 [^\n]*\n.*?^[ \t]*end\n",
-                   re.M | re.S)
+_CELL = re.compile(r"(?:^[ \t]*attribute [^\n]*\n)*"
+                   r"^[ \t]*cell \$meminit_v2 [^\n]*\n.*?^[ \t]*end\n", re.M | re.S)
 
 
 def spram_sized(width: int, depth: int) -> bool:

@@ -199,7 +199,8 @@ def summary_table(reports: dict, thr: list, perf: list, titles: dict) -> list[st
         if p:
             same = list(p["layers"]) == list(cfg["layers"]) and p["lanes"] == lanes
             tag = "" if same else f" ({'-'.join(map(str, p['layers']))}, P = {p['lanes']})"
-            cyc = f"{_fmt(p['cycles_step_learning'], 0)} / {_fmt(p['cycles_step_inference'], 0)}{tag}"
+            cyc = (f"{_fmt(p['cycles_step_learning'], 0)} / "
+                   f"{_fmt(p['cycles_step_inference'], 0)}{tag}")
             if fmax and fits == "yes":
                 sps = fmax * 1e6 / (cfg["T"] * p["cycles_step_learning"])
                 samples = f"{sps:,.0f}{tag}"
