@@ -188,7 +188,18 @@ class NetConfig:
              f"a multiple of 2^-{self.membrane_frac} (membrane_frac)", self.target)
 
     def derived(self) -> Derived:
-        """Integer constants used by int mode and by the RTL generator."""
+        """Integer constants used by int mode and by the RTL generator.
+
+        Computed once per config (the dataclass is frozen, so they cannot go stale) and kept
+        outside the fields: equality, hashing, ``to_dict`` and ``replace`` ignore the cache.
+        """
+        d = self.__dict__.get("_derived")
+        if d is None:
+            d = self._compute_derived()
+            object.__setattr__(self, "_derived", d)
+        return d
+
+    def _compute_derived(self) -> Derived:
         one = 1 << self.membrane_frac
         recip = []
         for l in range(self.n_layers):
@@ -247,7 +258,7 @@ class NetConfig:
     @classmethod
     def default_for(cls, optimizer: str = "bso", **kw) -> "NetConfig":
         """The tuned default for ``optimizer``: the field defaults plus :data:`TBSO_DEFAULTS`
-        for ``"tbso"``; ``kw`` overrides fields (``python -m golden.bench`` runs these)."""
+        for ``"tbso"``; ``kw`` overrides fields (``python -m studies.digits`` runs these)."""
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer={optimizer!r} is invalid: allowed {OPTIMIZERS}")
         base = dict(TBSO_DEFAULTS) if optimizer == "tbso" else {}
@@ -255,7 +266,7 @@ class NetConfig:
         return cls(optimizer=optimizer, **base)
 
 
-# T-BSO values that differ from the (BSO-tuned) field defaults, tuned on digits (golden.bench).
+# T-BSO values that differ from the (BSO-tuned) field defaults, tuned on digits (studies.digits).
 TBSO_DEFAULTS: dict = {
     "grad_shift": (4, 2),      # puts tbso_gamma * sqrt(V) of both layers near 50-100 momentum LSB
     "tbso_gamma": 0.5,
