@@ -26,4 +26,5 @@ test: $(STAMP) check-sim
 	$(PY) -m pytest -n 2 -q
 
 bench: $(STAMP)
-	$(PY) -m golden.bench --json out/golden_bench.json
+	$(PY) -m golden.bench --json out/golden_speed.json
+	$(PY) -m studies.digits --json out/digits_bench.json

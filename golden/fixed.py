@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["IntArith", "FloatArith", "srand", "synapse_address", "step_key", "isqrt",
+__all__ = ["IntArith", "FloatArith", "srand", "srand_block", "synapse_address", "step_key", "isqrt",
            "GOLDEN32", "SAT_COUNTERS"]
 
 GOLDEN32 = 0x9E3779B9          # step-key increment (2^32 / golden ratio)
@@ -40,9 +40,23 @@ def synapse_address(layer: int, post, pre):
 
 
 def _xorshift32(x):
-    x = x ^ ((x << np.uint64(13)) & _M32)
-    x = x ^ (x >> np.uint64(17))
-    x = x ^ ((x << np.uint64(5)) & _M32)
+    """One xorshift32 round (13, 17, 5) on uint32 values (shifts drop the bits above 31)."""
+    x = x ^ (x << np.uint32(13))
+    x = x ^ (x >> np.uint32(17))
+    return x ^ (x << np.uint32(5))
+
+
+def _mix(x):
+    """The two xorshift32 rounds of :func:`srand` on a uint32 array."""
+    return _xorshift32(_xorshift32(x))
+
+
+def _mix_int(x: int) -> int:
+    """:func:`_mix` of one Python int (no array round trip)."""
+    for _ in range(2):
+        x ^= (x << 13) & 0xFFFFFFFF
+        x ^= x >> 17
+        x ^= (x << 5) & 0xFFFFFFFF
     return x
 
 
@@ -52,11 +66,44 @@ def srand(addr, key: int, bits: int):
     ``x = addr XOR key``, then two rounds of xorshift32 (13, 17, 5); the result is the low
     ``bits`` bits. Pure XOR/shift wiring in hardware, and independent of processing order.
     """
-    x = (np.asarray(addr, np.uint64) ^ np.uint64(key)) & _M32
-    x = _xorshift32(_xorshift32(x))
-    if bits >= 32:
-        return x.astype(np.int64)
-    return (x & np.uint64((1 << bits) - 1)).astype(np.int64)
+    x = ((np.asarray(addr, np.uint64) ^ np.uint64(key)) & _M32).astype(np.uint32)
+    x = _mix(x)
+    if bits < 32:
+        x = x & np.uint32((1 << bits) - 1)
+    return x.astype(np.int64)
+
+
+_MIX_TABLES: list = []
+
+
+def _mix_tables():
+    """``_mix`` of every pre field, post field and layer field of an address (int64 arrays)."""
+    if not _MIX_TABLES:
+        i = np.arange(1 << 14, dtype=np.uint32)
+        for t in (i, i << np.uint32(14), np.arange(16, dtype=np.uint32) << np.uint32(28)):
+            t = _mix(t).astype(np.int64)
+            t.flags.writeable = False
+            _MIX_TABLES.append(t)
+    return _MIX_TABLES
+
+
+def srand_block(layer: int, post, pre, key: int, bits: int):
+    """``srand(synapse_address(layer, post[:, None], pre[None, :]), key, bits)``, int64.
+
+    Both xorshift rounds are linear over GF(2), and the three address fields occupy disjoint
+    bits, so ``mix(addr ^ key) = mix(layer<<28) ^ mix(post<<14) ^ mix(pre) ^ mix(key)``: one
+    table look-up per row and per column and one XOR per synapse give the same bits as the
+    per-synapse formula (the RTL's SRandLanes shares its xorshift core the same way). The mask
+    to ``bits`` bits is applied to the row and column vectors, as ``(r ^ c) & m`` equals
+    ``(r & m) ^ (c & m)``.
+    """
+    t_pre, t_post, t_layer = _mix_tables()
+    mask = (1 << min(bits, 32)) - 1
+    c = (int(t_layer[layer]) ^ _mix_int(int(key) & 0xFFFFFFFF)) & mask
+    row = t_post[post] & mask
+    row ^= c
+    col = t_pre[pre] & mask
+    return row[:, None] ^ col[None, :]
 
 
 def isqrt(v):
@@ -95,16 +142,15 @@ class IntArith:
     @staticmethod
     def sround(x, k: int, rnd):
         """Stochastic rounding of x / 2^k: floor((x + rnd) / 2^k), rnd uniform in [0, 2^k)."""
-        return np.right_shift(x + rnd, k)
+        y = np.add(x, rnd)
+        return np.right_shift(y, k, out=y) if isinstance(y, np.ndarray) else y >> k
 
     def sat(self, x, lo: int, hi: int, counter: str):
         """Clip to [lo, hi] and add the number of clipped elements to ``counter``."""
-        over = (x < lo) | (x > hi)
-        n = int(np.count_nonzero(over))
-        if n:
-            self.counters[counter] += n
-            x = np.clip(x, lo, hi)
-        return x
+        if x.size == 0 or (x.min() >= lo and x.max() <= hi):   # the common case: two reductions
+            return x
+        self.counters[counter] += int(np.count_nonzero((x < lo) | (x > hi)))
+        return np.clip(x, lo, hi)
 
     @staticmethod
     def sqrt(v):

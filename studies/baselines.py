@@ -50,9 +50,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .config import NetConfig
-from .core import Core
-from .fixed import IntArith
+from golden.config import NetConfig
+from golden.core import Core
+from golden.fixed import IntArith
 
 __all__ = ["bop_config", "HalfUpArith", "make_core", "LatentTrainer", "LatentHistory",
            "fold_bn", "ap2", "flip_stats", "binary_init"]

@@ -1,14 +1,15 @@
-"""Baselines (golden/baselines.py, golden/bptt.py) and experiment helpers: fast checks."""
+"""Baselines (studies/baselines.py, studies/bptt.py) and experiment helpers: fast checks."""
 import numpy as np
 import pytest
 
-from golden.baselines import (HalfUpArith, LatentTrainer, ap2, binary_init, bop_config,
-                              flip_stats, fold_bn, make_core)
-from golden.bptt import BPTTTrainer
 from golden.config import NetConfig, tiny_config
 from golden.core import Core
-from golden.experiments import bits_config, measure_memory, smallest_within
 from golden.fixed import IntArith
+from studies.baselines import (HalfUpArith, LatentTrainer, ap2, binary_init, bop_config,
+                               flip_stats, fold_bn, make_core)
+from studies.bits import bits_config, smallest_within
+from studies.bptt import BPTTTrainer
+from studies.memory import measure_memory
 
 
 def _events(cfg, n=3, rate=0.4, seed=0):

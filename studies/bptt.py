@@ -1,6 +1,6 @@
 """BPTT trainer for the Core's network: latent weights, backprop through all T steps.
 
-The network, units and loss are those of :mod:`golden.baselines` (the Core's network in float):
+The network, units and loss are those of :mod:`studies.baselines` (the Core's network in float):
 binary forward weights ``sign(W)``, LIF hidden layers (soft reset), a leaky-integrator output,
 the per-step squared error ``L = sum_t 1/2 |o[t] - target*onehot|^2 * 2^-err_shift``. The forward
 pass stores every step's input spikes, membranes and spikes; the backward pass runs t = T-1..0:
@@ -15,7 +15,7 @@ pass stores every step's input spikes, membranes and spikes; the backward pass r
 
 With ``lam = 0`` in both sums this is exactly the sum over t of the online (OTTT) gradient
 ``delta[t] (x) trace[t]``; BPTT adds the temporal credit paths. Its training memory holds all T
-steps of the activations -- it grows linearly in T, which :func:`golden.experiments` measures
+steps of the activations -- it grows linearly in T, which :func:`studies.memory.measure_memory` measures
 against the Core's online learner (constant in T).
 
 Weights are updated once per minibatch (sum over t), by Adam (STE: zero gradient where
