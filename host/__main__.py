@@ -230,14 +230,12 @@ def cmd_train(args) -> dict:
 
 
 def _read_checkpoint(path):
-    from .accelerator import Accelerator
+    from .checkpoint import CheckpointError, load
 
-    if not Path(path).is_file():
-        raise datasets.DataError(f"--checkpoint {path}: file not found")
     try:
-        return Accelerator.read_checkpoint(path)[0]
-    except (ValueError, KeyError, OSError) as exc:
-        raise datasets.DataError(f"--checkpoint {path}: not a checkpoint ({exc})") from None
+        return load(path)[0]
+    except CheckpointError as exc:
+        raise datasets.DataError(f"--checkpoint {exc}") from None
 
 
 def cmd_eval(args):
