@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import datasets, stream
+from . import datasets, outdir, stream
 
 __all__ = ["main"]
 
@@ -166,12 +166,11 @@ def cmd_train(args) -> dict:
     print(f"data {plan.describe()}; network layers {cfg.layers}, T {cfg.T}, {cfg.optimizer}",
           flush=True)
     t_start = time.perf_counter()
-    with _open(args, cfg) as acc:         # fail fast on a missing device before loading data
-        data = _labelled(plan, args.test_samples, _file_progress(args))
+    final = Path(args.out)
+    with _open(args, cfg) as acc, outdir.staged(final) as out:   # fail fast on a missing
+        data = _labelled(plan, args.test_samples, _file_progress(args))    # device first
         _warn(plan)
         _check_labels(data, cfg)
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
         acc.configure(cfg)
         acc.set_outputs(spikes=False, flips=True)    # spikes only for the raster below
         link = acc.link
@@ -197,7 +196,7 @@ def cmd_train(args) -> dict:
                   progress=_progress(args, "train"), on_epoch=on_epoch)
         b1 = link.bytes_sent + link.bytes_received
         n_samples = args.epochs * (n + len(data.x_test))
-        ckpt = acc.checkpoint(out / "checkpoint.npz")
+        acc.checkpoint(out / "checkpoint.npz")
         acc.set_outputs(spikes=True, flips=True)
         k = 0
         r = acc.run_sample(data.x_test[k], learn=False)
@@ -219,10 +218,11 @@ def cmd_train(args) -> dict:
             "flips_per_step": [p.tolist() for p in h.flips_per_step],
             "per_epoch": per_epoch, "wall_s": time.perf_counter() - t_start,
             "link_bytes_per_sample": (b1 - b0) / max(n_samples, 1),
-            "link_stats": acc.stats, "checkpoint": str(ckpt),
+            "link_stats": acc.stats, "checkpoint": str(final / "checkpoint.npz"),
         }
-    cfg.to_json(out / "config.json")
-    (out / "history.json").write_text(json.dumps(summary, indent=2) + "\n")
+        cfg.to_json(out / "config.json")
+        (out / "history.json").write_text(json.dumps(summary, indent=2) + "\n")
+    out = final
     print(f"held-out accuracy {h.test_accuracy[-1]:.4f} after {args.epochs} epoch(s); "
           f"{summary['wall_s']:.1f} s, {summary['link_bytes_per_sample']:.0f} link bytes/sample; "
           f"wrote {out}/")
@@ -273,8 +273,6 @@ def _eval_recording(args, cfg, plan) -> list[int]:
     t_first = int(plan.recording.events["t"][0])
     preds, starts = [], []
     with _open(args, cfg) as acc:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
         acc.restore(args.checkpoint)
         acc.set_outputs(spikes=True, flips=False)
         prog = _progress(args, "eval", unit="window") or (lambda it: it)
@@ -298,13 +296,14 @@ def _eval_recording(args, cfg, plan) -> list[int]:
           f"{dt:.2f} s; predictions per class {counts.tolist()}; "
           f"{wc.n_outside} events outside the windows")
     ev = plan.recording.events
-    plots.plot_event_rate(ev["t"], out / "event_rate.png", f"{plan.spec}: {len(ev)} events",
-                          windows_us=[wc.window_start(k) for k in range(n)])
-    plots.plot_raster(first[0], first[1].spikes, out / "raster.png",
-                      f"window 0: predicted {first[1].prediction}")
-    plots.plot_predictions(starts, preds, out / "predictions.png", cfg.layers[-1],
-                           f"{plan.spec}: prediction per window (each from reset)")
-    print(f"wrote {out}/event_rate.png, raster.png, predictions.png")
+    with outdir.staged(args.out) as out:
+        plots.plot_event_rate(ev["t"], out / "event_rate.png", f"{plan.spec}: {len(ev)} events",
+                              windows_us=[wc.window_start(k) for k in range(n)])
+        plots.plot_raster(first[0], first[1].spikes, out / "raster.png",
+                          f"window 0: predicted {first[1].prediction}")
+        plots.plot_predictions(starts, preds, out / "predictions.png", cfg.layers[-1],
+                               f"{plan.spec}: prediction per window (each from reset)")
+    print(f"wrote {args.out}/event_rate.png, raster.png, predictions.png")
     return preds
 
 
@@ -317,12 +316,37 @@ def cmd_status(args) -> dict:
     return st.fields
 
 
+def _check_args(args) -> None:
+    """Checks every command shares, before any work: the link's spelling and numbers, the
+    retry/timeout/baud values, and that ``--out`` can be written."""
+    from .link import parse_link
+
+    try:
+        parse_link(args.link)
+    except ValueError as e:
+        raise datasets.DataError(f"--{e}") from None
+    if args.retries < 0:
+        raise datasets.DataError(f"--retries must be >= 0, got {args.retries}")
+    if args.timeout is not None and not args.timeout > 0:     # also NaN
+        raise datasets.DataError(f"--timeout must be > 0 seconds, got {args.timeout}")
+    if args.baud is not None and args.baud < 1:
+        raise datasets.DataError(f"--baud must be >= 1, got {args.baud}")
+    if getattr(args, "shuffle_seed", 0) < 0:
+        raise datasets.DataError(f"--shuffle-seed must be >= 0, got {args.shuffle_seed}")
+    if getattr(args, "out", None) is not None:
+        try:
+            outdir.check_out(args.out)
+        except outdir.OutError as e:
+            raise datasets.DataError(str(e)) from None
+
+
 def main(argv=None) -> int:
     """Entry point; return the process exit code."""
     args = _parser().parse_args(argv)
     from .link import LinkError
 
     try:
+        _check_args(args)
         {"train": cmd_train, "eval": cmd_eval, "status": cmd_status,
          "stream": lambda a: stream.cmd_stream(a, _open, _read_checkpoint, _warn)}[args.cmd](args)
     except (datasets.DataError, NotImplementedError) as e:
