@@ -65,7 +65,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--out", type=Path, default=Path("out/host"))
     t.add_argument("--optimizer", choices=["bso", "tbso"], default=None)
     t.add_argument("--config", type=Path, default=None, help="NetConfig JSON (or hdl_gen manifest)")
-    t.add_argument("--shuffle-seed", type=int, default=0)
+    t.add_argument("--shuffle-seed", type=int, default=None, help="(default 0)")
+    t.add_argument("--resume", type=Path, default=None, metavar="CHECKPOINT",
+                   help="continue the run that wrote CHECKPOINT up to --epochs in total (its "
+                        "config, data options, samples and shuffle seed)")
 
     e = sub.add_parser("eval", help="inference only, from a checkpoint")
     link_args(e)
@@ -147,20 +150,25 @@ def cmd_train(args) -> dict:
 
     if args.epochs < 1:
         raise datasets.DataError(f"--epochs must be >= 1, got {args.epochs}")
+    resumed = _resume_args(args) if args.resume is not None else None
+    if args.shuffle_seed is None:
+        args.shuffle_seed = 0
     if args.config is not None and not args.config.is_file():
         raise datasets.DataError(f"--config {args.config}: file not found")
     try:
         cfg = NetConfig.from_json(args.config) if args.config else NetConfig()
     except (ValueError, KeyError, TypeError) as exc:
         raise datasets.DataError(f"--config {args.config}: {exc}") from None
+    if resumed is not None:
+        cfg = resumed[0]
     plan = datasets.plan(args, cfg.T)
     if not plan.labelled:
         raise datasets.DataError(f"--data {plan.spec}: a single recording has no labels; train "
                                  f"needs labelled data: digits, mnist or nmnist:DIR")
     datasets.check_size(plan)
-    if args.config is None:       # the default network, sized for the data
+    if args.config is None and resumed is None:     # the default network, sized for the data
         cfg = cfg.replace(layers=(plan.n_in, *cfg.layers[1:]), T=plan.T)
-    if args.optimizer:
+    if args.optimizer and resumed is None:
         cfg = cfg.replace(optimizer=args.optimizer)
     datasets.check_network(plan, cfg, f"the network ({args.config or 'default'})")
     print(f"data {plan.describe()}; network layers {cfg.layers}, T {cfg.T}, {cfg.optimizer}",
@@ -171,12 +179,21 @@ def cmd_train(args) -> dict:
         data = _labelled(plan, args.test_samples, _file_progress(args))    # device first
         _warn(plan)
         _check_labels(data, cfg)
-        acc.configure(cfg)
+        start, history, per_epoch = 0, None, []
+        if resumed is None:
+            acc.configure(cfg)
+        else:
+            from golden.train import History
+
+            acc.restore(args.resume)
+            prog = resumed[1]
+            start, per_epoch = prog["epochs_done"], list(prog["per_epoch"])
+            history = History(**{k: list(v) for k, v in prog["history"].items()})
+            history.flips_per_step = [np.array(p, np.int64) for p in history.flips_per_step]
         acc.set_outputs(spikes=False, flips=True)    # spikes only for the raster below
         link = acc.link
         n = len(data.x_train) if args.samples is None else min(args.samples, len(data.x_train))
         marks = {"bytes": link.bytes_sent + link.bytes_received, "t": time.perf_counter()}
-        per_epoch = []
 
         def on_epoch(e, h):
             now = link.bytes_sent + link.bytes_received
@@ -193,10 +210,19 @@ def cmd_train(args) -> dict:
 
         b0 = link.bytes_sent + link.bytes_received
         h = train(acc, data, args.epochs, samples=args.samples, shuffle_seed=args.shuffle_seed,
-                  progress=_progress(args, "train"), on_epoch=on_epoch)
+                  progress=_progress(args, "train"), on_epoch=on_epoch, start_epoch=start,
+                  history=history)
         b1 = link.bytes_sent + link.bytes_received
-        n_samples = args.epochs * (n + len(data.x_test))
-        acc.checkpoint(out / "checkpoint.npz")
+        n_samples = (args.epochs - start) * (n + len(data.x_test))
+        acc.checkpoint(out / "checkpoint.npz", progress={
+            "epochs_done": args.epochs, "per_epoch": per_epoch,
+            "history": {"test_accuracy": h.test_accuracy, "train_accuracy": h.train_accuracy,
+                        "flips": [int(f) for f in h.flips],
+                        "flips_per_step": [np.asarray(p).tolist() for p in h.flips_per_step],
+                        "samples_per_s": h.samples_per_s},
+            "args": {k: (None if getattr(args, k) is None else
+                         (list(getattr(args, k)) if k == "sensor" else getattr(args, k)))
+                     for k in _RESUME_KEYS}})
         acc.set_outputs(spikes=True, flips=True)
         k = 0
         r = acc.run_sample(data.x_test[k], learn=False)
@@ -227,6 +253,42 @@ def cmd_train(args) -> dict:
           f"{summary['wall_s']:.1f} s, {summary['link_bytes_per_sample']:.0f} link bytes/sample; "
           f"wrote {out}/")
     return summary
+
+
+_RESUME_KEYS = ("data", "steps", "bin_us", "downsample", "sensor", "format", "samples",
+                "test_samples", "shuffle_seed")
+
+
+def _resume_args(args):
+    """``train --resume CK``: check it against the command line, fill in the run's options;
+    return ``(config, progress)``."""
+    from .checkpoint import CheckpointError, load
+
+    if args.config is not None or args.optimizer is not None:
+        raise datasets.DataError("--resume continues the checkpoint's network: no --config or "
+                                 "--optimizer with it")
+    try:
+        cfg, _, prog = load(args.resume, with_progress=True)
+    except CheckpointError as exc:
+        raise datasets.DataError(f"--resume {exc}") from None
+    if not prog or "epochs_done" not in prog or "args" not in prog:
+        raise datasets.DataError(f"--resume {args.resume}: the checkpoint holds no training "
+                                 f"progress (only `train` writes it)")
+    done = prog["epochs_done"]
+    if args.epochs <= done:
+        raise datasets.DataError(f"--resume {args.resume}: {done} epoch(s) are done already; "
+                                 f"--epochs (the total) must be > {done}, got {args.epochs}")
+    for k in _RESUME_KEYS:
+        given, was = getattr(args, k), prog["args"].get(k)
+        if k == "sensor" and given is not None:
+            given = list(given)
+        if k == "data" and given == "digits" and was != "digits":
+            given = None                  # the parser's default: take the run's
+        if given is not None and given != was:
+            raise datasets.DataError(f"--resume {args.resume}: the run had --"
+                                     f"{k.replace('_', '-')} {was}, not {given}")
+        setattr(args, k, was)
+    return cfg, prog
 
 
 def _read_checkpoint(path):
@@ -331,7 +393,7 @@ def _check_args(args) -> None:
         raise datasets.DataError(f"--timeout must be > 0 seconds, got {args.timeout}")
     if args.baud is not None and args.baud < 1:
         raise datasets.DataError(f"--baud must be >= 1, got {args.baud}")
-    if getattr(args, "shuffle_seed", 0) < 0:
+    if (getattr(args, "shuffle_seed", None) or 0) < 0:
         raise datasets.DataError(f"--shuffle-seed must be >= 0, got {args.shuffle_seed}")
     if getattr(args, "out", None) is not None:
         try:

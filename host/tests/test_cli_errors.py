@@ -103,7 +103,11 @@ CASES = [
     (H, "", "the following arguments are required: cmd"),
     (H, "frobnicate", "invalid choice: 'frobnicate'"),
     (H, "train --dta digits", "unrecognized arguments: --dta"),
-    (H, "train --resume", "unrecognized arguments: --resume"),
+    (H, "train --resume", "argument --resume: expected one argument"),
+    (H, "train --resume nope.npz", "--resume nope.npz: file not found"),
+    (H, "train --resume good.npz", "--resume good.npz: the checkpoint holds no training"),
+    (H, "train --resume mom.npz", "M0[0, 0] = 500 is out of range"),
+    (H, "train --resume good.npz --optimizer tbso", "no --config or --optimizer with it"),
     # --- hdl_gen ---------------------------------------------------------------------------------
     (G, "--lanes 0 --out g", "lanes=0 is invalid: allowed a power of two >= 2"),
     (G, "--lanes 1024 --out g", "lanes=1024 is invalid: allowed at most 256"),

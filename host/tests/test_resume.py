@@ -98,3 +98,47 @@ def check_resume(open_link, cfg, n, m, path, reference=None):
 @pytest.mark.parametrize("n", [1, 3, 7])
 def test_resume_bit_exact_emulator(opt, n, tmp_path):
     check_resume(lambda: EmulatorLink(), CFG[opt], n, 12 - n, tmp_path / "ck.npz")
+
+
+def test_cli_train_resume_equals_the_unsplit_run(tmp_path, capsys):
+    """``train --epochs 3`` == ``train --epochs 1`` then ``train --resume CK --epochs 3``: the
+    same history (accuracies, flips, flips per step) and the same checkpoint, bit for bit; the
+    schedule (every epoch here) runs on both sides of the split."""
+    import json
+
+    from host.__main__ import main
+
+    cfg_file = tmp_path / "cfg.json"
+    tiny_config(layers=(128, 16, 10), gamma=(4, 4), rate_shift=5, schedule_every=1,
+                schedule_gamma_num=3, schedule_gamma_den=2).to_json(cfg_file)
+    common = ["--link", "emulator", "--data", "digits", "--samples", "10", "--test-samples",
+              "6", "--no-progress", "--shuffle-seed", "5"]
+    assert main(["train", "--epochs", "3", "--config", str(cfg_file), "--out",
+                 str(tmp_path / "straight"), *common]) == 0
+    assert main(["train", "--epochs", "1", "--config", str(cfg_file), "--out",
+                 str(tmp_path / "first"), *common]) == 0
+    ck = tmp_path / "first" / "checkpoint.npz"
+    # the resumed run takes data, samples and seed from the checkpoint
+    assert main(["train", "--epochs", "3", "--resume", str(ck), "--no-progress", "--out",
+                 str(tmp_path / "resumed")]) == 0
+    capsys.readouterr()
+    a, b = (json.loads((tmp_path / d / "history.json").read_text())
+            for d in ("straight", "resumed"))
+    for key in ("test_accuracy", "train_accuracy", "flips", "flips_per_step", "config",
+                "train_samples_per_epoch", "test_samples"):
+        assert a[key] == b[key], key
+    assert len(b["per_epoch"]) == 3
+    assert [r["flips"] for r in a["per_epoch"]] == [r["flips"] for r in b["per_epoch"]]
+    from host.checkpoint import load
+    (_, sa, pa), (_, sb, pb) = (load(tmp_path / d / "checkpoint.npz", with_progress=True)
+                                for d in ("straight", "resumed"))
+    assert_same_state(sb, sa, "checkpoint")
+    assert pa["epochs_done"] == pb["epochs_done"] == 3
+    # a resume that contradicts the run, or has nothing left to do, is refused up front
+    for argv, msg in ((["--epochs", "1"], "1 epoch(s) are done already"),
+                      (["--epochs", "3", "--samples", "9"], "the run had --samples 10, not 9"),
+                      (["--epochs", "3", "--config", str(cfg_file)], "no --config")):
+        assert main(["train", "--resume", str(ck), "--out", str(tmp_path / "x"), *argv]) == 2
+        err = capsys.readouterr().err
+        assert msg in err and err.count("\n") == 1, err
+    assert not (tmp_path / "x").exists()
