@@ -4,6 +4,7 @@
                          --data digits|mnist|nmnist:DIR [--steps T] [--bin-us US]
                          [--downsample D] [--sensor W H] --epochs N [--samples K]
                          [--test-samples K] [--out DIR] [--optimizer bso|tbso] [--config FILE]
+                         [--resume CHECKPOINT]
     python -m host eval --checkpoint FILE --link ... --data digits|mnist|nmnist:DIR|FILE
                         [binning options] [--test-samples K] [--out DIR]
     python -m host stream --link ... FILE [--checkpoint CK | --config CFG] [binning options]
@@ -16,7 +17,10 @@ data, ``event_rate.png``), ``checkpoint.npz``, ``history.json`` and ``config.jso
 (``layers[0]`` = the data's inputs, ``T`` = ``--steps``). ``eval`` of a labelled data set prints
 the held-out accuracy; of a recording (FILE) the prediction of each window, and writes
 ``event_rate.png``, ``raster.png`` and ``predictions.png``. ``--data`` and the binning options:
-host/datasets.py. Every bad input is one line ``error: ...`` and exit code 2.
+host/datasets.py. Every bad input is one line ``error: ...`` and exit code 2, found before any
+work; outputs are written to a temporary folder and moved into ``--out`` at the end, so a failed
+run leaves nothing behind. ``train --resume CK`` continues the run that wrote ``CK`` (its
+config, data options, samples and shuffle seed) up to ``--epochs`` in total.
 """
 from __future__ import annotations
 
@@ -50,7 +54,8 @@ def _parser() -> argparse.ArgumentParser:
                              "tcp:HOST:PORT")
         sp.add_argument("--baud", type=int, default=None, help="serial baud rate (115200)")
         sp.add_argument("--timeout", type=float, default=None,
-                        help="seconds to wait for an answer (serial/tcp, default 1)")
+                        help="seconds to wait for an answer (serial/tcp, default 1); on "
+                             "sim, how long simulated time may stand still (default 20)")
         sp.add_argument("--retries", type=int, default=8, help="resends of one command")
         sp.add_argument("--test-samples", type=int, default=None,
                         help="evaluate on the first K held-out samples only")
@@ -415,6 +420,12 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except (TimeoutError, LinkError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+    except RuntimeError as e:                 # the device refused a command (DeviceError)
+        from .accelerator import DeviceError
+        if not isinstance(e, DeviceError):
+            raise
         print(f"error: {e}", file=sys.stderr)
         return 3
     return 0

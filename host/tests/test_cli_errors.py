@@ -164,3 +164,25 @@ def test_no_traceback_as_a_process(argv, tmp_path):
     assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
     assert r.stderr.startswith("error: ") and "Traceback" not in r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.json"]
+
+
+def test_failed_run_leaves_nothing(tmp_path, monkeypatch, capsys):
+    """A run that fails after it wrote part of its output (here: the accuracy plot) leaves
+    ``--out`` as it was: no half set of files, no temporary folder."""
+    import host.plots
+
+    cfg_file = tmp_path / "cfg.json"
+    tiny_config(layers=(128, 8, 10)).to_json(cfg_file)
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("the user's\n")
+
+    def broken(*a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(host.plots, "plot_accuracy", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        host_main(["train", "--epochs", "1", "--samples", "2", "--test-samples", "2",
+                   "--config", str(cfg_file), "--out", str(out), "--no-progress"])
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg.json", "run"]
