@@ -133,7 +133,9 @@ def test_cli_train_resume_equals_the_unsplit_run(tmp_path, capsys):
     (_, sa, pa), (_, sb, pb) = (load(tmp_path / d / "checkpoint.npz", with_progress=True)
                                 for d in ("straight", "resumed"))
     assert_same_state(sb, sa, "checkpoint")
-    assert pa["epochs_done"] == pb["epochs_done"] == 3
+    assert pa == pb and pa["epochs_done"] == 3
+    assert ((tmp_path / "straight" / "checkpoint.npz").read_bytes()
+            == (tmp_path / "resumed" / "checkpoint.npz").read_bytes())     # the same file
     # a resume that contradicts the run, or has nothing left to do, is refused up front
     for argv, msg in ((["--epochs", "1"], "1 epoch(s) are done already"),
                       (["--epochs", "3", "--samples", "9"], "the run had --samples 10, not 9"),
