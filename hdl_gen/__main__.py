@@ -23,8 +23,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import re
 import sys
+import tempfile
 from pathlib import Path
 
 __all__ = ["generate", "manifest", "main", "TOP_NAME"]
@@ -140,13 +142,33 @@ def generate(cfg=None, out=None, lanes: int | None = None,
     if out is None:
         out = ROOT / "rtl" if arch == DEFAULT_ARCH else ROOT / "rtl" / arch
     out = Path(out)
-    core = cls(cfg, lanes=lanes or default_lanes(cls))
-    out.mkdir(parents=True, exist_ok=True)
+    check_lanes_for(cfg, lanes)
+    core = cls(cfg, lanes=default_lanes(cls) if lanes is None else lanes)
     text = to_verilog(core, TOP_NAME)
+    man = json.dumps(manifest(core, text), indent=1, sort_keys=True) + "\n"
+    out.mkdir(parents=True, exist_ok=True)
     v_path, j_path = out / f"{TOP_NAME}.v", out / f"{TOP_NAME}.json"
-    v_path.write_text(text)
-    j_path.write_text(json.dumps(manifest(core, text), indent=1, sort_keys=True) + "\n")
+    for path, t in ((v_path, text), (j_path, man)):      # each file whole or not at all
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(t)
+        tmp.replace(path)
     return v_path, j_path
+
+
+def check_lanes_for(cfg, lanes: int | None) -> None:
+    """Raise ValueError unless ``lanes`` (None: the architecture's default) is a power of two
+    >= 2 and not above the widest layer (rounded up to a power of two): more lanes than
+    neurons only replicate idle hardware."""
+    if lanes is None:
+        return
+    from .common import check_lanes
+
+    check_lanes(lanes)
+    widest = max(cfg.layers[1:])
+    top = 1 << (widest - 1).bit_length()
+    if lanes > max(top, 2):
+        raise ValueError(f"lanes={lanes} is invalid: allowed at most {max(top, 2)} for layers "
+                         f"{list(cfg.layers)} (widest {widest} neurons)")
 
 
 def _cmd_generate(args) -> int:
@@ -154,12 +176,35 @@ def _cmd_generate(args) -> int:
 
     from .architectures import ArchitectureError
 
-    cfg = NetConfig.from_json(args.config) if args.config else None
+    def fail(msg) -> int:
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+
+    cfg = None
+    if args.config:
+        if not Path(args.config).is_file():
+            return fail(f"--config {args.config}: file not found")
+        try:
+            cfg = NetConfig.from_json(Path(args.config))
+        except (ValueError, TypeError, KeyError, OSError) as e:   # JSON, fields, types
+            return fail(f"--config {args.config}: {e}")
+    if args.out is not None:
+        out = Path(args.out)
+        if out.exists() and not out.is_dir():
+            return fail(f"--out {out}: exists and is not a folder")
+        anc = out.absolute()
+        while not anc.exists():
+            anc = anc.parent
+        try:                                   # os.access says yes to root on /proc
+            os.rmdir(tempfile.mkdtemp(prefix=".probe-", dir=anc))
+        except OSError as e:
+            return fail(f"--out {out}: cannot write in {anc} ({e.strerror})")
     try:
         v, j = generate(cfg, args.out, args.lanes, args.arch)
     except (ArchitectureError, ValueError) as e:      # bad --arch / --lanes: nothing written
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return fail(e)
+    except OSError as e:                              # e.g. a read-only folder
+        return fail(f"--out {args.out}: {e}")
     print(f"wrote {v} and {j}")
     return 0
 
@@ -174,12 +219,19 @@ def _add_generate_options(p) -> None:
                    help=f"core architecture (default {DEFAULT_ARCH})")
 
 
+class _Parser(argparse.ArgumentParser):
+    """A bad command line is one line ``error: ...`` (exit code 2)."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="python -m hdl_gen",
         description="Generate the core's Verilog and manifest (default), or run the FPGA flow.")
     _add_generate_options(p)
-    sub = p.add_subparsers(dest="cmd")
+    sub = p.add_subparsers(dest="cmd", parser_class=_Parser)
     g = sub.add_parser("generate", help="write core.v and core.json (the default command)")
     _add_generate_options(g)
     g.set_defaults(func=_cmd_generate)

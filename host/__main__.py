@@ -4,6 +4,7 @@
                          --data digits|mnist|nmnist:DIR [--steps T] [--bin-us US]
                          [--downsample D] [--sensor W H] --epochs N [--samples K]
                          [--test-samples K] [--out DIR] [--optimizer bso|tbso] [--config FILE]
+                         [--resume CHECKPOINT]
     python -m host eval --checkpoint FILE --link ... --data digits|mnist|nmnist:DIR|FILE
                         [binning options] [--test-samples K] [--out DIR]
     python -m host stream --link ... FILE [--checkpoint CK | --config CFG] [binning options]
@@ -16,7 +17,10 @@ data, ``event_rate.png``), ``checkpoint.npz``, ``history.json`` and ``config.jso
 (``layers[0]`` = the data's inputs, ``T`` = ``--steps``). ``eval`` of a labelled data set prints
 the held-out accuracy; of a recording (FILE) the prediction of each window, and writes
 ``event_rate.png``, ``raster.png`` and ``predictions.png``. ``--data`` and the binning options:
-host/datasets.py. Every bad input is one line ``error: ...`` and exit code 2.
+host/datasets.py. Every bad input is one line ``error: ...`` and exit code 2, found before any
+work; outputs are written to a temporary folder and moved into ``--out`` at the end, so a failed
+run leaves nothing behind. ``train --resume CK`` continues the run that wrote ``CK`` (its
+config, data options, samples and shuffle seed) up to ``--epochs`` in total.
 """
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import datasets, stream
+from . import datasets, outdir, stream
 
 __all__ = ["main"]
 
@@ -50,7 +54,8 @@ def _parser() -> argparse.ArgumentParser:
                              "tcp:HOST:PORT")
         sp.add_argument("--baud", type=int, default=None, help="serial baud rate (115200)")
         sp.add_argument("--timeout", type=float, default=None,
-                        help="seconds to wait for an answer (serial/tcp, default 1)")
+                        help="seconds to wait for an answer (serial/tcp, default 1); on "
+                             "sim, how long simulated time may stand still (default 20)")
         sp.add_argument("--retries", type=int, default=8, help="resends of one command")
         sp.add_argument("--test-samples", type=int, default=None,
                         help="evaluate on the first K held-out samples only")
@@ -65,7 +70,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--out", type=Path, default=Path("out/host"))
     t.add_argument("--optimizer", choices=["bso", "tbso"], default=None)
     t.add_argument("--config", type=Path, default=None, help="NetConfig JSON (or hdl_gen manifest)")
-    t.add_argument("--shuffle-seed", type=int, default=0)
+    t.add_argument("--shuffle-seed", type=int, default=None, help="(default 0)")
+    t.add_argument("--resume", type=Path, default=None, metavar="CHECKPOINT",
+                   help="continue the run that wrote CHECKPOINT up to --epochs in total (its "
+                        "config, data options, samples and shuffle seed)")
 
     e = sub.add_parser("eval", help="inference only, from a checkpoint")
     link_args(e)
@@ -147,37 +155,50 @@ def cmd_train(args) -> dict:
 
     if args.epochs < 1:
         raise datasets.DataError(f"--epochs must be >= 1, got {args.epochs}")
+    resumed = _resume_args(args) if args.resume is not None else None
+    if args.shuffle_seed is None:
+        args.shuffle_seed = 0
     if args.config is not None and not args.config.is_file():
         raise datasets.DataError(f"--config {args.config}: file not found")
     try:
         cfg = NetConfig.from_json(args.config) if args.config else NetConfig()
     except (ValueError, KeyError, TypeError) as exc:
         raise datasets.DataError(f"--config {args.config}: {exc}") from None
+    if resumed is not None:
+        cfg = resumed[0]
     plan = datasets.plan(args, cfg.T)
     if not plan.labelled:
         raise datasets.DataError(f"--data {plan.spec}: a single recording has no labels; train "
                                  f"needs labelled data: digits, mnist or nmnist:DIR")
     datasets.check_size(plan)
-    if args.config is None:       # the default network, sized for the data
+    if args.config is None and resumed is None:     # the default network, sized for the data
         cfg = cfg.replace(layers=(plan.n_in, *cfg.layers[1:]), T=plan.T)
-    if args.optimizer:
+    if args.optimizer and resumed is None:
         cfg = cfg.replace(optimizer=args.optimizer)
     datasets.check_network(plan, cfg, f"the network ({args.config or 'default'})")
     print(f"data {plan.describe()}; network layers {cfg.layers}, T {cfg.T}, {cfg.optimizer}",
           flush=True)
     t_start = time.perf_counter()
-    with _open(args, cfg) as acc:         # fail fast on a missing device before loading data
-        data = _labelled(plan, args.test_samples, _file_progress(args))
+    final = Path(args.out)
+    with _open(args, cfg) as acc, outdir.staged(final) as out:   # fail fast on a missing
+        data = _labelled(plan, args.test_samples, _file_progress(args))    # device first
         _warn(plan)
         _check_labels(data, cfg)
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        acc.configure(cfg)
+        start, history, per_epoch = 0, None, []
+        if resumed is None:
+            acc.configure(cfg)
+        else:
+            from golden.train import History
+
+            acc.restore(args.resume)
+            prog = resumed[1]
+            start, per_epoch = prog["epochs_done"], list(prog["per_epoch"])
+            history = History(**{k: list(v) for k, v in prog["history"].items()})
+            history.flips_per_step = [np.array(p, np.int64) for p in history.flips_per_step]
         acc.set_outputs(spikes=False, flips=True)    # spikes only for the raster below
         link = acc.link
         n = len(data.x_train) if args.samples is None else min(args.samples, len(data.x_train))
         marks = {"bytes": link.bytes_sent + link.bytes_received, "t": time.perf_counter()}
-        per_epoch = []
 
         def on_epoch(e, h):
             now = link.bytes_sent + link.bytes_received
@@ -194,10 +215,21 @@ def cmd_train(args) -> dict:
 
         b0 = link.bytes_sent + link.bytes_received
         h = train(acc, data, args.epochs, samples=args.samples, shuffle_seed=args.shuffle_seed,
-                  progress=_progress(args, "train"), on_epoch=on_epoch)
+                  progress=_progress(args, "train"), on_epoch=on_epoch, start_epoch=start,
+                  history=history)
         b1 = link.bytes_sent + link.bytes_received
-        n_samples = args.epochs * (n + len(data.x_test))
-        ckpt = acc.checkpoint(out / "checkpoint.npz")
+        n_samples = (args.epochs - start) * (n + len(data.x_test))
+        # no timings in the file: the same run gives the same bytes on every device
+        acc.checkpoint(out / "checkpoint.npz", progress={
+            "epochs_done": args.epochs,
+            "per_epoch": [{k: r[k] for k in ("epoch", "train_accuracy", "test_accuracy",
+                                             "flips")} for r in per_epoch],
+            "history": {"test_accuracy": h.test_accuracy, "train_accuracy": h.train_accuracy,
+                        "flips": [int(f) for f in h.flips],
+                        "flips_per_step": [np.asarray(p).tolist() for p in h.flips_per_step]},
+            "args": {k: (None if getattr(args, k) is None else
+                         (list(getattr(args, k)) if k == "sensor" else getattr(args, k)))
+                     for k in _RESUME_KEYS}})
         acc.set_outputs(spikes=True, flips=True)
         k = 0
         r = acc.run_sample(data.x_test[k], learn=False)
@@ -219,25 +251,60 @@ def cmd_train(args) -> dict:
             "flips_per_step": [p.tolist() for p in h.flips_per_step],
             "per_epoch": per_epoch, "wall_s": time.perf_counter() - t_start,
             "link_bytes_per_sample": (b1 - b0) / max(n_samples, 1),
-            "link_stats": acc.stats, "checkpoint": str(ckpt),
+            "link_stats": acc.stats, "checkpoint": str(final / "checkpoint.npz"),
         }
-    cfg.to_json(out / "config.json")
-    (out / "history.json").write_text(json.dumps(summary, indent=2) + "\n")
+        cfg.to_json(out / "config.json")
+        (out / "history.json").write_text(json.dumps(summary, indent=2) + "\n")
+    out = final
     print(f"held-out accuracy {h.test_accuracy[-1]:.4f} after {args.epochs} epoch(s); "
           f"{summary['wall_s']:.1f} s, {summary['link_bytes_per_sample']:.0f} link bytes/sample; "
           f"wrote {out}/")
     return summary
 
 
-def _read_checkpoint(path):
-    from .accelerator import Accelerator
+_RESUME_KEYS = ("data", "steps", "bin_us", "downsample", "sensor", "format", "samples",
+                "test_samples", "shuffle_seed")
 
-    if not Path(path).is_file():
-        raise datasets.DataError(f"--checkpoint {path}: file not found")
+
+def _resume_args(args):
+    """``train --resume CK``: check it against the command line, fill in the run's options;
+    return ``(config, progress)``."""
+    from .checkpoint import CheckpointError, load
+
+    if args.config is not None or args.optimizer is not None:
+        raise datasets.DataError("--resume continues the checkpoint's network: no --config or "
+                                 "--optimizer with it")
     try:
-        return Accelerator.read_checkpoint(path)[0]
-    except (ValueError, KeyError, OSError) as exc:
-        raise datasets.DataError(f"--checkpoint {path}: not a checkpoint ({exc})") from None
+        cfg, _, prog = load(args.resume, with_progress=True)
+    except CheckpointError as exc:
+        raise datasets.DataError(f"--resume {exc}") from None
+    if not prog or "epochs_done" not in prog or "args" not in prog:
+        raise datasets.DataError(f"--resume {args.resume}: the checkpoint holds no training "
+                                 f"progress (only `train` writes it)")
+    done = prog["epochs_done"]
+    if args.epochs <= done:
+        raise datasets.DataError(f"--resume {args.resume}: {done} epoch(s) are done already; "
+                                 f"--epochs (the total) must be > {done}, got {args.epochs}")
+    for k in _RESUME_KEYS:
+        given, was = getattr(args, k), prog["args"].get(k)
+        if k == "sensor" and given is not None:
+            given = list(given)
+        if k == "data" and given == "digits" and was != "digits":
+            given = None                  # the parser's default: take the run's
+        if given is not None and given != was:
+            raise datasets.DataError(f"--resume {args.resume}: the run had --"
+                                     f"{k.replace('_', '-')} {was}, not {given}")
+        setattr(args, k, was)
+    return cfg, prog
+
+
+def _read_checkpoint(path):
+    from .checkpoint import CheckpointError, load
+
+    try:
+        return load(path)[0]
+    except CheckpointError as exc:
+        raise datasets.DataError(f"--checkpoint {exc}") from None
 
 
 def cmd_eval(args):
@@ -275,8 +342,6 @@ def _eval_recording(args, cfg, plan) -> list[int]:
     t_first = int(plan.recording.events["t"][0])
     preds, starts = [], []
     with _open(args, cfg) as acc:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
         acc.restore(args.checkpoint)
         acc.set_outputs(spikes=True, flips=False)
         prog = _progress(args, "eval", unit="window") or (lambda it: it)
@@ -300,13 +365,14 @@ def _eval_recording(args, cfg, plan) -> list[int]:
           f"{dt:.2f} s; predictions per class {counts.tolist()}; "
           f"{wc.n_outside} events outside the windows")
     ev = plan.recording.events
-    plots.plot_event_rate(ev["t"], out / "event_rate.png", f"{plan.spec}: {len(ev)} events",
-                          windows_us=[wc.window_start(k) for k in range(n)])
-    plots.plot_raster(first[0], first[1].spikes, out / "raster.png",
-                      f"window 0: predicted {first[1].prediction}")
-    plots.plot_predictions(starts, preds, out / "predictions.png", cfg.layers[-1],
-                           f"{plan.spec}: prediction per window (each from reset)")
-    print(f"wrote {out}/event_rate.png, raster.png, predictions.png")
+    with outdir.staged(args.out) as out:
+        plots.plot_event_rate(ev["t"], out / "event_rate.png", f"{plan.spec}: {len(ev)} events",
+                              windows_us=[wc.window_start(k) for k in range(n)])
+        plots.plot_raster(first[0], first[1].spikes, out / "raster.png",
+                          f"window 0: predicted {first[1].prediction}")
+        plots.plot_predictions(starts, preds, out / "predictions.png", cfg.layers[-1],
+                               f"{plan.spec}: prediction per window (each from reset)")
+    print(f"wrote {args.out}/event_rate.png, raster.png, predictions.png")
     return preds
 
 
@@ -319,18 +385,49 @@ def cmd_status(args) -> dict:
     return st.fields
 
 
+def _check_args(args) -> None:
+    """Checks every command shares, before any work: the link's spelling and numbers, the
+    retry/timeout/baud values, and that ``--out`` can be written."""
+    from .link import parse_link
+
+    try:
+        parse_link(args.link)
+    except ValueError as e:
+        raise datasets.DataError(f"--{e}") from None
+    if args.retries < 0:
+        raise datasets.DataError(f"--retries must be >= 0, got {args.retries}")
+    if args.timeout is not None and not args.timeout > 0:     # also NaN
+        raise datasets.DataError(f"--timeout must be > 0 seconds, got {args.timeout}")
+    if args.baud is not None and args.baud < 1:
+        raise datasets.DataError(f"--baud must be >= 1, got {args.baud}")
+    if (getattr(args, "shuffle_seed", None) or 0) < 0:
+        raise datasets.DataError(f"--shuffle-seed must be >= 0, got {args.shuffle_seed}")
+    if getattr(args, "out", None) is not None:
+        try:
+            outdir.check_out(args.out)
+        except outdir.OutError as e:
+            raise datasets.DataError(str(e)) from None
+
+
 def main(argv=None) -> int:
     """Entry point; return the process exit code."""
     args = _parser().parse_args(argv)
     from .link import LinkError
 
     try:
+        _check_args(args)
         {"train": cmd_train, "eval": cmd_eval, "status": cmd_status,
          "stream": lambda a: stream.cmd_stream(a, _open, _read_checkpoint, _warn)}[args.cmd](args)
     except (datasets.DataError, NotImplementedError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except (TimeoutError, LinkError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+    except RuntimeError as e:                 # the device refused a command (DeviceError)
+        from .accelerator import DeviceError
+        if not isinstance(e, DeviceError):
+            raise
         print(f"error: {e}", file=sys.stderr)
         return 3
     return 0

@@ -25,13 +25,14 @@ import numpy as np
 from golden.config import NetConfig
 from golden.core import Core, FlipEvents, SampleResult
 
+from . import checkpoint as _ckpt
 from . import protocol as P
+from .checkpoint import CHECKPOINT_FORMAT
 from .link.base import Link, LinkError, LinkTimeout
 from .protocol import Cmd, ErrorCode, EventFlags, Mem, OutputMask, Reg, Rsp, StatusFlags
 
 __all__ = ["Accelerator", "DeviceError", "RunResult", "Status", "CHECKPOINT_FORMAT"]
 
-CHECKPOINT_FORMAT = "bsnn-accel-checkpoint/1"
 _GARBAGE_LIMIT = 1 << 16        # bytes of noise tolerated while waiting for one answer
 _TRANSPORT_CODES = frozenset(int(c) for c in P.TRANSPORT_ERRORS)
 
@@ -450,25 +451,16 @@ class Accelerator:
                          "tbso_gamma_q": int(d["tbso_gamma_q"]),
                          "gamma": [int(g) for g in d["gamma"]]})
 
-    def checkpoint(self, path: str | Path) -> Path:
-        """Save the config and the learned state to ``path`` (.npz), bit-exact.
-
-        The file loads into ``golden.core.Core.load_state_dict`` too.
-        """
-        path = Path(path)
-        d = self.state_dict()
-        np.savez(path, format=np.array(CHECKPOINT_FORMAT),
-                 config=np.array(P.config_bytes(self.cfg).decode()), **d)
-        return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
+    def checkpoint(self, path: str | Path, progress: dict | None = None) -> Path:
+        """Save the config and the learned state to ``path`` (.npz, bit-exact, atomic; format:
+        :mod:`host.checkpoint`). The file loads into ``golden.core.Core.load_state_dict`` too."""
+        return _ckpt.save(path, self._need_cfg(), self.state_dict(), progress)
 
     @staticmethod
     def read_checkpoint(path: str | Path) -> tuple[NetConfig, dict]:
-        """Return ``(config, state dict)`` stored in a checkpoint file."""
-        with np.load(path, allow_pickle=False) as z:
-            if str(z["format"]) != CHECKPOINT_FORMAT:
-                raise ValueError(f"{path}: not a {CHECKPOINT_FORMAT} file")
-            cfg = NetConfig.from_json(str(z["config"]))
-            return cfg, {k: z[k] for k in z.files if k not in ("format", "config")}
+        """Return ``(config, state dict)`` of a checkpoint file, validated
+        (:func:`host.checkpoint.load`; a bad file raises :class:`host.checkpoint.CheckpointError`)."""
+        return _ckpt.load(path)
 
     def restore(self, path: str | Path) -> NetConfig:
         """Configure the device from a checkpoint and load its state; return the config."""

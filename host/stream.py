@@ -95,8 +95,6 @@ def cmd_stream(args, open_device, read_checkpoint, warn) -> dict:
     preds, starts, costs = [], [], []
     with (_GoldenStream(cfg, args.checkpoint) if args.continuous
           else open_device(args, cfg)) as acc:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
         if args.continuous:
             pass
         elif args.checkpoint is not None:
@@ -162,12 +160,15 @@ def cmd_stream(args, open_device, read_checkpoint, warn) -> dict:
               + (f"{before:.0f} events/s sustained before it" if before is not None else
                  "the very first window"))
     print(f"predictions per class {np.bincount(preds, minlength=cfg.layers[-1]).tolist()}")
-    plots.plot_event_rate(ev["t"], out / "event_rate.png", f"{plan.spec}: {len(ev)} events")
-    plots.plot_predictions(starts, preds, out / "predictions.png", cfg.layers[-1],
-                           f"{Path(plan.spec).name}: prediction per window "
-                           f"({'continuous' if args.continuous else 'from reset'})")
-    (out / "stream.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"wrote {out}/stream.json, event_rate.png, predictions.png")
+    from .outdir import staged
+
+    with staged(args.out) as out:           # all three files, or none
+        plots.plot_event_rate(ev["t"], out / "event_rate.png", f"{plan.spec}: {len(ev)} events")
+        plots.plot_predictions(starts, preds, out / "predictions.png", cfg.layers[-1],
+                               f"{Path(plan.spec).name}: prediction per window "
+                               f"({'continuous' if args.continuous else 'from reset'})")
+        (out / "stream.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"wrote {args.out}/stream.json, event_rate.png, predictions.png")
     return summary
 
 

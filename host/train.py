@@ -16,17 +16,23 @@ __all__ = ["train", "evaluate"]
 
 
 def train(acc, data, epochs: int, samples: int | None = None, shuffle_seed: int = 0,
-          progress=None, eval_every_epoch: bool = True, on_epoch=None) -> History:
+          progress=None, eval_every_epoch: bool = True, on_epoch=None,
+          start_epoch: int = 0, history: History | None = None) -> History:
     """Train online on the device for ``epochs`` over ``data`` (a golden.data.Dataset).
 
     ``progress``: optional callable(iterable) -> iterable (e.g. tqdm); ``on_epoch(e, history)``
     is called after each epoch's evaluation. ``History.samples_per_s`` includes link time.
+    ``start_epoch``, ``history``: resume a run whose first ``start_epoch`` epochs are done (the
+    device restored from their checkpoint): the shuffle draws of those epochs are replayed, so
+    the rest equals the unsplit run.
     """
-    h = History()
+    h = History() if history is None else history
     rng = np.random.default_rng(shuffle_seed)
     n = len(data.x_train) if samples is None else min(samples, len(data.x_train))
     for e in range(epochs):
         order = rng.permutation(len(data.x_train))[:n]
+        if e < start_epoch:
+            continue
         it = progress(order) if progress else order
         ok = 0
         flips = 0

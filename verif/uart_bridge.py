@@ -12,6 +12,11 @@ bytes both ways until the client closes; then the test ends and the simulator ex
 * ``BSNN_FAULTS`` (JSON: ``seed``, ``tx_flip``/``rx_flip`` per byte, ``tx_truncate``/
   ``rx_truncate`` per chunk, ``tx_skip``/``rx_skip`` bytes left intact first) injects bit
   errors and truncations into the UART byte stream (``tx``: host to device).
+* ``BSNN_HEARTBEAT`` (a file path): the bench keeps :data:`HEARTBEAT` there, rewritten in place
+  every few milliseconds of wall time and whenever the board goes idle -- the simulator's pid,
+  the simulated cycles since the client connected, bytes taken from and given to the socket, and
+  whether the bench is blocked waiting for the host (board idle, everything delivered). SimLink
+  reads it to wait for a slow simulation as long as simulated time advances (host/link/sim.py).
 * At the end, ``BSNN_STATSFILE`` receives cycles, bytes, injected faults and the core's busy
   cycles (for throughput measurements).
 """
@@ -23,6 +28,8 @@ import os
 import random
 import select
 import socket
+import struct
+import time
 from pathlib import Path
 
 import cocotb
@@ -31,6 +38,8 @@ from cocotb.utils import get_sim_time
 from cocotbext.uart import UartSink, UartSource
 
 CLK_NS = 10
+#: heartbeat record: pid, cycles, bytes from the host, bytes to the host, blocked-idle flag
+HEARTBEAT = struct.Struct("<qqqqq")
 
 #: Verilog wrapper around the board top: the clock toggles inside the simulator
 WRAPPER = """`timescale 1ns/1ps
@@ -184,7 +193,15 @@ async def uart_bridge(dut):
     n_in = n_out = 0
     t0 = get_sim_time("ns")
     busy0 = int(dut.core_cycles.value)
-    blocked_s = 0.0
+    n_sock = 0                          # bytes written to the socket (after rx faults)
+    beat_path = os.environ.get("BSNN_HEARTBEAT")
+    beat_fd = os.open(beat_path, os.O_RDWR | os.O_CREAT, 0o644) if beat_path else None
+    last_beat = 0.0
+
+    def beat(idle: bool) -> None:
+        cycles = int((get_sim_time("ns") - t0) // CLK_NS)
+        os.pwrite(beat_fd, HEARTBEAT.pack(os.getpid(), cycles, n_in, n_sock, int(idle)), 0)
+
     while True:
         try:
             data = conn.recv(65536)
@@ -210,12 +227,20 @@ async def uart_bridge(dut):
                 conn.setblocking(False)
             except OSError:
                 break
+            n_sock += len(out)
         if (not pending and src.idle() and sink.empty() and sink.idle()
                 and is_high(dut.idle)):
+            if beat_fd is not None:
+                beat(True)
             select.select([conn], [], [], 0.25)     # the board is idle: wait for the host
             continue
+        if beat_fd is not None and time.monotonic() - last_beat > 0.02:
+            beat(False)
+            last_beat = time.monotonic()
         await Timer(byte_ns, unit="ns")
     conn.close()
+    if beat_fd is not None:
+        os.close(beat_fd)
 
     stats_path = os.environ.get("BSNN_STATSFILE")
     if stats_path:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from .base import Link, LinkError, LinkTimeout
 
 __all__ = ["Link", "LinkError", "LinkTimeout", "EmulatorLink", "SerialLink", "SocketLink",
-           "SimLink", "open_link"]
+           "SimLink", "open_link", "parse_link"]
 
 
 def __getattr__(name):
@@ -34,27 +34,51 @@ def __getattr__(name):
     raise AttributeError(name)
 
 
+def parse_link(spec: str) -> tuple[str, dict]:
+    """Check a link spelling (module docstring) without opening anything; return ``(kind,
+    parameters)``. A bad one raises ValueError naming what is wrong."""
+    usage = "use emulator, sim[:verilator|:icarus], serial:PORT[@BAUD] or tcp:HOST:PORT"
+    kind, _, rest = str(spec).partition(":")
+    if kind == "emulator" and not rest:
+        return "emulator", {}
+    if kind == "sim":
+        from .sim import SIMULATORS
+        if rest and rest not in SIMULATORS:
+            raise ValueError(f"link {spec!r}: simulator {rest!r} is invalid: allowed "
+                             f"{', '.join(SIMULATORS)}")
+        return "sim", {"simulator": rest or None}
+    if kind == "serial" and rest:
+        port, at, b = rest.rpartition("@") if "@" in rest else (rest, "", "")
+        if not port:
+            raise ValueError(f"link {spec!r}: no serial port before '@'")
+        if at and not (b.isdigit() and int(b) >= 1):
+            raise ValueError(f"link {spec!r}: baud rate {b!r} is not a positive integer")
+        return "serial", {"port": port, "baud": int(b) if at else None}
+    if kind == "tcp" and rest:
+        host, colon, port = rest.rpartition(":")
+        if not colon:
+            host, port = "", rest
+        if not (port.isdigit() and 1 <= int(port) <= 65535):
+            raise ValueError(f"link {spec!r}: TCP port {port!r} is not an integer in 1..65535")
+        return "tcp", {"host": host or "127.0.0.1", "port": int(port)}
+    raise ValueError(f"link {spec!r} is unknown: {usage}")
+
+
 def open_link(spec: str, *, timeout: float | None = None, baud: int | None = None,
               cfg=None) -> Link:
     """Open the link named by ``spec`` (see the module docstring). ``cfg`` is the configuration
     of the emulator or of the simulated RTL (default ``NetConfig()``)."""
-    kind, _, rest = spec.partition(":")
-    if kind == "emulator" and not rest:
+    kind, kw = parse_link(spec)
+    if kind == "emulator":
         from .emulator import EmulatorLink
         return EmulatorLink(cfg)
     if kind == "sim":
         from .sim import SimLink
-        kw = {} if timeout is None else {"timeout": timeout}
-        return SimLink(rest or None, cfg, **kw)
-    if kind == "serial" and rest:
+        extra = {} if timeout is None else {"timeout": timeout}
+        return SimLink(kw["simulator"], cfg, **extra)
+    if kind == "serial":
         from .serial_link import DEFAULT_BAUD, SerialLink
-        port, _, b = rest.rpartition("@") if "@" in rest else (rest, "", "")
-        return SerialLink(port, int(b) if b else (baud or DEFAULT_BAUD),
+        return SerialLink(kw["port"], kw["baud"] or baud or DEFAULT_BAUD,
                           timeout=1.0 if timeout is None else timeout)
-    if kind == "tcp" and rest:
-        from .socket_link import SocketLink
-        host, _, port = rest.rpartition(":")
-        return SocketLink(host or "127.0.0.1", int(port),
-                          timeout=1.0 if timeout is None else timeout)
-    raise ValueError(f"unknown link {spec!r}: use emulator, sim[:verilator|:icarus], "
-                     f"serial:PORT[@BAUD] or tcp:HOST:PORT")
+    from .socket_link import SocketLink
+    return SocketLink(kw["host"], kw["port"], timeout=1.0 if timeout is None else timeout)

@@ -12,6 +12,20 @@ The simulation runs at ``baud_divisor`` clocks per UART bit (default 8; a board 
 and 12 MHz has 104), so simulated transfers are 13x faster per cycle than on the board while the
 core cycles are the same. After ``close()``, :attr:`stats` holds the bench's counts (cycles, core
 busy cycles, bytes each way, injected faults).
+
+Waiting for an answer is measured in the simulation, not on the wall clock (a loaded machine
+makes a simulated device slow, not lost). The bench keeps a heartbeat file (its pid, simulated
+cycles, bytes each way, whether it is blocked waiting for the host; ``verif.uart_bridge``), and
+:meth:`SimLink.recv` waits while the simulator is alive and its simulated time advances:
+
+* the simulator process died: :class:`LinkError` at once, with its exit status and the last
+  lines of its output;
+* the board is idle, has taken every byte sent and delivered every byte it produced: nothing
+  more can come, :class:`LinkTimeout` at once (a frame lost on the line);
+* ``timeout_cycles`` simulated cycles passed without an answer: :class:`LinkTimeout`;
+* simulated time stood still for ``timeout`` wall seconds while the simulator was runnable:
+  :class:`LinkTimeout` (a hung simulator). Time in which the process is stopped (``SIGSTOP``,
+  a debugger) does not count.
 """
 from __future__ import annotations
 
@@ -21,17 +35,22 @@ import shutil
 import signal
 import subprocess
 import sys
+import struct
 import tempfile
 import time
 from pathlib import Path
 
-from .base import LinkError
+from .base import LinkError, LinkTimeout
 from .socket_link import SocketLink
 
-__all__ = ["SimLink", "SIMULATORS", "DEFAULT_DIVISOR"]
+__all__ = ["SimLink", "SIMULATORS", "DEFAULT_DIVISOR", "DEFAULT_TIMEOUT_CYCLES"]
 
 SIMULATORS = ("verilator", "icarus")
 DEFAULT_DIVISOR = 8
+#: simulated cycles a busy device may stay silent (100x a default-network learning sample)
+DEFAULT_TIMEOUT_CYCLES = 20_000_000
+_HEARTBEAT = struct.Struct("<qqqqq")     # verif.uart_bridge.HEARTBEAT (no cocotb import here)
+_POLL_S = 0.05
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -49,7 +68,10 @@ class SimLink(SocketLink):
     baud_divisor : int
         Clocks per UART bit in the simulation.
     timeout : float
-        Seconds the host waits for each chunk of an answer (wall time of the simulation).
+        Wall seconds simulated time may stand still (the simulator runnable, not stopped)
+        before a wait fails; not a limit on a slow simulation (see the module docstring).
+    timeout_cycles : int
+        Simulated clock cycles a busy device may stay silent before a wait fails.
     startup_timeout : float
         Seconds to wait for the build and the simulator to listen.
     faults : dict, optional
@@ -61,7 +83,7 @@ class SimLink(SocketLink):
 
     def __init__(self, simulator: str | None = "verilator", cfg=None, *, lanes: int | None = None,
                  baud_divisor: int = DEFAULT_DIVISOR, timeout: float = 20.0,
-                 startup_timeout: float = 900.0, faults: dict | None = None,
+                 timeout_cycles: int = DEFAULT_TIMEOUT_CYCLES, startup_timeout: float = 900.0, faults: dict | None = None,
                  replay_bytes: int | None = None, log: str | os.PathLike | None = None):
         simulator = simulator or "verilator"
         if simulator not in SIMULATORS:
@@ -73,14 +95,17 @@ class SimLink(SocketLink):
         self.simulator = simulator
         self.cfg = cfg
         self.stats: dict = {}
+        self.timeout_cycles = int(timeout_cycles)
         self._dir = Path(tempfile.mkdtemp(prefix="simlink-"))
+        self._beat_path = self._dir / "heartbeat"
         self._log_path = Path(log) if log else self._dir / "sim.log"
         portfile = self._dir / "port"
         self._statsfile = self._dir / "stats.json"
         spec = {"simulator": simulator, "cfg": cfg.to_dict(), "lanes": lanes,
                 "baud_divisor": baud_divisor, "portfile": str(portfile),
                 "statsfile": str(self._statsfile), "faults": faults or {},
-                "replay_bytes": replay_bytes, "accept_timeout": startup_timeout}
+                "replay_bytes": replay_bytes, "accept_timeout": startup_timeout,
+                "heartbeat": str(self._beat_path)}
         env = dict(os.environ)
         bindir = os.path.dirname(sys.executable)
         env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
@@ -111,6 +136,86 @@ class SimLink(SocketLink):
             self._stop()
             raise
         self.name = f"sim:{simulator} (127.0.0.1:{port})"
+        self._sock.settimeout(None)
+
+    # --- waiting on simulated time -------------------------------------------------------------
+    def heartbeat(self) -> dict | None:
+        """The bench's last heartbeat (``pid``, ``cycles``, ``bytes_in``, ``bytes_out``,
+        ``idle``), or ``None`` before the first one."""
+        try:
+            with open(self._beat_path, "rb") as f:
+                raw = f.read(_HEARTBEAT.size)
+        except OSError:
+            return None
+        if len(raw) < _HEARTBEAT.size:
+            return None
+        return dict(zip(("pid", "cycles", "bytes_in", "bytes_out", "idle"),
+                        _HEARTBEAT.unpack(raw)))
+
+    @staticmethod
+    def _proc_state(pid: int) -> str | None:
+        """Linux process state letter (R, S, T, Z, ...), ``None`` when there is no such process."""
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rpartition(")")[2].split()[0]
+        except (OSError, IndexError):
+            return None
+
+    def _died(self, why: str):
+        """The simulation is gone: raise LinkError with its exit status and last output."""
+        try:
+            code = self._proc.wait(timeout=10)         # let the runner print its message
+        except subprocess.TimeoutExpired:
+            code = None
+        self.closed = True
+        tail = self._tail(15)
+        try:
+            super()._close()
+        except OSError:
+            pass
+        self._stop(wait=1.0)
+        raise LinkError(f"{self.name}: the {self.simulator} simulation died ({why}; exit code "
+                        f"{code}); log {self._log_path}:\n{tail}")
+
+    def _send(self, data: bytes) -> None:
+        try:
+            self._sock.sendall(data)        # blocks while a stopped simulator's buffer is full
+        except OSError as e:
+            self._died(f"send failed: {e}")
+
+    def _recv(self, timeout: float) -> bytes:
+        beat = self.heartbeat()
+        c0 = beat["cycles"] if beat else 0
+        last_cycles, last_move = c0, time.monotonic()
+        while True:
+            try:
+                data = super()._recv(_POLL_S)
+            except LinkError as e:
+                self._died(str(e).removeprefix(f"{self.name}: "))
+            if data:
+                return data
+            beat = self.heartbeat()
+            pid = beat["pid"] if beat else None
+            state = self._proc_state(pid) if pid else None
+            if self._proc.poll() is not None or (pid and state in (None, "Z", "X")):
+                self._died("the simulator process is gone" if pid and state in (None, "Z", "X")
+                           else "the bench process exited")
+            now = time.monotonic()
+            if beat is None:
+                continue
+            if beat["cycles"] != last_cycles or state in ("T", "t"):
+                last_cycles, last_move = beat["cycles"], now      # advancing, or suspended
+            if (beat["idle"] and beat["bytes_in"] == self.bytes_sent
+                    and beat["bytes_out"] == self.bytes_received):
+                raise LinkTimeout(f"{self.name}: no answer: the simulated board is idle, took "
+                                  f"all {self.bytes_sent} bytes sent and has nothing more to "
+                                  f"send ({beat['cycles'] - c0} cycles waited)")
+            if beat["cycles"] - c0 > self.timeout_cycles:
+                raise LinkTimeout(f"{self.name}: no data within {self.timeout_cycles} simulated "
+                                  f"cycles")
+            if now - last_move > self.timeout:
+                raise LinkTimeout(f"{self.name}: simulated time stood still for "
+                                  f"{self.timeout:g} s (simulator state {state})")
 
     def _tail(self, n=40) -> str:
         try:
@@ -171,7 +276,8 @@ def _serve(spec: dict) -> None:
     build_board(spec["simulator"], top, "verif.uart_bridge", testcase="uart_bridge", name="bridge",
                 env={"BSNN_DIVISOR": spec["baud_divisor"], "BSNN_PORTFILE": spec["portfile"],
                      "BSNN_STATSFILE": spec["statsfile"], "BSNN_FAULTS": spec["faults"],
-                     "BSNN_ACCEPT_TIMEOUT": spec["accept_timeout"]})
+                     "BSNN_ACCEPT_TIMEOUT": spec["accept_timeout"],
+                     "BSNN_HEARTBEAT": spec.get("heartbeat") or ""})
 
 
 if __name__ == "__main__":
