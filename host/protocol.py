@@ -36,13 +36,23 @@ __all__ = [
     "MAX_BATCH_EVENTS", "REPLAY_BYTES", "CRC16", "CrcSpec", "crc16", "config_bytes", "config_crc",
     "Cmd", "Rsp", "ErrorCode", "Mem", "Reg", "SyncFlags", "EventFlags", "OutputMask",
     "StatusFlags", "SpikeFormat", "TERMINAL", "TRANSPORT_ERRORS", "Field", "Layout",
-    "CMD_LAYOUTS", "RSP_LAYOUTS", "ACK_LAYOUTS", "STATUS_LAYOUT", "ElementFormat", "mem_format", "mem_size",
+    "CMD_LAYOUTS", "RSP_LAYOUTS", "ACK_LAYOUTS", "STATUS_LAYOUT", "ElementFormat", "mem_format",
+    "mem_size",
     "mem_layers", "reg_count", "REG_BITS", "score_bytes", "encode_elements", "decode_elements",
     "Frame", "FrameError", "encode_frame", "Deframer", "ProtocolError", "PayloadLengthError",
-    "pack", "unpack", "max_items", "FRAME_FORMAT",
+    "pack", "unpack", "max_items", "FRAME_FORMAT", "layout",
+    "VERSION_1", "VERSION_2", "VERSIONS", "LATEST_VERSION", "MAX_WINDOW", "WINDOW", "RX_CREDIT",
+    "NO_LABEL", "SYNC2_SIZE", "SampleFlags", "StepFlags", "STEP_COUNT_MASK", "SYNC2_LAYOUT",
+    "SYNC2_ACK_LAYOUT", "STATUS2_LAYOUT", "StepError", "step_record", "encode_sample",
+    "decode_steps",
 ]
 
-PROTOCOL_VERSION = 1
+VERSION_1 = 1               # stop-and-wait (docs/protocol.md §1-§8)
+VERSION_2 = 2               # windows, credits, SAMPLE (docs/protocol.md §9)
+VERSIONS = (VERSION_1, VERSION_2)
+LATEST_VERSION = VERSION_2  # what the host asks for first
+#: what a v1-only device reports (in its SYNC ACK and STATUS); a v2 device reports VERSION_2
+PROTOCOL_VERSION = VERSION_1
 
 SYNC = b"\xA5\x5A"          # two sync bytes start every frame
 HEADER_SIZE = 6             # SYNC(2) OP(1) SEQ(1) LEN(2)
@@ -51,6 +61,11 @@ OVERHEAD = HEADER_SIZE + TRAILER_SIZE
 MAX_PAYLOAD = 1024          # bytes; a longer LEN is a TOO_LONG error, found before the payload
 MAX_BATCH_EVENTS = 256      # input-event indices in one EVENTS frame (index-list format)
 REPLAY_BYTES = 8192         # emulator's replay buffer (the RTL reports its own in STATUS)
+MAX_WINDOW = 128            # most frames in flight (SEQ distances are taken mod 256)
+WINDOW = 16                 # the emulator's window (each device reports its own)
+RX_CREDIT = 2048            # the emulator's credit: RX buffer bytes (each device reports its own)
+NO_LABEL = 0xFFFF           # SAMPLE label field: no label
+SYNC2_SIZE = 7              # payload bytes of a v2 SYNC (a v1 SYNC has 5)
 
 
 # --- CRC ---------------------------------------------------------------------------------------
@@ -108,6 +123,7 @@ class Cmd(enum.IntEnum):
     LEARN = 0x09          # learning on/off
     RUN = 0x0A            # run N time steps
     OUTPUTS = 0x0B        # which events RUN reports (spikes, flips)
+    SAMPLE = 0x0C         # v2: a whole sample (label, flags, every step's events), or part of it
 
 
 class Rsp(enum.IntEnum):
@@ -120,9 +136,10 @@ class Rsp(enum.IntEnum):
     SPIKES = 0x84         # RUN: spikes of one hidden layer at one time step
     FLIPS = 0x85          # RUN: flip events
     PREDICTION = 0x86     # RUN: prediction and output scores when the sample's last step ran
+    RESULT = 0x87         # v2, terminal: the end of a SAMPLE (prediction, counters, flips/step)
 
 
-TERMINAL = frozenset({Rsp.ACK, Rsp.ERROR, Rsp.STATUS, Rsp.DATA})
+TERMINAL = frozenset({Rsp.ACK, Rsp.ERROR, Rsp.STATUS, Rsp.DATA, Rsp.RESULT})
 
 
 class ErrorCode(enum.IntEnum):
@@ -132,6 +149,7 @@ class ErrorCode(enum.IntEnum):
     CRC = 0x01               # CRC mismatch
     TOO_LONG = 0x02          # LEN > MAX_PAYLOAD (reported as soon as LEN arrives)
     TRUNCATED = 0x03         # the line went idle inside a frame
+    SEQUENCE = 0x04          # v2: SEQ is neither the next one nor a replayable one (arg = next)
     UNKNOWN_OPCODE = 0x10    # OP is not a Cmd
     BAD_LENGTH = 0x11        # payload length wrong for the opcode
     ADDRESS = 0x12           # memory/layer/offset/index/label/time step out of range
@@ -188,6 +206,28 @@ class EventFlags(enum.IntFlag):
     BITMAP = 0x02           # data is a bitmap of n_in bits (else u16 indices)
 
 
+class SampleFlags(enum.IntFlag):
+    """``SAMPLE`` flags (bits 6, 7 reserved: ``RANGE``)."""
+
+    LEARN = 0x01            # learn on these steps (needs a label)
+    SPIKES = 0x02           # report SPIKES frames for these steps
+    FLIPS = 0x04            # report FLIPS frames for these steps
+    SCORES = 0x08           # PREDICTION frames (the output scores) before the RESULT
+    KEEP_STATE = 0x10       # start without clearing membranes and traces (continuous streaming)
+    CONTINUE = 0x20         # continue the sample the previous SAMPLE frame left unfinished
+    ALL = 0x3F
+
+
+class StepFlags(enum.IntFlag):
+    """Bits of a ``SAMPLE`` step record's ``head:u16`` (bits 0..13: the index count)."""
+
+    BITMAP = 0x8000         # ceil(n_in/8) bytes follow (count must be 0), else count u16 indices
+    MORE = 0x4000           # the step goes on in the next record (not run yet)
+
+
+STEP_COUNT_MASK = 0x3FFF
+
+
 class OutputMask(enum.IntFlag):
     SPIKES = 0x01
     FLIPS = 0x02
@@ -231,6 +271,24 @@ class Field:
     @property
     def code(self) -> str:
         return _CODES[(self.size, self.signed)]
+
+    @property
+    def lo(self) -> int:
+        return -(1 << (8 * self.size - 1)) if self.signed else 0
+
+    @property
+    def hi(self) -> int:
+        return (1 << (8 * self.size - (1 if self.signed else 0))) - 1
+
+    def check(self, value) -> int:
+        """``value`` as an int, or :class:`ProtocolError` naming the field when it is not an
+        integer (a bool, a float) or does not fit (no silent wrapping)."""
+        if isinstance(value, bool) or not hasattr(value, "__index__"):
+            raise ProtocolError(f"field {self.name}: {value!r} is not an integer")
+        v = value.__index__()
+        if not self.lo <= v <= self.hi:
+            raise ProtocolError(f"field {self.name}: {v} is out of range {self.lo}..{self.hi}")
+        return v
 
 
 @dataclass(frozen=True)
@@ -284,16 +342,16 @@ class Layout:
         missing = [f.name for f in self.fields if f.name not in values]
         if missing:
             raise ProtocolError(f"missing field(s) {missing}")
-        try:
-            out = self._fixed.pack(*(int(values[f.name]) for f in self.fields))
-            if self.item:
-                out += b"".join(self._item.pack(*it) for it in items)
-        except struct.error as e:
-            raise ProtocolError(f"field out of range: {e}") from None
         if items and not self.item:
             raise ProtocolError("this layout has no items")
         if tail and self.tail is None:
             raise ProtocolError("this layout has no tail")
+        out = self._fixed.pack(*(f.check(values[f.name]) for f in self.fields))
+        for it in items:
+            if len(it) != len(self.item):
+                raise ProtocolError(f"record {it!r} has {len(it)} fields, the layout "
+                                    f"{len(self.item)}")
+            out += self._item.pack(*(f.check(x) for f, x in zip(self.item, it)))
         return out + bytes(tail)
 
     def unpack(self, payload: bytes) -> tuple[dict, list, bytes]:
@@ -338,6 +396,7 @@ CMD_LAYOUTS: dict[Cmd, Layout] = {
     Cmd.LEARN: _L(("on", 1)),
     Cmd.RUN: _L(("n", 2)),
     Cmd.OUTPUTS: _L(("mask", 1)),
+    Cmd.SAMPLE: _L(("flags", 1), ("label", 2), ("t0", 1), tail="steps"),
 }
 
 ACK_LAYOUTS: dict[Cmd, Layout] = {
@@ -350,6 +409,7 @@ ACK_LAYOUTS: dict[Cmd, Layout] = {
     Cmd.LEARN: _L(),
     Cmd.RUN: _L(("t", 2), ("step", 4), ("spikes", 4), ("flips", 4)),
     Cmd.OUTPUTS: _L(),
+    Cmd.SAMPLE: _L(("t", 2)),           # a SAMPLE frame that does not end the sample
 }
 
 STATUS_LAYOUT = _L(
@@ -367,18 +427,43 @@ RSP_LAYOUTS: dict[Rsp, Layout] = {
     Rsp.SPIKES: _L(("t", 1), ("layer", 1), ("format", 1), tail="spikes"),
     Rsp.FLIPS: _L(item=(("t", 1), ("layer", 1), ("post", 2), ("pre", 2))),
     Rsp.PREDICTION: _L(("prediction", 2), ("offset", 2), tail="scores"),
+    Rsp.RESULT: _L(("prediction", 2), ("t", 2), ("step", 4), ("spikes", 4), ("flips", 4),
+                   item=(("step_flips", 4),)),
 }
+
+# --- version 2 forms of SYNC and STATUS (a v2 SYNC is told apart by its length) ------------------
+SYNC2_LAYOUT = _L(("flags", 1), ("nonce", 4), ("version", 1), ("next_seq", 1))
+SYNC2_ACK_LAYOUT = _L(("nonce", 4), ("version", 1), ("next_seq", 1), ("window", 1),
+                      ("credit", 2))
+STATUS2_LAYOUT = Layout(STATUS_LAYOUT.fields + _L(
+    ("window", 1), ("next_seq", 1), ("credit", 2), ("seq_errors", 4), ("replays", 4)).fields)
+assert SYNC2_LAYOUT.fixed_size == SYNC2_SIZE
 
 
 def pack(op: int, values: dict | None = None, items=(), tail: bytes = b"", *,
-         ack_of: int | None = None) -> bytes:
-    """Encode the payload of ``op`` (for ``Rsp.ACK`` give the command in ``ack_of``)."""
-    return _layout(op, ack_of).pack(values, items, tail)
+         ack_of: int | None = None, version: int = VERSION_1) -> bytes:
+    """Encode the payload of ``op`` (for ``Rsp.ACK`` give the command in ``ack_of``; ``version``
+    picks the v2 forms of ``SYNC``, its ``ACK`` and ``STATUS``). A field that is not an integer
+    or does not fit raises :class:`ProtocolError`."""
+    return layout(op, ack_of, version).pack(values, items, tail)
 
 
-def unpack(op: int, payload: bytes, *, ack_of: int | None = None) -> tuple[dict, list, bytes]:
+def unpack(op: int, payload: bytes, *, ack_of: int | None = None,
+           version: int = VERSION_1) -> tuple[dict, list, bytes]:
     """Decode the payload of ``op`` (for ``Rsp.ACK`` give the command in ``ack_of``)."""
-    return _layout(op, ack_of).unpack(payload)
+    return layout(op, ack_of, version).unpack(payload)
+
+
+def layout(op: int, ack_of: int | None = None, version: int = VERSION_1) -> Layout:
+    """The payload layout of ``op`` (of the ACK of ``ack_of``) in protocol ``version``."""
+    if version >= VERSION_2:
+        if op == Cmd.SYNC:
+            return SYNC2_LAYOUT
+        if op == Rsp.ACK and ack_of == Cmd.SYNC:
+            return SYNC2_ACK_LAYOUT
+        if op == Rsp.STATUS:
+            return STATUS2_LAYOUT
+    return _layout(op, ack_of)
 
 
 def _layout(op, ack_of) -> Layout:
@@ -484,7 +569,16 @@ def encode_elements(fmt: ElementFormat, values) -> bytes:
     """Encode integer words (any sequence or array) in ``fmt``; packed words are 0/1."""
     import numpy as np
 
-    v = np.asarray(values, dtype=np.int64).ravel()
+    v = np.asarray(values)
+    if v.dtype.kind not in "biu":
+        raise ProtocolError(f"memory words must be integers, got {v.dtype}")
+    v = v.astype(np.int64).ravel()
+    lo, hi = (0, 1) if fmt.packed else ((-(1 << (fmt.bits - 1)), (1 << (fmt.bits - 1)) - 1)
+                                        if fmt.signed else (0, (1 << fmt.bits) - 1))
+    if v.size and (v.min() < lo or v.max() > hi):
+        bad = int(v[(v < lo) | (v > hi)][0])
+        raise ProtocolError(f"memory word {bad} does not fit {fmt.bits} "
+                            f"{'signed' if fmt.signed else 'unsigned'} bits ({lo}..{hi})")
     if fmt.packed:
         return np.packbits(v.astype(bool), bitorder="little").tobytes()
     dt = np.dtype(f">{'i' if fmt.signed else 'u'}{fmt.nbytes}")
@@ -502,6 +596,151 @@ def decode_elements(fmt: ElementFormat, data: bytes, count: int):
         return bits.astype(np.int64)
     dt = np.dtype(f">{'i' if fmt.signed else 'u'}{fmt.nbytes}")
     return np.frombuffer(data, dt).astype(np.int64)
+
+
+# --- v2 SAMPLE: step records ---------------------------------------------------------------------
+class StepError(ProtocolError):
+    """A ``SAMPLE`` payload the device must refuse: ``code`` and ``arg`` of its ``ERROR``."""
+
+    def __init__(self, code: ErrorCode, arg: int, msg: str):
+        super().__init__(msg)
+        self.code, self.arg = ErrorCode(code), int(arg)
+
+
+def step_record(t_indices, n_in: int, *, more: bool = False, bitmap: bool = False) -> bytes:
+    """One step record: ``head:u16`` then the ascending indices ``t_indices`` (``u16`` each) or,
+    with ``bitmap``, ``ceil(n_in/8)`` bytes (bit k of byte j = input 8j+k)."""
+    idx = sorted(int(i) for i in t_indices)
+    if idx and (idx[0] < 0 or idx[-1] >= n_in):
+        raise ProtocolError(f"input index {idx[0] if idx[0] < 0 else idx[-1]} is outside "
+                            f"0..{n_in - 1}")
+    head = StepFlags.MORE if more else 0
+    if bitmap:
+        bits = bytearray((n_in + 7) // 8)
+        for i in idx:
+            bits[i >> 3] |= 1 << (i & 7)
+        return (head | StepFlags.BITMAP).to_bytes(2, "big") + bytes(bits)
+    if len(idx) > STEP_COUNT_MASK:
+        raise ProtocolError(f"{len(idx)} indices do not fit one step record "
+                            f"(at most {STEP_COUNT_MASK})")
+    return (head | len(idx)).to_bytes(2, "big") + b"".join(i.to_bytes(2, "big") for i in idx)
+
+
+def encode_sample(events, *, label: int | None = None, flags: int = 0,
+                  max_payload: int = MAX_PAYLOAD, max_batch: int = MAX_BATCH_EVENTS) -> list:
+    """The ``SAMPLE`` payloads of one sample: ``events`` is ``(T, n_in)`` binary (0/1, bool).
+
+    Per step the host sends the shorter of the bitmap and the index list (a tie goes to the
+    bitmap); a step with more than ``max_batch`` events whose bitmap is longer (or does not fit a
+    frame) becomes several index records, all but the last with ``MORE``. Records are packed
+    greedily into frames of at most ``max_payload`` bytes; every frame after the first has
+    ``CONTINUE`` and ``t0`` = the step of its first record. ``flags`` must not hold
+    ``CONTINUE`` (it is set here). Bad shapes, values, flags or labels raise
+    :class:`ProtocolError`.
+    """
+    import numpy as np
+
+    ev = np.asarray(events)
+    if ev.ndim != 2 or not 1 <= ev.shape[0] <= 256 or not 1 <= ev.shape[1] <= 1 << 16:
+        raise ProtocolError(f"events of shape {ev.shape}: need (T, n_in), T 1..256, "
+                            f"n_in 1..65536")
+    if ev.dtype != bool:
+        if ev.dtype.kind not in "biuf" or not np.isin(ev, (0, 1)).all():
+            raise ProtocolError("events must be binary (0/1)")
+        ev = ev.astype(bool)
+    flags = int(flags)
+    if flags & ~int(SampleFlags.ALL) or flags & SampleFlags.CONTINUE:
+        raise ProtocolError(f"SAMPLE flags 0x{flags:02x}: allowed "
+                            f"0x{int(SampleFlags.ALL & ~SampleFlags.CONTINUE):02x}")
+    if label is None:
+        lab = NO_LABEL
+    elif isinstance(label, bool) or not hasattr(label, "__index__") or \
+            not 0 <= label.__index__() < NO_LABEL:
+        raise ProtocolError(f"label {label!r} is not an integer in 0..{NO_LABEL - 1}")
+    else:
+        lab = label.__index__()
+    if flags & SampleFlags.LEARN and label is None:
+        raise ProtocolError("LEARN needs a label")
+    hdr = CMD_LAYOUTS[Cmd.SAMPLE].fixed_size
+    room = max_payload - hdr
+    T, n_in = ev.shape
+    nb = (n_in + 7) // 8
+    per = min(max_batch, (room - 2) // 2, STEP_COUNT_MASK)
+    if per < 1:
+        raise ProtocolError(f"max_payload {max_payload} leaves no room for a step record")
+    records = []                                    # (step, bytes)
+    for t in range(T):
+        idx = np.flatnonzero(ev[t])
+        if nb <= 2 * idx.size and 2 + nb <= room:
+            records.append((t, (int(StepFlags.BITMAP)).to_bytes(2, "big")
+                            + np.packbits(ev[t], bitorder="little").tobytes()))
+            continue
+        chunks = [idx[k:k + per] for k in range(0, idx.size, per)] or [idx]
+        for k, ch in enumerate(chunks):
+            head = len(ch) | (int(StepFlags.MORE) if k < len(chunks) - 1 else 0)
+            records.append((t, head.to_bytes(2, "big") + ch.astype(">u2").tobytes()))
+    payloads, body, t0 = [], bytearray(), 0
+    for t, rec in records:
+        if body and len(body) + len(rec) > room:
+            payloads.append((t0, bytes(body)))
+            body, t0 = bytearray(), t
+        body += rec
+    payloads.append((t0, bytes(body)))
+    lay = CMD_LAYOUTS[Cmd.SAMPLE]
+    return [lay.pack({"flags": flags | (int(SampleFlags.CONTINUE) if k else 0), "label": lab,
+                      "t0": t0}, tail=b) for k, (t0, b) in enumerate(payloads)]
+
+
+def decode_steps(steps: bytes, n_in: int, T: int, t0: int, *,
+                 max_batch: int = MAX_BATCH_EVENTS, payload_len: int | None = None) -> list:
+    """Parse and check the step records of a ``SAMPLE`` (its tail), in the order a device
+    checks them; return ``[(t, indices, more)]`` (indices an int64 array, ascending for a
+    bitmap, as sent for a list). A bad record raises :class:`StepError` with the device's
+    error code and arg (docs/protocol.md §9.4); ``payload_len`` is the arg of ``BAD_LENGTH``."""
+    import numpy as np
+
+    n = len(steps) + CMD_LAYOUTS[Cmd.SAMPLE].fixed_size if payload_len is None else payload_len
+    nb = (n_in + 7) // 8
+    out, pos, t = [], 0, t0
+    if not steps:
+        raise StepError(ErrorCode.BAD_LENGTH, n, "SAMPLE without a step record")
+    while pos < len(steps):
+        if len(steps) - pos < 2:
+            raise StepError(ErrorCode.BAD_LENGTH, n, "step record cut inside its head")
+        head = int.from_bytes(steps[pos:pos + 2], "big")
+        pos += 2
+        count = head & STEP_COUNT_MASK
+        if head & StepFlags.BITMAP:
+            if count:
+                raise StepError(ErrorCode.RANGE, head, f"bitmap record with count {count}")
+            size = nb
+        else:
+            if count > max_batch:
+                raise StepError(ErrorCode.OVERSIZE, count, f"{count} indices > {max_batch}")
+            size = 2 * count
+        if len(steps) - pos < size:
+            raise StepError(ErrorCode.BAD_LENGTH, n, "step record longer than the payload")
+        if t >= T:
+            raise StepError(ErrorCode.ADDRESS, t, f"step {t} >= T={T}")
+        data = steps[pos:pos + size]
+        pos += size
+        if head & StepFlags.BITMAP:
+            bits = np.unpackbits(np.frombuffer(data, np.uint8), bitorder="little")
+            if bits[n_in:].any():
+                bad = n_in + int(np.flatnonzero(bits[n_in:])[0])
+                raise StepError(ErrorCode.ADDRESS, bad, f"bitmap padding bit {bad} set")
+            idx = np.flatnonzero(bits[:n_in]).astype(np.int64)
+        else:
+            idx = np.frombuffer(data, ">u2").astype(np.int64)
+            over = np.flatnonzero(idx >= n_in)
+            if over.size:
+                raise StepError(ErrorCode.ADDRESS, int(idx[over[0]]),
+                                f"input index {int(idx[over[0]])} >= n_in={n_in}")
+        more = bool(head & StepFlags.MORE)
+        out.append((t, idx, more))
+        if not more:
+            t += 1
+    return out
 
 
 # --- frames --------------------------------------------------------------------------------------
