@@ -195,7 +195,8 @@ def cmd_train(args) -> dict:
             start, per_epoch = prog["epochs_done"], list(prog["per_epoch"])
             history = History(**{k: list(v) for k, v in prog["history"].items()})
             history.flips_per_step = [np.array(p, np.int64) for p in history.flips_per_step]
-        acc.set_outputs(spikes=False, flips=True)    # spikes only for the raster below
+        # spikes only for the raster below; v2's RESULT counts the flips per step itself
+        acc.set_outputs(spikes=False, flips=acc.version < 2)
         link = acc.link
         n = len(data.x_train) if args.samples is None else min(args.samples, len(data.x_train))
         marks = {"bytes": link.bytes_sent + link.bytes_received, "t": time.perf_counter()}
@@ -323,8 +324,8 @@ def cmd_eval(args):
         _check_labels(data, cfg)
         acc.restore(args.checkpoint)
         prog = _progress(args, "eval") or (lambda it: it)
-        ok = sum(acc.predict(data.x_test[k]) == int(data.y_test[k])      # golden evaluate()
-                 for k in prog(range(len(data.x_test))))
+        ok = sum(r.prediction == int(data.y_test[k])      # golden evaluate(), pipelined
+                 for k, r in zip(prog(range(len(data.x_test))), acc.run_samples(data.x_test)))
     acc_ = ok / len(data.x_test)
     print(f"held-out accuracy {acc_:.4f} on {len(data.x_test)} samples ({args.checkpoint})")
     return acc_
