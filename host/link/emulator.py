@@ -236,11 +236,13 @@ class EmulatorDevice(DeviceCommands):
 class EmulatorLink(Link):
     """A :class:`Link` to an in-process :class:`EmulatorDevice`.
 
-    Sent bytes wait in the device's RX buffer (``device.credit`` bytes) until the host reads;
-    bytes beyond it are lost, as a full FIFO loses them, and counted in :attr:`overruns` (a
-    host that keeps to the credit never causes one). :meth:`recv` never waits: the device
-    answers what is buffered; when nothing is pending it is told the line is idle (the RTL's
-    inter-byte timeout) and what that produced is returned, or the read times out at once.
+    The device is busy from the moment it takes bytes until the host has read what they
+    caused: bytes sent to an idle device are taken at once, bytes sent to a busy one wait in
+    its RX buffer (``device.credit`` bytes) until the host reads; bytes beyond it are lost, as
+    a full FIFO loses them, and counted in :attr:`overruns` (a host that keeps to the credit
+    never causes one). :meth:`recv` never waits: the device answers what is buffered; when
+    nothing is pending it is told the line is idle (the RTL's inter-byte timeout) and what
+    that produced is returned, or the read times out at once.
     """
 
     def __init__(self, cfg: NetConfig | None = None, *, device: EmulatorDevice | None = None,
@@ -250,8 +252,13 @@ class EmulatorLink(Link):
         self._rx = bytearray()
         self._buffer = bytearray()      # the device's RX buffer
         self.overruns = 0               # bytes lost because the buffer was full
+        self._busy = False
 
     def _send(self, data: bytes) -> None:
+        if not self._rx and not self._buffer and not self._busy:
+            self._busy = True
+            self._rx += self.device.receive(data)
+            return
         room = self.device.credit - len(self._buffer)
         if len(data) > room:
             self.overruns += len(data) - max(room, 0)
@@ -259,6 +266,7 @@ class EmulatorLink(Link):
         self._buffer += data
 
     def _recv(self, timeout: float) -> bytes:
+        self._busy = False
         if self._buffer:
             self._rx += self.device.receive(bytes(self._buffer))
             self._buffer.clear()
