@@ -96,6 +96,8 @@ def _open(args, cfg=None):
     # cfg: what a simulated RTL is generated for (the emulator stays reconfigurable)
     link = open_link(args.link, timeout=args.timeout, baud=args.baud,
                      cfg=cfg if args.link.startswith("sim") else None)
+    for note in getattr(link, "latency_notes", ()):
+        print(f"warning: {note}", file=sys.stderr)
     try:
         return Accelerator(link, retries=args.retries)
     except BaseException:
