@@ -9,6 +9,7 @@
                         [binning options] [--test-samples K] [--out DIR]
     python -m host stream --link ... FILE [--checkpoint CK | --config CFG] [binning options]
     python -m host status --link ...
+    python -m host bench --link emulator|sim[:verilator] --data digits --samples N [--json F]
 
 ``train`` streams the data set through the device with learning on, prints held-out accuracy
 per epoch and writes ``accuracy.png``, ``flips_per_step.png``, ``raster.png`` (and, for event
@@ -32,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import datasets, outdir, stream
+from . import bench, datasets, outdir, stream
 
 __all__ = ["main"]
 
@@ -83,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="where the figures of a recording go")
 
     stream.add_parser(sub, link_args)
+    bench.add_parser(sub)
 
     s = sub.add_parser("status", help="print the device status block")
     link_args(s)
@@ -397,11 +399,11 @@ def _check_args(args) -> None:
         parse_link(args.link)
     except ValueError as e:
         raise datasets.DataError(f"--{e}") from None
-    if args.retries < 0:
+    if getattr(args, "retries", 0) < 0:
         raise datasets.DataError(f"--retries must be >= 0, got {args.retries}")
     if args.timeout is not None and not args.timeout > 0:     # also NaN
         raise datasets.DataError(f"--timeout must be > 0 seconds, got {args.timeout}")
-    if args.baud is not None and args.baud < 1:
+    if getattr(args, "baud", None) is not None and args.baud < 1:
         raise datasets.DataError(f"--baud must be >= 1, got {args.baud}")
     if (getattr(args, "shuffle_seed", None) or 0) < 0:
         raise datasets.DataError(f"--shuffle-seed must be >= 0, got {args.shuffle_seed}")
@@ -419,7 +421,7 @@ def main(argv=None) -> int:
 
     try:
         _check_args(args)
-        {"train": cmd_train, "eval": cmd_eval, "status": cmd_status,
+        {"train": cmd_train, "eval": cmd_eval, "status": cmd_status, "bench": bench.cmd_bench,
          "stream": lambda a: stream.cmd_stream(a, _open, _read_checkpoint, _warn)}[args.cmd](args)
     except (datasets.DataError, NotImplementedError) as e:
         print(f"error: {e}", file=sys.stderr)
