@@ -8,7 +8,10 @@ It trains N samples (learning on, the first N of the training split, as ``train`
 spikes or flips reported) and reports:
 
 * ``emulator_samples_per_s``: the emulator on this host's CPU (wall time, protocol v2,
-  pipelined); always measured, also for ``--link sim`` (the same run's reference);
+  pipelined, over max(N, 200) samples); always measured, also for ``--link sim`` (the same
+  run's reference; the simulated board's predictions must equal the emulator's);
+* ``golden_samples_per_s``: ``golden.core.Core.run_sample`` alone on the same samples (what
+  the emulator's protocol handling costs on top);
 * ``bytes_per_sample``: link bytes per sample each way, the frames in flight;
 * per board (iCEBreaker at 12 Mbaud, ULX3S at 3 Mbaud, at the board's core clock):
   with ``--link sim`` the **simulated board time** per sample -- board-top cycles while the
@@ -42,6 +45,7 @@ __all__ = ["add_parser", "cmd_bench", "BOARD_LINKS", "board_link", "line_model"]
 BOARD_LINKS = {"icebreaker": {"baud": 12_000_000, "clk_hz": 48e6},
                "ulx3s-85f": {"baud": 3_000_000, "clk_hz": 80e6}}
 USB_RTT_S = 2e-3
+EMULATOR_MIN_SAMPLES = 200      # the emulator's figure is taken over at least this many samples
 
 
 def add_parser(sub) -> None:
@@ -178,17 +182,27 @@ def cmd_bench(args) -> dict:
     print(f"bench: {plan.describe()}; layers {cfg.layers}, T {cfg.T}; {n} samples, learning "
           f"on; USB {args.usb_rtt_ms:g} ms per exchange", flush=True)
 
+    n_emu = min(max(n, EMULATOR_MIN_SAMPLES), len(data.x_train))   # a steady-state figure
     with Accelerator(EmulatorLink()) as acc:
         acc.configure(cfg)
-        emu = _train(acc, data, n)
+        emu = _train(acc, data, n_emu)
+    from golden.core import Core
+
+    core = Core(cfg, "int")                   # the model alone: what the link costs on top
+    t0 = time.perf_counter()
+    for x, y in zip(data.x_train[:n_emu], data.y_train[:n_emu]):
+        core.run_sample(x, int(y), learn=True)
+    golden_rate = n_emu / (time.perf_counter() - t0)
     out = {"link": args.link, "data": plan.spec, "config": cfg.to_dict(), "samples": n,
+           "emulator_samples": n_emu, "golden_samples_per_s": golden_rate,
            "learn": True, "usb_round_trip_s": rtt,
            "emulator_samples_per_s": emu["samples_per_s"], "emulator": emu,
            "bytes_per_sample": emu["bytes_per_sample"], "boards": {}}
     print(f"emulator: {emu['samples_per_s']:.1f} samples/s (host CPU wall, protocol "
           f"v{emu['protocol']}, up to {emu['max_in_flight']} in flight); "
           f"{emu['bytes_per_sample']['to_device']:.0f} B up, "
-          f"{emu['bytes_per_sample']['from_device']:.0f} B down per sample")
+          f"{emu['bytes_per_sample']['from_device']:.0f} B down per sample; golden.core "
+          f"alone {golden_rate:.1f} samples/s")
     core_est = None
     for b in boards:
         bl = links[b]
@@ -240,7 +254,7 @@ def _sim_run(args, kw, cfg, data, n, bl, emu) -> dict:
     with Accelerator(link) as acc:
         acc.configure(cfg)
         r = _train(acc, data, n)
-    if r["predictions"] != emu["predictions"]:
+    if r["predictions"] != emu["predictions"][:n]:
         raise AssertionError("the simulated board's predictions differ from the emulator's")
     cycles = r["sim_cycles"] / n
     bp = r["bytes_per_sample"]
