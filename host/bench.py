@@ -58,7 +58,8 @@ def add_parser(sub) -> None:
     b.add_argument("--board", default="all", choices=[*BOARD_LINKS, "all"],
                    help="the board(s) whose clock and baud the model (and sim) use")
     b.add_argument("--config", type=Path, default=None, help="NetConfig JSON")
-    b.add_argument("--lanes", type=int, default=None, help="core lanes of the simulated RTL")
+    b.add_argument("--lanes", type=int, default=None,
+                   help="core lanes of the simulated RTL (default: the board's, 8)")
     b.add_argument("--usb-rtt-ms", type=float, default=USB_RTT_S * 1e3,
                    help="USB round trip per exchange the protocol waits for (2)")
     b.add_argument("--timeout", type=float, default=None,
@@ -80,6 +81,11 @@ def board_link(name: str) -> dict:
     except (ImportError, KeyError):
         pass
     link["divisor"] = divisor_for(link["clk_hz"], link["baud"])
+    try:
+        from hdl_gen.flow.boards import BOARDS
+        link["lanes"] = BOARDS[name].default_lanes         # the board's parallel-core build
+    except (ImportError, KeyError):
+        link["lanes"] = None
     return link
 
 
@@ -206,7 +212,8 @@ def cmd_bench(args) -> dict:
     core_est = None
     for b in boards:
         bl = links[b]
-        rec = {"baud": bl["baud"], "clk_hz": bl["clk_hz"], "divisor": bl["divisor"]}
+        rec = {"baud": bl["baud"], "clk_hz": bl["clk_hz"], "divisor": bl["divisor"],
+               "lanes": args.lanes or bl["lanes"]}
         if kind == "sim":
             rec["sim"] = _sim_run(args, kw, cfg, data, n, bl, emu)
             core_est = rec["sim"]["core_s_per_sample"]
@@ -250,7 +257,8 @@ def _sim_run(args, kw, cfg, data, n, bl, emu) -> dict:
     from .link import SimLink
 
     extra = {} if args.timeout is None else {"timeout": args.timeout}
-    link = SimLink(kw["simulator"], cfg, lanes=args.lanes, baud_divisor=bl["divisor"], **extra)
+    link = SimLink(kw["simulator"], cfg, lanes=args.lanes or bl["lanes"],
+                   baud_divisor=bl["divisor"], **extra)
     with Accelerator(link) as acc:
         acc.configure(cfg)
         r = _train(acc, data, n)
