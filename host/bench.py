@@ -55,6 +55,9 @@ def add_parser(sub) -> None:
     datasets.add_data_args(b)
     b.add_argument("--samples", type=int, default=None,
                    help="training samples (default 200 on the emulator, 8 on sim)")
+    b.add_argument("--emulator-samples", type=int, default=None,
+                   help=f"samples for the emulator's figure (default max(N, "
+                        f"{EMULATOR_MIN_SAMPLES}))")
     b.add_argument("--board", default="all", choices=[*BOARD_LINKS, "all"],
                    help="the board(s) whose clock and baud the model (and sim) use")
     b.add_argument("--config", type=Path, default=None, help="NetConfig JSON")
@@ -188,7 +191,10 @@ def cmd_bench(args) -> dict:
     print(f"bench: {plan.describe()}; layers {cfg.layers}, T {cfg.T}; {n} samples, learning "
           f"on; USB {args.usb_rtt_ms:g} ms per exchange", flush=True)
 
-    n_emu = min(max(n, EMULATOR_MIN_SAMPLES), len(data.x_train))   # a steady-state figure
+    n_emu = args.emulator_samples or min(max(n, EMULATOR_MIN_SAMPLES), len(data.x_train))
+    if n_emu < n or n_emu > len(data.x_train):
+        raise datasets.DataError(f"--emulator-samples {n_emu}: allowed {n}.."
+                                 f"{len(data.x_train)} (at least --samples)")
     with Accelerator(EmulatorLink()) as acc:
         acc.configure(cfg)
         emu = _train(acc, data, n_emu)

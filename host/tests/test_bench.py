@@ -12,8 +12,8 @@ from host.bench import board_link, line_model
 
 def test_bench_emulator_json(tmp_path, capsys):
     out = tmp_path / "b.json"
-    assert main(["bench", "--link", "emulator", "--data", "digits", "--samples", "12",
-                 "--json", str(out)]) == 0
+    assert main(["bench", "--link", "emulator", "--data", "digits", "--samples", "6",
+                 "--emulator-samples", "16", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "samples/s" in printed and "icebreaker at 12 Mbaud" in printed
     d = json.loads(out.read_text())
@@ -49,6 +49,7 @@ def test_line_model():
     (["--samples", "99999"], "the training split has"),
     (["--usb-rtt-ms", "-1"], "--usb-rtt-ms must be >= 0"),
     (["--lanes", "0"], "--lanes must be >= 1"),
+    (["--samples", "5", "--emulator-samples", "4"], "at least --samples"),
     (["--board", "nexys"], "invalid choice"),
     (["--config", "/no/such.json"], "file not found"),
 ])
@@ -96,8 +97,8 @@ def test_bench_sim_path(tmp_path, capsys, monkeypatch, versions):
     monkeypatch.setattr(host.link, "SimLink",
                         lambda *a, **kw: _FakeSim(*a, versions=versions, **kw))
     out = tmp_path / "s.json"
-    assert main(["bench", "--link", "sim", "--samples", "3", "--board", "icebreaker",
-                 "--json", str(out)]) == 0
+    assert main(["bench", "--link", "sim", "--samples", "3", "--emulator-samples", "3",
+                 "--board", "icebreaker", "--json", str(out)]) == 0
     d = json.loads(out.read_text())
     ice = d["boards"]["icebreaker"]
     sim = ice["sim"]
