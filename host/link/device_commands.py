@@ -24,7 +24,7 @@ _LEARN, _SPIKES, _FLIPS, _SCORES, _KEEP_STATE, _CONTINUE = (
 
 
 class CommandError(Exception):
-    """Raised inside the device: the command is answered with ``ERROR code`` and changes nothing."""
+    """Raised inside the device: the command is answered with ``ERROR code``, changes nothing."""
 
     def __init__(self, code: ErrorCode, arg: int = 0):
         super().__init__(code, arg)
