@@ -28,3 +28,4 @@ test: $(STAMP) check-sim
 bench: $(STAMP)
 	$(PY) -m golden.bench --json out/golden_speed.json
 	$(PY) -m studies.digits --json out/digits_bench.json
+	$(PY) -m host bench --link emulator --data digits --samples 200 --json out/link_bench.json
