@@ -1,0 +1,269 @@
+"""Learning sequencer of the compact core: hidden errors, T-BSO thresholds, momenta and flips.
+
+Contract (golden ``Core.step_once`` steps 3 and 4, int mode, bit for bit), from ``ERR_START``
+with learning on (the output error was written by the output layer's LIF pass):
+
+* ``ER_*``: hidden layers ``l = L-2 .. 0``, per neuron ``j``: ``e = sum_c w[l+1][c, j] *
+  delta[l+1][c]`` over row ``j`` of layer ``l+1`` (the old weights), ``P`` terms per cycle,
+  then ``delta = sat(shr_round(e * sg[j], surrogate_shift))``. Cycles per neuron
+  ``C_{l+1} + 3``.
+* ``TB_*`` (T-BSO): all layers' :class:`~hdl_gen.tbso_unit.TbsoUnit` updates at once, from the
+  per-layer sums of ``delta^2`` and ``a^2``.
+* ``FL_*``: per layer ``l = 0 .. L-1`` whose deltas are not all zero, threshold ``thr``
+  (BSO ``min(gamma[l], mom_max)``, T-BSO the unit's), per input ``i`` with trace ``a != 0``
+  and per word ``c`` of its row: for the lanes with ``delta != 0`` (and ``post < n_post``)
+  ``M = sat(M + ((delta * a - (M << gs) + rnd) >> (rate_shift + gs)))`` with ``rnd =
+  srand(synapse_address(l, post, i), key) & mask``, flip where ``w * M > thr``, ``M = 0`` on a
+  flip if ``reset_momentum``; the word is written back and the flips leave on ``o_flip`` in
+  ascending post order. Cycles: ``N_l`` plus ``5 * C_l`` per active input, plus one per
+  emitted flip.
+
+The learning-step counter and the key advance once every layer is done; then ``DRAIN_STEP``.
+"""
+from __future__ import annotations
+
+from amaranth import Cat, Const, Mux, Signal, signed, unsigned
+
+from golden.fixed import GOLDEN32
+
+from ..common import lowest_set, popcount, sat_sym, shr_round
+from ..flip_unit import _narrow_sshr
+from ..srand import lane_constant, lane_select, srand_value
+from .memmap import lay_sel
+
+__all__ = ["add_states", "ERR_STATES", "LEARN_STATES"]
+
+ERR_STATES = ("ERR_START", "ER_ROW", "ER_S", "ER_M", "ER_D")
+LEARN_STATES = ("LEARN_START", "TB_WAIT", "FL_LAYER", "FL_I", "FL_IS", "FL_0", "FL_1", "FL_2",
+                "FL_3", "FL_4", "FL_E", "FL_NEXT")
+
+
+def _errors(x):
+    m, cfg, mp, P = x.m, x.cfg, x.map, x.P
+    d = cfg.derived()
+    L, N, lg = cfg.n_layers, cfg.layers, mp.lg
+    lay, j, c, row = x.lay, x.j, x.c, x.row
+    nxt = lay + 1
+    Cn = lay_sel(nxt, mp.C + [1])
+    cb_n = lay_sel(nxt, mp.cbase)
+    e_bits = mp.db + max(N).bit_length() + 2
+    e = Signal(signed(e_bits), name="err_e")
+    prod = Signal(signed(e_bits + mp.sgb + 1), name="err_prod")
+
+    with m.State("ERR_START"):
+        m.d.sync += [j.eq(0), c.eq(0), e.eq(0)]
+        if L > 1:
+            m.d.sync += [lay.eq(L - 2), row.eq(mp.sbase[L - 1])]
+            m.next = "ER_ROW"
+        else:
+            m.next = "LEARN_START"
+    if L == 1:
+        return
+    with m.State("ER_ROW"):
+        m.d.comb += [x.syn.addr.eq(row), x.dl.raddr.eq(cb_n)]
+        m.d.sync += c.eq(0)
+        m.next = "ER_S"
+    with m.State("ER_S"):                   # synapse word c of row j (layer l+1), delta word c
+        m.d.comb += x.nsg.raddr.eq(lay_sel(lay, mp.nbase[:-1]) + j)
+        nvl = lay_sel(nxt, mp.last_lanes + [P])
+        terms = []
+        for k in range(P):
+            dk = x.dl.lane(k).as_signed()
+            ok = (c != Cn - 1) | (k < nvl)
+            terms.append(Mux(ok, Mux(x.syn.rdata[k], dk, -dk), 0))
+        e_new = Signal(signed(e_bits), name="err_e_new")
+        m.d.comb += e_new.eq(e + sum(terms))
+        m.d.sync += e.eq(e_new)
+        with m.If(c != Cn - 1):
+            m.d.comb += [x.syn.addr.eq(row + c + 1), x.dl.raddr.eq(cb_n + c + 1)]
+            m.d.sync += c.eq(c + 1)
+        with m.Else():
+            m.next = "ER_M"
+    with m.State("ER_M"):
+        m.d.sync += prod.eq(e * x.nsg.rdata)
+        m.next = "ER_D"
+    with m.State("ER_D"):
+        dv, dsat = sat_sym(shr_round(prod, cfg.surrogate_shift), d.delta_max)
+        lane = j[:lg] if lg else Const(0, 1)
+        x.dl.write_lane(m, lay_sel(lay, mp.cbase[:-1]) + (j >> lg), lane, dv[:mp.db])
+        m.d.comb += x.inc["sat_delta"].eq(dsat)
+        with m.If(dv != 0):
+            m.d.sync += x.nzd.bit_select(lay, 1).eq(1)
+        if x.tbso:
+            for l in range(L - 1):
+                with m.If(lay == l):
+                    m.d.sync += x.sd[l].eq(x.sd[l] + dv * dv)
+        m.d.sync += e.eq(0)
+        with m.If(j == lay_sel(lay, N[1:]) - 1):
+            with m.If(lay == 0):
+                m.next = "LEARN_START"
+            with m.Else():
+                m.d.sync += [lay.eq(lay - 1), j.eq(0), row.eq(lay_sel(lay, mp.sbase))]
+                m.next = "ER_ROW"
+        with m.Else():
+            m.d.sync += [j.eq(j + 1), row.eq(row + Cn)]
+            m.next = "ER_ROW"
+
+
+def _flips(x):
+    m, cfg, mp, P = x.m, x.cfg, x.map, x.P
+    d = cfg.derived()
+    L, N, lg, tb, mb, db = cfg.n_layers, cfg.layers, mp.lg, mp.tb, mp.mb, mp.db
+    lay, i, c, row = x.lay, x.i, x.c, x.row
+    C = lay_sel(lay, mp.C)
+    tbase = lay_sel(lay, mp.tbase[:-1])
+    cbase = lay_sel(lay, mp.cbase[:-1])
+    nvl = lay_sel(lay, mp.last_lanes)
+    gs_max = max(cfg.grad_shift)
+    W = max(db + tb - 1, mb - 1 + gs_max) + 1          # |G - (M << gs)| < 2^W
+    SW = max(W, 32) + 3
+    thr = Signal(signed(mb + 2), name="fl_thr")
+    k_r = Signal(7, name="fl_k")
+    mask_r = Signal(32, name="fl_mask")
+    tmask_r = Signal(SW, name="fl_tmask")
+    a_r = Signal(tb, name="fl_a")
+    w_r = Signal(P, name="fl_w")
+    mo_r = [Signal(signed(mb), name=f"fl_m{k}") for k in range(P)]
+    g_r = [Signal(signed(db + tb + 1), name=f"fl_g{k}") for k in range(P)]
+    vis_r = Signal(P, name="fl_visit")
+    rm_r, rn_r = Signal(32, name="fl_rm"), Signal(32, name="fl_rn")
+    s_r = [Signal(signed(SW), name=f"fl_s{k}") for k in range(P)]
+    u_r = [Signal(signed(mb + 2), name=f"fl_u{k}") for k in range(P)]
+    fmask = Signal(P, name="fl_fmask")
+
+    with m.State("LEARN_START"):
+        if x.tbso:
+            for l, u in enumerate(x.tb):
+                m.d.comb += [u.start.eq(1), u.t.eq(x.t), u.s_d.eq(x.sd[l]), u.s_a.eq(x.sa[l]),
+                             u.gamma_q.eq(x.gamma_q)]
+            m.next = "TB_WAIT"
+        else:
+            m.next = "FL_LAYER"
+        m.d.sync += lay.eq(0)
+    with m.State("TB_WAIT"):
+        with m.If(~Cat(*[u.busy for u in x.tb]).any() if x.tb else 1):
+            m.next = "FL_LAYER"
+    with m.State("FL_LAYER"):
+        with m.If(lay == L):
+            m.d.sync += [x.step.eq(x.step + 1), x.key.eq(x.key + GOLDEN32)]
+            m.next = "DRAIN_STEP"
+        with m.Elif(~x.nzd.bit_select(lay, 1)):
+            m.d.sync += lay.eq(lay + 1)     # no delta: no synapse is visited
+        with m.Else():
+            if x.tbso:
+                m.d.sync += thr.eq(_pick(lay, [u.thr_flip for u in x.tb]))
+            else:
+                g = _pick(lay, x.gamma)
+                m.d.sync += thr.eq(Mux(g > d.mom_max, d.mom_max, g))
+            k = Signal(7, name="fl_k_new")
+            m.d.comb += k.eq(x.rate_shift + lay_sel(lay, cfg.grad_shift))
+            m.d.sync += [k_r.eq(k), mask_r.eq(Mux(k >= 32, 0xFFFFFFFF,
+                                                  ~(Const(0xFFFFFFFF, 32) << k)[:32])),
+                         tmask_r.eq((Const((1 << SW) - 1, SW) << (k + mb + 1))[:SW]),
+                         i.eq(0), c.eq(0), row.eq(lay_sel(lay, mp.sbase[:-1]))]
+            m.next = "FL_I"
+    with m.State("FL_I"):
+        m.d.comb += x.trs.raddr.eq(tbase + i)
+        m.next = "FL_IS"
+    with m.State("FL_IS"):                  # trs word of input i
+        a = x.trs.rdata[:tb]
+        with m.If(a != 0):
+            m.d.sync += [a_r.eq(a), c.eq(0)]
+            m.next = "FL_0"
+        with m.Elif(i == lay_sel(lay, N[:-1]) - 1):
+            m.next = "FL_NEXT"
+        with m.Else():
+            m.d.comb += x.trs.raddr.eq(tbase + i + 1)
+            m.d.sync += [i.eq(i + 1), row.eq(row + C)]
+    syn_a = row + c
+    with m.State("FL_0"):
+        m.d.comb += [x.syn.addr.eq(syn_a), x.dl.raddr.eq(cbase + c)]
+        m.next = "FL_1"
+    with m.State("FL_1"):                   # words in; products and random numbers
+        m.d.comb += x.syn.addr.eq(syn_a)
+        base = Signal(32, name="fl_base")
+        m.d.comb += base.eq(i[:14] | (Cat(Const(0, lg), c)[:14] << 14) | (lay << 28))
+        r0 = srand_value(m, base, x.key, name="fl_srand")
+        m.d.sync += [rm_r.eq(r0 & mask_r), rn_r.eq(~r0 & mask_r), w_r.eq(x.syn.rdata[:P])]
+        vis = []
+        for k in range(P):
+            dk = x.dl.lane(k).as_signed()
+            m.d.sync += [mo_r[k].eq(x.syn.rdata[P + k * mb:P + (k + 1) * mb].as_signed()),
+                         g_r[k].eq(dk * a_r)]
+            vis.append((dk != 0) & ((c != C - 1) | (k < nvl)))
+        m.d.sync += vis_r.eq(Cat(*vis))
+        m.next = "FL_2"
+    with m.State("FL_2"):                   # s = G - (M << gs) + rnd
+        m.d.comb += x.syn.addr.eq(syn_a)
+        for k in range(P):
+            rnd = lane_select(rm_r, rn_r, lane_constant(k))
+            ms = _pick(lay, [mo_r[k] << g for g in cfg.grad_shift])
+            m.d.sync += s_r[k].eq(g_r[k] - ms + rnd)
+        m.next = "FL_3"
+    with m.State("FL_3"):                   # u = s >> k, clamped to what saturates alike
+        m.d.comb += x.syn.addr.eq(syn_a)
+        for k in range(P):
+            s = s_r[k]
+            low = _narrow_sshr(m, s, k_r, mb + 2, name=f"fl_sh{k}")
+            sign = s[-1]
+            fits = ~((s ^ sign.replicate(SW)) & tmask_r).any()
+            m.d.sync += u_r[k].eq(Mux(fits, low.as_signed(),
+                                      Mux(sign, -(1 << mb) - 1, 1 << mb)))
+        m.next = "FL_4"
+    with m.State("FL_4"):                   # M' = sat(M + u), flips, write back
+        m.d.comb += x.syn.addr.eq(syn_a)
+        neww, newm, flips, sats = [], [], [], []
+        for k in range(P):
+            mn, sat = sat_sym(mo_r[k] + u_r[k], d.mom_max)
+            visit = vis_r[k]
+            flip = visit & Mux(w_r[k], mn > thr, mn < -thr)
+            keep = Mux(flip, 0, mn) if cfg.do_reset_momentum else mn
+            newm.append(Mux(visit, keep, mo_r[k])[:mb])
+            neww.append(w_r[k] ^ flip)
+            flips.append(flip)
+            sats.append(visit & sat)
+        m.d.comb += [x.syn.wdata.eq(Cat(*neww, *newm)), x.syn.we.eq(1),
+                     x.inc["flips"].eq(popcount(flips)),
+                     x.inc["sat_momentum"].eq(popcount(sats))]
+        m.d.sync += fmask.eq(Cat(*flips))
+        with m.If(x.flips_on & Cat(*flips).any()):
+            m.next = "FL_E"
+        with m.Else():
+            _next_word(x, C)
+    with m.State("FL_E"):                   # flips of the word, ascending post
+        k = lowest_set(fmask, P) if P > 1 else Const(0, 1)
+        rest = fmask & (fmask - 1)
+        m.d.comb += [x.fl.push.eq(1), x.fl.rec.t.eq(x.t), x.fl.rec.layer.eq(lay),
+                     x.fl.rec.pre.eq(i), x.fl.rec.post.eq((c << lg) | k if lg else c)]
+        with m.If(x.fl.ok):
+            m.d.sync += fmask.eq(rest)
+            with m.If(rest == 0):
+                _next_word(x, C)
+    with m.State("FL_NEXT"):
+        m.d.sync += lay.eq(lay + 1)
+        m.next = "FL_LAYER"
+
+
+def _pick(sel, values):
+    """``values[sel]`` for a list of values (a multiplexer chain)."""
+    out = values[-1]
+    for k in range(len(values) - 2, -1, -1):
+        out = Mux(sel == k, values[k], out)
+    return out
+
+
+def _next_word(x, C):
+    m, i, c, row = x.m, x.i, x.c, x.row
+    with m.If(c != C - 1):
+        m.d.sync += c.eq(c + 1)
+        m.next = "FL_0"
+    with m.Elif(i == lay_sel(x.lay, x.cfg.layers[:-1]) - 1):
+        m.next = "FL_NEXT"
+    with m.Else():
+        m.d.sync += [c.eq(0), i.eq(i + 1), row.eq(row + C)]
+        m.next = "FL_I"
+
+
+def add_states(x) -> None:
+    _errors(x)
+    _flips(x)
