@@ -23,7 +23,7 @@ in docs/architecture.md section 7.
 """
 from __future__ import annotations
 
-from amaranth import Module, Signal, unsigned
+from amaranth import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -192,7 +192,8 @@ class CompactCore(wiring.Component):
             learning.add_states(x)
             hostmem.add_states(x)
         busy = ~fsm.ongoing("IDLE")
-        phases = {"cyc_fwd": ("FWD_START", "ACC_IS", "ACC_W", "LIF_START", "LIF_B", "LIF_C"),
+        phases = {"cyc_fwd": ("FWD_START", "ACC_IS", "ACC_W", "LIF_START", "LIF_B", "LIF_U",
+                              "LIF_C", "LIF_D"),
                   "cyc_err": ("TR_START", "TR_B") + learning.ERR_STATES,
                   "cyc_learn": learning.LEARN_STATES}
         for k, states in phases.items():
@@ -203,11 +204,15 @@ class CompactCore(wiring.Component):
         # --- counters and status -----------------------------------------------------------------
         st = self.status
         for k in COUNTERS:
+            # the increments are registered (one cycle late) to keep the datapath's decisions
+            # off the 32-bit adders; an increment in the cycle of CLEAR_COUNTERS is dropped
             cnt = Signal(CNT_BITS, name=f"cnt_{k}")
+            inc = Signal(8, name=f"inc_{k}_r")
+            m.d.sync += inc.eq(Mux(x.clear_cnt, 0, x.inc[k]))
             with m.If(x.clear_cnt):
                 m.d.sync += cnt.eq(0)
             with m.Else():
-                m.d.sync += cnt.eq(cnt + x.inc[k])
+                m.d.sync += cnt.eq(cnt + inc)
             m.d.comb += getattr(st, k).eq(cnt)
         m.d.comb += [st.busy.eq(busy), st.learn.eq(x.learn), st.spikes_on.eq(x.spikes_on),
                      st.flips_on.eq(x.flips_on), st.t.eq(x.t), st.label.eq(x.label),
@@ -268,7 +273,7 @@ class CompactCore(wiring.Component):
                         m.d.comb += x.inc["bad_cmd"].eq(1)
             with m.If(take_mem):
                 m.d.sync += x.mq.eq(x.i_mem.payload)
-                m.next = "MEM_A"
+                m.next = "MEM_A0"
         with m.State("EV_CHK"):                # the input's trace word, read in IDLE
             with m.If(x.trs.rdata[mp.tb]):
                 m.d.comb += x.inc["duplicate"].eq(1)

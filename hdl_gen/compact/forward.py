@@ -6,7 +6,7 @@ Contract (golden ``Core.step_once`` steps 1 and 2, int mode, bit for bit), per w
 * ``ACC_IS`` / ``ACC_W``: every input ``i`` of the layer whose spike bit is set adds its synapse
   row to the accumulators, ``z[post] += w ? +1 : -1``, one word (``P`` posts) per cycle; a
   silent input costs one cycle. Cycles: ``N_l + S_l * C_l`` (``S_l`` spiking inputs).
-* ``LIF_B`` / ``LIF_C``: per post neuron ``j``, two cycles:
+* ``LIF_B`` .. ``LIF_D``: per post neuron ``j``, four cycles:
   ``u = sat(v - (v >> leak_shift) + z * 2^membrane_frac + bias)``; hidden layers fire at
   ``u >= theta`` (soft: ``v = sat(u - theta)``, hard: ``v = 0``), store the surrogate
   ``max(0, 2^ss - |u - theta|)`` for the hidden error, set the spike bit of input ``j`` of layer
@@ -14,7 +14,7 @@ Contract (golden ``Core.step_once`` steps 1 and 2, int mode, bit for bit), per w
   ``v = u``, adds ``u`` to the score (the running argmax is the prediction, lowest index on
   ties) and writes ``delta_out = sat(shr_round(u - target * [j == label], err_shift))``
   (its saturation is counted only with learning on, as golden computes it only then). ``z[j]``
-  is cleared as it is read. Cycles: ``2 * N_{l+1}``.
+  is cleared as it is read. Cycles: ``4 * N_{l+1}``.
 * ``TR_B``: every layer's input trace ``a = sat(a - (a >> trace_shift) + s * 2^trace_frac)``,
   spike bit cleared, one node per cycle (``sum_{l<L} N_l``); T-BSO sums ``a^2`` per layer.
 
@@ -31,8 +31,39 @@ __all__ = ["setup", "add_states", "step_start"]
 
 
 def setup(x) -> None:
-    """Registers shared with the learning sequencer: T-BSO's per-layer sums of delta^2 and
-    a^2 (inputs of the TbsoUnits)."""
+    """Signals shared with the learning sequencer: the address sums (one adder each, whatever
+    the number of states that use them) and T-BSO's per-layer sums of delta^2 and a^2 (inputs
+    of the TbsoUnits)."""
+    m, mp = x.m, x.map
+    lay, i, j, c, row, lg = x.lay, x.i, x.j, x.c, x.row, mp.lg
+    adr = {}
+
+    def add(name, width, expr):
+        s = Signal(width, name=f"adr_{name}")
+        m.d.comb += s.eq(expr)
+        adr[name] = s
+
+    sb, tw = len(x.syn.addr), len(x.trs.raddr)
+    cw, nw = len(x.z.raddr), len(x.nv.raddr)
+    tbase = lay_sel(lay, mp.tbase[:-1] + [0])
+    cbase = lay_sel(lay, mp.cbase[:-1] + [0])
+    nbase = lay_sel(lay, mp.nbase[:-1] + [0])
+    tnext = lay_sel(lay, mp.tbase[1:] + [0])
+    add("rc", sb, row + c)
+    add("rc1", sb, adr["rc"] + 1)
+    add("ti", tw, tbase + i)
+    add("ti1", tw, adr["ti"] + 1)
+    add("cc", cw, cbase + c)
+    add("cc1", cw, adr["cc"] + 1)
+    add("cn", cw, lay_sel(lay + 1, mp.cbase + [0]) + c)
+    add("cn1", cw, adr["cn"] + 1)
+    add("nj", nw, nbase + j)
+    add("nj1", nw, adr["nj"] + 1)
+    add("cj", cw, cbase + (j >> lg))
+    add("cj1", cw, cbase + ((j + 1) >> lg))
+    add("tj", tw, tnext + j)
+    add("tj1", tw, adr["tj"] + 1)
+    x.adr = adr
     if x.tbso:
         x.sd = [Signal(len(u.s_d), name=f"sd{l}") for l, u in enumerate(x.tb)]
         x.sa = [Signal(len(u.s_a), name=f"sa{l}") for l, u in enumerate(x.tb)]
@@ -72,7 +103,7 @@ def add_states(x) -> None:
             m.d.sync += j.eq(0)
             m.next = "LIF_START"
         with m.Else():
-            m.d.comb += x.trs.raddr.eq(tbase + i + 1)
+            m.d.comb += x.trs.raddr.eq(x.adr["ti1"])
             m.d.sync += [i.eq(i + 1), row.eq(row + C)]
             m.next = "ACC_IS"
 
@@ -89,65 +120,75 @@ def add_states(x) -> None:
         for k in range(P):
             zk = x.z.lane(k).as_signed()
             lanes.append((zk + Mux(x.syn.rdata[k], 1, -1))[:zb])
-        x.z.write(m, cbase + c, Cat(*lanes))
+        x.z.write(m, x.adr["cc"], Cat(*lanes))
         with m.If(c != C - 1):
-            m.d.comb += [x.syn.addr.eq(row + c + 1), x.z.raddr.eq(cbase + c + 1)]
+            m.d.comb += [x.syn.addr.eq(x.adr["rc1"]), x.z.raddr.eq(x.adr["cc1"])]
             m.d.sync += c.eq(c + 1)
         with m.Else():
             next_row_or_lif()
 
     # --- LIF ---------------------------------------------------------------------------------
-    def lif_read(jv):
-        m.d.comb += [x.z.raddr.eq(cbase + (jv >> lg)), x.nv.raddr.eq(nbase + jv),
-                     x.nb.raddr.eq(nbase + jv), x.trs.raddr.eq(tnext + jv),
+    def lif_read(nxt):
+        a = x.adr
+        n, jv = (a["nj1"], j + 1) if nxt else (a["nj"], j)
+        m.d.comb += [x.z.raddr.eq(a["cj1"] if nxt else a["cj"]), x.nv.raddr.eq(n),
+                     x.nb.raddr.eq(n), x.trs.raddr.eq(a["tj1"] if nxt else a["tj"]),
                      x.score.raddr.eq(jv)]
         if x.nth is not None:
-            m.d.comb += x.nth.raddr.eq(nbase + jv)
+            m.d.comb += x.nth.raddr.eq(n)
 
     with m.State("LIF_START"):
-        lif_read(j)
+        lif_read(False)
         m.next = "LIF_B"
 
     vb = mp.vb
+    wide = signed(vb + mp.zb + cfg.membrane_frac + 3)
+    a_r = Signal(wide, name="lif_leak")          # v - (v >> leak_shift)
+    zb_r = Signal(wide, name="lif_zb")           # z * one_spike + bias
     u_r = Signal(signed(vb), name="lif_u")
     usat_r = Signal(name="lif_usat")
     th_r = Signal(signed(vb), name="lif_theta")
     tr_r = Signal(tb, name="lif_trace")
     sc_r = Signal(signed(mp.sw), name="lif_score")
+    diff_r = Signal(signed(vb + 2), name="lif_diff")     # u - theta
+    e0_r = Signal(signed(vb + 2), name="lif_err")        # shr_round(u - target, err_shift)
     lane = j[:lg] if lg else Const(0, 1)
     with m.State("LIF_B"):                  # memory words of neuron j
         zsel = x.z.rdata.word_select(lane, mp.zb).as_signed() if P > 1 else \
             x.z.rdata.as_signed()
         v = x.nv.rdata.as_signed()
-        u0 = Signal(signed(vb + mp.zb + cfg.membrane_frac + 3), name="lif_u0")
-        m.d.comb += u0.eq(v - (v >> cfg.leak_shift) + (zsel << cfg.membrane_frac)
-                          + x.nb.rdata.as_signed())
-        us, usat = sat_sym(u0, d.mem_max)
-        m.d.sync += [u_r.eq(us), usat_r.eq(usat), tr_r.eq(x.trs.rdata[:tb]),
-                     sc_r.eq(x.score.rdata.as_signed())]
+        m.d.sync += [a_r.eq(v - (v >> cfg.leak_shift)),
+                     zb_r.eq((zsel << cfg.membrane_frac) + x.nb.rdata.as_signed()),
+                     tr_r.eq(x.trs.rdata[:tb]), sc_r.eq(x.score.rdata.as_signed())]
         if x.nth is not None:
             m.d.sync += th_r.eq(x.nth.rdata.as_signed())
+        m.next = "LIF_U"
+    with m.State("LIF_U"):
+        u0 = Signal(wide, name="lif_u0")
+        m.d.comb += u0.eq(a_r + zb_r)
+        us, usat = sat_sym(u0, d.mem_max)
+        m.d.sync += [u_r.eq(us), usat_r.eq(usat)]
         m.next = "LIF_C"
-
     with m.State("LIF_C"):
-        lif_read(j + 1)                      # next neuron's words (the writes below are j's)
-        n = nbase + j
+        tgt = Mux(j == x.label, d.target, 0)
+        m.d.sync += [diff_r.eq(u_r - th_r), e0_r.eq(shr_round(u_r - tgt, cfg.err_shift)),
+                     sc_r.eq(sc_r + u_r)]
+        m.next = "LIF_D"
+
+    with m.State("LIF_D"):
+        lif_read(True)                       # next neuron's words (the writes below are j's)
+        n = x.adr["nj"]
         done = Signal(name="lif_done")       # neuron j finished (not stalled)
-        x.z.write_lane(m, cbase + (j >> lg), lane, Const(0, mp.zb))
+        x.z.write_lane(m, x.adr["cj"], lane, Const(0, mp.zb))
         with m.If(last):
             m.d.comb += done.eq(1)
             x.nv.write(m, n, u_r)
-            sc = Signal(signed(mp.sw), name="lif_score_new")
-            m.d.comb += sc.eq(sc_r + u_r)
-            x.score.write(m, j, sc)
+            x.score.write(m, j, sc_r)
             best = Signal(signed(mp.sw), name="argmax_best")
-            with m.If((j == 0) | (sc > best)):
-                m.d.sync += [best.eq(sc), x.pred.eq(j)]
-            tgt = Mux(j == x.label, d.target, 0)
-            e0 = Signal(signed(vb + 2), name="err_out")
-            m.d.comb += e0.eq(shr_round(u_r - tgt, cfg.err_shift))
-            dv, dsat = sat_sym(e0, d.delta_max)
-            x.dl.write_lane(m, cbase + (j >> lg), lane, dv[:mp.db])
+            with m.If((j == 0) | (sc_r > best)):
+                m.d.sync += [best.eq(sc_r), x.pred.eq(j)]
+            dv, dsat = sat_sym(e0_r, d.delta_max)
+            x.dl.write_lane(m, x.adr["cj"], lane, dv[:mp.db])
             m.d.comb += x.inc["sat_delta"].eq(dsat & x.learn)
             with m.If(dv != 0):
                 m.d.sync += x.nzd.bit_select(lay, 1).eq(1)
@@ -156,18 +197,17 @@ def add_states(x) -> None:
                     m.d.sync += x.sd[L - 1].eq(x.sd[L - 1] + dv * dv)
             m.d.comb += x.inc["sat_membrane"].eq(usat_r)
         with m.Else():
-            diff = Signal(signed(vb + 2), name="lif_diff")
-            m.d.comb += diff.eq(u_r - th_r)
-            s = diff >= 0
+            s = ~diff_r[-1]                  # u >= theta
             if cfg.reset == "soft":
-                vsoft, vsat = sat_sym(diff, d.mem_max)
+                vsoft, vsat = sat_sym(diff_r, d.mem_max)
                 vn = Mux(s, vsoft, u_r)
                 vsat = vsat & s
             else:
                 vn, vsat = Mux(s, 0, u_r), Const(0)
-            adiff = Mux(diff < 0, -diff, diff)
-            sg0 = (1 << cfg.surrogate_shift) - adiff
-            sg = Mux(sg0 < 0, 0, sg0)
+            one = 1 << cfg.surrogate_shift
+            sg0 = Signal(signed(vb + 3), name="lif_sg0")     # 2^ss - |u - theta|
+            m.d.comb += sg0.eq(Mux(s, one - diff_r, one + diff_r))
+            sg = Mux(sg0[-1], 0, sg0)
             stall = s & x.spikes_on & ~x.sp.ok
             with m.If(~stall):
                 m.d.comb += done.eq(1)
@@ -175,7 +215,7 @@ def add_states(x) -> None:
                 if x.nsg is not None:
                     x.nsg.write(m, n, sg[:mp.sgb])
                 with m.If(s):
-                    x.trs.write(m, tnext + j, Cat(tr_r, Const(1, 1)))
+                    x.trs.write(m, x.adr["tj"], Cat(tr_r, Const(1, 1)))
                 m.d.comb += [x.inc["spikes"].eq(s), x.inc["sat_membrane"].eq(usat_r + vsat),
                              x.sp.push.eq(s & x.spikes_on), x.sp.rec.t.eq(x.t),
                              x.sp.rec.layer.eq(lay), x.sp.rec.neuron.eq(j)]

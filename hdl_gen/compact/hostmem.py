@@ -8,7 +8,7 @@ write is then ignored and a read answers 0; every read answers exactly once on `
 read-modify-write the synapse word, so a weight write keeps the momenta and vice versa. A
 write of ``Reg.STEP`` also sets ``KEY = seed + STEP * GOLDEN32`` (one multiplier bit per cycle).
 
-States: ``MEM_A`` (addresses, plain writes) -> ``MEM_B`` (read data; synapse writes) ->
+States: ``MEM_A0`` (addresses registered) -> ``MEM_A`` (addresses presented, plain writes) -> ``MEM_B`` (read data; synapse writes) ->
 ``MEM_C`` (answer); ``MEM_KEY``.
 """
 from __future__ import annotations
@@ -53,16 +53,21 @@ def add_states(x) -> None:
             ok_terms.append(here & is_(sp.THETA) & (idx < N[l + 1]))
     reg_ok = (idx < int(Reg.GAMMA) + L) | (idx == int(Reg.KEY))
     ok_terms += [is_(sp.REG) & reg_ok, is_(sp.SCORE) & (idx < N[-1]) & ~mq.write]
-    ok = Signal(name="mq_ok")
-    m.d.comb += ok.eq(Cat(*ok_terms).any())
+    ok = Signal(name="mq_ok")                # registered in MEM_A0
 
     ly = mq.layer
     lane = post[:lg] if lg else Const(0, 1)
+    # addresses, registered in MEM_A0 (the multiply by C and the bases stay off the memories'
+    # address paths)
     syn_addr = Signal(len(x.syn.addr), name="mq_syn_addr")
+    n_addr = Signal(len(x.nv.raddr), name="mq_n_addr")
+    t_addr = Signal(len(x.trs.raddr), name="mq_t_addr")
     word = _pick(ly, [pre * mp.C[l] + (post >> lg) for l in range(L)])
-    m.d.comb += syn_addr.eq(lay_sel(ly, mp.sbase[:-1]) +
-                            Mux(is_(sp.WEIGHT_WORD), idx, word))
-    n_addr = lay_sel(ly, mp.nbase[:-1]) + idx
+    with m.State("MEM_A0"):
+        m.d.sync += [syn_addr.eq(lay_sel(ly, mp.sbase[:-1]) + Mux(is_(sp.WEIGHT_WORD), idx, word)),
+                     n_addr.eq(lay_sel(ly, mp.nbase[:-1]) + idx),
+                     t_addr.eq(lay_sel(ly, mp.tbase[:-1]) + idx), ok.eq(Cat(*ok_terms).any())]
+        m.next = "MEM_A"
     resp = Signal(DW, name="mq_resp")
     key_bit = Signal(range(33))
 
@@ -74,7 +79,7 @@ def add_states(x) -> None:
         return v.as_signed()
 
     def present():
-        m.d.comb += [x.syn.addr.eq(syn_addr), x.trs.raddr.eq(lay_sel(ly, mp.tbase[:-1]) + idx),
+        m.d.comb += [x.syn.addr.eq(syn_addr), x.trs.raddr.eq(t_addr),
                      x.nv.raddr.eq(n_addr), x.nb.raddr.eq(n_addr), x.score.raddr.eq(idx)]
         if x.nth is not None:
             m.d.comb += x.nth.raddr.eq(n_addr)

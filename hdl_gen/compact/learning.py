@@ -22,7 +22,7 @@ The learning-step counter and the key advance once every layer is done; then ``D
 """
 from __future__ import annotations
 
-from amaranth import Cat, Const, Mux, Signal, signed, unsigned
+from amaranth import Array, Cat, Const, Mux, Signal, signed
 
 from golden.fixed import GOLDEN32
 
@@ -33,9 +33,10 @@ from .memmap import lay_sel
 
 __all__ = ["add_states", "ERR_STATES", "LEARN_STATES"]
 
-ERR_STATES = ("ERR_START", "ER_ROW", "ER_S", "ER_M", "ER_D")
-LEARN_STATES = ("LEARN_START", "TB_WAIT", "FL_LAYER", "FL_I", "FL_IS", "FL_0", "FL_1", "FL_2",
-                "FL_3", "FL_4", "FL_E", "FL_NEXT")
+ERR_STATES = ("ERR_START", "ER_ROW", "ER_S", "ER_L", "ER_M", "ER_D")
+LEARN_STATES = ("LEARN_START", "TB_WAIT", "FL_LAYER", "FL_I", "FL_IS", "FL_0", "FL_1",
+                "FL_PICK", "FL_G", "FL_X", "FL_S", "FL_U", "FL_M", "FL_F", "FL_W", "FL_E",
+                "FL_NEXT")
 
 
 def _errors(x):
@@ -59,33 +60,36 @@ def _errors(x):
             m.next = "LEARN_START"
     if L == 1:
         return
+    terms_r = [Signal(signed(mp.db + 1), name=f"err_t{k}") for k in range(P)]
+    tsum = Signal(signed(mp.db + 1 + max(1, lg)), name="err_tsum")
+    m.d.comb += tsum.eq(sum(terms_r))
     with m.State("ER_ROW"):
         m.d.comb += [x.syn.addr.eq(row), x.dl.raddr.eq(cb_n)]
-        m.d.sync += c.eq(0)
+        m.d.sync += [c.eq(0)] + [t.eq(0) for t in terms_r]
         m.next = "ER_S"
     with m.State("ER_S"):                   # synapse word c of row j (layer l+1), delta word c
-        m.d.comb += x.nsg.raddr.eq(lay_sel(lay, mp.nbase[:-1]) + j)
         nvl = lay_sel(nxt, mp.last_lanes + [P])
-        terms = []
         for k in range(P):
             dk = x.dl.lane(k).as_signed()
             ok = (c != Cn - 1) | (k < nvl)
-            terms.append(Mux(ok, Mux(x.syn.rdata[k], dk, -dk), 0))
-        e_new = Signal(signed(e_bits), name="err_e_new")
-        m.d.comb += e_new.eq(e + sum(terms))
-        m.d.sync += e.eq(e_new)
+            m.d.sync += terms_r[k].eq(Mux(ok, Mux(x.syn.rdata[k], dk, -dk), 0))
+        m.d.sync += e.eq(e + tsum)          # the previous word's terms (0 at the row start)
         with m.If(c != Cn - 1):
-            m.d.comb += [x.syn.addr.eq(row + c + 1), x.dl.raddr.eq(cb_n + c + 1)]
+            m.d.comb += [x.syn.addr.eq(x.adr["rc1"]), x.dl.raddr.eq(x.adr["cn1"])]
             m.d.sync += c.eq(c + 1)
         with m.Else():
-            m.next = "ER_M"
+            m.next = "ER_L"
+    with m.State("ER_L"):                   # the last word's terms
+        m.d.comb += x.nsg.raddr.eq(x.adr["nj"])
+        m.d.sync += e.eq(e + tsum)
+        m.next = "ER_M"
     with m.State("ER_M"):
         m.d.sync += prod.eq(e * x.nsg.rdata)
         m.next = "ER_D"
     with m.State("ER_D"):
         dv, dsat = sat_sym(shr_round(prod, cfg.surrogate_shift), d.delta_max)
         lane = j[:lg] if lg else Const(0, 1)
-        x.dl.write_lane(m, lay_sel(lay, mp.cbase[:-1]) + (j >> lg), lane, dv[:mp.db])
+        x.dl.write_lane(m, x.adr["cj"], lane, dv[:mp.db])
         m.d.comb += x.inc["sat_delta"].eq(dsat)
         with m.If(dv != 0):
             m.d.sync += x.nzd.bit_select(lay, 1).eq(1)
@@ -122,14 +126,21 @@ def _flips(x):
     mask_r = Signal(32, name="fl_mask")
     tmask_r = Signal(SW, name="fl_tmask")
     a_r = Signal(tb, name="fl_a")
-    w_r = Signal(P, name="fl_w")
-    mo_r = [Signal(signed(mb), name=f"fl_m{k}") for k in range(P)]
-    g_r = [Signal(signed(db + tb + 1), name=f"fl_g{k}") for k in range(P)]
-    vis_r = Signal(P, name="fl_visit")
-    rm_r, rn_r = Signal(32, name="fl_rm"), Signal(32, name="fl_rn")
-    s_r = [Signal(signed(SW), name=f"fl_s{k}") for k in range(P)]
-    u_r = [Signal(signed(mb + 2), name=f"fl_u{k}") for k in range(P)]
-    fmask = Signal(P, name="fl_fmask")
+    w_r = Signal(P, name="fl_w")                       # the word's weights, updated per lane
+    mo_r = Signal(P * mb, name="fl_mo")                # the word's momenta, updated per lane
+    d_r = Signal(P * db, name="fl_d")
+    vis_r = Signal(P, name="fl_visit")                 # lanes still to visit
+    fmask = Signal(P, name="fl_fmask")                 # lanes that flipped
+    rm_r = Signal(32, name="fl_rm")                    # srand of lane 0, masked
+    kl = Signal(max(1, lg), name="fl_lane")            # the lane being updated
+    g_r = Signal(signed(db + tb + 1), name="fl_g")
+    ms_r = Signal(signed(mb + gs_max + 1), name="fl_ms")
+    rnd_r = Signal(32, name="fl_rnd")
+    x_r = Signal(signed(W + 1), name="fl_x")
+    s_r = Signal(signed(SW), name="fl_s")
+    u_r = Signal(signed(mb + 2), name="fl_u")
+    mn_r = Signal(signed(mb), name="fl_mn")
+    msat_r = Signal(name="fl_msat")
 
     with m.State("LEARN_START"):
         if x.tbso:
@@ -163,7 +174,7 @@ def _flips(x):
                          i.eq(0), c.eq(0), row.eq(lay_sel(lay, mp.sbase[:-1]))]
             m.next = "FL_I"
     with m.State("FL_I"):
-        m.d.comb += x.trs.raddr.eq(tbase + i)
+        m.d.comb += x.trs.raddr.eq(x.adr["ti"])
         m.next = "FL_IS"
     with m.State("FL_IS"):                  # trs word of input i
         a = x.trs.rdata[:tb]
@@ -173,72 +184,91 @@ def _flips(x):
         with m.Elif(i == lay_sel(lay, N[:-1]) - 1):
             m.next = "FL_NEXT"
         with m.Else():
-            m.d.comb += x.trs.raddr.eq(tbase + i + 1)
+            m.d.comb += x.trs.raddr.eq(x.adr["ti1"])
             m.d.sync += [i.eq(i + 1), row.eq(row + C)]
-    syn_a = row + c
+    syn_a = x.adr["rc"]
+    mo_k = mo_r.word_select(kl, mb).as_signed() if P > 1 else mo_r.as_signed()
+    d_k = d_r.word_select(kl, db).as_signed() if P > 1 else d_r.as_signed()
+    w_k = w_r.bit_select(kl, 1) if P > 1 else w_r[0]
+    # lane k's random number: (R ^ K_k) & mask = (R & mask) ^ (K_k & mask) (hdl_gen.srand)
+    K = Array([Const(lane_constant(k), 32) for k in range(P)])
     with m.State("FL_0"):
-        m.d.comb += [x.syn.addr.eq(syn_a), x.dl.raddr.eq(cbase + c)]
+        m.d.comb += [x.syn.addr.eq(syn_a), x.dl.raddr.eq(x.adr["cc"])]
         m.next = "FL_1"
-    with m.State("FL_1"):                   # words in; products and random numbers
+    with m.State("FL_1"):                   # words in; the word's random number
         m.d.comb += x.syn.addr.eq(syn_a)
         base = Signal(32, name="fl_base")
         m.d.comb += base.eq(i[:14] | (Cat(Const(0, lg), c)[:14] << 14) | (lay << 28))
         r0 = srand_value(m, base, x.key, name="fl_srand")
-        m.d.sync += [rm_r.eq(r0 & mask_r), rn_r.eq(~r0 & mask_r), w_r.eq(x.syn.rdata[:P])]
         vis = []
         for k in range(P):
-            dk = x.dl.lane(k).as_signed()
-            m.d.sync += [mo_r[k].eq(x.syn.rdata[P + k * mb:P + (k + 1) * mb].as_signed()),
-                         g_r[k].eq(dk * a_r)]
+            dk = x.dl.lane(k)
             vis.append((dk != 0) & ((c != C - 1) | (k < nvl)))
-        m.d.sync += vis_r.eq(Cat(*vis))
-        m.next = "FL_2"
-    with m.State("FL_2"):                   # s = G - (M << gs) + rnd
-        m.d.comb += x.syn.addr.eq(syn_a)
-        for k in range(P):
-            rnd = lane_select(rm_r, rn_r, lane_constant(k))
-            ms = _pick(lay, [mo_r[k] << g for g in cfg.grad_shift])
-            m.d.sync += s_r[k].eq(g_r[k] - ms + rnd)
-        m.next = "FL_3"
-    with m.State("FL_3"):                   # u = s >> k, clamped to what saturates alike
-        m.d.comb += x.syn.addr.eq(syn_a)
-        for k in range(P):
-            s = s_r[k]
-            low = _narrow_sshr(m, s, k_r, mb + 2, name=f"fl_sh{k}")
-            sign = s[-1]
-            fits = ~((s ^ sign.replicate(SW)) & tmask_r).any()
-            m.d.sync += u_r[k].eq(Mux(fits, low.as_signed(),
-                                      Mux(sign, -(1 << mb) - 1, 1 << mb)))
-        m.next = "FL_4"
-    with m.State("FL_4"):                   # M' = sat(M + u), flips, write back
-        m.d.comb += x.syn.addr.eq(syn_a)
-        neww, newm, flips, sats = [], [], [], []
-        for k in range(P):
-            mn, sat = sat_sym(mo_r[k] + u_r[k], d.mom_max)
-            visit = vis_r[k]
-            flip = visit & Mux(w_r[k], mn > thr, mn < -thr)
-            keep = Mux(flip, 0, mn) if cfg.do_reset_momentum else mn
-            newm.append(Mux(visit, keep, mo_r[k])[:mb])
-            neww.append(w_r[k] ^ flip)
-            flips.append(flip)
-            sats.append(visit & sat)
-        m.d.comb += [x.syn.wdata.eq(Cat(*neww, *newm)), x.syn.we.eq(1),
-                     x.inc["flips"].eq(popcount(flips)),
-                     x.inc["sat_momentum"].eq(popcount(sats))]
-        m.d.sync += fmask.eq(Cat(*flips))
-        with m.If(x.flips_on & Cat(*flips).any()):
-            m.next = "FL_E"
+        m.d.sync += [rm_r.eq(r0 & mask_r), w_r.eq(x.syn.rdata[:P]), mo_r.eq(x.syn.rdata[P:]),
+                     d_r.eq(x.dl.rdata), vis_r.eq(Cat(*vis)), fmask.eq(0)]
+        with m.If(Cat(*vis).any()):
+            m.next = "FL_PICK"
         with m.Else():
             _next_word(x, C)
+    with m.State("FL_PICK"):                # the lowest lane still to visit
+        m.d.comb += x.syn.addr.eq(syn_a)
+        if P > 1:
+            m.d.sync += kl.eq(lowest_set(vis_r, P))
+        m.next = "FL_G"
+    with m.State("FL_G"):                   # G = delta * a, M << gs, rnd
+        m.d.comb += x.syn.addr.eq(syn_a)
+        m.d.sync += [g_r.eq(d_k * a_r), ms_r.eq(_pick(lay, [mo_k << g for g in cfg.grad_shift])),
+                     rnd_r.eq(rm_r ^ (K[kl] & mask_r) if P > 1 else rm_r ^ (K[0] & mask_r))]
+        m.next = "FL_X"
+    with m.State("FL_X"):
+        m.d.comb += x.syn.addr.eq(syn_a)
+        m.d.sync += x_r.eq(g_r - ms_r)
+        m.next = "FL_S"
+    with m.State("FL_S"):
+        m.d.comb += x.syn.addr.eq(syn_a)
+        m.d.sync += s_r.eq(x_r + rnd_r)
+        m.next = "FL_U"
+    with m.State("FL_U"):                   # u = s >> k, clamped to what saturates alike
+        m.d.comb += x.syn.addr.eq(syn_a)
+        low = _narrow_sshr(m, s_r, k_r, mb + 2, name="fl_sh")
+        sign = s_r[-1]
+        fits = ~((s_r ^ sign.replicate(SW)) & tmask_r).any()
+        m.d.sync += u_r.eq(Mux(fits, low.as_signed(), Mux(sign, -(1 << mb) - 1, 1 << mb)))
+        m.next = "FL_M"
+    with m.State("FL_M"):                   # M' = sat(M + u)
+        m.d.comb += x.syn.addr.eq(syn_a)
+        mn, sat = sat_sym(mo_k + u_r, d.mom_max)
+        m.d.sync += [mn_r.eq(mn), msat_r.eq(sat)]
+        m.next = "FL_F"
+    with m.State("FL_F"):                   # flip = w * M' > thr; the lane's new w and M
+        m.d.comb += x.syn.addr.eq(syn_a)
+        flip = Mux(w_k, mn_r > thr, mn_r < -thr)
+        keep = Mux(flip, 0, mn_r) if cfg.do_reset_momentum else mn_r
+        rest = vis_r & ~(Const(1, P) << kl) if P > 1 else Const(0, 1)
+        if P > 1:
+            m.d.sync += [mo_r.word_select(kl, mb).eq(keep), w_r.bit_select(kl, 1).eq(w_k ^ flip),
+                         fmask.bit_select(kl, 1).eq(flip)]
+        else:
+            m.d.sync += [mo_r.eq(keep), w_r.eq(w_k ^ flip), fmask.eq(flip)]
+        m.d.sync += vis_r.eq(rest)
+        m.d.comb += [x.inc["flips"].eq(flip), x.inc["sat_momentum"].eq(msat_r)]
+        with m.If(rest.any()):
+            m.next = "FL_PICK"
+        with m.Else():
+            m.next = "FL_W"
+    with m.State("FL_W"):                   # write the word back
+        m.d.comb += [x.syn.addr.eq(syn_a), x.syn.wdata.eq(Cat(w_r, mo_r)), x.syn.we.eq(1)]
+        m.next = "FL_E"
     with m.State("FL_E"):                   # flips of the word, ascending post
         k = lowest_set(fmask, P) if P > 1 else Const(0, 1)
-        rest = fmask & (fmask - 1)
-        m.d.comb += [x.fl.push.eq(1), x.fl.rec.t.eq(x.t), x.fl.rec.layer.eq(lay),
-                     x.fl.rec.pre.eq(i), x.fl.rec.post.eq((c << lg) | k if lg else c)]
-        with m.If(x.fl.ok):
-            m.d.sync += fmask.eq(rest)
-            with m.If(rest == 0):
-                _next_word(x, C)
+        frest = fmask & (fmask - 1)
+        with m.If(x.flips_on & fmask.any()):
+            m.d.comb += [x.fl.push.eq(1), x.fl.rec.t.eq(x.t), x.fl.rec.layer.eq(lay),
+                         x.fl.rec.pre.eq(i), x.fl.rec.post.eq((c << lg) | k if lg else c)]
+            with m.If(x.fl.ok):
+                m.d.sync += fmask.eq(frest)
+        with m.Else():
+            _next_word(x, C)
     with m.State("FL_NEXT"):
         m.d.sync += lay.eq(lay + 1)
         m.next = "FL_LAYER"
