@@ -84,6 +84,8 @@ class CompactCore(wiring.Component):
     Members: as :class:`hdl_gen.core.Core`.
     """
 
+    MIN_LANES = 1          # the generator's --lanes check (hdl_gen.__main__.check_lanes_for)
+
     def __init__(self, cfg, *, lanes: int = DEFAULT_LANES, out_fifo: int = 1):
         check_compact_lanes(lanes)
         self._cfg = cfg
@@ -175,7 +177,7 @@ class CompactCore(wiring.Component):
         x.c = Signal(range(max(mp.C) + 1))     # word within a row
         x.row = Signal(max(1, mp.syn_depth.bit_length()))   # synapse address of word 0 of row
         x.nzd = Signal(L)                      # layer has a non-zero delta this step
-        x.inc = {k: Signal(8, name=f"inc_{k}") for k in COUNTERS}
+        x.inc = {k: Signal(3, name=f"inc_{k}") for k in COUNTERS}    # at most 4 per cycle
         x.clear_cnt = Signal()
         x.res_kind = Signal(ResultKind)
         x.sp = OutBuf(m, self.o_spike, SPIKE_LAYOUT, "spk")
@@ -207,7 +209,7 @@ class CompactCore(wiring.Component):
             # the increments are registered (one cycle late) to keep the datapath's decisions
             # off the 32-bit adders; an increment in the cycle of CLEAR_COUNTERS is dropped
             cnt = Signal(CNT_BITS, name=f"cnt_{k}")
-            inc = Signal(8, name=f"inc_{k}_r")
+            inc = Signal(3, name=f"inc_{k}_r")
             m.d.sync += inc.eq(Mux(x.clear_cnt, 0, x.inc[k]))
             with m.If(x.clear_cnt):
                 m.d.sync += cnt.eq(0)

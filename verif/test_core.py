@@ -57,6 +57,8 @@ CASES = {
     "compact_tbso_p1": (dict(layers=(128, 16, 10), T=4, optimizer="tbso", rate_shift=5,
                              tbso_gamma=0.25, reset="hard"), 1, 4, SIMULATORS, "all", "",
                         "compact"),
+    # the digits network on the compact core at the iCEBreaker's lanes: cycles per step
+    "compact_default_p2": (dict(), 2, 2, ("verilator",), "sample", "slow", "compact"),
 }
 
 

@@ -70,6 +70,8 @@ def add_states(x) -> None:
         m.next = "MEM_A"
     resp = Signal(DW, name="mq_resp")
     key_bit = Signal(range(33))
+    key_add = Signal(32, name="key_add")     # GOLDEN32 << key_bit
+    key_mul = Signal(32, name="key_mul")     # STEP >> key_bit
 
     def clamp(v, reg):
         top = (1 << len(reg)) - 1
@@ -100,7 +102,7 @@ def add_states(x) -> None:
             with m.Switch(idx):
                 with m.Case(int(Reg.STEP)):
                     m.d.sync += [x.step.eq(mq.data), x.key.eq(cfg.seed & 0xFFFFFFFF),
-                                 key_bit.eq(0)]
+                                 key_bit.eq(0), key_add.eq(GOLDEN32), key_mul.eq(mq.data)]
                 # schedule registers saturate at their widths (golden.config.SCHEDULE_LIMITS)
                 with m.Case(int(Reg.RATE_SHIFT)):
                     m.d.sync += x.rate_shift.eq(clamp(mq.data, x.rate_shift))
@@ -187,10 +189,11 @@ def add_states(x) -> None:
             m.next = "IDLE"
 
     with m.State("MEM_KEY"):
-        # KEY = seed + STEP * GOLDEN32 (mod 2^32), one multiplier bit per cycle
-        with m.If(x.step.bit_select(key_bit[:5], 1)):
-            m.d.sync += x.key.eq(x.key + (Const(GOLDEN32, 32) << key_bit[:5])[:32])
-        m.d.sync += key_bit.eq(key_bit + 1)
+        # KEY = seed + STEP * GOLDEN32 (mod 2^32), one multiplier bit per cycle (shift
+        # registers, no barrel shifter)
+        with m.If(key_mul[0]):
+            m.d.sync += x.key.eq(x.key + key_add)
+        m.d.sync += [key_bit.eq(key_bit + 1), key_add.eq(key_add << 1), key_mul.eq(key_mul >> 1)]
         with m.If(key_bit == 31):
             m.next = "IDLE"
 
