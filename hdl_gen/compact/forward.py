@@ -64,6 +64,13 @@ def setup(x) -> None:
     add("tj", tw, tnext + j)
     add("tj1", tw, adr["tj"] + 1)
     x.adr = adr
+    # c counts the words of a row up, cr (C - 1 - c) down: "last word" is a zero test on a
+    # register, not a compare with a layer-selected constant
+    x.cr = Signal.like(c, name="c_rest")
+    x.c_last = Signal(name="c_last")
+    m.d.comb += x.c_last.eq(x.cr == 0)
+    x.c_reset = lambda C: [c.eq(0), x.cr.eq(C - 1)]
+    x.c_step = lambda: [c.eq(c + 1), x.cr.eq(x.cr - 1)]
     if x.tbso:
         x.sd = [Signal(len(u.s_d), name=f"sd{l}") for l, u in enumerate(x.tb)]
         x.sa = [Signal(len(u.s_a), name=f"sa{l}") for l, u in enumerate(x.tb)]
@@ -95,7 +102,7 @@ def add_states(x) -> None:
     # --- accumulation ----------------------------------------------------------------------
     with m.State("FWD_START"):
         m.d.comb += x.trs.raddr.eq(tbase)
-        m.d.sync += [i.eq(0), c.eq(0), row.eq(sbase)]
+        m.d.sync += [i.eq(0), row.eq(sbase)] + x.c_reset(C)
         m.next = "ACC_IS"
 
     def next_row_or_lif():
@@ -110,7 +117,7 @@ def add_states(x) -> None:
     with m.State("ACC_IS"):                 # trs word of input i
         with m.If(x.trs.rdata[tb]):
             m.d.comb += [x.syn.addr.eq(row), x.z.raddr.eq(cbase)]
-            m.d.sync += c.eq(0)
+            m.d.sync += x.c_reset(C)
             m.next = "ACC_W"
         with m.Else():
             next_row_or_lif()
@@ -121,9 +128,9 @@ def add_states(x) -> None:
             zk = x.z.lane(k).as_signed()
             lanes.append((zk + Mux(x.syn.rdata[k], 1, -1))[:zb])
         x.z.write(m, x.adr["cc"], Cat(*lanes))
-        with m.If(c != C - 1):
+        with m.If(~x.c_last):
             m.d.comb += [x.syn.addr.eq(x.adr["rc1"]), x.z.raddr.eq(x.adr["cc1"])]
-            m.d.sync += c.eq(c + 1)
+            m.d.sync += x.c_step()
         with m.Else():
             next_row_or_lif()
 

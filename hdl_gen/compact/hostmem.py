@@ -125,6 +125,7 @@ def add_states(x) -> None:
 
     with m.State("MEM_B"):                  # read data of the addresses presented in MEM_A
         present()
+        m.d.comb += x.syn.addr.eq(x.syn.addr_q)
         rd = x.syn.rdata
         wbits = rd[:P]
         moms = rd[P:]

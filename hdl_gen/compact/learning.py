@@ -65,18 +65,18 @@ def _errors(x):
     m.d.comb += tsum.eq(sum(terms_r))
     with m.State("ER_ROW"):
         m.d.comb += [x.syn.addr.eq(row), x.dl.raddr.eq(cb_n)]
-        m.d.sync += [c.eq(0)] + [t.eq(0) for t in terms_r]
+        m.d.sync += x.c_reset(Cn) + [t.eq(0) for t in terms_r]
         m.next = "ER_S"
     with m.State("ER_S"):                   # synapse word c of row j (layer l+1), delta word c
         nvl = lay_sel(nxt, mp.last_lanes + [P])
         for k in range(P):
             dk = x.dl.lane(k).as_signed()
-            ok = (c != Cn - 1) | (k < nvl)
+            ok = ~x.c_last | (k < nvl)
             m.d.sync += terms_r[k].eq(Mux(ok, Mux(x.syn.rdata[k], dk, -dk), 0))
         m.d.sync += e.eq(e + tsum)          # the previous word's terms (0 at the row start)
-        with m.If(c != Cn - 1):
+        with m.If(~x.c_last):
             m.d.comb += [x.syn.addr.eq(x.adr["rc1"]), x.dl.raddr.eq(x.adr["cn1"])]
-            m.d.sync += c.eq(c + 1)
+            m.d.sync += x.c_step()
         with m.Else():
             m.next = "ER_L"
     with m.State("ER_L"):                   # the last word's terms
@@ -179,7 +179,7 @@ def _flips(x):
     with m.State("FL_IS"):                  # trs word of input i
         a = x.trs.rdata[:tb]
         with m.If(a != 0):
-            m.d.sync += [a_r.eq(a), c.eq(0)]
+            m.d.sync += [a_r.eq(a)] + x.c_reset(C)
             m.next = "FL_0"
         with m.Elif(i == lay_sel(lay, N[:-1]) - 1):
             m.next = "FL_NEXT"
@@ -203,7 +203,7 @@ def _flips(x):
         vis = []
         for k in range(P):
             dk = x.dl.lane(k)
-            vis.append((dk != 0) & ((c != C - 1) | (k < nvl)))
+            vis.append((dk != 0) & (~x.c_last | (k < nvl)))
         m.d.sync += [rm_r.eq(r0 & mask_r), w_r.eq(x.syn.rdata[:P]), mo_r.eq(x.syn.rdata[P:]),
                      d_r.eq(x.dl.rdata), vis_r.eq(Cat(*vis)), fmask.eq(0)]
         with m.If(Cat(*vis).any()):
@@ -257,7 +257,8 @@ def _flips(x):
         with m.Else():
             m.next = "FL_W"
     with m.State("FL_W"):                   # write the word back
-        m.d.comb += [x.syn.addr.eq(syn_a), x.syn.wdata.eq(Cat(w_r, mo_r)), x.syn.we.eq(1)]
+        m.d.comb += [x.syn.addr.eq(x.syn.addr_q), x.syn.wdata.eq(Cat(w_r, mo_r)),
+                     x.syn.we.eq(1)]
         m.next = "FL_E"
     with m.State("FL_E"):                   # flips of the word, ascending post
         k = lowest_set(fmask, P) if P > 1 else Const(0, 1)
@@ -284,8 +285,8 @@ def _pick(sel, values):
 
 def _next_word(x, C):
     m, i, c, row = x.m, x.i, x.c, x.row
-    with m.If(c != C - 1):
-        m.d.sync += c.eq(c + 1)
+    with m.If(~x.c_last):
+        m.d.sync += x.c_step()
         m.next = "FL_0"
     with m.Elif(i == lay_sel(x.lay, x.cfg.layers[:-1]) - 1):
         m.next = "FL_NEXT"

@@ -117,6 +117,10 @@ class Mem:
         if single:
             self.addr = Signal(ab, name=f"{name}_addr")
             self.raddr = self.waddr = self.addr
+            # the last cycle's address: a write to the word read in the cycle before takes its
+            # address from a register (no adder in front of the write enables)
+            self.addr_q = Signal(ab, name=f"{name}_addr_q")
+            m.d.sync += self.addr_q.eq(self.addr)
             m.d.comb += [rp.addr.eq(self.addr), wp.addr.eq(self.addr), rp.en.eq(~self.we.any())]
         else:
             self.raddr = Signal(ab, name=f"{name}_raddr")
