@@ -8,8 +8,8 @@ write is then ignored and a read answers 0; every read answers exactly once on `
 read-modify-write the synapse word, so a weight write keeps the momenta and vice versa. A
 write of ``Reg.STEP`` also sets ``KEY = seed + STEP * GOLDEN32`` (one multiplier bit per cycle).
 
-States: ``MEM_A0`` (addresses registered) -> ``MEM_A`` (addresses presented, plain writes) -> ``MEM_B`` (read data; synapse writes) ->
-``MEM_C`` (answer); ``MEM_KEY``.
+States: ``MEM_A0`` (addresses registered) -> ``MEM_A`` (addresses presented, plain writes) ->
+``MEM_B`` (read data; synapse writes) -> ``MEM_C`` (answer); ``MEM_KEY``.
 """
 from __future__ import annotations
 

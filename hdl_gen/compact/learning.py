@@ -34,9 +34,9 @@ from .memmap import lay_sel
 __all__ = ["add_states", "ERR_STATES", "LEARN_STATES"]
 
 ERR_STATES = ("ERR_START", "ER_ROW", "ER_S", "ER_L", "ER_M", "ER_D")
-LEARN_STATES = ("LEARN_START", "TB_WAIT", "FL_LAYER", "FL_I", "FL_IS", "FL_0", "FL_1",
-                "FL_PICK", "FL_G", "FL_X", "FL_S", "FL_U", "FL_M", "FL_F", "FL_W", "FL_E",
-                "FL_NEXT")
+LEARN_STATES = ("LEARN_START", "TB_WAIT", "FL_LAYER", "FL_MASK", "FL_I", "FL_IS", "FL_0",
+                "FL_1", "FL_PICK", "FL_G", "FL_X", "FL_S", "FL_U", "FL_M", "FL_F", "FL_W",
+                "FL_E", "FL_NEXT")
 
 
 def _errors(x):
@@ -166,13 +166,13 @@ def _flips(x):
             else:
                 g = _pick(lay, x.gamma)
                 m.d.sync += thr.eq(Mux(g > d.mom_max, d.mom_max, g))
-            k = Signal(7, name="fl_k_new")
-            m.d.comb += k.eq(x.rate_shift + lay_sel(lay, cfg.grad_shift))
-            m.d.sync += [k_r.eq(k), mask_r.eq(Mux(k >= 32, 0xFFFFFFFF,
-                                                  ~(Const(0xFFFFFFFF, 32) << k)[:32])),
-                         tmask_r.eq((Const((1 << SW) - 1, SW) << (k + mb + 1))[:SW]),
+            m.d.sync += [k_r.eq(x.rate_shift + lay_sel(lay, cfg.grad_shift)),
                          i.eq(0), c.eq(0), row.eq(lay_sel(lay, mp.sbase[:-1]))]
-            m.next = "FL_I"
+            m.next = "FL_MASK"
+    with m.State("FL_MASK"):                # the layer's rounding masks, from k = rate + gs
+        m.d.sync += [mask_r.eq(Mux(k_r >= 32, 0xFFFFFFFF, ~(Const(0xFFFFFFFF, 32) << k_r)[:32])),
+                     tmask_r.eq((Const((1 << SW) - 1, SW) << (k_r + mb + 1))[:SW])]
+        m.next = "FL_I"
     with m.State("FL_I"):
         m.d.comb += x.trs.raddr.eq(x.adr["ti"])
         m.next = "FL_IS"
