@@ -19,7 +19,7 @@ from golden.fixed import GOLDEN32
 
 from ..common import NEURON_BITS
 from ..core import MemSpace, Reg, data_width
-from .memmap import lay_sel
+from .memmap import lay_sel, pick
 
 __all__ = ["add_states"]
 
@@ -62,7 +62,7 @@ def add_states(x) -> None:
     syn_addr = Signal(len(x.syn.addr), name="mq_syn_addr")
     n_addr = Signal(len(x.nv.raddr), name="mq_n_addr")
     t_addr = Signal(len(x.trs.raddr), name="mq_t_addr")
-    word = _pick(ly, [pre * mp.C[l] + (post >> lg) for l in range(L)])
+    word = pick(ly, [pre * mp.C[l] + (post >> lg) for l in range(L)])
     with m.State("MEM_A0"):
         m.d.sync += [syn_addr.eq(lay_sel(ly, mp.sbase[:-1]) + Mux(is_(sp.WEIGHT_WORD), idx, word)),
                      n_addr.eq(lay_sel(ly, mp.nbase[:-1]) + idx),
@@ -198,9 +198,3 @@ def add_states(x) -> None:
         with m.If(key_bit == 31):
             m.next = "IDLE"
 
-
-def _pick(sel, values):
-    out = values[-1]
-    for k in range(len(values) - 2, -1, -1):
-        out = Mux(sel == k, values[k], out)
-    return out

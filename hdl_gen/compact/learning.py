@@ -15,8 +15,9 @@ with learning on (the output error was written by the output layer's LIF pass):
   ``M = sat(M + ((delta * a - (M << gs) + rnd) >> (rate_shift + gs)))`` with ``rnd =
   srand(synapse_address(l, post, i), key) & mask``, flip where ``w * M > thr``, ``M = 0`` on a
   flip if ``reset_momentum``; the word is written back and the flips leave on ``o_flip`` in
-  ascending post order. Cycles: ``N_l`` plus ``5 * C_l`` per active input, plus one per
-  emitted flip.
+  ascending post order. The arithmetic is one lane, visiting only the lanes with a non-zero
+  delta. Cycles: one per silent input; per word of an active row 2, plus 7 per visited
+  synapse and 2 more when any lane was visited, plus one per emitted flip.
 
 The learning-step counter and the key advance once every layer is done; then ``DRAIN_STEP``.
 """
@@ -26,10 +27,10 @@ from amaranth import Array, Cat, Const, Mux, Signal, signed
 
 from golden.fixed import GOLDEN32
 
-from ..common import lowest_set, popcount, sat_sym, shr_round
+from ..common import lowest_set, sat_sym, shr_round
 from ..flip_unit import _narrow_sshr
-from ..srand import lane_constant, lane_select, srand_value
-from .memmap import lay_sel
+from ..srand import lane_constant, srand_value
+from .memmap import lay_sel, pick
 
 __all__ = ["add_states", "ERR_STATES", "LEARN_STATES"]
 
@@ -162,9 +163,9 @@ def _flips(x):
             m.d.sync += lay.eq(lay + 1)     # no delta: no synapse is visited
         with m.Else():
             if x.tbso:
-                m.d.sync += thr.eq(_pick(lay, [u.thr_flip for u in x.tb]))
+                m.d.sync += thr.eq(pick(lay, [u.thr_flip for u in x.tb]))
             else:
-                g = _pick(lay, x.gamma)
+                g = pick(lay, x.gamma)
                 m.d.sync += thr.eq(Mux(g > d.mom_max, d.mom_max, g))
             m.d.sync += [k_r.eq(x.rate_shift + lay_sel(lay, cfg.grad_shift)),
                          i.eq(0), c.eq(0), row.eq(lay_sel(lay, mp.sbase[:-1]))]
@@ -217,7 +218,7 @@ def _flips(x):
         m.next = "FL_G"
     with m.State("FL_G"):                   # G = delta * a, M << gs, rnd
         m.d.comb += x.syn.addr.eq(syn_a)
-        m.d.sync += [g_r.eq(d_k * a_r), ms_r.eq(_pick(lay, [mo_k << g for g in cfg.grad_shift])),
+        m.d.sync += [g_r.eq(d_k * a_r), ms_r.eq(pick(lay, [mo_k << g for g in cfg.grad_shift])),
                      rnd_r.eq(rm_r ^ (K[kl] & mask_r) if P > 1 else rm_r ^ (K[0] & mask_r))]
         m.next = "FL_X"
     with m.State("FL_X"):
@@ -274,13 +275,6 @@ def _flips(x):
         m.d.sync += lay.eq(lay + 1)
         m.next = "FL_LAYER"
 
-
-def _pick(sel, values):
-    """``values[sel]`` for a list of values (a multiplexer chain)."""
-    out = values[-1]
-    for k in range(len(values) - 2, -1, -1):
-        out = Mux(sel == k, values[k], out)
-    return out
 
 
 def _next_word(x, C):

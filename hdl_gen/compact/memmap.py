@@ -33,7 +33,7 @@ from amaranth.utils import bits_for, ceil_log2
 
 from ..common import words
 
-__all__ = ["MemoryMap", "Mem", "lay_sel", "cumulative"]
+__all__ = ["MemoryMap", "Mem", "lay_sel", "pick", "cumulative"]
 
 
 def cumulative(xs) -> list[int]:
@@ -48,6 +48,14 @@ def lay_sel(sel, values):
     """``values[sel]`` for a small list of integer constants and a layer-index value."""
     values = list(values)
     out = Const(values[-1])
+    for k in range(len(values) - 2, -1, -1):
+        out = Mux(sel == k, values[k], out)
+    return out
+
+
+def pick(sel, values):
+    """``values[sel]`` for a short list of values (a multiplexer chain)."""
+    out = values[-1]
     for k in range(len(values) - 2, -1, -1):
         out = Mux(sel == k, values[k], out)
     return out
