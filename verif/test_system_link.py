@@ -32,14 +32,15 @@ CFG = DEFAULT.replace(layers=(128, 32, 10), rate_shift=5, gamma=(24, 24), trace_
 LANES = 8
 
 
-def training_run(link, k: int):
-    """Configure, load the seeded weights and learn ``k`` samples with every event reported,
-    then one inference sample; return what the host saw and measured."""
-    data = load_digits_events(T=CFG.T)
+def training_run(link, k: int, cfg=CFG, data=None):
+    """Configure ``cfg``, load the seeded weights and learn ``k`` samples of ``data`` (a
+    :class:`golden.data.Dataset`; default: the digits) with every event reported, then one
+    inference sample; return what the host saw and measured."""
+    data = load_digits_events(T=cfg.T) if data is None else data
     out = {}
     t0 = time.perf_counter()
     with Accelerator(link) as acc:
-        acc.configure(CFG)
+        acc.configure(cfg)
         acc.set_outputs(spikes=True, flips=True)
         b0 = link.bytes_sent + link.bytes_received
         t1 = time.perf_counter()
