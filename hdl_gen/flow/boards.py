@@ -30,12 +30,13 @@ from amaranth.lib.wiring import In, Out
 
 from golden.config import NetConfig, tiny_config
 from hdl_gen.uart import UARTRx, UARTTx, divisor_for
+from host import protocol as P
 
 __all__ = [
     "ice40_pll_params", "ecp5_pll_params",
     "ICE40ClockGen", "ECP5ClockGen",
     "UARTLoopback",
-    "Board", "BOARDS", "get_board",
+    "Board", "LinkParams", "BOARDS", "get_board",
     "icebreaker_config", "ulx3s_85f_config", "smallest_config",
 ]
 
@@ -283,6 +284,26 @@ def smallest_config() -> NetConfig:
 # ------------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
+class LinkParams:
+    """The host link of a board's top (:class:`hdl_gen.board_top.BoardTop`): UART rate and the
+    link's buffer sizes, in block RAM.
+
+    ``replay_bytes``: the framer's response / replay store (a power of two >= MAX_PAYLOAD + 8);
+    ``rx_fifo``: the receive FIFO, bytes (at least one whole frame). The device reports its
+    replay store and MAX_PAYLOAD in ``STATUS``, so the host keeps no copy of these. ``baud``:
+    the UART rate; the build records it in report.json (``link.baud``), where the host takes its
+    default from.
+    """
+    baud: int = 115200
+    replay_bytes: int = P.REPLAY_BYTES
+    rx_fifo: int = 2048
+
+    def top_kw(self) -> dict:
+        """The :class:`~hdl_gen.board_top.BoardTop` arguments."""
+        return {"baud": self.baud, "replay_bytes": self.replay_bytes, "rx_fifo": self.rx_fifo}
+
+
+@dataclass(frozen=True)
 class Board:
     """Everything the flow needs to know about one board."""
     name: str
@@ -305,6 +326,7 @@ class Board:
     memory_bits: int = 0             # block RAM bits (for the report)
     resources: dict = field(default_factory=dict)  # nextpnr cell -> available (fit check)
     memory_note: str = ""
+    link: LinkParams = field(default_factory=LinkParams)
 
     def platform(self):
         return self.platform_factory()
@@ -344,7 +366,11 @@ BOARDS: dict[str, Board] = {
         memory_bits=30 * 4096 + 4 * 256 * 1024,
         memory_note="30 EBR x 4 kbit (SB_RAM40_4K) + 4 SPRAM x 256 kbit (SB_SPRAM256KA)",
         resources={"ICESTORM_LC": 5280, "ICESTORM_RAM": 30, "ICESTORM_SPRAM": 4,
-                   "ICESTORM_DSP": 8}),
+                   "ICESTORM_DSP": 8},
+        # the smallest link buffers the protocol allows: a 2 KiB replay store (4 EBR instead
+        # of 16; responses longer than that are not replayed, NO_REPLAY) and one frame of RX
+        # FIFO (3 EBR instead of 4)
+        link=LinkParams(replay_bytes=2048, rx_fifo=P.MAX_PAYLOAD + P.OVERHEAD + 16)),
     "ulx3s-85f": Board(
         name="ulx3s-85f", title="ULX3S (ECP5 LFE5U-85F-6BG381)", family="ecp5",
         platform_factory=_ulx3s_85f_platform, clk_resource="clk25", f_in=25e6, f_target=80e6,

@@ -11,7 +11,9 @@ directory (Yosys log ``top.rpt``, nextpnr log ``top.tim``, ``report_nextpnr.json
     {"board", "device", "fmax_mhz" (core clock, achieved), "target_mhz", "clock_mhz" (PLL output),
      "timing_met", "utilization" {cell: {"used", "available"}}, "fmax" {clock: {...}},
      "critical_path" {...}, "memory" {...}, "config" (NetConfig), "top", "arch" (core
-     architecture; null for the loopback), "pll", "timings_s", "bitstream", "tools"}
+     architecture; null for the loopback), "pll", "link" (the board top's UART rate and link
+     buffers: the host's ``--config`` takes its default baud from it; else null), "timings_s",
+     "bitstream", "tools"}
 
 The design on the board comes from a top factory (:mod:`hdl_gen.flow.tops`); the tools' output
 is read by :mod:`hdl_gen.flow.parse`; the command line is :mod:`hdl_gen.flow.cli`.
@@ -37,8 +39,9 @@ from hdl_gen.flow.summary import git_describe, utc_now
 from hdl_gen.flow.parse import (first_error, log_utilisation, parse_nextpnr_report, tail,
                                 yosys_stat)
 from hdl_gen.flow.tops import BoardShell, resolved_top_name, top_factory
+from host import protocol as P
 
-__all__ = ["BuildError", "build", "program_board"]
+__all__ = ["BuildError", "build", "board_design_kw", "program_board"]
 
 ROOT = Path(__file__).resolve().parents[2]
 NEXTPNR_REPORT = "report_nextpnr.json"
@@ -129,6 +132,19 @@ def _memory_summary(board: Board, util: dict, cfg: NetConfig) -> dict:
     return res
 
 
+def board_design_kw(board: Board, top_name: str, arch: str, design_kw: dict) -> dict:
+    """The design arguments of a ``top_name`` top on ``board``: the board's default lanes (board
+    and core tops) and its link parameters (board top: UART rate, replay store, RX FIFO),
+    unless ``design_kw`` gives them."""
+    kw = dict(design_kw)
+    if top_name in ("board", "core"):
+        kw.setdefault("lanes", board.lanes_for(arch))
+    if top_name == "board":
+        for k, v in board.link.top_kw().items():
+            kw.setdefault(k, v)
+    return kw
+
+
 def build(board: str | Board, top="auto", cfg: NetConfig | None = None,
           out_dir: str | Path | None = None, *, freq_mhz: float | None = None,
           seed: int | None = None, program: bool = False, name: str = "top",
@@ -157,8 +173,7 @@ def build(board: str | Board, top="auto", cfg: NetConfig | None = None,
         factory, top_name = top, getattr(top, "__name__", "custom")
     else:
         top_name = resolved_top_name(top)
-        if top_name in ("board", "core"):
-            design_kw.setdefault("lanes", board.lanes_for(arch))
+        design_kw = board_design_kw(board, top_name, arch, design_kw)
         factory = top_factory(top, arch, **design_kw)   # unknown arch: raises, nothing written
     if top_name == "loopback":
         arch = None
@@ -290,6 +305,7 @@ def build(board: str | Board, top="auto", cfg: NetConfig | None = None,
         "synth_cells": yosys_stat(out / f"{name}.rpt"),
         "pll": {k: (round(v / 1e6, 4) if k.startswith("f_") else v)
                 for k, v in top_mod.crg.params.items()},
+        "link": _link_summary(top_mod.design),
         "config": cfg.to_dict(), "design_kw": design_kw,
         "synth_opts": [o for o in board.synth_opts
                        if not (o == "-dsp" and any("-dsp" in n for n in notes))],
@@ -348,6 +364,17 @@ def _classic_abc(ys_text: str) -> str | None:
 _MAIN_CELLS = ("ICESTORM_LC", "ICESTORM_RAM", "ICESTORM_SPRAM", "ICESTORM_DSP", "SB_IO",
                "TRELLIS_COMB", "TRELLIS_FF", "TRELLIS_RAMW", "DP16KD", "MULT18X18D",
                "TRELLIS_IO", "ICESTORM_PLL", "EHXPLLL")
+
+
+def _link_summary(design) -> dict | None:
+    """The host link of a :class:`hdl_gen.board_top.BoardTop` (None for other tops): what the
+    host needs to talk to the board (``baud``) and the buffer sizes."""
+    from hdl_gen.board_top import BoardTop
+    if not isinstance(design, BoardTop):
+        return None
+    return {"baud": design.baud, "baud_divisor": design.baud_divisor,
+            "replay_bytes": design.replay_bytes, "rx_fifo": design.rx_fifo,
+            "max_payload": P.MAX_PAYLOAD}
 
 
 def _limits_text(rep: dict) -> str:
