@@ -103,7 +103,7 @@ def test_link_memories_on_the_icebreaker():
     kw = board_design_kw(b, "board", "parallel", {"lanes": 2})
     assert kw["replay_bytes"] == b.link.replay_bytes < 8192
     cfg = NetConfig.default_for("bso", layers=(128, 256, 10), momentum_bits=8)
-    design = top_factory("board", "parallel", **kw)(cfg, b.f_target)
+    design = top_factory("board", "parallel", **kw)(cfg, b.f_core)
     link = [m for m in design_memories(core_class("parallel"), cfg, 2, design)
             if not m["name"].startswith("core.")]
     ebr = {m["name"]: place(m, b.family, b.synth_opts)["blocks"] for m in link}

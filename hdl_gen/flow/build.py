@@ -137,11 +137,16 @@ def board_design_kw(board: Board, top_name: str, arch: str, design_kw: dict) -> 
     and core tops) and its link parameters (board top: UART rate, replay store, RX FIFO),
     unless ``design_kw`` gives them."""
     kw = dict(design_kw)
+    if "baud" in kw and top_name not in ("board", "loopback"):
+        raise ValueError(f"--baud is invalid for the {top_name} top: allowed with the board "
+                         f"and loopback tops (the ones with a UART)")
     if top_name in ("board", "core"):
         kw.setdefault("lanes", board.lanes_for(arch))
     if top_name == "board":
         for k, v in board.link.top_kw().items():
             kw.setdefault(k, v)
+    if top_name == "loopback":
+        kw.setdefault("baud", board.link.baud)
     return kw
 
 
@@ -155,8 +160,10 @@ def build(board: str | Board, top="auto", cfg: NetConfig | None = None,
 
     ``top`` is a factory name (see :func:`top_factory`) or a ``factory(cfg, clk_hz)``; ``arch``
     the core architecture of the ``board`` and ``core`` tops (:mod:`hdl_gen.architectures`).
-    ``freq_mhz`` overrides the board's target core clock. Timing failure does not stop the
-    build: the report says ``timing_met: false`` and what limits it.
+    ``freq_mhz`` overrides the board's core clock (``Board.f_core``); the UART rate is the
+    board's (``design_kw["baud"]`` overrides it) and must be reachable from that clock
+    (:func:`hdl_gen.uart.divisor_for`: a ValueError before anything is written). Timing
+    failure does not stop the build: the report says ``timing_met: false`` and what limits it.
 
     Before anything is written, the memory budget of the ``board``/``core`` top is checked
     (:mod:`hdl_gen.flow.fit`): a design that cannot fit raises
@@ -177,7 +184,7 @@ def build(board: str | Board, top="auto", cfg: NetConfig | None = None,
         factory = top_factory(top, arch, **design_kw)   # unknown arch: raises, nothing written
     if top_name == "loopback":
         arch = None
-    f_core = (freq_mhz * 1e6) if freq_mhz else board.f_target
+    f_core = (freq_mhz * 1e6) if freq_mhz else board.f_core
     ckw = {"pll": pll} if pll and board.family == "ice40" else {}
     t0 = time.monotonic()
     top_mod = BoardShell(board, factory, cfg, f_core, **ckw)
@@ -372,9 +379,15 @@ def _link_summary(design) -> dict | None:
     from hdl_gen.board_top import BoardTop
     if not isinstance(design, BoardTop):
         return None
-    return {"baud": design.baud, "baud_divisor": design.baud_divisor,
-            "replay_bytes": design.replay_bytes, "rx_fifo": design.rx_fifo,
-            "max_payload": P.MAX_PAYLOAD}
+    from hdl_gen.uart import uart_timing
+    rep = {"baud": design.baud, "baud_divisor": design.baud_divisor,
+           "replay_bytes": design.replay_bytes, "rx_fifo": design.rx_fifo,
+           "max_payload": P.MAX_PAYLOAD}
+    if design.baud and design.clk_hz:
+        t = uart_timing(design.clk_hz, design.baud, design.baud_divisor)
+        rep.update(rate_error=round(t["rate_error"], 5),
+                   sample_window=[round(t["sample_min"], 3), round(t["sample_max"], 3)])
+    return rep
 
 
 def _limits_text(rep: dict) -> str:

@@ -85,8 +85,8 @@ def link_size(board_name: str = "icebreaker", cfg=None, *, lanes: int | None = N
     cfg = board.default_config() if cfg is None else cfg
     lanes = board.lanes_for(arch) if lanes is None else lanes
     top_kw = dict(board.link.top_kw() if top_kw is None else top_kw)
-    bd = board_breakdown(cfg, lanes, board.family, clk_hz=board.f_target, log=log,
-                         top=link_top(cfg, lanes, clk_hz=board.f_target, arch=arch, **top_kw))
+    bd = board_breakdown(cfg, lanes, board.family, clk_hz=board.f_core, log=log,
+                         top=link_top(cfg, lanes, clk_hz=board.f_core, arch=arch, **top_kw))
     blocks = {b: bd["blocks"].get(b, {}) for b in LINK_BLOCKS}
     link_total = {}
     for cells in blocks.values():
