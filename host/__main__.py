@@ -410,7 +410,7 @@ def _check_args(args) -> None:
     if getattr(args, "baud", None) is not None and args.baud < 1:
         raise datasets.DataError(f"--baud must be >= 1, got {args.baud}")
     args.manifest_baud = None
-    if args.manifest is not None:
+    if getattr(args, "manifest", None) is not None:
         from .link import manifest_baud
         try:
             args.manifest_baud = manifest_baud(args.manifest)
