@@ -67,6 +67,8 @@ class BoardTop(wiring.Component):
                  replay_bytes: int = P.REPLAY_BYTES, rx_fifo: int = 2048,
                  cts_margin: int = 16, idle_cycles: int | None = None,
                  arch: str = DEFAULT_ARCH):
+        self.baud = baud if baud_divisor is None else None   # None: given as a divisor
+        self.clk_hz = clk_hz
         if baud_divisor is None:
             if clk_hz is None:
                 raise ValueError("BoardTop needs baud_divisor or clk_hz")

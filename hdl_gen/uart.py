@@ -2,7 +2,8 @@
 
 No maintained Amaranth 0.5 UART is on PyPI (``amaranth-stdio`` there is a name placeholder), so
 these are small and self-contained. ``divisor`` is clock cycles per bit (>= 4); the board top
-derives it from the clock and the baud rate (:func:`divisor_for`), simulations use 4..16.
+derives it from the clock and the baud rate (:func:`divisor_for`, which checks the timing at
+build time: :func:`uart_timing`), simulations use 4..16.
 
 * :class:`UARTRx`: 2-flop synchroniser, start bit re-checked at mid-bit, data sampled at mid-bit,
   the byte goes out on ``o_data`` (a one-byte register: the consumer, normally a FIFO, must take
@@ -16,19 +17,51 @@ from amaranth import Cat, Const, Module, Signal
 from amaranth.lib import cdc, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["UARTRx", "UARTTx", "divisor_for"]
+__all__ = ["UARTRx", "UARTTx", "divisor_for", "uart_timing", "SAMPLE_WINDOW"]
+
+
+#: where the receiver's sample of every bit must lie, as a fraction of the bit (0 = its start):
+#: a fifth of a bit to spare on either side for edge jitter and slow edges
+SAMPLE_WINDOW = (0.2, 0.8)
+
+
+def uart_timing(clk_hz: float, baud: int, divisor: int | None = None) -> dict:
+    """How :class:`UARTRx` at ``divisor`` (default: the nearest) samples a ``baud`` line.
+
+    The receiver sees the start edge through a 2-flop synchroniser and samples bit k
+    ``divisor // 2 + k * divisor`` cycles after it saw the edge; the synchroniser delays the
+    edge and the samples alike, so bit k is sampled ``q + divisor // 2 + k * divisor`` cycles
+    after the true edge, q in [0, 1) cycle being where the edge fell between two clock edges.
+    In the sender's bit times that is ``(1 + err) * (k + (q + divisor // 2) / divisor)``, with
+    ``err = baud * divisor / clk_hz - 1`` (the transmitter is off by the same ``err``).
+    Returns the divisor, the rate error, the achieved rate and the earliest / latest sample
+    position within its bit over the ten bits of a byte (start, 8 data, stop).
+    """
+    div = round(clk_hz / baud) if divisor is None else int(divisor)
+    err = baud * div / clk_hz - 1
+    pos = [(1 + err) * (k + (q + div // 2) / div) - k for k in range(10) for q in (0.0, 1.0)]
+    return {"divisor": div, "rate_error": err, "actual_baud": clk_hz / div,
+            "sample_min": min(pos), "sample_max": max(pos)}
 
 
 def divisor_for(clk_hz: float, baud: int, tolerance: float = 0.02) -> int:
-    """Cycles per bit for ``baud`` at ``clk_hz``; ValueError if too fast or off by > tolerance."""
-    div = round(clk_hz / baud)
-    if div < 4:
-        raise ValueError(f"baud {baud} is too fast for a {clk_hz / 1e6:g} MHz clock (divisor < 4)")
-    err = abs(clk_hz / div - baud) / baud
-    if err > tolerance:
-        raise ValueError(f"baud {baud} at {clk_hz / 1e6:g} MHz is off by {err:.1%} "
-                         f"(> {tolerance:.0%})")
-    return div
+    """Cycles per bit for ``baud`` at ``clk_hz``. ValueError, naming clock, rate and what is
+    wrong, if the divisor would be below 4, the rate off by more than ``tolerance``, or a bit
+    sampled outside :data:`SAMPLE_WINDOW` (:func:`uart_timing`)."""
+    where = f"baud {baud} at a {clk_hz / 1e6:g} MHz clock"
+    if baud <= 0 or round(clk_hz / baud) < 4:
+        raise ValueError(f"{where} is too fast: the UART needs at least 4 clock cycles per bit "
+                         f"(a clock of {4 * baud / 1e6:g} MHz or more)")
+    t = uart_timing(clk_hz, baud)
+    if abs(t["rate_error"]) > tolerance:
+        raise ValueError(f"{where} is off by {t['rate_error']:+.2%} (divisor {t['divisor']}: "
+                         f"{t['actual_baud']:.0f} baud; allowed +-{tolerance:.0%})")
+    lo, hi = SAMPLE_WINDOW
+    if t["sample_min"] < lo or t["sample_max"] > hi:
+        raise ValueError(f"{where}: the receiver would sample a bit at {t['sample_min']:.2f} .. "
+                         f"{t['sample_max']:.2f} of its width (divisor {t['divisor']}; allowed "
+                         f"{lo:g} .. {hi:g})")
+    return t["divisor"]
 
 
 def _check(divisor):

@@ -53,7 +53,11 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--link", default="emulator",
                         help="emulator | sim[:verilator|:icarus] | serial:PORT[@BAUD] | "
                              "tcp:HOST:PORT")
-        sp.add_argument("--baud", type=int, default=None, help="serial baud rate (115200)")
+        sp.add_argument("--baud", type=int, default=None,
+                        help="serial baud rate (default: the --manifest's, else 115200)")
+        sp.add_argument("--manifest", type=Path, default=None,
+                        help="the board's build report (report.json of `python -m hdl_gen "
+                             "build`): the serial link's default baud rate (its link.baud)")
         sp.add_argument("--timeout", type=float, default=None,
                         help="seconds to wait for an answer (serial/tcp, default 1); on "
                              "sim, how long simulated time may stand still (default 20)")
@@ -96,7 +100,7 @@ def _open(args, cfg=None):
     from .link import open_link
 
     # cfg: what a simulated RTL is generated for (the emulator stays reconfigurable)
-    link = open_link(args.link, timeout=args.timeout, baud=args.baud,
+    link = open_link(args.link, timeout=args.timeout, baud=args.baud or args.manifest_baud,
                      cfg=cfg if args.link.startswith("sim") else None)
     for note in getattr(link, "latency_notes", ()):
         print(f"warning: {note}", file=sys.stderr)
@@ -405,6 +409,13 @@ def _check_args(args) -> None:
         raise datasets.DataError(f"--timeout must be > 0 seconds, got {args.timeout}")
     if getattr(args, "baud", None) is not None and args.baud < 1:
         raise datasets.DataError(f"--baud must be >= 1, got {args.baud}")
+    args.manifest_baud = None
+    if getattr(args, "manifest", None) is not None:
+        from .link import manifest_baud
+        try:
+            args.manifest_baud = manifest_baud(args.manifest)
+        except ValueError as e:
+            raise datasets.DataError(f"--manifest: {e}") from None
     if (getattr(args, "shuffle_seed", None) or 0) < 0:
         raise datasets.DataError(f"--shuffle-seed must be >= 0, got {args.shuffle_seed}")
     if getattr(args, "out", None) is not None:

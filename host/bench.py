@@ -40,10 +40,9 @@ from . import datasets
 
 __all__ = ["add_parser", "cmd_bench", "BOARD_LINKS", "board_link", "line_model"]
 
-#: the boards' link: baud and core clock (the board tops of issue 13; the manifest's baud wins
-#: when hdl_gen.flow.boards defines one)
-BOARD_LINKS = {"icebreaker": {"baud": 12_000_000, "clk_hz": 48e6},
-               "ulx3s-85f": {"baud": 3_000_000, "clk_hz": 80e6}}
+#: the boards the bench models; their baud and board-top clock are the board definitions'
+#: (hdl_gen.flow.boards: ``Board.link.baud``, ``Board.f_core``), read by :func:`board_link`
+BOARD_LINKS = ("icebreaker", "ulx3s-85f")
 USB_RTT_S = 2e-3
 EMULATOR_MIN_SAMPLES = 200      # the emulator's figure is taken over at least this many samples
 
@@ -72,24 +71,12 @@ def add_parser(sub) -> None:
 
 
 def board_link(name: str) -> dict:
-    """Baud, clock and UART divisor of board ``name`` (ValueError when they do not fit)."""
-    from hdl_gen.uart import divisor_for
+    """Baud, clock and UART divisor of board ``name``'s top (ValueError when they do not fit)."""
+    from hdl_gen.flow.boards import get_board
 
-    link = dict(BOARD_LINKS[name])
-    try:
-        from hdl_gen.flow.boards import BOARDS
-        baud = getattr(BOARDS[name], "baud", None)
-        if baud:
-            link["baud"] = int(baud)
-    except (ImportError, KeyError):
-        pass
-    link["divisor"] = divisor_for(link["clk_hz"], link["baud"])
-    try:
-        from hdl_gen.flow.boards import BOARDS
-        link["lanes"] = BOARDS[name].default_lanes         # the board's parallel-core build
-    except (ImportError, KeyError):
-        link["lanes"] = None
-    return link
+    b = get_board(name)
+    return {"baud": b.link.baud, "clk_hz": b.f_core, "divisor": b.uart_divisor(),
+            "lanes": b.default_lanes}             # the board's parallel-core build
 
 
 def line_model(up: float, down: float, core_s: float, exchanges: float, window: int,

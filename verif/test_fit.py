@@ -94,6 +94,23 @@ def test_fits_passes():
         check_fit(mems, ib)
 
 
+def test_link_memories_on_the_icebreaker():
+    """The link of the iCEBreaker board top, with the board's link parameters as the build
+    passes them: 10 EBR (RX FIFO 3, deframer 2, replay store 4, executor scratch 1; it was 26
+    with the default 8 KiB replay store, 2 KiB FIFO and three executor memories)."""
+    from hdl_gen.flow.build import board_design_kw
+    b = get_board("icebreaker")
+    kw = board_design_kw(b, "board", "parallel", {"lanes": 2})
+    assert kw["replay_bytes"] == b.link.replay_bytes < 8192
+    cfg = NetConfig.default_for("bso", layers=(128, 256, 10), momentum_bits=8)
+    design = top_factory("board", "parallel", **kw)(cfg, b.f_core)
+    link = [m for m in design_memories(core_class("parallel"), cfg, 2, design)
+            if not m["name"].startswith("core.")]
+    ebr = {m["name"]: place(m, b.family, b.synth_opts)["blocks"] for m in link}
+    assert ebr == {"rxq.storage": 3, "deframer.buf": 2, "framer.buf": 4,
+                   "executor.scratch": 1}, ebr
+
+
 def test_estimate_matches_real_builds():
     """Block RAM of the measured builds in docs/performance.json (nextpnr utilisation) against
     the estimate for the same config, lanes and architecture: within 5 % (+-2 blocks)."""

@@ -54,9 +54,10 @@ def test_ecp5_pll_params():
     assert (p["clki_div"], p["clkfb_div"], p["clkop_div"], p["clkop_cphase"]) == (1, 4, 6, 2)
 
 
-def test_uart_loopback_sim():
-    """The bring-up design echoes a burst of bytes bit-exactly (8N1, 8 clocks per bit)."""
-    div = 8
+@pytest.mark.parametrize("div", [4, 8])
+def test_uart_loopback_sim(div):
+    """The bring-up design echoes a burst of bytes bit-exactly (8N1; 4 clocks per bit is the
+    iCEBreaker's 12 Mbaud at 48 MHz)."""
     dut = UARTLoopback(clk_hz=div * 115200, baud=115200, depth=16)
     sent = [0x00, 0xFF, 0x55, 0xA3, 0x3C, 0x81]
     got = []
@@ -88,6 +89,38 @@ def test_uart_loopback_sim():
     sim.add_testbench(monitor, background=True)
     sim.run_until(1e-6 * div * 10 * (len(sent) + 4))
     assert got == sent
+
+
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+def test_uart_rates_checked_at_build_time(tmp_path, capsys):
+    """The boards' link rates (iCEBreaker 12 Mbaud at 48 MHz, ULX3S 3 Mbaud at 80 MHz) pass the
+    UART timing check; a clock that cannot make the rate is refused, naming clock and rate, as
+    one ``error:`` line before anything is written."""
+    from hdl_gen.__main__ import main
+    from hdl_gen.uart import SAMPLE_WINDOW, divisor_for, uart_timing
+
+    ib, ul = BOARDS["icebreaker"], BOARDS["ulx3s-85f"]
+    assert (ib.link.baud, ib.f_core, ib.uart_divisor()) == (12_000_000, 48e6, 4)
+    assert (ul.link.baud, ul.f_core, ul.uart_divisor()) == (3_000_000, 80e6, 27)
+    t = uart_timing(48e6, 12_000_000)
+    assert (t["rate_error"], t["sample_min"], t["sample_max"]) == (0.0, 0.5, 0.75)
+    t = uart_timing(80e6, 3_000_000)
+    assert t["rate_error"] == pytest.approx(0.0125)
+    assert SAMPLE_WINDOW[0] <= t["sample_min"] < t["sample_max"] <= SAMPLE_WINDOW[1]
+    assert divisor_for(40e6, 115200) == 347
+    with pytest.raises(ValueError, match=r"at a 40 MHz clock is too fast.* 48 MHz or more"):
+        divisor_for(40e6, 12_000_000)
+    with pytest.raises(ValueError, match=r"at a 44 MHz clock is off by \+9\.09%"):
+        divisor_for(44e6, 12_000_000)
+    with pytest.raises(ValueError, match=r"sample a bit at .* allowed 0\.2 \.\. 0\.8"):
+        divisor_for(4.5 * 1e6, 1_000_000, tolerance=0.2)       # divisor 4 (rounded), +12.5 %
+    out = tmp_path / "b"
+    for args in (["--freq", "40"], ["--baud", "14000000"]):
+        assert main(["build", "--board", "icebreaker", "--top", "loopback", "--out", str(out),
+                     *args]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: baud "), err
+        assert not out.exists()
 
 
 def test_parse_nextpnr_report(tmp_path):

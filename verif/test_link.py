@@ -99,8 +99,12 @@ def script(cfg: NetConfig, rng: random.Random, short: bool = False):
 
     def write_mem(mem, layer, words, offset=0):
         fmt = P.mem_format(cfg, mem, offset)
-        return h.frame(Cmd.WRITE_MEM, mem_hdr(mem, layer, offset, len(words)),
-                       P.encode_elements(fmt, words))
+        if fmt.packed:
+            data = P.encode_elements(fmt, words)
+        else:       # raw, wrapped to the word's bytes: out-of-range words reach the device's
+            mask = (1 << 8 * fmt.nbytes) - 1              # RANGE check (the host refuses them)
+            data = b"".join((int(w) & mask).to_bytes(fmt.nbytes, "big") for w in words)
+        return h.frame(Cmd.WRITE_MEM, mem_hdr(mem, layer, offset, len(words)), data)
 
     def read_all():
         for mem in Mem:

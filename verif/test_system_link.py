@@ -1,11 +1,12 @@
 """End to end: the same K-sample training run through EmulatorLink and SimLink gives identical
 predictions, output scores, spikes, flips (per step, in order), final memories and status counters.
 
-SimLink simulates the whole board top (UART at 8 clocks per bit, deframer, executor, Core,
-framer) behind its cocotb TCP bridge; the host code is the unchanged :class:`Accelerator`.
-Verilator runs K = 16 digits samples, Icarus a shorter run; the compact core
-(``arch="compact"``) the same bench with K = 2 / 1. Each run writes its wall time, link bytes
-per sample and simulated cycles to ``out/link_perf_[<arch>_]<simulator>.json``.
+SimLink simulates the whole board top (UART at the iCEBreaker's rate: 12 Mbaud at 48 MHz, 4
+clocks per bit; deframer, executor, Core, framer) behind its cocotb TCP bridge; the host code
+is the unchanged :class:`Accelerator`. Verilator runs K = 16 digits samples, Icarus a shorter
+run; the compact core (``arch="compact"``) the same bench with K = 2 / 1. Each run writes its
+wall time, link bytes per sample and simulated cycles to
+``out/link_perf_[<arch>_]<simulator>.json``.
 
 ``test_fault_injection``: random bit errors (both directions) and truncated frames injected into
 the UART byte stream by the bridge; the host detects every one, recovers (resync, resend, the
@@ -23,6 +24,7 @@ import pytest
 from golden.config import DEFAULT
 from golden.data import load_digits_events
 from host.accelerator import Accelerator
+from hdl_gen.flow.boards import get_board
 from host.link import EmulatorLink, SimLink
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CFG = DEFAULT.replace(layers=(128, 32, 10), rate_shift=5, gamma=(24, 24), trace_bits=6,
                       membrane_bits=11)
 LANES = 8
+#: clocks per UART bit of the iCEBreaker's board top (12 Mbaud at 48 MHz)
+DIVISOR = get_board("icebreaker").uart_divisor()
 
 
 def training_run(link, k: int, cfg=CFG, data=None):
@@ -86,7 +90,7 @@ def assert_same(a, b):
                                               ("icarus", 1, "compact")])
 def test_training_run_matches_emulator(simulator, k, arch):
     ref = training_run(EmulatorLink(CFG), k)
-    link = SimLink(simulator, CFG, lanes=LANES, arch=arch)
+    link = SimLink(simulator, CFG, lanes=LANES, arch=arch, baud_divisor=DIVISOR)
     got = training_run(link, k)
     assert_same(got, ref)
     n_flips = sum(len(r.flips) for r in ref["samples"])
@@ -139,7 +143,8 @@ def test_fault_injection():
     faults = {"seed": 11, "tx_flip": 0.005, "rx_flip": 0.001, "tx_truncate": 0.08,
               "tx_skip": 1500, "rx_skip": 100}
     ref = Accelerator(EmulatorLink(CFG))
-    link = SimLink("verilator", CFG, lanes=LANES, timeout=4.0, faults=faults)
+    link = SimLink("verilator", CFG, lanes=LANES, timeout=4.0, faults=faults,
+                   baud_divisor=DIVISOR)
     with Accelerator(link, retries=12, sync_attempts=6) as acc:
         for a in (ref, acc):
             a.configure(CFG)

@@ -3,10 +3,11 @@
 Two boards, both from amaranth-boards, both built with the pip-installed YoWASP tools:
 
 * ``icebreaker``: 1BitSquared iCEBreaker, Lattice iCE40 UP5K (SG48), 12 MHz oscillator on pin 35.
-  The core clock comes from ``SB_PLL40_PAD`` (the pad *is* the PLL's reference input on the UP5K;
+  The core clock (48 MHz: the host link runs at 12 Mbaud, 4 clocks per bit) comes from
+  ``SB_PLL40_PAD`` (the pad *is* the PLL's reference input on the UP5K;
   ``SB_PLL40_CORE`` fed from the fabric is the fallback, ``pll="core"``).
 * ``ulx3s-85f``: Radiona ULX3S with a Lattice ECP5 LFE5U-85F (CABGA381, speed 6), 25 MHz
-  oscillator on G2. The core clock comes from ``EHXPLLL``.
+  oscillator on G2. The core clock (80 MHz; the host link at 3 Mbaud) comes from ``EHXPLLL``.
 
 Per board this module gives: the amaranth-boards platform, a clock-and-reset generator
 (:class:`ICE40ClockGen`, :class:`ECP5ClockGen`) that drives the ``sync`` domain from the PLL and
@@ -30,12 +31,13 @@ from amaranth.lib.wiring import In, Out
 
 from golden.config import NetConfig, tiny_config
 from hdl_gen.uart import UARTRx, UARTTx, divisor_for
+from host import protocol as P
 
 __all__ = [
     "ice40_pll_params", "ecp5_pll_params",
     "ICE40ClockGen", "ECP5ClockGen",
     "UARTLoopback",
-    "Board", "BOARDS", "get_board",
+    "Board", "LinkParams", "BOARDS", "get_board",
     "icebreaker_config", "ulx3s_85f_config", "smallest_config",
 ]
 
@@ -283,6 +285,26 @@ def smallest_config() -> NetConfig:
 # ------------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
+class LinkParams:
+    """The host link of a board's top (:class:`hdl_gen.board_top.BoardTop`): UART rate and the
+    link's buffer sizes, in block RAM.
+
+    ``replay_bytes``: the framer's response / replay store (a power of two >= MAX_PAYLOAD + 8);
+    ``rx_fifo``: the receive FIFO, bytes (at least one whole frame). The device reports its
+    replay store and MAX_PAYLOAD in ``STATUS``, so the host keeps no copy of these. ``baud``:
+    the UART rate; the build records it in report.json (``link.baud``), where the host takes its
+    default from.
+    """
+    baud: int = 115200
+    replay_bytes: int = P.REPLAY_BYTES
+    rx_fifo: int = 2048
+
+    def top_kw(self) -> dict:
+        """The :class:`~hdl_gen.board_top.BoardTop` arguments."""
+        return {"baud": self.baud, "replay_bytes": self.replay_bytes, "rx_fifo": self.rx_fifo}
+
+
+@dataclass(frozen=True)
 class Board:
     """Everything the flow needs to know about one board."""
     name: str
@@ -305,16 +327,29 @@ class Board:
     memory_bits: int = 0             # block RAM bits (for the report)
     resources: dict = field(default_factory=dict)  # nextpnr cell -> available (fit check)
     memory_note: str = ""
+    link: LinkParams = field(default_factory=LinkParams)
+    f_clock: float = 0.0             # the board top's PLL clock, Hz, if not f_target (the UART)
 
     def platform(self):
         return self.platform_factory()
+
+    @property
+    def f_core(self) -> float:
+        """The clock the board top runs at: ``f_clock`` if set, else ``f_target``."""
+        return self.f_clock or self.f_target
+
+    def uart_divisor(self, f_clock: float | None = None, baud: int | None = None) -> int:
+        """Clocks per UART bit of the board top (:func:`hdl_gen.uart.divisor_for`: ValueError
+        when the rate cannot be made from the clock)."""
+        return divisor_for(self.f_core if f_clock is None else f_clock,
+                           self.link.baud if baud is None else baud)
 
     def lanes_for(self, arch: str) -> int:
         """Default lanes P of the ``arch`` core on this board."""
         return self.arch_lanes.get(arch, self.default_lanes)
 
     def clockgen(self, f_out: float | None = None, **kw):
-        f_out = self.f_target if f_out is None else f_out
+        f_out = self.f_core if f_out is None else f_out
         if self.family == "ice40":
             return ICE40ClockGen(clk_resource=self.clk_resource, f_in=self.f_in, f_out=f_out, **kw)
         return ECP5ClockGen(clk_resource=self.clk_resource, f_in=self.f_in, f_out=f_out, **kw)
@@ -344,7 +379,14 @@ BOARDS: dict[str, Board] = {
         memory_bits=30 * 4096 + 4 * 256 * 1024,
         memory_note="30 EBR x 4 kbit (SB_RAM40_4K) + 4 SPRAM x 256 kbit (SB_SPRAM256KA)",
         resources={"ICESTORM_LC": 5280, "ICESTORM_RAM": 30, "ICESTORM_SPRAM": 4,
-                   "ICESTORM_DSP": 8}),
+                   "ICESTORM_DSP": 8},
+        # the smallest link buffers the protocol allows: a 2 KiB replay store (4 EBR instead
+        # of 16; responses longer than that are not replayed, NO_REPLAY) and one frame of RX
+        # FIFO (3 EBR instead of 4). 12 Mbaud, the FT2232H's fastest rate (divisor 0; the next
+        # is 8 Mbaud), needs 4 clocks per bit: the PLL makes 48 MHz
+        link=LinkParams(baud=12_000_000, replay_bytes=2048,
+                        rx_fifo=P.MAX_PAYLOAD + P.OVERHEAD + 16),
+        f_clock=48e6),
     "ulx3s-85f": Board(
         name="ulx3s-85f", title="ULX3S (ECP5 LFE5U-85F-6BG381)", family="ecp5",
         platform_factory=_ulx3s_85f_platform, clk_resource="clk25", f_in=25e6, f_target=80e6,
@@ -360,6 +402,8 @@ BOARDS: dict[str, Board] = {
         # overused wires after 10 iterations, 25 min); at P = 8 it routes in 8 minutes
         program_cmd=("-b", "ulx3s"), dsp_available=156, default_lanes=8, lut_mapper="abc",
         arch_lanes={"compact": 16},
+        # the FT231X's fastest rate; 80 MHz / 27 = 2.963 Mbaud, -1.2 % (uart.uart_timing)
+        link=LinkParams(baud=3_000_000),
         memory_bits=208 * 18 * 1024,
         memory_note="208 DP16KD x 18 kbit",
         resources={"TRELLIS_COMB": 83640, "TRELLIS_FF": 83640, "DP16KD": 208,

@@ -45,17 +45,20 @@ _GROUPS = [("top.core.na", "NeuronArray"), ("top.core.tu", "TraceUnit"),
            ("top.framer", "link: Framer + replay store"), ("top", "link: UART, RX FIFO")]
 
 
-def board_breakdown(cfg, lanes: int, family: str, *, clk_hz: float = 40e6, log=print) -> dict:
+def board_breakdown(cfg, lanes: int, family: str, *, clk_hz: float = 40e6, log=print,
+                    top=None) -> dict:
     """Cells of each block of the board top (UART link + Core), from one hierarchical Yosys
     synthesis for ``family`` ("ice40" or "ecp5"): where the logic goes.
 
     Returns ``{"blocks": {block: cells}, "modules": {module: cells}, "total": cells}``; a
-    block sums its instances (e.g. both layers' FlipUnits).
+    block sums its instances (e.g. both layers' FlipUnits). ``top``: another board top to
+    break down (e.g. :func:`hdl_gen.flow.link_size.link_top`, the link with a stub core).
     """
     from amaranth.back import rtlil
     from hdl_gen.board_top import BoardTop
 
-    top = BoardTop(cfg, lanes=lanes, clk_hz=clk_hz)
+    if top is None:
+        top = BoardTop(cfg, lanes=lanes, clk_hz=clk_hz)
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp, "top.il").write_text(rtlil.convert(top, name="top"))
         script = "; ".join(["read_rtlil top.il", *_HIER_SYNTH[family], "stat"])

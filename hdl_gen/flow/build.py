@@ -11,7 +11,9 @@ directory (Yosys log ``top.rpt``, nextpnr log ``top.tim``, ``report_nextpnr.json
     {"board", "device", "fmax_mhz" (core clock, achieved), "target_mhz", "clock_mhz" (PLL output),
      "timing_met", "utilization" {cell: {"used", "available"}}, "fmax" {clock: {...}},
      "critical_path" {...}, "memory" {...}, "config" (NetConfig), "top", "arch" (core
-     architecture; null for the loopback), "pll", "timings_s", "bitstream", "tools"}
+     architecture; null for the loopback), "pll", "link" (the board top's UART rate and link
+     buffers: the host's ``--config`` takes its default baud from it; else null), "timings_s",
+     "bitstream", "tools"}
 
 The design on the board comes from a top factory (:mod:`hdl_gen.flow.tops`); the tools' output
 is read by :mod:`hdl_gen.flow.parse`; the command line is :mod:`hdl_gen.flow.cli`.
@@ -38,8 +40,9 @@ from hdl_gen.flow.summary import git_describe, utc_now
 from hdl_gen.flow.parse import (first_error, log_utilisation, parse_nextpnr_report, tail,
                                 yosys_stat)
 from hdl_gen.flow.tops import BoardShell, resolved_top_name, top_factory
+from host import protocol as P
 
-__all__ = ["BuildError", "build", "program_board"]
+__all__ = ["BuildError", "build", "board_design_kw", "program_board"]
 
 ROOT = Path(__file__).resolve().parents[2]
 NEXTPNR_REPORT = "report_nextpnr.json"
@@ -130,6 +133,24 @@ def _memory_summary(board: Board, util: dict, cfg: NetConfig) -> dict:
     return res
 
 
+def board_design_kw(board: Board, top_name: str, arch: str, design_kw: dict) -> dict:
+    """The design arguments of a ``top_name`` top on ``board``: the board's default lanes (board
+    and core tops) and its link parameters (board top: UART rate, replay store, RX FIFO),
+    unless ``design_kw`` gives them."""
+    kw = dict(design_kw)
+    if "baud" in kw and top_name not in ("board", "loopback"):
+        raise ValueError(f"--baud is invalid for the {top_name} top: allowed with the board "
+                         f"and loopback tops (the ones with a UART)")
+    if top_name in ("board", "core"):
+        kw.setdefault("lanes", board.lanes_for(arch))
+    if top_name == "board":
+        for k, v in board.link.top_kw().items():
+            kw.setdefault(k, v)
+    if top_name == "loopback":
+        kw.setdefault("baud", board.link.baud)
+    return kw
+
+
 def build(board: str | Board, top="auto", cfg: NetConfig | None = None,
           out_dir: str | Path | None = None, *, freq_mhz: float | None = None,
           seed: int | None = None, program: bool = False, name: str = "top",
@@ -141,8 +162,10 @@ def build(board: str | Board, top="auto", cfg: NetConfig | None = None,
 
     ``top`` is a factory name (see :func:`top_factory`) or a ``factory(cfg, clk_hz)``; ``arch``
     the core architecture of the ``board`` and ``core`` tops (:mod:`hdl_gen.architectures`).
-    ``freq_mhz`` overrides the board's target core clock. Timing failure does not stop the
-    build: the report says ``timing_met: false`` and what limits it.
+    ``freq_mhz`` overrides the board's core clock (``Board.f_core``); the UART rate is the
+    board's (``design_kw["baud"]`` overrides it) and must be reachable from that clock
+    (:func:`hdl_gen.uart.divisor_for`: a ValueError before anything is written). Timing
+    failure does not stop the build: the report says ``timing_met: false`` and what limits it.
 
     Before anything is written, the memory budget of the ``board``/``core`` top is checked
     (:mod:`hdl_gen.flow.fit`): a design that cannot fit raises
@@ -162,12 +185,11 @@ def build(board: str | Board, top="auto", cfg: NetConfig | None = None,
         factory, top_name = top, getattr(top, "__name__", "custom")
     else:
         top_name = resolved_top_name(top)
-        if top_name in ("board", "core"):
-            design_kw.setdefault("lanes", board.lanes_for(arch))
+        design_kw = board_design_kw(board, top_name, arch, design_kw)
         factory = top_factory(top, arch, **design_kw)   # unknown arch: raises, nothing written
     if top_name == "loopback":
         arch = None
-    f_core = (freq_mhz * 1e6) if freq_mhz else board.f_target
+    f_core = (freq_mhz * 1e6) if freq_mhz else board.f_core
     ckw = {"pll": pll} if pll and board.family == "ice40" else {}
     t0 = time.monotonic()
     top_mod = BoardShell(board, factory, cfg, f_core, **ckw)
@@ -306,6 +328,7 @@ def build(board: str | Board, top="auto", cfg: NetConfig | None = None,
         "synth_cells": yosys_stat(out / f"{name}.rpt"),
         "pll": {k: (round(v / 1e6, 4) if k.startswith("f_") else v)
                 for k, v in top_mod.crg.params.items()},
+        "link": _link_summary(top_mod.design),
         "config": cfg.to_dict(), "design_kw": design_kw,
         "synth_opts": [o for o in board.synth_opts
                        if not (o == "-dsp" and any("-dsp" in n for n in notes))],
@@ -364,6 +387,23 @@ def _classic_abc(ys_text: str) -> str | None:
 _MAIN_CELLS = ("ICESTORM_LC", "ICESTORM_RAM", "ICESTORM_SPRAM", "ICESTORM_DSP", "SB_IO",
                "TRELLIS_COMB", "TRELLIS_FF", "TRELLIS_RAMW", "DP16KD", "MULT18X18D",
                "TRELLIS_IO", "ICESTORM_PLL", "EHXPLLL")
+
+
+def _link_summary(design) -> dict | None:
+    """The host link of a :class:`hdl_gen.board_top.BoardTop` (None for other tops): what the
+    host needs to talk to the board (``baud``) and the buffer sizes."""
+    from hdl_gen.board_top import BoardTop
+    if not isinstance(design, BoardTop):
+        return None
+    from hdl_gen.uart import uart_timing
+    rep = {"baud": design.baud, "baud_divisor": design.baud_divisor,
+           "replay_bytes": design.replay_bytes, "rx_fifo": design.rx_fifo,
+           "max_payload": P.MAX_PAYLOAD}
+    if design.baud and design.clk_hz:
+        t = uart_timing(design.clk_hz, design.baud, design.baud_divisor)
+        rep.update(rate_error=round(t["rate_error"], 5),
+                   sample_window=[round(t["sample_min"], 3), round(t["sample_max"], 3)])
+    return rep
 
 
 def _limits_text(rep: dict) -> str:

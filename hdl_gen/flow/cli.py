@@ -34,6 +34,8 @@ def _cmd_build(args) -> int:
     kw = {}
     if getattr(args, "lanes", None):
         kw["lanes"] = args.lanes
+    if getattr(args, "baud", None) is not None:
+        kw["baud"] = args.baud
     try:
         cfg = NetConfig.from_json(args.config) if args.config else None
         rep = build(args.board, args.top, cfg, args.out, freq_mhz=args.freq, seed=args.seed,
@@ -71,7 +73,8 @@ def add_subcommands(subparsers) -> None:
     b.add_argument("--program", action="store_true", help="program the board with openFPGALoader")
     b.add_argument("--top", default="auto", choices=TOPS,
                    help="design under the board top (default auto: board > core > loopback)")
-    b.add_argument("--freq", type=float, help="core clock in MHz (default: the board target)")
+    b.add_argument("--freq", type=float, help="core clock in MHz (default: the board's)")
+    b.add_argument("--baud", type=int, help="host link UART rate (default: the board's)")
     b.add_argument("--seed", type=int, help="nextpnr placer seed")
     b.add_argument("--lanes", type=int, help="core lane count P, passed to the core")
     b.add_argument("--pll", choices=("pad", "core"), help="iCE40 PLL primitive (default pad)")

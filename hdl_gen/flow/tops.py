@@ -117,17 +117,13 @@ class ShiftHarness(wiring.Component):
 # Top factories
 # ------------------------------------------------------------------------------------------------
 
-def _loopback_factory(cfg, clk_hz):
-    return UARTLoopback(clk_hz)
-
-
 def top_factory(kind: str = "auto", arch: str = DEFAULT_ARCH, **kw):
     """A ``factory(cfg, clk_hz)`` for ``kind`` in ``auto|board|core|loopback`` with the ``arch``
     core (:mod:`hdl_gen.architectures`); ``kw`` go to the design's constructor (e.g. the lane
     count). Raises :class:`hdl_gen.architectures.ArchitectureError` for an architecture that is
     not in the tree, before anything is built."""
     if kind == "loopback":
-        return _loopback_factory
+        return lambda cfg, clk_hz: UARTLoopback(clk_hz, **kw)
     core = core_class(arch)
     if kind in ("board", "auto"):
         from hdl_gen.board_top import BoardTop

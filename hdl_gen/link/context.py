@@ -14,7 +14,7 @@ from amaranth import Cat, Signal, Value
 from amaranth.lib import memory
 
 from host import protocol as P
-from host.protocol import OutputMask
+from host.protocol import Mem, OutputMask
 
 from ..common import NEURON_BITS
 from .fields import block_byte
@@ -94,32 +94,34 @@ class ExecContext:
                      mreq.p.layer.eq(self.mq_layer), mreq.p.addr.eq(self.mq_addr),
                      mreq.p.data.eq(self.mq_data)]
 
-        # --- input slots: T x NB bytes --------------------------------------------------------
-        m.submodules.slots = slots = memory.Memory(shape=8, depth=T * NB, init=[])
-        self.sl_w = slots.write_port()
-        self.sl_r = slots.read_port()
-
-        # --- spike bitmaps of the current step: hidden layers, bytes --------------------------
+        # --- scratch memory (one block RAM, byte wide), in three regions ---------------------
+        #  [0, T*NB)            input slots: T bitmaps of NB bytes
+        #  [SP_OFF, +SPB)       spike bitmaps of the current step, hidden layers, bytes
+        #  [VS_OFF, +NL*T*VB)   BSO: the V shadow (the emulator keeps V under BSO as plain
+        #                       memory), VB bytes per word, least significant byte first
+        # No two regions are accessed in the same cycle, so they share one write and one read
+        # port (three small memories were four EBR at 128-256-10; this is one).
         self.hid = hid = Ls[1:-1]
-        self.sp_base = [sum((n + 7) // 8 for n in hid[:l]) for l in range(len(hid))]
         self.SPB = SPB = sum((n + 7) // 8 for n in hid)
-        if SPB:
-            m.submodules.spmem = spmem = memory.Memory(shape=8, depth=SPB, init=[])
-            self.sp_w = spmem.write_port()
-            self.sp_r = spmem.read_port()
+        self.SP_OFF = T * NB
+        self.sp_base = [self.SP_OFF + sum((n + 7) // 8 for n in hid[:l])
+                        for l in range(len(hid))]
+        self.VS_OFF = self.SP_OFF + SPB
+        self.VB = (cfg.v_bits + 7) // 8
+        self.SC_DEPTH = self.VS_OFF + (0 if self.tbso else self.NL * T * self.VB)
+        m.submodules.scratch = scratch = memory.Memory(shape=8, depth=self.SC_DEPTH, init=[])
+        self.sc_w = scratch.write_port()
+        self.sc_r = scratch.read_port()
         self.sp_cnt = [Signal(16, name=f"sp_cnt{l}") for l in range(len(hid))]
-
-        # --- BSO: V shadow (the emulator keeps V under BSO as plain memory) -------------------
-        if not self.tbso:
-            m.submodules.vshadow = vsh = memory.Memory(shape=cfg.v_bits, depth=self.NL * T,
-                                                       init=[])
-            self.vsh_w = vsh.write_port()
-            self.vsh_r = vsh.read_port()
 
         # --- general registers ----------------------------------------------------------------
         self.k = Signal(17)                 # word / byte / index counter
         self.kk = Signal(17)                # second counter
-        self.wd = Signal(64)                # assembled word
+        # the widest word of the memory map (WRITE_MEM / READ_MEM), in bytes
+        fmts = [P.mem_format(cfg, mem) for mem in Mem if mem != Mem.REG] + \
+            [P.mem_format(cfg, Mem.REG, a) for a in range(P.reg_count(cfg))]
+        self.WB = max(f.nbytes for f in fmts if not f.packed)
+        self.wd = Signal(max(8 * self.WB, 16, 8 * P.score_bytes(cfg)))   # assembled word
         self.nb = Signal(4)                 # bytes left to load
         self.ptr = Signal(range(P.MAX_PAYLOAD + 1))
         self.pend = Signal()                # a payload read was issued last cycle
@@ -191,7 +193,7 @@ class ExecContext:
         with m.State(name):
             m.d.comb += dfr.rd_addr.eq(ptr)
             with m.If(pend):
-                m.d.sync += wd.eq(Cat(dfr.rd_data, wd[:56]))
+                m.d.sync += wd.eq(Cat(dfr.rd_data, wd[:-8]))
             with m.If(nb != 0):
                 m.d.sync += [ptr.eq(ptr + 1), nb.eq(nb - 1), pend.eq(1)]
             with m.Else():

@@ -145,7 +145,7 @@ def states(x):
     x.simple_rsp("ACK0", Rsp.ACK, Const(0, 8), 0)
 
     # --- simple controls ----------------------------------------------------------------------
-    T, NB, sl_w = x.T, x.NB, x.sl_w
+    T, NB, sl_w = x.T, x.NB, x.sc_w
     x.ctrl_state("RS_CTRL", CtrlOp.RESET_SAMPLE, 0, "RS_SLOTS")
     with m.State("RS_SLOTS"):
         m.d.sync += x.label_valid.eq(0)
@@ -194,13 +194,10 @@ def states(x):
                     m.d.sync += [post.eq(0), pre.eq(pre + 1)]
                 with m.Else():
                     m.d.sync += post.eq(post + 1)
-    with m.State("INIT_SLOTS"):
+    with m.State("INIT_SLOTS"):       # the whole scratch memory: slots, spikes, V shadow
         m.d.comb += [sl_w.addr.eq(k), sl_w.data.eq(0), sl_w.en.eq(1)]
-        if not x.tbso:
-            m.d.comb += [x.vsh_w.addr.eq(k), x.vsh_w.data.eq(0),
-                         x.vsh_w.en.eq(k < x.NL * T)]
         m.d.sync += k.eq(k + 1)
-        with m.If(k == max(T * NB, x.NL * T) - 1):
+        with m.If(k == x.SC_DEPTH - 1):
             m.next = "INIT_DONE"
     with m.State("INIT_DONE"):
         with m.If(x.init_cmd):

@@ -74,7 +74,7 @@ def validate_states(x):
 def states(x):
     """EV_GO .. EV_RSP."""
     m, k, kk, wd, acc, NB, dfr = x.m, x.k, x.kk, x.wd, x.acc, x.NB, x.dfr
-    sl_r, sl_w, slot_base, ev_fixed = x.sl_r, x.sl_w, x.slot_base, x.ev_fixed
+    sl_r, sl_w, slot_base, ev_fixed = x.sc_r, x.sc_w, x.slot_base, x.ev_fixed
     e_fl_v = hdr_field(x.hdr, P.CMD_LAYOUTS[Cmd.EVENTS], "flags")
     ev_ack = be_block(P.ACK_LAYOUTS[Cmd.EVENTS], {"t": x.tsel, "active": acc})
     with m.State("EV_GO"):

@@ -54,17 +54,25 @@ def memory_map(x):
         for l in range(x.NL):
             with m.Case(l):
                 m.d.comb += n_post.eq(x.Ls[l + 1])
-    data_size = Signal(20)
-    m.d.comb += data_size.eq(Mux(mem_nbytes == 0, (f_count + 7) >> 3, f_count * mem_nbytes))
-
-    # word range check (WRITE_MEM): wd holds the word as read (nbytes, big-endian)
-    wsx = Signal(signed(65))         # the word as a (sign-extended) integer
+    data_size = Signal(20)            # payload bytes of count words: a shift, no multiplier
     with m.Switch(mem_nbytes):
+        with m.Case(0):
+            m.d.comb += data_size.eq((f_count + 7) >> 3)
         for n in (1, 2, 4, 8):
             with m.Case(n):
+                m.d.comb += data_size.eq(f_count << (n.bit_length() - 1))
+
+    # word range check (WRITE_MEM): wd holds the word as read (nbytes, big-endian)
+    WB = x.WB                        # the widest word, bytes
+    wsx = Signal(signed(8 * WB + 1))  # the word as a (sign-extended) integer
+    with m.Switch(mem_nbytes):
+        for n in (1, 2, 4, 8):
+            if n > WB:
+                continue
+            with m.Case(n):
                 m.d.comb += wsx.eq(Mux(mem_signed, wd[:8 * n].as_signed(), wd[:8 * n]))
-    w_lo = Signal(signed(65))
-    w_hi = Signal(signed(65))
+    w_lo = Signal(signed(8 * WB + 1))
+    w_hi = Signal(signed(8 * WB + 1))
     reg_addr = Signal(33)
     m.d.comb += reg_addr.eq(f_offset + k)
     with m.Switch(f_mem):
@@ -187,20 +195,26 @@ def states(x):
             x.start_load(mem_nbytes, wm_fixed + x.k_bytes)
             m.next = "WM_LOAD"
     x.load_state("WM_LOAD", "WM_REQ")
+    vsh_addr = x.VS_OFF + (f_layer * T + lin_addr) * x.VB + x.kk     # byte kk of V word
     with m.State("WM_REQ"):
         wbit = wd[:8].bit_select(k[:3], 1)
         val = Mux(mem_nbytes == 0, wbit, wd[:DW])
         v_shadow = (f_mem == Mem.V) if not tbso else Const(0, 1)
         with m.If(v_shadow):
-            if not tbso:
-                m.d.comb += [x.vsh_w.addr.eq(f_layer * T + lin_addr), x.vsh_w.data.eq(wd),
-                             x.vsh_w.en.eq(1)]
-            advance_word()
-            m.next = "WM_NEXT"
+            m.next = "WM_VSH"
         with m.Else():
             m.d.comb += [mreq.valid.eq(1), x.mq_write.eq(1), x.mq_space.eq(x.core_space),
                          x.mq_layer.eq(f_layer), x.mq_addr.eq(x.word_addr), x.mq_data.eq(val)]
             with m.If(mreq.ready):
+                advance_word()
+                m.next = "WM_NEXT"
+    with m.State("WM_VSH"):           # BSO: the V shadow, one byte per cycle
+        if not tbso:
+            m.d.comb += [x.sc_w.addr.eq(vsh_addr), x.sc_w.data.eq(wd.word_select(x.kk, 8)),
+                         x.sc_w.en.eq(1)]
+            m.d.sync += x.kk.eq(x.kk + 1)
+            with m.If(x.kk == x.VB - 1):
+                m.d.sync += x.kk.eq(0)
                 advance_word()
                 m.next = "WM_NEXT"
 
@@ -222,17 +236,27 @@ def states(x):
             m.next = "RM_VSH"
         with m.Else():
             m.next = "RM_REQ"
-    if not tbso:
-        with m.State("RM_VSH"):
-            m.d.comb += x.vsh_r.addr.eq(f_layer * T + lin_addr)
+    with m.State("RM_VSH"):           # BSO: the V shadow, byte kk (read latency 1)
+        if not tbso:
+            m.d.comb += x.sc_r.addr.eq(vsh_addr)
+            with m.If(x.kk == 0):
+                m.d.sync += wd.eq(0)
             m.next = "RM_VSH2"
-        with m.State("RM_VSH2"):
-            m.d.comb += x.vsh_r.addr.eq(f_layer * T + lin_addr)
-            m.d.sync += wd.eq(x.vsh_r.data)
-            m.next = "RM_EMIT"
-    else:
-        with m.State("RM_VSH"):
+        else:
             m.next = "RM_REQ"
+    if not tbso:
+        with m.State("RM_VSH2"):
+            m.d.comb += x.sc_r.addr.eq(vsh_addr)
+            with m.Switch(x.kk):
+                for j in range(x.VB):
+                    with m.Case(j):
+                        m.d.sync += wd[8 * j:8 * j + 8].eq(x.sc_r.data)
+            m.d.sync += x.kk.eq(x.kk + 1)
+            with m.If(x.kk == x.VB - 1):
+                m.d.sync += x.kk.eq(0)
+                m.next = "RM_EMIT"
+            with m.Else():
+                m.next = "RM_VSH"
     with m.State("RM_REQ"):
         m.d.comb += [mreq.valid.eq(1), x.mq_write.eq(0), x.mq_space.eq(x.core_space),
                      x.mq_layer.eq(f_layer), x.mq_addr.eq(x.word_addr)]

@@ -32,14 +32,14 @@ def collect_spikes(x):
 
     collect = Signal()
     sp_cur = Signal(8)
-    sp_addr = Signal(range(max(SPB, 1)))
+    sp_addr = Signal(range(x.SC_DEPTH))
     sp_have = Signal()
     sp_flush = Signal()          # write sp_cur out (FLUSH state)
     m.d.comb += core.o_spike.ready.eq(collect)
     spk = core.o_spike.p
     if SPB:
-        sp_w = x.sp_w
-        s_addr = Signal(range(max(SPB, 1) + 1))
+        sp_w = x.sc_w
+        s_addr = Signal(range(x.SC_DEPTH))
         with m.Switch(spk.layer):
             for l in range(len(hid)):
                 with m.Case(l):
@@ -70,7 +70,7 @@ def layer_select(x):
     """Bytes, bitmap base and spike count of hidden layer ``x.lay``."""
     m, hid = x.m, x.hid
     lay_nb = Signal(16)
-    lay_base = Signal(range(max(x.SPB, 1) + 1))
+    lay_base = Signal(range(x.SC_DEPTH + 1))
     lay_cnt = Signal(16)
     with m.Switch(x.lay):
         for l in range(len(hid)):
@@ -111,22 +111,22 @@ def states(x):
             m.d.sync += c.eq(0)
         m.next = "STEP_CLR_RUN" if SPB else "STEP_EV"
     if SPB:
-        sp_w, sp_r = x.sp_w, x.sp_r
+        sp_w, sp_r = x.sc_w, x.sc_r
         with m.State("STEP_CLR_RUN"):
-            m.d.comb += [sp_w.addr.eq(k), sp_w.data.eq(0), sp_w.en.eq(1)]
+            m.d.comb += [sp_w.addr.eq(x.SP_OFF + k), sp_w.data.eq(0), sp_w.en.eq(1)]
             m.d.sync += k.eq(k + 1)
             with m.If(k == SPB - 1):
                 m.d.sync += k.eq(0)
                 m.next = "STEP_EV"
     # input events of slot t, ascending
     with m.State("STEP_EV"):
-        m.d.comb += x.sl_r.addr.eq(x.slot_base + k)
+        m.d.comb += x.sc_r.addr.eq(x.slot_base + k)
         with m.If(k == x.NB):
             m.next = "STEP_CTRL"
         with m.Else():
             m.next = "STEP_EV_RD"
     with m.State("STEP_EV_RD"):
-        m.d.sync += byte.eq(x.sl_r.data)
+        m.d.sync += byte.eq(x.sc_r.data)
         m.next = "STEP_EV_SEND"
     with m.State("STEP_EV_SEND"):
         low = lowest_set(byte, 8)

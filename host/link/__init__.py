@@ -14,7 +14,7 @@ from __future__ import annotations
 from .base import Link, LinkError, LinkTimeout
 
 __all__ = ["Link", "LinkError", "LinkTimeout", "EmulatorLink", "SerialLink", "SocketLink",
-           "SimLink", "open_link", "parse_link"]
+           "SimLink", "open_link", "parse_link", "manifest_baud"]
 
 
 def __getattr__(name):
@@ -62,6 +62,23 @@ def parse_link(spec: str) -> tuple[str, dict]:
             raise ValueError(f"link {spec!r}: TCP port {port!r} is not an integer in 1..65535")
         return "tcp", {"host": host or "127.0.0.1", "port": int(port)}
     raise ValueError(f"link {spec!r} is unknown: {usage}")
+
+
+def manifest_baud(path) -> int:
+    """The UART rate of a board build, from its report.json (``link.baud``, written by
+    ``python -m hdl_gen build``). ValueError naming the file and what is wrong."""
+    import json
+    try:
+        rep = json.loads(open(path).read())
+    except OSError as e:
+        raise ValueError(f"cannot read {path}: {e.strerror}") from None
+    except ValueError:
+        raise ValueError(f"{path} is not JSON") from None
+    baud = (rep.get("link") or {}).get("baud") if isinstance(rep, dict) else None
+    if not (isinstance(baud, int) and not isinstance(baud, bool) and baud >= 1):
+        raise ValueError(f"{path} has no board link rate (link.baud: {baud!r}; a report.json of "
+                         f"`python -m hdl_gen build` with the board top has one)")
+    return baud
 
 
 def open_link(spec: str, *, timeout: float | None = None, baud: int | None = None,

@@ -71,3 +71,31 @@ def test_silent_serial_port_is_a_clear_error(capsys):
 def test_status_command(capsys):
     assert main(["status", "--link", "emulator"]) == 0
     assert "version" in capsys.readouterr().out
+
+
+def test_manifest_gives_the_serial_default_baud(tmp_path, monkeypatch, capsys):
+    """``--manifest report.json`` (a board build's report) sets the serial rate from its
+    ``link.baud``; ``--baud`` overrides it; a report without one is a one-line error."""
+    import host.link.serial_link as sl
+    from host.link.base import LinkError
+
+    seen = []
+
+    class FakeSerial:
+        def __init__(self, port, baud, timeout):
+            seen.append(baud)
+            raise LinkError(f"{port}: no such board here")
+
+    monkeypatch.setattr(sl, "SerialLink", FakeSerial)
+    rep = tmp_path / "report.json"
+    rep.write_text(json.dumps({"board": "icebreaker", "link": {"baud": 12_000_000}}))
+    args = ["status", "--link", "serial:/dev/ttyX", "--manifest", str(rep)]
+    assert main(args) == 3
+    assert main(args + ["--baud", "8000000"]) == 3
+    assert main(["status", "--link", "serial:/dev/ttyX"]) == 3
+    assert seen == [12_000_000, 8_000_000, sl.DEFAULT_BAUD]
+    capsys.readouterr()
+    rep.write_text(json.dumps({"board": "icebreaker", "link": None}))
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --manifest: ") and "link.baud" in err[0]
