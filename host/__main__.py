@@ -9,6 +9,7 @@
                         [binning options] [--test-samples K] [--out DIR]
     python -m host stream --link ... FILE [--checkpoint CK | --config CFG] [binning options]
     python -m host status --link ...
+    python -m host bench --link emulator|sim[:verilator] --data digits --samples N [--json F]
 
 ``train`` streams the data set through the device with learning on, prints held-out accuracy
 per epoch and writes ``accuracy.png``, ``flips_per_step.png``, ``raster.png`` (and, for event
@@ -32,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import datasets, outdir, stream
+from . import bench, datasets, outdir, stream
 
 __all__ = ["main"]
 
@@ -83,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="where the figures of a recording go")
 
     stream.add_parser(sub, link_args)
+    bench.add_parser(sub)
 
     s = sub.add_parser("status", help="print the device status block")
     link_args(s)
@@ -96,6 +98,8 @@ def _open(args, cfg=None):
     # cfg: what a simulated RTL is generated for (the emulator stays reconfigurable)
     link = open_link(args.link, timeout=args.timeout, baud=args.baud,
                      cfg=cfg if args.link.startswith("sim") else None)
+    for note in getattr(link, "latency_notes", ()):
+        print(f"warning: {note}", file=sys.stderr)
     try:
         return Accelerator(link, retries=args.retries)
     except BaseException:
@@ -195,7 +199,8 @@ def cmd_train(args) -> dict:
             start, per_epoch = prog["epochs_done"], list(prog["per_epoch"])
             history = History(**{k: list(v) for k, v in prog["history"].items()})
             history.flips_per_step = [np.array(p, np.int64) for p in history.flips_per_step]
-        acc.set_outputs(spikes=False, flips=True)    # spikes only for the raster below
+        # spikes only for the raster below; v2's RESULT counts the flips per step itself
+        acc.set_outputs(spikes=False, flips=acc.version < 2)
         link = acc.link
         n = len(data.x_train) if args.samples is None else min(args.samples, len(data.x_train))
         marks = {"bytes": link.bytes_sent + link.bytes_received, "t": time.perf_counter()}
@@ -323,8 +328,8 @@ def cmd_eval(args):
         _check_labels(data, cfg)
         acc.restore(args.checkpoint)
         prog = _progress(args, "eval") or (lambda it: it)
-        ok = sum(acc.predict(data.x_test[k]) == int(data.y_test[k])      # golden evaluate()
-                 for k in prog(range(len(data.x_test))))
+        ok = sum(r.prediction == int(data.y_test[k])      # golden evaluate(), pipelined
+                 for k, r in zip(prog(range(len(data.x_test))), acc.run_samples(data.x_test)))
     acc_ = ok / len(data.x_test)
     print(f"held-out accuracy {acc_:.4f} on {len(data.x_test)} samples ({args.checkpoint})")
     return acc_
@@ -394,11 +399,11 @@ def _check_args(args) -> None:
         parse_link(args.link)
     except ValueError as e:
         raise datasets.DataError(f"--{e}") from None
-    if args.retries < 0:
+    if getattr(args, "retries", 0) < 0:
         raise datasets.DataError(f"--retries must be >= 0, got {args.retries}")
     if args.timeout is not None and not args.timeout > 0:     # also NaN
         raise datasets.DataError(f"--timeout must be > 0 seconds, got {args.timeout}")
-    if args.baud is not None and args.baud < 1:
+    if getattr(args, "baud", None) is not None and args.baud < 1:
         raise datasets.DataError(f"--baud must be >= 1, got {args.baud}")
     if (getattr(args, "shuffle_seed", None) or 0) < 0:
         raise datasets.DataError(f"--shuffle-seed must be >= 0, got {args.shuffle_seed}")
@@ -416,7 +421,7 @@ def main(argv=None) -> int:
 
     try:
         _check_args(args)
-        {"train": cmd_train, "eval": cmd_eval, "status": cmd_status,
+        {"train": cmd_train, "eval": cmd_eval, "status": cmd_status, "bench": bench.cmd_bench,
          "stream": lambda a: stream.cmd_stream(a, _open, _read_checkpoint, _warn)}[args.cmd](args)
     except (datasets.DataError, NotImplementedError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -1,66 +1,42 @@
 """Host driver: the accelerator as a Python object over any :class:`~host.link.Link`.
 
-The same code drives the emulator, the RTL simulation and a board. Every command is one
-stop-and-wait transaction: send a frame, collect the responses up to the terminal one. A bad
-frame in either direction, a transport ``ERROR`` or a silent link makes the host resynchronise
-(``SYNC`` with a fresh nonce, discard everything up to its ``ACK``) and resend the *same* frame;
-the device recognises a retransmission (same SEQ, OP and CRC as the last command it executed)
-and replays its response instead of executing twice. Command errors raise :class:`DeviceError`.
+The same code drives the emulator, the RTL simulation and a board. The protocol engine is
+:class:`host.transport.Transport`: it negotiates the version (v2 if the device speaks it, else
+v1), keeps a window of commands in flight under the device's credit (v2), and recovers from
+every transport fault by resynchronising and resending (the device replays what it already
+executed). Command errors raise :class:`DeviceError`. Samples: :mod:`host.samples`.
 
 :class:`Accelerator` quacks like :class:`golden.core.Core` where training needs it
 (``cfg``, ``run_sample``, ``predict``, ``end_epoch``, ``state_dict``, ``load_state_dict``,
-``counters``), so ``golden.train.evaluate`` runs on it unchanged.
+``counters``), so ``golden.train.evaluate`` runs on it unchanged; ``run_samples`` is the
+pipelined form.
 """
 from __future__ import annotations
 
-import os
-import random
 import types
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from golden.config import NetConfig
-from golden.core import Core, FlipEvents, SampleResult
+from golden.core import Core
 
 from . import checkpoint as _ckpt
 from . import protocol as P
 from .checkpoint import CHECKPOINT_FORMAT
-from .link.base import Link, LinkError, LinkTimeout
-from .protocol import Cmd, ErrorCode, EventFlags, Mem, OutputMask, Reg, Rsp, StatusFlags
+from .link.base import Link, LinkError
+from .protocol import Cmd, Mem, OutputMask, Reg, Rsp, StatusFlags
+from .samples import RunResult, SampleRunner
+from .transport import DeviceError, Transport, TransportFault
 
 __all__ = ["Accelerator", "DeviceError", "RunResult", "Status", "CHECKPOINT_FORMAT"]
-
-_GARBAGE_LIMIT = 1 << 16        # bytes of noise tolerated while waiting for one answer
-_TRANSPORT_CODES = frozenset(int(c) for c in P.TRANSPORT_ERRORS)
-
-
-class DeviceError(RuntimeError):
-    """The device rejected a command (``ERROR`` with a command code); nothing changed on it."""
-
-    def __init__(self, code: int, op: int, arg: int, link: str):
-        try:
-            code = ErrorCode(code)
-            cname = code.name
-        except ValueError:
-            cname = f"0x{code:02x}"
-        try:
-            oname = Cmd(op).name
-        except ValueError:
-            oname = f"0x{op:02x}"
-        super().__init__(f"{link}: {oname} rejected with {cname} (arg={arg})")
-        self.code, self.op, self.arg = code, op, arg
-
-
-class _Transport(Exception):
-    """A transport failure inside one attempt (retry)."""
 
 
 @dataclass
 class Status:
-    """Decoded ``STATUS`` block (field names as in ``protocol.STATUS_LAYOUT``)."""
+    """Decoded ``STATUS`` block (field names as in ``protocol.STATUS_LAYOUT``, and in v2
+    ``STATUS2_LAYOUT``)."""
 
     fields: dict
 
@@ -81,48 +57,48 @@ class Status:
     @property
     def counters(self) -> dict:
         """Saturation counters, named like ``golden.core.Core.counters``."""
-        return {k: self.fields[f"sat_{k}"] for k in ("membrane", "trace", "delta", "momentum", "v")}
+        return {k: self.fields[f"sat_{k}"]
+                for k in ("membrane", "trace", "delta", "momentum", "v")}
 
 
-@dataclass
-class RunResult:
-    """What one ``RUN`` reported: events by (t, layer), flips, prediction, the ACK summary."""
-
-    spikes: dict            # (t, layer) -> index array (only when spike reporting is on)
-    flips: list             # (t, layer, post, pre) in emission order (when flip reporting is on)
-    prediction: int | None  # when the run ended the sample
-    scores: np.ndarray | None
-    t: int
-    step: int
-    n_spikes: int
-    n_flips: int
-
-
-class Accelerator:
+class Accelerator(SampleRunner):
     """The accelerator behind ``link``.
 
     ``retries``: resends of one command before :class:`~host.link.LinkError`;
-    ``timeout``: seconds to wait for each chunk of an answer (default: the link's).
+    ``timeout``: seconds to wait for each chunk of an answer (default: the link's);
+    ``version``: None (the highest the device speaks), 1 or 2 (refuse a device without it);
+    ``window``: at most this many commands in flight (default: the device's).
     Construction synchronises (``SYNC`` with ``NEW_SESSION``); a device that does not answer
     raises :class:`~host.link.LinkTimeout` (a ``TimeoutError``) naming the link.
     """
 
     def __init__(self, link: Link, *, retries: int = 8, timeout: float | None = None,
-                 sync_attempts: int = 3):
+                 sync_attempts: int = 3, version: int | None = None,
+                 window: int | None = None):
         self.link = link
-        self.retries = retries
-        self.timeout = link.timeout if timeout is None else float(timeout)
-        self.sync_attempts = sync_attempts
-        self._deframer = P.Deframer(rescan=True)
-        self._pending: deque = deque()
-        self._seq = 0
-        self._nonce = random.Random(os.urandom(8)).getrandbits(32)
-        self.stats = {"commands": 0, "retries": 0, "resyncs": 0, "bad_frames": 0,
-                      "transport_errors": 0, "timeouts": 0, "stray_frames": 0}
         self.cfg: NetConfig | None = None
         self._learn = None
         self._outputs = None
-        self.sync(new_session=True)
+        self.tx = Transport(link, retries=retries, timeout=timeout, sync_attempts=sync_attempts,
+                            version=version, window=window)
+        self.stats = self.tx.stats
+
+    @property
+    def version(self) -> int:
+        """The protocol version of the session (1 or 2)."""
+        return self.tx.version
+
+    @property
+    def retries(self) -> int:
+        return self.tx.retries
+
+    @property
+    def timeout(self) -> float:
+        return self.tx.timeout
+
+    def sync(self, new_session: bool = False) -> None:
+        """Drain the link up to a fresh barrier (``SYNC``)."""
+        self.tx.sync(new_session)
 
     # --- context manager ---------------------------------------------------------------------
     def close(self) -> None:
@@ -136,122 +112,8 @@ class Accelerator:
         self.close()
 
     # --- transport ---------------------------------------------------------------------------
-    def _next_item(self):
-        while not self._pending:
-            try:
-                data = self.link.recv(self.timeout)
-            except LinkTimeout:
-                items = self._deframer.idle()
-                if not items:
-                    raise
-                self._pending.extend(items)
-                break
-            self._pending.extend(self._deframer.feed(data))
-        return self._pending.popleft()
-
-    def sync(self, new_session: bool = False) -> None:
-        """Drain the link up to a fresh barrier (``SYNC``): afterwards nothing stale is in flight.
-
-        ``new_session`` also makes the device forget its replay state.
-        """
-        flags = P.SyncFlags.NEW_SESSION if new_session else 0
-        for _ in range(self.sync_attempts):
-            self.stats["resyncs"] += 1
-            self._deframer.reset()
-            self._pending.clear()
-            self._nonce = (self._nonce + 0x9E3779B9) & 0xFFFFFFFF
-            nonce = self._nonce
-            self.link.send(P.encode_frame(Cmd.SYNC, 0, P.pack(
-                Cmd.SYNC, {"flags": flags, "nonce": nonce})))
-            noise = 0
-            try:
-                while noise < _GARBAGE_LIMIT:
-                    g0 = self._deframer.garbage
-                    item = self._next_item()
-                    noise += self._deframer.garbage - g0
-                    if isinstance(item, P.Frame) and item.op == Rsp.ACK:
-                        try:
-                            v, _, _ = P.unpack(Rsp.ACK, item.payload, ack_of=Cmd.SYNC)
-                        except P.ProtocolError:
-                            continue
-                        if v["nonce"] == nonce:
-                            if v["version"] != P.PROTOCOL_VERSION:
-                                raise LinkError(f"{self.link.name}: device speaks protocol "
-                                                f"version {v['version']}, host "
-                                                f"{P.PROTOCOL_VERSION}")
-                            return
-                    noise += P.OVERHEAD + (len(item.payload) if isinstance(item, P.Frame) else 0)
-            except LinkTimeout:
-                self.stats["timeouts"] += 1
-                continue
-        raise LinkTimeout(f"{self.link.name} did not answer: no ACK to SYNC in "
-                          f"{self.sync_attempts} attempts of {self.timeout:g} s")
-
-    def _collect(self, seq: int):
-        nonterminal = []
-        noise = 0
-        while True:
-            g0 = self._deframer.garbage
-            item = self._next_item()
-            noise += self._deframer.garbage - g0
-            if noise > _GARBAGE_LIMIT:
-                raise _Transport("too much noise on the link")
-            if isinstance(item, P.FrameError):
-                self.stats["bad_frames"] += 1
-                raise _Transport(f"bad frame from the device ({item.code.name})")
-            if not item.is_response or item.op not in Rsp._value2member_map_:
-                self.stats["stray_frames"] += 1        # e.g. our own frames echoed back
-                noise += P.OVERHEAD + len(item.payload)
-                continue
-            rsp = Rsp(item.op)
-            if rsp == Rsp.ERROR:
-                v, _, _ = P.unpack(Rsp.ERROR, item.payload)
-                if v["code"] in _TRANSPORT_CODES:
-                    self.stats["transport_errors"] += 1
-                    raise _Transport(f"device saw a bad frame ({ErrorCode(v['code']).name})")
-                if item.seq == seq:
-                    raise DeviceError(v["code"], v["op"], v["arg"], self.link.name)
-            if item.seq != seq:
-                self.stats["stray_frames"] += 1
-                noise += P.OVERHEAD + len(item.payload)
-                continue
-            if rsp in P.TERMINAL:
-                return item, nonterminal
-            nonterminal.append(item)
-
-    def _transact(self, op: Cmd, payload: bytes = b"", expect: Rsp = Rsp.ACK, check=None):
-        """Run one command to completion; return ``(terminal frame, non-terminal frames)``.
-
-        ``check(terminal, nonterminal)`` may raise ``_Transport`` when the answer is inconsistent
-        (the command is then resent and the device replays).
-        """
-        self._seq = (self._seq + 1) & 0xFF
-        seq = self._seq
-        frame = P.encode_frame(op, seq, payload)
-        self.stats["commands"] += 1
-        last = None
-        for attempt in range(self.retries + 1):
-            if attempt:
-                self.stats["retries"] += 1
-                self.sync()
-            self.link.send(frame)
-            try:
-                term, rest = self._collect(seq)
-                if term.op != expect:
-                    raise _Transport(f"{Rsp(term.op).name} answered {op.name}")
-                if check is not None:
-                    check(term, rest)
-                return term, rest
-            except LinkTimeout as e:
-                self.stats["timeouts"] += 1
-                last = e
-            except (_Transport, P.ProtocolError) as e:
-                last = e
-        raise LinkError(f"{self.link.name}: {op.name} failed {self.retries + 1} times; "
-                        f"last: {last}")
-
     def _ack(self, op: Cmd, values: dict | None = None, tail: bytes = b"") -> dict:
-        term, _ = self._transact(op, P.pack(op, values or {}, tail=tail))
+        term, _ = self.tx.transact(op, P.pack(op, values or {}, tail=tail))
         v, _, _ = P.unpack(Rsp.ACK, term.payload, ack_of=op)
         return v
 
@@ -279,8 +141,8 @@ class Accelerator:
 
     def status(self) -> Status:
         """Read the status block."""
-        term, _ = self._transact(Cmd.STATUS, expect=Rsp.STATUS)
-        v, _, _ = P.unpack(Rsp.STATUS, term.payload)
+        term, _ = self.tx.transact(Cmd.STATUS, expect=Rsp.STATUS, bound=100)
+        v, _, _ = P.unpack(Rsp.STATUS, term.payload, version=self.tx.version)
         return Status(v)
 
     @property
@@ -326,9 +188,10 @@ class Accelerator:
             def check(term, rest, hdr=hdr, n=n):
                 v, _, data = P.unpack(Rsp.DATA, term.payload)
                 if v != hdr or len(data) != fmt.data_size(n):
-                    raise _Transport("DATA does not match READ_MEM")
+                    raise TransportFault("DATA does not match READ_MEM")
 
-            term, _ = self._transact(Cmd.READ_MEM, P.pack(Cmd.READ_MEM, hdr), Rsp.DATA, check)
+            term, _ = self.tx.transact(Cmd.READ_MEM, P.pack(Cmd.READ_MEM, hdr), Rsp.DATA, check,
+                                       bound=P.OVERHEAD + P.MAX_PAYLOAD)
             _, _, data = P.unpack(Rsp.DATA, term.payload)
             out.append(P.decode_elements(fmt, data, n))
         return np.concatenate(out) if out else np.zeros(0, np.int64)
@@ -459,7 +322,8 @@ class Accelerator:
     @staticmethod
     def read_checkpoint(path: str | Path) -> tuple[NetConfig, dict]:
         """Return ``(config, state dict)`` of a checkpoint file, validated
-        (:func:`host.checkpoint.load`; a bad file raises :class:`host.checkpoint.CheckpointError`)."""
+        (:func:`host.checkpoint.load`; a bad file raises
+        :class:`host.checkpoint.CheckpointError`)."""
         return _ckpt.load(path)
 
     def restore(self, path: str | Path) -> NetConfig:
@@ -469,120 +333,6 @@ class Accelerator:
             self.configure(cfg, init_weights=False)
         self.load_state_dict(d)
         return cfg
-
-    # --- samples ---------------------------------------------------------------------------------
-    def reset_state(self) -> None:
-        """Start a new sample (clears membranes, traces, scores, t, input slots, label)."""
-        self._ack(Cmd.RESET_STATE)
-
-    def set_label(self, label: int) -> None:
-        """Set the current sample's label."""
-        self._ack(Cmd.LABEL, {"label": int(label)})
-
-    def send_events(self, t: int, spikes) -> None:
-        """Load the input spikes of time step ``t`` (a boolean ``(n_in,)`` vector), in the smaller
-        of the two encodings (a bitmap, or index lists of at most MAX_BATCH_EVENTS)."""
-        cfg = self._need_cfg()
-        s = np.asarray(spikes, bool).ravel()
-        if s.size != cfg.layers[0]:
-            raise ValueError(f"step {t}: {s.size} inputs, expected {cfg.layers[0]}")
-        idx = np.flatnonzero(s)
-        nb = (s.size + 7) // 8
-        room = P.MAX_PAYLOAD - P.CMD_LAYOUTS[Cmd.EVENTS].fixed_size
-        if nb <= 2 * idx.size and nb <= room:
-            self._ack(Cmd.EVENTS, {"t": t, "flags": EventFlags.BITMAP},
-                      tail=np.packbits(s, bitorder="little").tobytes())
-            return
-        per = min(P.MAX_BATCH_EVENTS, room // 2)
-        for k in range(0, max(idx.size, 1), per):
-            flags = EventFlags.APPEND if k else 0
-            self._ack(Cmd.EVENTS, {"t": t, "flags": flags},
-                      tail=idx[k:k + per].astype(">u2").tobytes())
-
-    def run(self, n: int) -> RunResult:
-        """Run ``n`` time steps from the current one; return what the device reported."""
-        cfg = self._need_cfg()
-        outputs = self._outputs
-
-        def check(term, rest):
-            v, _, _ = P.unpack(Rsp.ACK, term.payload, ack_of=Cmd.RUN)
-            ns = nf = 0
-            for f in rest:
-                if f.op == Rsp.FLIPS:
-                    nf += len(f.payload) // P.RSP_LAYOUTS[Rsp.FLIPS].item_size
-                elif f.op == Rsp.SPIKES:
-                    sv, _, data = P.unpack(Rsp.SPIKES, f.payload)
-                    ns += (int(np.unpackbits(np.frombuffer(data, np.uint8)).sum())
-                           if sv["format"] == P.SpikeFormat.BITMAP else len(data) // 2)
-            if (outputs & OutputMask.FLIPS and nf != v["flips"]) or \
-                    (outputs & OutputMask.SPIKES and ns != v["spikes"]):
-                raise _Transport("RUN events do not add up to the ACK's counts")
-
-        term, rest = self._transact(Cmd.RUN, P.pack(Cmd.RUN, {"n": n}), Rsp.ACK, check)
-        v, _, _ = P.unpack(Rsp.ACK, term.payload, ack_of=Cmd.RUN)
-        spikes, flips, pred, scores = {}, [], None, None
-        sb = P.score_bytes(cfg)
-        for f in rest:
-            if f.op == Rsp.SPIKES:
-                sv, _, data = P.unpack(Rsp.SPIKES, f.payload)
-                n_post = cfg.layers[sv["layer"] + 1]
-                if sv["format"] == P.SpikeFormat.BITMAP:
-                    idx = np.flatnonzero(np.unpackbits(np.frombuffer(data, np.uint8),
-                                                       count=n_post, bitorder="little"))
-                else:
-                    idx = np.frombuffer(data, ">u2").astype(np.int64)
-                key = (sv["t"], sv["layer"])
-                spikes[key] = np.concatenate([spikes[key], idx]) if key in spikes else idx
-            elif f.op == Rsp.FLIPS:
-                _, items, _ = P.unpack(Rsp.FLIPS, f.payload)
-                flips.extend(items)
-            elif f.op == Rsp.PREDICTION:
-                pv, _, data = P.unpack(Rsp.PREDICTION, f.payload)
-                if scores is None:
-                    scores = np.zeros(cfg.layers[-1], np.int64)
-                part = np.frombuffer(data, f">i{sb}").astype(np.int64)
-                scores[pv["offset"]:pv["offset"] + part.size] = part
-                pred = pv["prediction"]
-        return RunResult(spikes, flips, pred, scores, v["t"], v["step"], v["spikes"], v["flips"])
-
-    def run_sample(self, events, label: int | None = None, learn: bool = False) -> SampleResult:
-        """Run one sample (``events`` (T, n_in) binary) like ``golden.core.Core.run_sample``.
-
-        ``spikes`` is ``None`` when spike reporting is off (:meth:`set_outputs`); with flip
-        reporting off, ``flips`` is empty.
-        """
-        cfg = self._need_cfg()
-        events = np.asarray(events)
-        if events.shape != (cfg.T, cfg.layers[0]):
-            raise ValueError(f"events have shape {events.shape}: expected (T={cfg.T}, "
-                             f"n_in={cfg.layers[0]})")
-        if learn and label is None:
-            raise ValueError("learn=True needs a label")
-        self.reset_state()
-        self.set_learn(learn)
-        if label is not None:
-            self.set_label(label)
-        for t in range(cfg.T):
-            if events[t].any():
-                self.send_events(t, events[t])
-        r = self.run(cfg.T)
-        rasters = None
-        if self._outputs & OutputMask.SPIKES:
-            rasters = [np.zeros((cfg.T, n), bool) for n in cfg.layers[1:-1]]
-            for (t, l), idx in r.spikes.items():
-                rasters[l][t, idx] = True
-        if r.flips:
-            a = np.array(r.flips, np.int64)
-            fe = FlipEvents(a[:, 0], a[:, 1], a[:, 2], a[:, 3])
-        else:
-            z = np.zeros(0, np.int64)
-            fe = FlipEvents(z, z.copy(), z.copy(), z.copy())
-        per_step = np.bincount(fe.t, minlength=cfg.T).astype(np.int64)
-        return SampleResult(int(r.prediction), rasters, r.scores, fe, per_step)
-
-    def predict(self, events) -> int:
-        """Inference only: the predicted class of one sample."""
-        return self.run_sample(events, learn=False).prediction
 
     def end_epoch(self, epoch: int) -> None:
         """Apply the config's gamma / rate schedule after 0-based ``epoch`` (golden's rule,

@@ -6,14 +6,14 @@ report the predictions over time and whether the device kept up with real time.
                           [--out DIR]
 
 The recording is binned once (golden.events.window_coords) into consecutive windows of ``T``
-steps of ``--bin-us`` from its first event. Each window is one ``RUN`` of the device, inference
-only. The network: a checkpoint, a config, or (neither) the default network sized for the data
-with its initial random weights (then the predictions mean nothing, the timing does).
+steps of ``--bin-us`` from its first event. Each window is one sample of the device, inference
+only, pipelined (protocol v2: a window of ``SAMPLE`` frames in flight). The network: a
+checkpoint, a config, or (neither) the default network sized for the data with its initial
+random weights (then the predictions mean nothing, the timing does).
 
-**State between windows.** Protocol v1 (and v2 as defined today) starts every sample from reset
-membranes and traces, so each window here starts from reset too; the continuous mode (state
-carried from window to window) is golden.stream.run_stream, whose device counterpart is
-requested in NOTES_FOR_LINK.md. The output says which mode ran.
+**State between windows.** By default every window starts from reset membranes and traces.
+``--continuous`` carries them from window to window on the device (``SAMPLE`` with
+``KEEP_STATE``, protocol v2; bit-exact golden.stream.run_stream); a v1 device refuses it.
 
 **Real time.** ``real-time factor`` = recording time of the windows / processing time (host
 binning + device). Each window's processing time is checked against its duration in the
@@ -44,8 +44,8 @@ def add_parser(sub, link_args) -> None:
     src.add_argument("--config", type=Path, default=None, help="NetConfig JSON")
     s.add_argument("--windows", type=int, default=None, help="stop after K windows")
     s.add_argument("--continuous", action="store_true",
-                   help="carry membranes and traces across windows: runs on the golden model "
-                        "(golden.stream), as the device protocol has no keep-state mode yet")
+                   help="carry membranes and traces across windows (SAMPLE KEEP_STATE, "
+                        "protocol v2; golden.stream.run_stream)")
     s.add_argument("--out", type=Path, default=Path("out/stream"))
 
 
@@ -93,11 +93,11 @@ def cmd_stream(args, open_device, read_checkpoint, warn) -> dict:
     window_us = plan.T * plan.bin_us
     dl = Deadline(budget=window_us)
     preds, starts, costs = [], [], []
-    with (_GoldenStream(cfg, args.checkpoint) if args.continuous
-          else open_device(args, cfg)) as acc:
-        if args.continuous:
-            pass
-        elif args.checkpoint is not None:
+    with open_device(args, cfg) as acc:
+        if args.continuous and acc.version < 2:
+            raise datasets.DataError(f"--continuous needs protocol version 2 (SAMPLE "
+                                     f"KEEP_STATE); {args.link} speaks version {acc.version}")
+        if args.checkpoint is not None:
             acc.restore(args.checkpoint)
         else:
             acc.configure(cfg)
@@ -107,12 +107,21 @@ def cmd_stream(args, open_device, read_checkpoint, warn) -> dict:
         if not args.no_progress:
             from tqdm import tqdm
             bar = tqdm(total=n, desc="stream", unit="window", leave=False, dynamic_ncols=True)
-        t0 = time.perf_counter()
-        for _ in range(n):
-            c0 = time.perf_counter()
-            w, ws, x = next(windows)
-            r = acc.run_sample(x, learn=False)
-            cost_us = (time.perf_counter() - c0) * 1e6
+        meta = []
+
+        def xs():
+            for _ in range(n):
+                w, ws, x = next(windows)
+                meta.append((w, ws))
+                yield x
+
+        t0 = c0 = time.perf_counter()
+        # pipelined: a window's cost is the time since the previous window's answer
+        for k, r in enumerate(acc.run_samples(xs(), keep_state=args.continuous)):
+            c1 = time.perf_counter()
+            cost_us = (c1 - c0) * 1e6
+            c0 = c1
+            w, ws = meta[k]
             dl.observe(cost_us, int(wc.bounds[w + 1] - wc.bounds[w]))
             preds.append(r.prediction)
             starts.append((ws - t_first) / 1e6)
@@ -133,9 +142,9 @@ def cmd_stream(args, open_device, read_checkpoint, warn) -> dict:
               if dl.first_missed else None)
     summary = {
         "file": str(plan.path),
-        "mode": ("continuous on the golden model (golden.stream.run_window)" if args.continuous
-                 else "windows from reset on the device (the protocol has no keep-state mode)"),
-        "link": "golden" if args.continuous else args.link, "config": cfg.to_dict(), "untrained": untrained,
+        "mode": ("continuous on the device (SAMPLE KEEP_STATE = golden.stream.run_window)"
+                 if args.continuous else "windows from reset on the device"),
+        "link": args.link, "config": cfg.to_dict(), "untrained": untrained,
         "T": plan.T, "bin_us": plan.bin_us, "downsample": plan.downsample, "n_in": plan.n_in,
         "windows": n, "events": int(wc.bounds[n]), "events_outside_windows": wc.n_outside
         if n == wc.n_windows else int(len(ev) - wc.bounds[n]),
@@ -170,32 +179,3 @@ def cmd_stream(args, open_device, read_checkpoint, warn) -> dict:
         (out / "stream.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"wrote {args.out}/stream.json, event_rate.png, predictions.png")
     return summary
-
-
-class _GoldenStream:
-    """The golden core as a stand-in device for ``--continuous``: ``run_sample`` continues the
-    state (golden.stream.run_window); the first window starts from reset."""
-
-    def __init__(self, cfg, checkpoint):
-        from golden.core import Core
-
-        self.core = Core(cfg, "int")
-        if checkpoint is not None:
-            with np.load(checkpoint, allow_pickle=False) as z:
-                self.core.load_state_dict({k: z[k] for k in z.files
-                                           if k not in ("format", "config")})
-        self.core.reset_sample()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def set_outputs(self, **kw):
-        pass
-
-    def run_sample(self, x, learn=False):
-        from golden.stream import run_window
-
-        return run_window(self.core, x, None, learn)

@@ -2,7 +2,9 @@
 
 The loop is the same statement for statement as :func:`golden.train.train` (same per-epoch
 permutation from ``default_rng(shuffle_seed)``, same ``end_epoch`` and evaluation), so on the
-emulator the :class:`golden.train.History` is identical; a test holds it to that.
+emulator the :class:`golden.train.History` is identical; a test holds it to that. On a device
+with ``run_samples`` (an :class:`host.accelerator.Accelerator`) the samples of an epoch and of
+an evaluation are pipelined (protocol v2: a window of ``SAMPLE`` frames in flight).
 """
 from __future__ import annotations
 
@@ -10,9 +12,31 @@ import time
 
 import numpy as np
 
-from golden.train import History, evaluate
+from golden.train import History
+from golden.train import evaluate as _golden_evaluate
 
 __all__ = ["train", "evaluate"]
+
+
+def evaluate(acc, x: np.ndarray, y: np.ndarray) -> float:
+    """Accuracy of inference (learning off), as ``golden.train.evaluate``; pipelined on a
+    device that has ``run_samples``."""
+    if not hasattr(acc, "run_samples"):
+        return _golden_evaluate(acc, x, y)
+    if len(x) == 0:
+        raise ValueError("evaluate: empty data set")
+    ok = sum(r.prediction == int(y[k]) for k, r in enumerate(acc.run_samples(x)))
+    return ok / len(x)
+
+
+def _results(acc, data, order):
+    """One SampleResult per training sample of ``order`` (learning on), in order."""
+    if hasattr(acc, "run_samples"):
+        yield from acc.run_samples((data.x_train[k] for k in order),
+                                   (int(data.y_train[k]) for k in order), learn=True)
+        return
+    for k in order:
+        yield acc.run_sample(data.x_train[k], int(data.y_train[k]), learn=True)
 
 
 def train(acc, data, epochs: int, samples: int | None = None, shuffle_seed: int = 0,
@@ -38,10 +62,9 @@ def train(acc, data, epochs: int, samples: int | None = None, shuffle_seed: int 
         flips = 0
         per_step = np.zeros(acc.cfg.T, np.int64)
         t0 = time.perf_counter()
-        for k in it:
-            r = acc.run_sample(data.x_train[k], int(data.y_train[k]), learn=True)
+        for k, r in zip(it, _results(acc, data, order)):
             ok += r.prediction == int(data.y_train[k])
-            flips += len(r.flips)
+            flips += int(r.flips_per_step.sum())
             per_step += r.flips_per_step
         dt = time.perf_counter() - t0
         acc.end_epoch(e)

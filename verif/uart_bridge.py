@@ -171,6 +171,38 @@ async def start_board(dut):
     raise AssertionError("board never became idle after reset")
 
 
+async def settle(dut, src, sink, limit_cycles: int) -> None:
+    """Wait until the board is idle, the line quiet and the sink holds no partial byte;
+    fail after ``limit_cycles``."""
+    quiet = 0
+    for _ in range(limit_cycles // 32):
+        await Timer(32 * CLK_NS, unit="ns")
+        if src.idle() and sink.idle() and is_high(dut.idle):
+            quiet += 1
+            if quiet >= 2:
+                return
+        else:
+            quiet = 0
+    raise AssertionError(f"the board did not settle (idle={dut.idle.value}, "
+                         f"src idle={src.idle()}, sink idle={sink.idle()})")
+
+
+async def write_line(dut, src, data: bytes, byte_ns: int, rng, gaps: float = 0.0) -> int:
+    """Send ``data`` on the UART, keeping to CTS, with a random gap before a byte with
+    probability ``gaps``; return how many byte times the host waited for CTS."""
+    waits = 0
+    for b in data:
+        if gaps and rng.random() < gaps:
+            await Timer(rng.randrange(1, 30) * byte_ns // 10, unit="ns")
+        while not is_high(dut.cts):
+            waits += 1
+            await Timer(byte_ns, unit="ns")
+        src.write_nowait(bytes([b]))
+        while src.count() > 1:
+            await Timer(byte_ns // 4, unit="ns")
+    return waits
+
+
 def is_high(sig) -> bool:
     """``sig`` reads 1 (X/Z, e.g. right after reset on Icarus, count as 0)."""
     v = sig.value

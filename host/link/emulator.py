@@ -1,16 +1,19 @@
 """The reference device: golden int mode behind the wire protocol, in process.
 
 :class:`EmulatorDevice` deframes, validates, executes and answers exactly as docs/protocol.md
-says the RTL board top must. :class:`EmulatorLink` puts it behind the :class:`~host.link.Link`
-interface; :class:`EmulatorServer` serves it on a local TCP socket (the shape the RTL
-simulation bridge will have).
+says the RTL board top must, in protocol version 1 (stop-and-wait) and version 2 (windows,
+credit, ``SAMPLE``; §9), chosen per session by the host's ``SYNC``. The command handlers are in
+:mod:`host.link.device_commands`. :class:`EmulatorLink` puts the device behind the
+:class:`~host.link.Link` interface, with an RX buffer of ``credit`` bytes that overruns like a
+FIFO when a host sends more than it may; :class:`EmulatorServer` serves the device on a local
+TCP socket (the shape of the RTL simulation bridge).
 """
 from __future__ import annotations
 
-import binascii
 import copy
 import socket
 import threading
+from collections import OrderedDict
 
 import numpy as np
 
@@ -18,22 +21,14 @@ from golden.config import NetConfig
 from golden.core import Core
 
 from .. import protocol as P
-from ..protocol import Cmd, ErrorCode, EventFlags, Mem, OutputMask, Reg, Rsp, StatusFlags
+from ..protocol import Cmd, ErrorCode, OutputMask, Rsp
 from .base import Link
+from .device_commands import CommandError, DeviceCommands
 
 __all__ = ["EmulatorDevice", "EmulatorLink", "EmulatorServer", "CommandError"]
 
 
-class CommandError(Exception):
-    """Raised inside the device: the command is answered with ``ERROR code`` and changes nothing."""
-
-    def __init__(self, code: ErrorCode, arg: int = 0):
-        super().__init__(code, arg)
-        self.code = ErrorCode(code)
-        self.arg = int(arg) & 0xFFFFFFFF
-
-
-class EmulatorDevice:
+class EmulatorDevice(DeviceCommands):
     """golden.core.Core (int mode) behind the protocol.
 
     ``cfg=None``: a reconfigurable device (any valid ``WRITE_CONFIG``). ``cfg`` given: a
@@ -41,16 +36,34 @@ class EmulatorDevice:
     ``CONFIG_MISMATCH`` to any other. After power-up or ``WRITE_CONFIG`` all weight bits are 0
     (-1), momentum, V and biases 0, thresholds and registers from the config, learning off,
     all outputs on, no label.
+
+    ``versions``: the protocol versions it serves: ``(1, 2)`` (default; the session is v1 until
+    a v2 ``SYNC``), ``(1,)`` a v1-only device (the board top before v2), ``(2,)`` a v2-only one.
+    ``window`` and ``credit`` are what it grants in v2 (§9.2).
     """
 
     def __init__(self, cfg: NetConfig | None = None, *, max_payload: int = P.MAX_PAYLOAD,
-                 replay_bytes: int = P.REPLAY_BYTES):
+                 replay_bytes: int = P.REPLAY_BYTES, versions=P.VERSIONS,
+                 window: int = P.WINDOW, credit: int = P.RX_CREDIT):
+        versions = tuple(sorted(set(versions)))
+        if not versions or not set(versions) <= set(P.VERSIONS):
+            raise ValueError(f"versions {versions}: allowed a subset of {P.VERSIONS}")
+        if not 1 <= window <= P.MAX_WINDOW or not P.OVERHEAD + P.SYNC2_SIZE < credit <= 0xFFFF:
+            raise ValueError(f"window {window} (1..{P.MAX_WINDOW}) / credit {credit} "
+                             f"({P.OVERHEAD + P.SYNC2_SIZE + 1}..65535)")
         self.fixed_cfg = cfg
         self.max_payload = max_payload
         self.replay_bytes = replay_bytes
+        self.versions = versions
+        self.window = window
+        self.credit = credit
+        self.session = versions[0]      # the protocol of the current session
         self.deframer = P.Deframer(max_payload, rescan=False)
-        self.stats = {"frames_ok": 0, "crc_errors": 0, "length_errors": 0, "cmd_errors": 0}
-        self._replay = None             # ((seq, op, crc), response bytes or None)
+        self.stats = {"frames_ok": 0, "crc_errors": 0, "length_errors": 0, "cmd_errors": 0,
+                      "seq_errors": 0, "replays": 0}
+        self._replay = None             # v1: ((seq, op, crc), response bytes or None)
+        self._ring = OrderedDict()      # v2: (seq, op, crc) -> response bytes or None
+        self.next_seq = None            # v2: the SEQ executed next (None: any)
         self.cfg = None
         self.core = None
         self.config_crc = 0
@@ -58,6 +71,8 @@ class EmulatorDevice:
         self.learn = False
         self.label = None
         self.outputs = OutputMask.ALL
+        self._sample = None
+        self._open_step = False
         if cfg is not None:
             self._configure(cfg)
 
@@ -88,6 +103,11 @@ class EmulatorDevice:
         self.learn = False
         self.label = None
         self.outputs = OutputMask.ALL
+        self._clear_sample()
+
+    def _clear_sample(self):
+        self._sample = {"spikes": 0, "flips": 0, "step_flips": [0] * self.cfg.T}
+        self._open_step = False
 
     def snapshot(self) -> dict:
         """Deep copy of every piece of model state (not the link statistics), for comparisons."""
@@ -95,7 +115,7 @@ class EmulatorDevice:
             return {"configured": False}
         c = self.core
         return copy.deepcopy({
-            "config": P.config_bytes(self.cfg), "state": c.state_dict(), "v": c.v, "a": c.a,
+            "config": self.config_crc, "state": c.state_dict(), "v": c.v, "a": c.a,
             "score": c.score, "t": c.t, "slots": self.slots, "learn": self.learn,
             "label": self.label, "outputs": int(self.outputs), "counters": c.counters})
 
@@ -114,18 +134,58 @@ class EmulatorDevice:
             return self._error(item.seq, item.code, item.op)
         f = item
         self.stats["frames_ok"] += 1
+        if f.op == Cmd.SYNC:
+            return self._sync(f)
+        key = (f.seq, f.op, f.crc)
+        if self.session >= P.VERSION_2:
+            return self._on_command_v2(f, key)
         if f.op not in Cmd._value2member_map_:
             self.stats["cmd_errors"] += 1
             return self._error(f.seq, ErrorCode.UNKNOWN_OPCODE, f.op, f.op)
-        op = Cmd(f.op)
-        if op == Cmd.SYNC:
-            return self._sync(f)
-        key = (f.seq, f.op, f.crc)
         if self._replay is not None and self._replay[0] == key:
             if self._replay[1] is None:
                 self.stats["cmd_errors"] += 1
                 return self._error(f.seq, ErrorCode.NO_REPLAY, f.op)
             return self._replay[1]
+        out, ok = self._execute(f)
+        if ok:
+            self._replay = (key, out if len(out) <= self.replay_bytes else None)
+        return out
+
+    def _on_command_v2(self, f, key) -> bytes:
+        """§9.3: execute the next SEQ, replay a remembered one, refuse any other."""
+        if self.next_seq is None or f.seq == self.next_seq:
+            out, _ = self._execute(f)
+            self._ring[key] = out
+            while len(self._ring) > self.window:
+                self._ring.popitem(last=False)
+            total = 0
+            for k in reversed(self._ring):           # keep the newest bytes that fit
+                b = self._ring[k]
+                if b is not None:
+                    total += len(b)
+                    if total > self.replay_bytes:
+                        self._ring[k] = None
+            self.next_seq = (f.seq + 1) & 0xFF
+            return out
+        if key in self._ring:
+            self.stats["replays"] += 1
+            if self._ring[key] is None:
+                self.stats["cmd_errors"] += 1
+                return self._error(f.seq, ErrorCode.NO_REPLAY, f.op)
+            return self._ring[key]
+        self.stats["seq_errors"] += 1
+        return self._error(f.seq, ErrorCode.SEQUENCE, f.op, self.next_seq)
+
+    def _execute(self, f) -> tuple[bytes, bool]:
+        """Validate and run one command; return (answer bytes, whether it succeeded)."""
+        if f.op not in Cmd._value2member_map_ or f.op == Cmd.SYNC or \
+                (f.op == Cmd.SAMPLE and self.session < P.VERSION_2):
+            self.stats["cmd_errors"] += 1
+            return self._error(f.seq, ErrorCode.UNKNOWN_OPCODE, f.op, f.op), False
+        op = Cmd(f.op)
+        if op != Cmd.SAMPLE:
+            self._open_step = False                 # any other command closes an open step
         try:
             try:
                 values, _, tail = P.unpack(op, f.payload)
@@ -134,267 +194,55 @@ class EmulatorDevice:
             responses = getattr(self, "_cmd_" + op.name.lower())(values, tail)
         except CommandError as e:
             self.stats["cmd_errors"] += 1
-            return self._error(f.seq, e.code, f.op, e.arg)
-        out = b"".join(self._frame(rop, f.seq, payload) for rop, payload in responses)
-        self._replay = (key, out if len(out) <= self.replay_bytes else None)
-        return out
+            return self._error(f.seq, e.code, f.op, e.arg), False
+        return b"".join(self._frame(rop, f.seq, payload) for rop, payload in responses), True
 
     def _sync(self, f) -> bytes:
-        try:
-            values, _, _ = P.unpack(Cmd.SYNC, f.payload)
-        except P.PayloadLengthError:
-            self.stats["cmd_errors"] += 1
-            return self._error(f.seq, ErrorCode.BAD_LENGTH, f.op, len(f.payload))
-        if values["flags"] & ~int(P.SyncFlags.NEW_SESSION):
-            self.stats["cmd_errors"] += 1
-            return self._error(f.seq, ErrorCode.RANGE, f.op, values["flags"])
-        if values["flags"] & P.SyncFlags.NEW_SESSION:
+        """§2 / §9.1: the 5-byte form is v1, the 7-byte form v2."""
+        n = len(f.payload)
+        if n == P.SYNC2_SIZE and P.VERSION_2 in self.versions:
+            v, _, _ = P.unpack(Cmd.SYNC, f.payload, version=P.VERSION_2)
+            if v["flags"] & ~int(P.SyncFlags.NEW_SESSION):
+                return self._sync_error(f, ErrorCode.RANGE, v["flags"])
+            if v["version"] not in self.versions or v["version"] < P.VERSION_2:
+                return self._sync_error(f, ErrorCode.RANGE, v["version"])
+            self.session = P.VERSION_2
+            if v["flags"] & P.SyncFlags.NEW_SESSION:
+                self._ring.clear()
+                self.next_seq = v["next_seq"]
+            return self._frame(Rsp.ACK, f.seq, P.pack(Rsp.ACK, {
+                "nonce": v["nonce"], "version": P.VERSION_2, "next_seq": self.next_seq or 0,
+                "window": self.window, "credit": self.credit},
+                ack_of=Cmd.SYNC, version=P.VERSION_2))
+        if n != P.CMD_LAYOUTS[Cmd.SYNC].fixed_size:
+            return self._sync_error(f, ErrorCode.BAD_LENGTH, n)
+        v, _, _ = P.unpack(Cmd.SYNC, f.payload)
+        if v["flags"] & ~int(P.SyncFlags.NEW_SESSION):
+            return self._sync_error(f, ErrorCode.RANGE, v["flags"])
+        if P.VERSION_1 not in self.versions:      # v2-only: the v1 host stops on version 2
+            return self._frame(Rsp.ACK, f.seq, P.pack(Rsp.ACK, {
+                "nonce": v["nonce"], "version": P.VERSION_2}, ack_of=Cmd.SYNC))
+        self.session = P.VERSION_1
+        if v["flags"] & P.SyncFlags.NEW_SESSION:
             self._replay = None
         return self._frame(Rsp.ACK, f.seq, P.pack(Rsp.ACK, {
-            "nonce": values["nonce"], "version": P.PROTOCOL_VERSION}, ack_of=Cmd.SYNC))
+            "nonce": v["nonce"], "version": P.VERSION_1}, ack_of=Cmd.SYNC))
 
-    @staticmethod
-    def _ack(cmd, **values):
-        return [(Rsp.ACK, P.pack(Rsp.ACK, values, ack_of=cmd))]
-
-    def _need_config(self):
-        if self.core is None:
-            raise CommandError(ErrorCode.NOT_CONFIGURED)
-
-    # --- commands (validate everything first, then change state) -------------------------------
-    def _cmd_status(self, v, tail):
-        flags = StatusFlags(0)
-        if self.core is not None:
-            flags |= StatusFlags.CONFIGURED
-            if self.learn:
-                flags |= StatusFlags.LEARN
-            if self.label is not None:
-                flags |= StatusFlags.LABEL_VALID
-        if self._replay is not None:
-            flags |= StatusFlags.REPLAY_VALID
-        if self.fixed_cfg is not None:
-            flags |= StatusFlags.FIXED_CONFIG
-        c = self.core
-        sat = c.counters if c is not None else {}
-        m32 = 0xFFFFFFFF
-        values = {
-            "version": P.PROTOCOL_VERSION, "flags": flags,
-            "outputs": int(self.outputs), "reserved": 0,
-            "t": c.t if c is not None else 0,
-            "label": self.label if self.label is not None else 0,
-            "step": (c.step & m32) if c is not None else 0, "config_crc": self.config_crc,
-            "max_payload": self.max_payload, "max_batch": P.MAX_BATCH_EVENTS,
-            "replay_bytes": self.replay_bytes,
-            **{f"sat_{k}": sat.get(k, 0) & m32
-               for k in ("membrane", "trace", "delta", "momentum", "v")},
-            **{k: n & m32 for k, n in self.stats.items()},
-        }
-        return [(Rsp.STATUS, P.pack(Rsp.STATUS, values))]
-
-    def _cmd_write_config(self, v, tail):
-        if self.fixed_cfg is not None:
-            crc = binascii.crc32(tail) & 0xFFFFFFFF
-            if crc != P.config_crc(self.fixed_cfg):
-                raise CommandError(ErrorCode.CONFIG_MISMATCH, crc)
-            cfg = self.fixed_cfg
-        else:
-            try:
-                cfg = NetConfig.from_json(tail.decode())
-            except Exception:
-                raise CommandError(ErrorCode.BAD_CONFIG) from None
-        self._configure(cfg)
-        return self._ack(Cmd.WRITE_CONFIG, config_crc=self.config_crc)
-
-    def _mem_check(self, v):
-        self._need_config()
-        mem, layer, offset, count = v["mem"], v["layer"], v["offset"], v["count"]
-        if mem not in Mem._value2member_map_:
-            raise CommandError(ErrorCode.ADDRESS, mem)
-        mem = Mem(mem)
-        size = P.mem_size(self.cfg, mem, layer)
-        if size == 0:
-            raise CommandError(ErrorCode.ADDRESS, layer)
-        if count == 0:
-            raise CommandError(ErrorCode.RANGE, 0)
-        if offset + count > size or (mem == Mem.WEIGHT and offset % 8):
-            raise CommandError(ErrorCode.ADDRESS, offset)
-        return mem, layer, offset, count
-
-    def _cells(self, mem, layer, offset, count):
-        """(array, index) of the words ``offset .. offset+count`` of ``mem``/``layer``."""
-        c = self.core
-        e = np.arange(offset, offset + count)
-        if mem in (Mem.WEIGHT, Mem.MOMENTUM):
-            n_post = self.cfg.layers[layer + 1]
-            arr = c.w_sign[layer] if mem == Mem.WEIGHT else c.M[layer]
-            return arr, (e % n_post, e // n_post)
-        arr = {Mem.V: c.V, Mem.THETA: c.theta, Mem.BIAS: c.bias}[mem][layer]
-        return arr, e
-
-    def _regs(self) -> list[int]:
-        c = self.core
-        return [c.step & 0xFFFFFFFF, c.rate_shift, c.tbso_gamma_q, *c.gamma]
-
-    def _cmd_write_mem(self, v, data):
-        mem, layer, offset, count = self._mem_check(v)
-        fmts = ([P.mem_format(self.cfg, mem, a) for a in range(offset, offset + count)]
-                if mem == Mem.REG else None)
-        fmt = P.mem_format(self.cfg, mem, offset)
-        if len(data) != fmt.data_size(count):
-            raise CommandError(ErrorCode.BAD_LENGTH, len(data))
-        words = P.decode_elements(fmt, data, count)
-        if fmt.packed and count % 8 and data[-1] >> (count % 8):
-            raise CommandError(ErrorCode.RANGE, data[-1])
-        for k, w in enumerate(words.tolist()):
-            f = fmts[k] if fmts else fmt
-            if not f.lo <= w <= f.hi:
-                raise CommandError(ErrorCode.RANGE, w)
-        c = self.core
-        if mem == Mem.REG:
-            for a, w in zip(range(offset, offset + count), words.tolist()):
-                if a == Reg.STEP:
-                    c.step = w
-                elif a == Reg.RATE_SHIFT:
-                    c.rate_shift = w
-                elif a == Reg.TBSO_GAMMA_Q:
-                    c.tbso_gamma_q = w
-                else:
-                    c.gamma[a - Reg.GAMMA] = w
-        else:
-            arr, ix = self._cells(mem, layer, offset, count)
-            arr[ix] = words * 2 - 1 if mem == Mem.WEIGHT else words
-        return self._ack(Cmd.WRITE_MEM)
-
-    def _cmd_read_mem(self, v, tail):
-        mem, layer, offset, count = self._mem_check(v)
-        fmt = P.mem_format(self.cfg, mem, offset)
-        room = self.max_payload - P.RSP_LAYOUTS[Rsp.DATA].fixed_size
-        if fmt.data_size(count) > room:
-            raise CommandError(ErrorCode.OVERSIZE, count)
-        if mem == Mem.REG:
-            words = np.array(self._regs()[offset:offset + count], np.int64)
-        else:
-            arr, ix = self._cells(mem, layer, offset, count)
-            words = np.asarray(arr[ix], np.int64)
-            if mem == Mem.WEIGHT:
-                words = (words > 0).astype(np.int64)
-        data = P.encode_elements(fmt, words)
-        return [(Rsp.DATA, P.pack(Rsp.DATA, v, tail=data))]
-
-    def _cmd_reset_state(self, v, tail):
-        self._need_config()
-        self.core.reset_sample()
-        self.slots[...] = False
-        self.label = None
-        return self._ack(Cmd.RESET_STATE)
-
-    def _cmd_events(self, v, data):
-        self._need_config()
-        t, flags = v["t"], v["flags"]
-        n_in = self.cfg.layers[0]
-        if flags & ~int(EventFlags.APPEND | EventFlags.BITMAP):
-            raise CommandError(ErrorCode.RANGE, flags)
-        if flags & EventFlags.BITMAP:
-            if len(data) != (n_in + 7) // 8:
-                raise CommandError(ErrorCode.BAD_LENGTH, len(data))
-            bits = np.unpackbits(np.frombuffer(data, np.uint8), bitorder="little")
-            if bits[n_in:].any():
-                raise CommandError(ErrorCode.ADDRESS, int(np.flatnonzero(bits)[-1]))
-            idx = np.flatnonzero(bits[:n_in])
-        else:
-            if len(data) % 2:
-                raise CommandError(ErrorCode.BAD_LENGTH, len(data))
-            if len(data) // 2 > P.MAX_BATCH_EVENTS:
-                raise CommandError(ErrorCode.OVERSIZE, len(data) // 2)
-            idx = np.frombuffer(data, ">u2").astype(np.int64)
-            if idx.size and idx.max() >= n_in:
-                raise CommandError(ErrorCode.ADDRESS, int(idx.max()))
-        if t >= self.cfg.T:
-            raise CommandError(ErrorCode.ADDRESS, t)
-        if not flags & EventFlags.APPEND:
-            self.slots[t] = False
-        self.slots[t, idx] = True
-        return self._ack(Cmd.EVENTS, t=t, active=int(self.slots[t].sum()))
-
-    def _cmd_label(self, v, tail):
-        self._need_config()
-        if v["label"] >= self.cfg.layers[-1]:
-            raise CommandError(ErrorCode.ADDRESS, v["label"])
-        self.label = v["label"]
-        return self._ack(Cmd.LABEL)
-
-    def _cmd_learn(self, v, tail):
-        self._need_config()
-        if v["on"] > 1:
-            raise CommandError(ErrorCode.RANGE, v["on"])
-        self.learn = bool(v["on"])
-        return self._ack(Cmd.LEARN)
-
-    def _cmd_outputs(self, v, tail):
-        self._need_config()
-        if v["mask"] & ~int(OutputMask.ALL):
-            raise CommandError(ErrorCode.RANGE, v["mask"])
-        self.outputs = OutputMask(v["mask"])
-        return self._ack(Cmd.OUTPUTS)
-
-    def _cmd_run(self, v, tail):
-        self._need_config()
-        n, c, cfg = v["n"], self.core, self.cfg
-        if n == 0 or c.t + n > cfg.T:
-            raise CommandError(ErrorCode.RANGE, n)
-        if self.learn and self.label is None:
-            raise CommandError(ErrorCode.NO_LABEL)
-        out = []
-        n_spikes = n_flips = 0
-        spike_room = self.max_payload - P.RSP_LAYOUTS[Rsp.SPIKES].fixed_size
-        flip_room = P.max_items(P.RSP_LAYOUTS[Rsp.FLIPS], self.max_payload)
-        for _ in range(n):
-            t = c.t
-            spikes, flips = c.step_once(self.slots[t], self.label, self.learn)
-            for l, s in enumerate(spikes):
-                idx = np.flatnonzero(s)
-                n_spikes += idx.size
-                if self.outputs & OutputMask.SPIKES:
-                    out += self._spike_frames(t, l, s, idx, spike_room)
-            items = [(t, l, po, pr) for l, post, pre in flips
-                     for po, pr in zip(post.tolist(), pre.tolist())]
-            n_flips += len(items)
-            if self.outputs & OutputMask.FLIPS:
-                for k in range(0, len(items), flip_room):
-                    out.append((Rsp.FLIPS, P.pack(Rsp.FLIPS, items=items[k:k + flip_room])))
-        if c.t == cfg.T:
-            sb = P.score_bytes(cfg)
-            per = (self.max_payload - P.RSP_LAYOUTS[Rsp.PREDICTION].fixed_size) // sb
-            pred = int(np.argmax(c.score))
-            scores = np.asarray(c.score, np.int64)
-            for k in range(0, scores.size, per):
-                data = scores[k:k + per].astype(f">i{sb}").tobytes()
-                out.append((Rsp.PREDICTION, P.pack(Rsp.PREDICTION,
-                                                   {"prediction": pred, "offset": k}, tail=data)))
-        return out + self._ack(Cmd.RUN, t=c.t, step=c.step & 0xFFFFFFFF, spikes=n_spikes,
-                               flips=n_flips)
-
-    @staticmethod
-    def _spike_frames(t, layer, s, idx, room):
-        """SPIKES frames: the smaller of bitmap and index list (a tie goes to the bitmap)."""
-        nb = (s.size + 7) // 8
-        if nb <= 2 * idx.size and nb <= room:
-            data = np.packbits(s, bitorder="little").tobytes()
-            return [(Rsp.SPIKES, P.pack(Rsp.SPIKES, {"t": t, "layer": layer,
-                                                     "format": P.SpikeFormat.BITMAP}, tail=data))]
-        per = room // 2
-        chunks = [idx[k:k + per] for k in range(0, idx.size, per)] or [idx]
-        return [(Rsp.SPIKES, P.pack(Rsp.SPIKES, {"t": t, "layer": layer,
-                                                 "format": P.SpikeFormat.INDICES},
-                                    tail=ch.astype(">u2").tobytes())) for ch in chunks]
+    def _sync_error(self, f, code, arg) -> bytes:
+        self.stats["cmd_errors"] += 1
+        return self._error(f.seq, code, f.op, arg)
 
 
 class EmulatorLink(Link):
     """A :class:`Link` to an in-process :class:`EmulatorDevice`.
 
-    The device answers synchronously while bytes are sent, so :meth:`recv` never waits: when
-    nothing is pending it tells the device the line is idle (the RTL's inter-byte timeout) and
-    returns what that produced, or times out at once.
+    The device is busy from the moment it takes bytes until the host has read what they
+    caused: bytes sent to an idle device are taken at once, bytes sent to a busy one wait in
+    its RX buffer (``device.credit`` bytes) until the host reads; bytes beyond it are lost, as
+    a full FIFO loses them, and counted in :attr:`overruns` (a host that keeps to the credit
+    never causes one). :meth:`recv` never waits: the device answers what is buffered; when
+    nothing is pending it is told the line is idle (the RTL's inter-byte timeout) and what
+    that produced is returned, or the read times out at once.
     """
 
     def __init__(self, cfg: NetConfig | None = None, *, device: EmulatorDevice | None = None,
@@ -402,11 +250,26 @@ class EmulatorLink(Link):
         super().__init__(name, timeout=0.0)
         self.device = device if device is not None else EmulatorDevice(cfg, **device_kw)
         self._rx = bytearray()
+        self._buffer = bytearray()      # the device's RX buffer
+        self.overruns = 0               # bytes lost because the buffer was full
+        self._busy = False
 
     def _send(self, data: bytes) -> None:
-        self._rx += self.device.receive(data)
+        if not self._rx and not self._buffer and not self._busy:
+            self._busy = True
+            self._rx += self.device.receive(data)
+            return
+        room = self.device.credit - len(self._buffer)
+        if len(data) > room:
+            self.overruns += len(data) - max(room, 0)
+            data = data[:max(room, 0)]
+        self._buffer += data
 
     def _recv(self, timeout: float) -> bytes:
+        self._busy = False
+        if self._buffer:
+            self._rx += self.device.receive(bytes(self._buffer))
+            self._buffer.clear()
         if not self._rx:
             self._rx += self.device.idle()
         data = bytes(self._rx)

@@ -76,6 +76,9 @@ class SimLink(SocketLink):
         Seconds to wait for the build and the simulator to listen.
     faults : dict, optional
         Fault injection in the UART stream (see :mod:`verif.uart_bridge`).
+    arch : str, optional
+        Core architecture of the board top (:mod:`hdl_gen.architectures`; default: the
+        generator's default).
     log : path, optional
         Where the build and simulator output goes (default: a temporary file, removed on a
         clean close).
@@ -91,7 +94,8 @@ class SimLink(SocketLink):
                  baud_divisor: int = DEFAULT_DIVISOR, timeout: float = 20.0,
                  timeout_cycles: int = DEFAULT_TIMEOUT_CYCLES, startup_timeout: float = 900.0, faults: dict | None = None,
                  replay_bytes: int | None = None, log: str | os.PathLike | None = None,
-                 netlist: str | os.PathLike | None = None, netlist_kind: str = "synth"):
+                 arch: str | None = None, netlist: str | os.PathLike | None = None,
+                 netlist_kind: str = "synth"):
         simulator = simulator or "verilator"
         if simulator not in SIMULATORS:
             self.closed = True
@@ -123,7 +127,7 @@ class SimLink(SocketLink):
                 "baud_divisor": baud_divisor, "portfile": str(portfile),
                 "statsfile": str(self._statsfile), "faults": faults or {},
                 "replay_bytes": replay_bytes, "accept_timeout": startup_timeout,
-                "heartbeat": str(self._beat_path),
+                "heartbeat": str(self._beat_path), "arch": arch,
                 "netlist": None if netlist is None else str(Path(netlist).resolve()),
                 "netlist_kind": netlist_kind}
         env = dict(os.environ)
@@ -300,6 +304,8 @@ def _serve(spec: dict) -> None:
     kw = {}
     if spec.get("replay_bytes"):
         kw["replay_bytes"] = spec["replay_bytes"]
+    if spec.get("arch"):
+        kw["arch"] = spec["arch"]
     top = BoardTop(cfg, lanes=lanes, baud_divisor=spec["baud_divisor"], **kw)
     build_board(spec["simulator"], top, "verif.uart_bridge", testcase="uart_bridge", name="bridge",
                 env=env)

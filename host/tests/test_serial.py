@@ -107,3 +107,38 @@ def test_serial_link_to_a_pty_emulator_matches_golden(tiny, pty_pair):
     finally:
         stop.set()
         th.join(2)
+
+
+def test_low_latency_is_asked_for_and_a_refusal_is_said(pty_pair, tmp_path, monkeypatch):
+    """A pty has no ASYNC_LOW_LATENCY: the link says so. A fake FTDI sysfs timer at 16 ms is
+    set to 1 ms; a read-only one is reported with the fix."""
+    from host.link import serial_link
+
+    _, port = pty_pair
+    with SerialLink(port, timeout=0.1) as link:
+        assert link.latency["low_latency"] is False
+        assert any("cannot set low_latency" in n for n in link.latency_notes)
+    tty = os.path.basename(os.path.realpath(port))
+    (tmp_path / tty).mkdir()
+    timer = tmp_path / tty / "latency_timer"
+    timer.write_text("16\n")
+    monkeypatch.setattr(serial_link, "SYSFS_USB_SERIAL", tmp_path)
+    with SerialLink(port, timeout=0.1) as link:
+        assert link.latency["latency_timer_ms"] == 1 and timer.read_text() == "1\n"
+    timer.write_text("16\n")
+    timer.chmod(0o444)
+    if os.access(timer, os.W_OK):            # root writes anyway
+        return
+    with SerialLink(port, timeout=0.1) as link:
+        assert link.latency["latency_timer_ms"] == 16
+        assert any("latency timer is 16 ms" in n and "udev" in n for n in link.latency_notes)
+    with SerialLink(port, timeout=0.1, low_latency=False) as link:
+        assert link.latency_notes == []
+
+
+def test_high_baud_rates_open(pty_pair):
+    """pyserial sets 3 and 12 Mbaud (termios2 BOTHER) on this Linux; a real FTDI is docs/link.md."""
+    _, port = pty_pair
+    for baud in (3_000_000, 12_000_000):
+        with SerialLink(port, baud, timeout=0.1) as link:
+            assert link._ser.baudrate == baud
