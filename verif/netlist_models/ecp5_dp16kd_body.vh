@@ -80,10 +80,16 @@
   wire [17:0] rowa_new = (mem[rowa] & ~wma) | ((dia << offa) & wma);
   wire [17:0] rowb_new = (mem[rowb] & ~wmb) | ((dib << offb) & wmb);
 
+  // bit by bit: the two ports may write different words of one row in the same cycle
+  integer wa, wb;
   always @(posedge clka)
-    if (CEA && csa && WEA) mem[rowa] <= rowa_new;
+    if (CEA && csa && WEA)
+      for (wa = 0; wa < 18; wa = wa + 1)
+        if (wma[wa]) mem[rowa][wa] <= rowa_new[wa];
   always @(posedge clkb)
-    if (CEB && csb && WEB) mem[rowb] <= rowb_new;
+    if (CEB && csb && WEB)
+      for (wb = 0; wb < 18; wb = wb + 1)
+        if (wmb[wb]) mem[rowb][wb] <= rowb_new[wb];
 
   // read latches (la, lb) and the OUTREG stage (ra, rb); RSTx clears both
   reg [17:0] la = 18'd0, lb = 18'd0, ra = 18'd0, rb = 18'd0;
