@@ -23,8 +23,9 @@ demo: $(STAMP)
 	$(PY) -m host train --link emulator --data digits --epochs 5 --out out/demo
 
 test: $(STAMP) check-sim
-	$(PY) -m pytest -n 2 -q
+	$(PY) -m pytest -n 2 -q --durations=30
 
 bench: $(STAMP)
 	$(PY) -m golden.bench --json out/golden_speed.json
 	$(PY) -m studies.digits --json out/digits_bench.json
+	$(PY) -m host bench --link emulator --data digits --samples 200 --json out/link_bench.json

@@ -142,7 +142,7 @@ def generate(cfg=None, out=None, lanes: int | None = None,
     if out is None:
         out = ROOT / "rtl" if arch == DEFAULT_ARCH else ROOT / "rtl" / arch
     out = Path(out)
-    check_lanes_for(cfg, lanes)
+    check_lanes_for(cfg, lanes, getattr(cls, "MIN_LANES", 2))
     core = cls(cfg, lanes=default_lanes(cls) if lanes is None else lanes)
     text = to_verilog(core, TOP_NAME)
     man = json.dumps(manifest(core, text), indent=1, sort_keys=True) + "\n"
@@ -155,15 +155,17 @@ def generate(cfg=None, out=None, lanes: int | None = None,
     return v_path, j_path
 
 
-def check_lanes_for(cfg, lanes: int | None) -> None:
+def check_lanes_for(cfg, lanes: int | None, min_lanes: int = 2) -> None:
     """Raise ValueError unless ``lanes`` (None: the architecture's default) is a power of two
-    >= 2 and not above the widest layer (rounded up to a power of two): more lanes than
-    neurons only replicate idle hardware."""
+    >= ``min_lanes`` (the core class's ``MIN_LANES``: 2, or 1 for the compact core) and not
+    above the widest layer (rounded up to a power of two): more lanes than neurons only
+    replicate idle hardware."""
     if lanes is None:
         return
     from .common import check_lanes
 
-    check_lanes(lanes)
+    if not (min_lanes == 1 and lanes == 1):
+        check_lanes(lanes)
     widest = max(cfg.layers[1:])
     top = 1 << (widest - 1).bit_length()
     if lanes > max(top, 2):

@@ -57,7 +57,8 @@ class Status:
     @property
     def counters(self) -> dict:
         """Saturation counters, named like ``golden.core.Core.counters``."""
-        return {k: self.fields[f"sat_{k}"] for k in ("membrane", "trace", "delta", "momentum", "v")}
+        return {k: self.fields[f"sat_{k}"]
+                for k in ("membrane", "trace", "delta", "momentum", "v")}
 
 
 class Accelerator(SampleRunner):
@@ -321,7 +322,8 @@ class Accelerator(SampleRunner):
     @staticmethod
     def read_checkpoint(path: str | Path) -> tuple[NetConfig, dict]:
         """Return ``(config, state dict)`` of a checkpoint file, validated
-        (:func:`host.checkpoint.load`; a bad file raises :class:`host.checkpoint.CheckpointError`)."""
+        (:func:`host.checkpoint.load`; a bad file raises
+        :class:`host.checkpoint.CheckpointError`)."""
         return _ckpt.load(path)
 
     def restore(self, path: str | Path) -> NetConfig:

@@ -8,7 +8,10 @@ It trains N samples (learning on, the first N of the training split, as ``train`
 spikes or flips reported) and reports:
 
 * ``emulator_samples_per_s``: the emulator on this host's CPU (wall time, protocol v2,
-  pipelined); always measured, also for ``--link sim`` (the same run's reference);
+  pipelined, over max(N, 200) samples); always measured, also for ``--link sim`` (the same
+  run's reference; the simulated board's predictions must equal the emulator's);
+* ``golden_samples_per_s``: ``golden.core.Core.run_sample`` alone on the same samples (what
+  the emulator's protocol handling costs on top);
 * ``bytes_per_sample``: link bytes per sample each way, the frames in flight;
 * per board (iCEBreaker at 12 Mbaud, ULX3S at 3 Mbaud, at the board's core clock):
   with ``--link sim`` the **simulated board time** per sample -- board-top cycles while the
@@ -41,6 +44,7 @@ __all__ = ["add_parser", "cmd_bench", "BOARD_LINKS", "board_link", "line_model"]
 #: (hdl_gen.flow.boards: ``Board.link.baud``, ``Board.f_core``), read by :func:`board_link`
 BOARD_LINKS = ("icebreaker", "ulx3s-85f")
 USB_RTT_S = 2e-3
+EMULATOR_MIN_SAMPLES = 200      # the emulator's figure is taken over at least this many samples
 
 
 def add_parser(sub) -> None:
@@ -50,10 +54,14 @@ def add_parser(sub) -> None:
     datasets.add_data_args(b)
     b.add_argument("--samples", type=int, default=None,
                    help="training samples (default 200 on the emulator, 8 on sim)")
+    b.add_argument("--emulator-samples", type=int, default=None,
+                   help=f"samples for the emulator's figure (default max(N, "
+                        f"{EMULATOR_MIN_SAMPLES}))")
     b.add_argument("--board", default="all", choices=[*BOARD_LINKS, "all"],
                    help="the board(s) whose clock and baud the model (and sim) use")
     b.add_argument("--config", type=Path, default=None, help="NetConfig JSON")
-    b.add_argument("--lanes", type=int, default=None, help="core lanes of the simulated RTL")
+    b.add_argument("--lanes", type=int, default=None,
+                   help="core lanes of the simulated RTL (default: the board's, 8)")
     b.add_argument("--usb-rtt-ms", type=float, default=USB_RTT_S * 1e3,
                    help="USB round trip per exchange the protocol waits for (2)")
     b.add_argument("--timeout", type=float, default=None,
@@ -67,7 +75,8 @@ def board_link(name: str) -> dict:
     from hdl_gen.flow.boards import get_board
 
     b = get_board(name)
-    return {"baud": b.link.baud, "clk_hz": b.f_core, "divisor": b.uart_divisor()}
+    return {"baud": b.link.baud, "clk_hz": b.f_core, "divisor": b.uart_divisor(),
+            "lanes": b.default_lanes}             # the board's parallel-core build
 
 
 def line_model(up: float, down: float, core_s: float, exchanges: float, window: int,
@@ -169,21 +178,35 @@ def cmd_bench(args) -> dict:
     print(f"bench: {plan.describe()}; layers {cfg.layers}, T {cfg.T}; {n} samples, learning "
           f"on; USB {args.usb_rtt_ms:g} ms per exchange", flush=True)
 
+    n_emu = args.emulator_samples or min(max(n, EMULATOR_MIN_SAMPLES), len(data.x_train))
+    if n_emu < n or n_emu > len(data.x_train):
+        raise datasets.DataError(f"--emulator-samples {n_emu}: allowed {n}.."
+                                 f"{len(data.x_train)} (at least --samples)")
     with Accelerator(EmulatorLink()) as acc:
         acc.configure(cfg)
-        emu = _train(acc, data, n)
+        emu = _train(acc, data, n_emu)
+    from golden.core import Core
+
+    core = Core(cfg, "int")                   # the model alone: what the link costs on top
+    t0 = time.perf_counter()
+    for x, y in zip(data.x_train[:n_emu], data.y_train[:n_emu]):
+        core.run_sample(x, int(y), learn=True)
+    golden_rate = n_emu / (time.perf_counter() - t0)
     out = {"link": args.link, "data": plan.spec, "config": cfg.to_dict(), "samples": n,
+           "emulator_samples": n_emu, "golden_samples_per_s": golden_rate,
            "learn": True, "usb_round_trip_s": rtt,
            "emulator_samples_per_s": emu["samples_per_s"], "emulator": emu,
            "bytes_per_sample": emu["bytes_per_sample"], "boards": {}}
     print(f"emulator: {emu['samples_per_s']:.1f} samples/s (host CPU wall, protocol "
           f"v{emu['protocol']}, up to {emu['max_in_flight']} in flight); "
           f"{emu['bytes_per_sample']['to_device']:.0f} B up, "
-          f"{emu['bytes_per_sample']['from_device']:.0f} B down per sample")
+          f"{emu['bytes_per_sample']['from_device']:.0f} B down per sample; golden.core "
+          f"alone {golden_rate:.1f} samples/s")
     core_est = None
     for b in boards:
         bl = links[b]
-        rec = {"baud": bl["baud"], "clk_hz": bl["clk_hz"], "divisor": bl["divisor"]}
+        rec = {"baud": bl["baud"], "clk_hz": bl["clk_hz"], "divisor": bl["divisor"],
+               "lanes": args.lanes or bl["lanes"]}
         if kind == "sim":
             rec["sim"] = _sim_run(args, kw, cfg, data, n, bl, emu)
             core_est = rec["sim"]["core_s_per_sample"]
@@ -227,20 +250,24 @@ def _sim_run(args, kw, cfg, data, n, bl, emu) -> dict:
     from .link import SimLink
 
     extra = {} if args.timeout is None else {"timeout": args.timeout}
-    link = SimLink(kw["simulator"], cfg, lanes=args.lanes, baud_divisor=bl["divisor"], **extra)
+    link = SimLink(kw["simulator"], cfg, lanes=args.lanes or bl["lanes"],
+                   baud_divisor=bl["divisor"], **extra)
     with Accelerator(link) as acc:
         acc.configure(cfg)
         r = _train(acc, data, n)
-    if r["predictions"] != emu["predictions"]:
+    if r["predictions"] != emu["predictions"][:n]:
         raise AssertionError("the simulated board's predictions differ from the emulator's")
     cycles = r["sim_cycles"] / n
     bp = r["bytes_per_sample"]
     uart = 10 * bl["divisor"] * bp["total"]
     sim_s = cycles / bl["clk_hz"]
     rtt = args.usb_rtt_ms / 1e3
+    busy = link.stats.get("core_busy_cycles")        # the whole session, set-up included
+    busy_s = busy / n / bl["clk_hz"] if busy is not None else None
     if r["protocol"] >= 2:
-        core_s = max(0.0, cycles / bl["clk_hz"] - 10 * max(bp["to_device"], bp["from_device"])
-                     / bl["baud"])
+        # pipelined: line and core overlap in the simulated time; one sample's latency takes
+        # the core's busy cycles (an upper bound: they include the set-up)
+        core_s = busy_s if busy_s is not None else sim_s
         t = line_model(bp["to_device"], bp["from_device"], core_s, 0, r["max_in_flight"],
                        bl["baud"], rtt, pipelined=True)["s_per_sample"]
         t = max(t, sim_s)
@@ -249,7 +276,8 @@ def _sim_run(args, kw, cfg, data, n, bl, emu) -> dict:
         t = sim_s + r["commands_per_sample"] * rtt
     r.pop("predictions")
     r.update(simulator=link.simulator, cycles_per_sample=cycles, uart_cycles_per_sample=uart,
-             core_s_per_sample=core_s, sim_s_per_sample=sim_s, board_s_per_sample=t,
+             core_s_per_sample=core_s, core_busy_s_per_sample_incl_setup=busy_s,
+             sim_s_per_sample=sim_s, board_s_per_sample=t,
              board_samples_per_s=1 / t, exchanges_per_sample=r["commands_per_sample"]
              if r["protocol"] < 2 else None, bridge=link.stats)
     print(f"  sim:{link.simulator} v{r['protocol']}: {cycles:.0f} cycles per sample "

@@ -92,6 +92,9 @@ class SampleRunner:
             if (outputs & OutputMask.FLIPS and nf != v["flips"]) or \
                     (outputs & OutputMask.SPIKES and ns != v["spikes"]):
                 raise TransportFault("RUN events do not add up to the ACK's counts")
+            if v["t"] == self.cfg.T and not any(f.op == Rsp.PREDICTION for f in rest):
+                # the sample's last step ran: its PREDICTION frame was lost on the way
+                raise TransportFault("RUN ended the sample without its PREDICTION")
 
         term, rest = self.tx.transact(Cmd.RUN, P.pack(Cmd.RUN, {"n": n}), Rsp.ACK, check,
                                       bound=None)

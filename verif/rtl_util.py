@@ -31,6 +31,8 @@ def _icarus_verilog_2005() -> None:
     ``always @*`` blocks that yosys triggers with its ``dump_module$1`` register never run until
     one of their inputs changes: an FSM output that depends only on the state register (e.g. the
     Core's ``o_result__valid``) stays X after reset. Verilog-2005 semantics run them at time 0.
+    A build that passes ``-g2012`` itself keeps it (the netlist benches: Yosys' vendor cell
+    models use SystemVerilog's elaboration-time ``$error``).
     """
     from cocotb_tools import runner
 
@@ -39,6 +41,8 @@ def _icarus_verilog_2005() -> None:
         return
 
     def patched(self, *args, build_args=(), **kw):
+        if "-g2012" in build_args:          # asked for explicitly (the vendor cell models)
+            return build(self, *args, build_args=build_args, **kw)
         return build(self, *args, build_args=[*build_args, "-g2005"], **kw)
 
     patched._bsnn_v2005 = True

@@ -1,4 +1,9 @@
-"""System bench: the Core trains on digits samples end to end, scored by golden.core.Core (int).
+"""System bench: a core trains on digits samples end to end, scored by golden.core.Core (int).
+
+Parametrised over the architectures (``hdl_gen.architectures``): the parallel core
+(:class:`hdl_gen.core.Core`) and the compact core (:class:`hdl_gen.compact_core.CompactCore`)
+run the same bench with the same golden scoring; only the power-up weights differ (the compact
+core's synapse memory has no initial contents: the host writes the weights).
 
 Per configuration: random weights, momenta, thresholds, biases and the step register are loaded
 through the memory port; then every sample runs RESET_SAMPLE, LABEL and T x (events + STEP),
@@ -26,22 +31,34 @@ from golden.core import Core as GoldenCore
 from golden.data import load_digits_events
 from golden.fixed import step_key
 from hdl_gen.common import unpack_weight_words, weight_words, words
+from hdl_gen.architectures import core_class
 from hdl_gen.core import (CTRL_LAYOUT, EVENT_LAYOUT, FLIP_LAYOUT, RESULT_LAYOUT, SPIKE_LAYOUT,
-                          STATUS_LAYOUT, Core, CtrlOp, MemSpace, Reg, ResultKind, mem_layout)
+                          STATUS_LAYOUT, CtrlOp, MemSpace, Reg, ResultKind, mem_layout)
 from verif.rtl_util import pack, unpack
 from verif.simulate import ROOT, SIMULATORS, run_bench
 from verif.streams import StreamSink, StreamSource, reset_dut
 
-# name: (NetConfig overrides of DEFAULT, lanes, samples, simulators, momentum readback, marker)
+# name: (NetConfig overrides of DEFAULT, lanes, samples, simulators, momentum readback, marker,
+# architecture)
 CASES = {
     # BSO, small P, narrow trace/membrane so that saturation counters move
     "bso_p8": (dict(layers=(128, 32, 10), rate_shift=5, gamma=(24, 24), trace_bits=6,
-                    membrane_bits=11), 8, 20, SIMULATORS, "all", ""),
+                    membrane_bits=11), 8, 20, SIMULATORS, "all", "", "parallel"),
     # T-BSO, larger P, hard reset
     "tbso_p32": (dict(layers=(128, 64, 10), optimizer="tbso", rate_shift=5, tbso_gamma=0.25,
-                      reset="hard"), 32, 20, SIMULATORS, "all", ""),
+                      reset="hard"), 32, 20, SIMULATORS, "all", "", "parallel"),
     # the default network and lanes (the committed rtl/): cycles per step, Icarus only
-    "default_p32": (dict(), 32, 2, ("icarus",), "sample", "slow"),
+    "default_p32": (dict(), 32, 2, ("icarus",), "sample", "slow", "parallel"),
+    # the compact core: the same two learning setups, smaller (4 samples of T = 4: learning,
+    # learning off, spike events off, flip events off); P = 2 (a partial last word) and P = 1
+    "compact_bso_p2": (dict(layers=(128, 24, 10), T=4, rate_shift=5, gamma=(24, 24),
+                            trace_bits=6, membrane_bits=11), 2, 4, SIMULATORS, "all", "",
+                       "compact"),
+    "compact_tbso_p1": (dict(layers=(128, 16, 10), T=4, optimizer="tbso", rate_shift=5,
+                             tbso_gamma=0.25, reset="hard"), 1, 4, SIMULATORS, "all", "",
+                        "compact"),
+    # the digits network on the compact core at the iCEBreaker's lanes: cycles per step
+    "compact_default_p2": (dict(), 2, 2, ("verilator",), "sample", "slow", "compact"),
 }
 
 
@@ -62,10 +79,12 @@ def test_core(sim, case, tmp_path):
     samples = tmp_path / "samples.npz"
     np.savez(samples, x=data.x_train[:n], y=data.y_train[:n])
     out = ROOT / "out" / f"core_perf_{case}_{sim}.json"
-    run_bench(sim, Core(cfg, lanes=lanes), f"core_{case}", "verif.test_core",
+    arch = CASES[case][6]
+    run_bench(sim, core_class(arch)(cfg, lanes=lanes), f"core_{case}", "verif.test_core",
               testcase="core_trains_like_golden", name=case,
               env={"BSNN_CFG": cfg.to_dict(), "BSNN_LANES": lanes, "BSNN_SAMPLES": str(samples),
-                   "BSNN_READBACK": CASES[case][4], "BSNN_PERF": str(out)})
+                   "BSNN_READBACK": CASES[case][4], "BSNN_PERF": str(out),
+                   "BSNN_ARCH": arch})
 
 
 # --------------------------------------------------------------------------------------------
@@ -165,8 +184,10 @@ async def core_trains_like_golden(dut):
     L, d = cfg.n_layers, cfg.derived()
     gold = GoldenCore(cfg, "int")
 
-    # the RTL powers up with golden's initial weights
-    for l in range(L):
+    # the parallel core powers up with golden's initial weights (the compact core's synapse
+    # memory, an SPRAM on the iCE40, has no initial contents: the host writes them)
+    arch = os.environ["BSNN_ARCH"]
+    for l in (range(L) if arch == "parallel" else ()):
         C = words(cfg.layers[l + 1], P)
         got = await tb.mem_read(MemSpace.WEIGHT_WORD, l, range(min(8, cfg.layers[l] * C)))
         assert got == weight_words(gold.w_sign[l], P)[:len(got)], "initial weights"
@@ -230,7 +251,8 @@ async def core_trains_like_golden(dut):
         return _flip_step(ar, cfg_, layer, w_sign, M, delta, a, *rest)
     _flip_step = gcore.flip_step
     gcore.flip_step = counting_flip_step
-    learn_off, spikes_off, flips_off = 3, 5, 7
+    # the sample with learning off, with spike events off, with flip events off
+    learn_off, spikes_off, flips_off = (3, 5, 7) if n_samples >= 8 else (1, 2, 3)
     await tb.op(CtrlOp.LEARN, 1)
     for k in range(n_samples):
         x, y = xs[k], int(ys[k])
@@ -321,12 +343,14 @@ async def core_trains_like_golden(dut):
         lp = [p_ for p_ in perf if p_["learn"]]
         C0 = words(cfg.layers[1], P)
         summary = {
-            "lanes": P, "layers": list(cfg.layers), "optimizer": cfg.optimizer,
+            "arch": arch, "lanes": P, "layers": list(cfg.layers), "optimizer": cfg.optimizer,
             "steps": len(perf), "learning_steps": len(lp),
             "mean_input_events": float(np.mean([p_["events"] for p_ in perf])),
             "mean_hidden_spikes": float(np.mean([p_["hidden_spikes"] for p_ in perf])),
-            # accumulating the input events happens before STEP, at C0 cycles per event
-            "mean_input_accumulation_cycles": float(np.mean([p_["events"] for p_ in perf])) * C0,
+            # parallel: accumulating the input events happens before STEP, at C0 cycles per
+            # event; compact: 2 cycles per event before STEP (the accumulation is in cyc_fwd)
+            "mean_input_accumulation_cycles": float(np.mean([p_["events"] for p_ in perf]))
+            * (C0 if arch == "parallel" else 2),
             "mean_cycles_step_learning": float(np.mean([p_["cyc_step"] for p_ in lp])),
             "mean_cycles_fwd": float(np.mean([p_["cyc_fwd"] for p_ in lp])),
             "mean_cycles_err": float(np.mean([p_["cyc_err"] for p_ in lp])),

@@ -27,12 +27,13 @@ from hdl_gen.flow.boards import (BOARDS, UARTLoopback, ecp5_pll_params, ice40_pl
 from hdl_gen.flow.build import build
 from hdl_gen.flow.parse import parse_nextpnr_report
 
-#: The suite's end-to-end build per architecture: (board, lanes). The compact core is built for
-#: the iCEBreaker (its target): with main's link (26 EBR) the fit check puts CompactCore 5ed956a
-#: on tiny_config at 33 / 39 / 30 of the 30 EBR for P = 1 / 2 / 4, hence P = 4. The parallel
-#: core's smallest board top does not fit the UP5K (32 of 30 EBR), so it is built for the
-#: ECP5-85F. Architectures whose module is not in the tree are not collected (nothing to build).
-SUITE_BUILDS = {"compact": ("icebreaker", 4), "parallel": ("ulx3s-85f", 2)}
+#: The suite's end-to-end build: (board, lanes) per architecture built. The compact core's
+#: target is the iCEBreaker, but with today's link the whole board top of tiny_config does not
+#: fit the UP5K (CompactCore bf469f3, P = 4: ICESTORM_LC 9878 / 5280), so until the slim link
+#: lands it is built for the ECP5-85F. One build only (each costs minutes of nextpnr on the
+#: 2-core CI machine): the parallel core's big builds run in `python -m hdl_gen report`, and
+#: its flow is the same code path up to the core.
+SUITE_BUILDS = {"compact": ("ulx3s-85f", 2)}
 SUITE_BOARD = os.environ.get("BSNN_FPGA_TEST_BOARD")       # override the board of every case
 
 

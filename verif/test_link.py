@@ -29,14 +29,14 @@ import random
 import cocotb
 import numpy as np
 import pytest
-from cocotb.triggers import Timer
 
 from golden.config import NetConfig, tiny_config
 from golden.core import Core as GoldenCore
 from host import protocol as P
 from host.link.emulator import EmulatorDevice
 from host.protocol import Cmd, EventFlags, Mem, OutputMask
-from verif.uart_bridge import CLK_NS, build_board, is_high, start_board, uart_models
+from verif.uart_bridge import (CLK_NS, build_board, settle, start_board, uart_models,
+                               write_line)
 
 DIVISOR = 4
 REPLAY = 2048
@@ -328,34 +328,13 @@ async def link_matches_emulator(dut):
     byte_ns = 10 * divisor * CLK_NS
     n_writes = n_bytes = cts_waits = 0
 
-    async def settle(limit_cycles):
-        """Wait until the board is idle, the line quiet and the sink empty of partial bytes."""
-        quiet = 0
-        for _ in range(limit_cycles // 32):
-            await Timer(32 * CLK_NS, unit="ns")
-            if src.idle() and sink.idle() and is_high(dut.idle):
-                quiet += 1
-                if quiet >= 2:
-                    return
-            else:
-                quiet = 0
-        raise AssertionError(f"the board did not settle (idle={dut.idle.value}, "
-                             f"src idle={src.idle()}, sink idle={sink.idle()})")
-
     for data, kind in script(cfg, rng, short):
         expect = emu.receive(data)
-        for b in data:
-            if kind == "w" and rng.random() < 0.1:          # random gaps inside a frame
-                await Timer(rng.randrange(1, 30) * byte_ns // 10, unit="ns")
-            while not is_high(dut.cts):
-                cts_waits += 1
-                await Timer(byte_ns, unit="ns")
-            src.write_nowait(bytes([b]))
-            while src.count() > 1:
-                await Timer(byte_ns // 4, unit="ns")
+        cts_waits += await write_line(dut, src, data, byte_ns, rng,
+                                      gaps=0.1 if kind == "w" else 0.0)
         if kind == "trunc":
             expect += emu.idle()
-        await settle(4 * idle_cycles + 4_000_000 // max(1, divisor))
+        await settle(dut, src, sink, 4 * idle_cycles + 4_000_000 // max(1, divisor))
         got = bytes(sink.read_nowait())
         n_writes += 1
         if os.environ.get("BSNN_VERBOSE"):

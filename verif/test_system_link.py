@@ -3,9 +3,10 @@ predictions, output scores, spikes, flips (per step, in order), final memories a
 
 SimLink simulates the whole board top (UART at the iCEBreaker's rate: 12 Mbaud at 48 MHz, 4
 clocks per bit; deframer, executor, Core, framer) behind its cocotb TCP bridge; the host code
-is the unchanged :class:`Accelerator`.
-Verilator runs K = 16 digits samples, Icarus a shorter run. Each run writes its wall time,
-link bytes per sample and simulated cycles to ``out/link_perf_<simulator>.json``.
+is the unchanged :class:`Accelerator`. Verilator runs K = 16 digits samples, Icarus a shorter
+run; the compact core (``arch="compact"``) the same bench with K = 2 / 1. Each run writes its
+wall time, link bytes per sample and simulated cycles to
+``out/link_perf_[<arch>_]<simulator>.json``.
 
 ``test_fault_injection``: random bit errors (both directions) and truncated frames injected into
 the UART byte stream by the bridge; the host detects every one, recovers (resync, resend, the
@@ -35,14 +36,15 @@ LANES = 8
 DIVISOR = get_board("icebreaker").uart_divisor()
 
 
-def training_run(link, k: int):
-    """Configure, load the seeded weights and learn ``k`` samples with every event reported,
-    then one inference sample; return what the host saw and measured."""
-    data = load_digits_events(T=CFG.T)
+def training_run(link, k: int, cfg=CFG, data=None):
+    """Configure ``cfg``, load the seeded weights and learn ``k`` samples of ``data`` (a
+    :class:`golden.data.Dataset`; default: the digits) with every event reported, then one
+    inference sample; return what the host saw and measured."""
+    data = load_digits_events(T=cfg.T) if data is None else data
     out = {}
     t0 = time.perf_counter()
     with Accelerator(link) as acc:
-        acc.configure(CFG)
+        acc.configure(cfg)
         acc.set_outputs(spikes=True, flips=True)
         b0 = link.bytes_sent + link.bytes_received
         t1 = time.perf_counter()
@@ -82,22 +84,26 @@ def assert_same(a, b):
     assert sa == sb, "status"
 
 
-@pytest.mark.parametrize("simulator,k", [("verilator", 16), ("icarus", 3)])
-def test_training_run_matches_emulator(simulator, k):
+@pytest.mark.parametrize("simulator,k,arch", [("verilator", 16, "parallel"),
+                                              ("icarus", 3, "parallel"),
+                                              ("verilator", 2, "compact"),
+                                              ("icarus", 1, "compact")])
+def test_training_run_matches_emulator(simulator, k, arch):
     ref = training_run(EmulatorLink(CFG), k)
-    link = SimLink(simulator, CFG, lanes=LANES, baud_divisor=DIVISOR)
+    link = SimLink(simulator, CFG, lanes=LANES, arch=arch, baud_divisor=DIVISOR)
     got = training_run(link, k)
     assert_same(got, ref)
     n_flips = sum(len(r.flips) for r in ref["samples"])
     assert n_flips > 0 and got["state"]["step"] == k * CFG.T
     stats = link.stats
-    perf = {"simulator": simulator, "config": CFG.to_dict(), "lanes": LANES,
+    perf = {"simulator": simulator, "arch": arch, "config": CFG.to_dict(), "lanes": LANES,
             "baud_divisor": stats.get("divisor"), "flips": n_flips,
             "sim": got["perf"], "emulator": ref["perf"], "bridge": stats,
             "host_stats": got["host_stats"]}
     if stats.get("cycles"):
         perf["core_busy_cycles_per_sample"] = stats["core_busy_cycles"] / (k + 1)
-    path = ROOT / "out" / f"link_perf_{simulator}.json"
+    path = ROOT / "out" / (f"link_perf_{simulator}.json" if arch == "parallel"
+                           else f"link_perf_{arch}_{simulator}.json")
     path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps(perf, indent=1) + "\n")
     print(json.dumps(perf["sim"]), json.dumps(perf["emulator"]), stats)

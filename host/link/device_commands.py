@@ -18,9 +18,13 @@ from ..protocol import (Cmd, ErrorCode, EventFlags, Mem, OutputMask, Reg, Rsp, S
 
 __all__ = ["CommandError", "DeviceCommands"]
 
+_LEARN, _SPIKES, _FLIPS, _SCORES, _KEEP_STATE, _CONTINUE = (
+    int(SampleFlags.LEARN), int(SampleFlags.SPIKES), int(SampleFlags.FLIPS),
+    int(SampleFlags.SCORES), int(SampleFlags.KEEP_STATE), int(SampleFlags.CONTINUE))
+
 
 class CommandError(Exception):
-    """Raised inside the device: the command is answered with ``ERROR code`` and changes nothing."""
+    """Raised inside the device: the command is answered with ``ERROR code``, changes nothing."""
 
     def __init__(self, code: ErrorCode, arg: int = 0):
         super().__init__(code, arg)
@@ -244,17 +248,20 @@ class DeviceCommands:
         spikes, flips = c.step_once(self.slots[t], self.label, learn)
         n_spikes = 0
         for l, s in enumerate(spikes):
+            if not spikes_on:
+                n_spikes += int(np.count_nonzero(s))
+                continue
             idx = np.flatnonzero(s)
             n_spikes += idx.size
-            if spikes_on:
-                out += self._spike_frames(t, l, s, idx,
-                                          self.max_payload - P.RSP_LAYOUTS[Rsp.SPIKES].fixed_size)
+            out += self._spike_frames(t, l, s, idx,
+                                      self.max_payload - P.RSP_LAYOUTS[Rsp.SPIKES].fixed_size)
+        if not flips_on:
+            return n_spikes, sum(int(post.size) for _, post, _ in flips)
         items = [(t, l, po, pr) for l, post, pre in flips
                  for po, pr in zip(post.tolist(), pre.tolist())]
-        if flips_on:
-            room = P.max_items(P.RSP_LAYOUTS[Rsp.FLIPS], self.max_payload)
-            for k in range(0, len(items), room):
-                out.append((Rsp.FLIPS, P.pack(Rsp.FLIPS, items=items[k:k + room])))
+        room = P.max_items(P.RSP_LAYOUTS[Rsp.FLIPS], self.max_payload)
+        for k in range(0, len(items), room):
+            out.append((Rsp.FLIPS, P.pack(Rsp.FLIPS, items=items[k:k + room])))
         return n_spikes, len(items)
 
     def _prediction_frames(self):
@@ -278,7 +285,8 @@ class DeviceCommands:
             raise CommandError(ErrorCode.ADDRESS, label)
         if flags & SampleFlags.LEARN and label == P.NO_LABEL:
             raise CommandError(ErrorCode.NO_LABEL)
-        cont = bool(flags & SampleFlags.CONTINUE)
+        flags = int(flags)                     # plain ints: IntFlag arithmetic is slow
+        cont = bool(flags & _CONTINUE)
         if t0 != (c.t if cont else 0):
             raise CommandError(ErrorCode.RANGE, t0)
         try:
@@ -287,7 +295,7 @@ class DeviceCommands:
         except P.StepError as e:
             raise CommandError(e.code, e.arg) from None
         if not cont:
-            if flags & SampleFlags.KEEP_STATE:      # golden.stream.run_window
+            if flags & _KEEP_STATE:                 # golden.stream.run_window
                 c.t = 0
                 c.score = c.ar.zeros(cfg.layers[-1])
             else:
@@ -297,20 +305,22 @@ class DeviceCommands:
         self.label = None if label == P.NO_LABEL else label
         acc = self._sample
         out = []
+        learn, spikes_on, flips_on = (bool(flags & _LEARN), bool(flags & _SPIKES),
+                                      bool(flags & _FLIPS))
+        slots = self.slots
         for t, idx, more in records:
             if not self._open_step:
-                self.slots[t] = False
-            self.slots[t, idx] = True
+                slots[t] = False
+            slots[t, idx] = True
             self._open_step = more
             if not more:
-                ns, nf = self._step(out, bool(flags & SampleFlags.LEARN),
-                                    flags & SampleFlags.SPIKES, flags & SampleFlags.FLIPS)
+                ns, nf = self._step(out, learn, spikes_on, flips_on)
                 acc["spikes"] += ns
                 acc["flips"] += nf
                 acc["step_flips"][t] += nf
         if c.t < cfg.T:
             return out + self._ack(Cmd.SAMPLE, t=c.t)
-        if flags & SampleFlags.SCORES:
+        if flags & _SCORES:
             out += self._prediction_frames()
         m32 = 0xFFFFFFFF
         out.append((Rsp.RESULT, P.pack(Rsp.RESULT, {

@@ -115,7 +115,7 @@ class EmulatorDevice(DeviceCommands):
             return {"configured": False}
         c = self.core
         return copy.deepcopy({
-            "config": P.config_bytes(self.cfg), "state": c.state_dict(), "v": c.v, "a": c.a,
+            "config": self.config_crc, "state": c.state_dict(), "v": c.v, "a": c.a,
             "score": c.score, "t": c.t, "slots": self.slots, "learn": self.learn,
             "label": self.label, "outputs": int(self.outputs), "counters": c.counters})
 

@@ -76,15 +76,26 @@ class SimLink(SocketLink):
         Seconds to wait for the build and the simulator to listen.
     faults : dict, optional
         Fault injection in the UART stream (see :mod:`verif.uart_bridge`).
+    arch : str, optional
+        Core architecture of the board top (:mod:`hdl_gen.architectures`; default: the
+        generator's default).
     log : path, optional
         Where the build and simulator output goes (default: a temporary file, removed on a
         clean close).
+    netlist : path, optional
+        Simulate a gate-level netlist of the board top instead of the RTL: a
+        ``python -m hdl_gen build --netlist`` folder (:mod:`verif.netlist_sim`); ``cfg`` must
+        be the one it was built for; the baud divisor is the netlist's.
+    netlist_kind : "synth" (default) or "pnr"
+        Which netlist: after synthesis, or after place and route.
     """
 
     def __init__(self, simulator: str | None = "verilator", cfg=None, *, lanes: int | None = None,
                  baud_divisor: int = DEFAULT_DIVISOR, timeout: float = 20.0,
                  timeout_cycles: int = DEFAULT_TIMEOUT_CYCLES, startup_timeout: float = 900.0, faults: dict | None = None,
-                 replay_bytes: int | None = None, log: str | os.PathLike | None = None):
+                 replay_bytes: int | None = None, log: str | os.PathLike | None = None,
+                 arch: str | None = None, netlist: str | os.PathLike | None = None,
+                 netlist_kind: str = "synth"):
         simulator = simulator or "verilator"
         if simulator not in SIMULATORS:
             self.closed = True
@@ -92,6 +103,17 @@ class SimLink(SocketLink):
         if cfg is None:
             from golden.config import NetConfig
             cfg = NetConfig()
+        if netlist is not None:
+            info = Path(netlist) / "netlist.json"
+            try:
+                built = json.loads(info.read_text())["config"]
+            except (OSError, ValueError, KeyError) as e:
+                self.closed = True
+                raise LinkError(f"SimLink: netlist={str(netlist)!r} is invalid: {e}") from None
+            if built != cfg.to_dict():
+                self.closed = True
+                raise LinkError(f"SimLink: the netlist in {netlist} was built for another "
+                                f"config ({built['layers']}); pass that one as cfg")
         self.simulator = simulator
         self.cfg = cfg
         self.stats: dict = {}
@@ -105,7 +127,9 @@ class SimLink(SocketLink):
                 "baud_divisor": baud_divisor, "portfile": str(portfile),
                 "statsfile": str(self._statsfile), "faults": faults or {},
                 "replay_bytes": replay_bytes, "accept_timeout": startup_timeout,
-                "heartbeat": str(self._beat_path)}
+                "heartbeat": str(self._beat_path), "arch": arch,
+                "netlist": None if netlist is None else str(Path(netlist).resolve()),
+                "netlist_kind": netlist_kind}
         env = dict(os.environ)
         bindir = os.path.dirname(sys.executable)
         env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
@@ -267,17 +291,24 @@ def _serve(spec: dict) -> None:
     from hdl_gen.core import DEFAULT_LANES
     from verif.uart_bridge import build_board
 
+    env = {"BSNN_DIVISOR": spec["baud_divisor"], "BSNN_PORTFILE": spec["portfile"],
+           "BSNN_STATSFILE": spec["statsfile"], "BSNN_FAULTS": spec["faults"],
+           "BSNN_ACCEPT_TIMEOUT": spec["accept_timeout"],
+           "BSNN_HEARTBEAT": spec.get("heartbeat") or ""}
+    if spec.get("netlist"):
+        from verif.netlist_sim import serve
+        serve(spec["simulator"], spec["netlist"], spec.get("netlist_kind") or "synth", env)
+        return
     cfg = NetConfig.from_dict(spec["cfg"])
     lanes = spec.get("lanes") or DEFAULT_LANES
     kw = {}
     if spec.get("replay_bytes"):
         kw["replay_bytes"] = spec["replay_bytes"]
+    if spec.get("arch"):
+        kw["arch"] = spec["arch"]
     top = BoardTop(cfg, lanes=lanes, baud_divisor=spec["baud_divisor"], **kw)
     build_board(spec["simulator"], top, "verif.uart_bridge", testcase="uart_bridge", name="bridge",
-                env={"BSNN_DIVISOR": spec["baud_divisor"], "BSNN_PORTFILE": spec["portfile"],
-                     "BSNN_STATSFILE": spec["statsfile"], "BSNN_FAULTS": spec["faults"],
-                     "BSNN_ACCEPT_TIMEOUT": spec["accept_timeout"],
-                     "BSNN_HEARTBEAT": spec.get("heartbeat") or ""})
+                env=env)
 
 
 if __name__ == "__main__":

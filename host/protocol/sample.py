@@ -113,6 +113,7 @@ def decode_steps(steps: bytes, n_in: int, T: int, t0: int, *,
 
     n = len(steps) + CMD_LAYOUTS[Cmd.SAMPLE].fixed_size if payload_len is None else payload_len
     nb = (n_in + 7) // 8
+    bitmap_bit, more_bit = int(StepFlags.BITMAP), int(StepFlags.MORE)   # plain ints: fast
     out, pos, t = [], 0, t0
     if not steps:
         raise StepError(ErrorCode.BAD_LENGTH, n, "SAMPLE without a step record")
@@ -122,7 +123,7 @@ def decode_steps(steps: bytes, n_in: int, T: int, t0: int, *,
         head = int.from_bytes(steps[pos:pos + 2], "big")
         pos += 2
         count = head & STEP_COUNT_MASK
-        if head & StepFlags.BITMAP:
+        if head & bitmap_bit:
             if count:
                 raise StepError(ErrorCode.RANGE, head, f"bitmap record with count {count}")
             size = nb
@@ -136,7 +137,7 @@ def decode_steps(steps: bytes, n_in: int, T: int, t0: int, *,
             raise StepError(ErrorCode.ADDRESS, t, f"step {t} >= T={T}")
         data = steps[pos:pos + size]
         pos += size
-        if head & StepFlags.BITMAP:
+        if head & bitmap_bit:
             bits = np.unpackbits(np.frombuffer(data, np.uint8), bitorder="little")
             if bits[n_in:].any():
                 bad = n_in + int(np.flatnonzero(bits[n_in:])[0])
@@ -148,7 +149,7 @@ def decode_steps(steps: bytes, n_in: int, T: int, t0: int, *,
             if over.size:
                 raise StepError(ErrorCode.ADDRESS, int(idx[over[0]]),
                                 f"input index {int(idx[over[0]])} >= n_in={n_in}")
-        more = bool(head & StepFlags.MORE)
+        more = bool(head & more_bit)
         out.append((t, idx, more))
         if not more:
             t += 1

@@ -12,8 +12,8 @@ from host.bench import board_link, line_model
 
 def test_bench_emulator_json(tmp_path, capsys):
     out = tmp_path / "b.json"
-    assert main(["bench", "--link", "emulator", "--data", "digits", "--samples", "12",
-                 "--json", str(out)]) == 0
+    assert main(["bench", "--link", "emulator", "--data", "digits", "--samples", "6",
+                 "--emulator-samples", "16", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "samples/s" in printed and "icebreaker at 12 Mbaud" in printed
     d = json.loads(out.read_text())
@@ -49,6 +49,7 @@ def test_line_model():
     (["--samples", "99999"], "the training split has"),
     (["--usb-rtt-ms", "-1"], "--usb-rtt-ms must be >= 0"),
     (["--lanes", "0"], "--lanes must be >= 1"),
+    (["--samples", "5", "--emulator-samples", "4"], "at least --samples"),
     (["--board", "nexys"], "invalid choice"),
     (["--config", "/no/such.json"], "file not found"),
 ])
@@ -62,3 +63,51 @@ def test_bench_bad_input(tmp_path, capsys, argv, msg):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and msg in err, err
     assert not out.exists()
+
+
+class _FakeSim:
+    """A stand-in for SimLink: the emulator with a heartbeat whose cycles are the UART's
+    (10 bits x divisor per byte) plus 1000 core cycles per command; v1 or v2."""
+
+    def __new__(cls, simulator, cfg, *, lanes=None, baud_divisor=4, versions=(1,), **kw):
+        from host.link import EmulatorLink
+
+        link = EmulatorLink(cfg, versions=versions)
+        link.simulator = simulator or "verilator"
+        link.stats = {"core_busy_cycles": 0}
+        n_cmd = [0]
+        send = link._send
+
+        def _send(data):
+            n_cmd[0] += 1
+            link.stats["core_busy_cycles"] += 1000
+            send(data)
+
+        link._send = _send
+        link.heartbeat = lambda: {
+            "cycles": 10 * baud_divisor * (link.bytes_sent + link.bytes_received)
+            + 1000 * n_cmd[0], "idle": 1, "bytes_out": link.bytes_received}
+        return link
+
+
+@pytest.mark.parametrize("versions", [(1,), (1, 2)], ids=["rtl-v1", "rtl-v2"])
+def test_bench_sim_path(tmp_path, capsys, monkeypatch, versions):
+    import host.link
+
+    monkeypatch.setattr(host.link, "SimLink",
+                        lambda *a, **kw: _FakeSim(*a, versions=versions, **kw))
+    out = tmp_path / "s.json"
+    assert main(["bench", "--link", "sim", "--samples", "3", "--emulator-samples", "3",
+                 "--board", "icebreaker", "--json", str(out)]) == 0
+    d = json.loads(out.read_text())
+    ice = d["boards"]["icebreaker"]
+    sim = ice["sim"]
+    assert sim["protocol"] == versions[-1] and sim["cycles_per_sample"] > 0
+    assert d["target"]["core_time_included"] is True
+    if versions == (1,):
+        assert "v2_projected" in ice and sim["exchanges_per_sample"] > 5
+        assert ice["board_samples_per_s_v1"] == sim["board_samples_per_s"]
+        assert sim["board_s_per_sample"] > sim["exchanges_per_sample"] * 2e-3
+    else:
+        assert ice["board_samples_per_s"] == sim["board_samples_per_s"]
+    assert "sim:verilator" in capsys.readouterr().out
