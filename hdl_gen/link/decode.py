@@ -26,11 +26,13 @@ def checks(x):
     """The registered command checks ``x.chk`` (valid in DISPATCH)."""
     m, op, seq, plen, dfr, st = x.m, x.op, x.seq, x.plen, x.dfr, x.st
     f_mem, f_offset, f_count = x.f_mem, x.f_offset, x.f_count
-    cmd_ops = [int(c) for c in Cmd]
-    op_known = Cat(*[op == c for c in cmd_ops]).any()
+    # the commands of protocol version 1, which this device speaks (SAMPLE is v2 only: in a v1
+    # session it is an unknown opcode, as in the emulator)
+    v1_cmds = [c for c in Cmd if c != Cmd.SAMPLE]
+    op_known = Cat(*[op == int(c) for c in v1_cmds]).any()
     len_ok = Signal()
     with m.Switch(op):
-        for c in Cmd:
+        for c in v1_cmds:
             lay_ = P.CMD_LAYOUTS[c]
             with m.Case(int(c)):
                 if lay_.tail is not None:
