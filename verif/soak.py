@@ -47,7 +47,8 @@ def soak(inner, frames: int, rates: dict, seed: int, *, batch: int = 40) -> dict
     n = mismatches = 0
     with Accelerator(link, retries=50) as acc:
         acc.configure(cfg)
-        acc.set_outputs(spikes=False, flips=False)
+        # v2's RESULT carries the flips per step; v1 counts them only from FLIPS reports
+        acc.set_outputs(spikes=False, flips=acc.tx.version == 1)
         link.enabled = True
         c0 = acc.stats["commands"]
         k = 0
