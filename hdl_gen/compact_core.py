@@ -23,15 +23,14 @@ in docs/architecture.md section 7.
 """
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal, unsigned
-from amaranth.lib import data, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth import Module, Mux, Signal
+from amaranth.lib import wiring
 
 from .common import T_BITS, uidx
 from .compact import forward, hostmem, learning
 from .compact.memmap import Mem, MemoryMap
-from .core import (CTRL_LAYOUT, EVENT_LAYOUT, FLIP_LAYOUT, RESULT_LAYOUT, SPIKE_LAYOUT,
-                   STATUS_LAYOUT, CtrlOp, ResultKind, data_width, mem_layout)
+from .core import (FLIP_LAYOUT, SPIKE_LAYOUT, CtrlOp, ResultKind, core_signature,
+                   mem_layout)
 from .flip_unit import RATE_SHIFT_BITS
 
 __all__ = ["CompactCore", "DEFAULT_LANES", "check_compact_lanes"]
@@ -93,17 +92,7 @@ class CompactCore(wiring.Component):
         self.tbso = cfg.optimizer == "tbso"
         self.mem_layout = mem_layout(cfg, lanes)
         self.map = MemoryMap(cfg, lanes)
-        super().__init__({
-            "i_event": In(stream.Signature(EVENT_LAYOUT)),
-            "i_ctrl": In(stream.Signature(CTRL_LAYOUT)),
-            "i_mem": In(stream.Signature(self.mem_layout)),
-            "o_mem": Out(stream.Signature(data.StructLayout(
-                {"data": unsigned(data_width(cfg, lanes))}))),
-            "o_spike": Out(stream.Signature(SPIKE_LAYOUT)),
-            "o_flip": Out(stream.Signature(FLIP_LAYOUT)),
-            "o_result": Out(stream.Signature(RESULT_LAYOUT)),
-            "status": Out(STATUS_LAYOUT),
-        })
+        super().__init__(core_signature(cfg, lanes, self.mem_layout))
 
     @property
     def cfg(self):

@@ -34,7 +34,7 @@ from .flip_unit import RATE_SHIFT_BITS, FlipUnit
 from .neuron_array import NeuronArray
 from .trace_unit import TraceUnit
 
-__all__ = ["Core", "CtrlOp", "MemSpace", "Reg", "ResultKind", "DEFAULT_LANES", "EVENT_LAYOUT",
+__all__ = ["Core", "core_signature", "CtrlOp", "MemSpace", "Reg", "ResultKind", "DEFAULT_LANES", "EVENT_LAYOUT",
            "CTRL_LAYOUT", "SPIKE_LAYOUT", "FLIP_LAYOUT", "RESULT_LAYOUT", "STATUS_LAYOUT",
            "mem_layout", "MEM_ADDR_BITS", "INDEX_BITS", "data_width"]
 
@@ -123,6 +123,21 @@ def mem_layout(cfg, lanes: int) -> data.StructLayout:
                               "data": unsigned(data_width(cfg, lanes))})
 
 
+def core_signature(cfg, lanes: int, mem_layout) -> dict:
+    """The wiring signature every core architecture has (streams, payloads, status word)."""
+    return {
+        "i_event": In(stream.Signature(EVENT_LAYOUT)),
+        "i_ctrl": In(stream.Signature(CTRL_LAYOUT)),
+        "i_mem": In(stream.Signature(mem_layout)),
+        "o_mem": Out(stream.Signature(data.StructLayout(
+            {"data": unsigned(data_width(cfg, lanes))}))),
+        "o_spike": Out(stream.Signature(SPIKE_LAYOUT)),
+        "o_flip": Out(stream.Signature(FLIP_LAYOUT)),
+        "o_result": Out(stream.Signature(RESULT_LAYOUT)),
+        "status": Out(STATUS_LAYOUT),
+    }
+
+
 class Core(wiring.Component):
     """The accelerator core for one :class:`golden.config.NetConfig`.
 
@@ -160,17 +175,7 @@ class Core(wiring.Component):
         self._out_fifo = out_fifo
         self.tbso = cfg.optimizer == "tbso"
         self.mem_layout = mem_layout(cfg, lanes)
-        super().__init__({
-            "i_event": In(stream.Signature(EVENT_LAYOUT)),
-            "i_ctrl": In(stream.Signature(CTRL_LAYOUT)),
-            "i_mem": In(stream.Signature(self.mem_layout)),
-            "o_mem": Out(stream.Signature(data.StructLayout(
-                {"data": unsigned(data_width(cfg, lanes))}))),
-            "o_spike": Out(stream.Signature(SPIKE_LAYOUT)),
-            "o_flip": Out(stream.Signature(FLIP_LAYOUT)),
-            "o_result": Out(stream.Signature(RESULT_LAYOUT)),
-            "status": Out(STATUS_LAYOUT),
-        })
+        super().__init__(core_signature(cfg, lanes, self.mem_layout))
 
     @property
     def cfg(self):
