@@ -156,8 +156,6 @@ def _file_progress(args):
 
 def cmd_train(args) -> dict:
     """Run ``train``; return the summary written to history.json."""
-    from golden.config import NetConfig
-
     from . import plots
     from .train import train
 
@@ -166,12 +164,7 @@ def cmd_train(args) -> dict:
     resumed = _resume_args(args) if args.resume is not None else None
     if args.shuffle_seed is None:
         args.shuffle_seed = 0
-    if args.config is not None and not args.config.is_file():
-        raise datasets.DataError(f"--config {args.config}: file not found")
-    try:
-        cfg = NetConfig.from_json(args.config) if args.config else NetConfig()
-    except (ValueError, KeyError, TypeError) as exc:
-        raise datasets.DataError(f"--config {args.config}: {exc}") from None
+    cfg = datasets.load_config(args.config)
     if resumed is not None:
         cfg = resumed[0]
     plan = datasets.plan(args, cfg.T)

@@ -133,8 +133,6 @@ def _idle_beat(link, wait_s: float = 30.0) -> dict:
 
 def cmd_bench(args) -> dict:
     """Run ``bench``; return the figures (also written to ``--json``)."""
-    from golden.config import NetConfig
-
     from .accelerator import Accelerator
     from .link import EmulatorLink, parse_link
 
@@ -156,12 +154,7 @@ def cmd_bench(args) -> dict:
         links = {b: board_link(b) for b in boards}
     except ValueError as e:
         raise datasets.DataError(f"--board: {e}") from None
-    if args.config is not None and not args.config.is_file():
-        raise datasets.DataError(f"--config {args.config}: file not found")
-    try:
-        cfg = NetConfig.from_json(args.config) if args.config else NetConfig()
-    except (ValueError, KeyError, TypeError) as exc:
-        raise datasets.DataError(f"--config {args.config}: {exc}") from None
+    cfg = datasets.load_config(args.config)
     plan = datasets.plan(args, cfg.T)
     if not plan.labelled:
         raise datasets.DataError(f"--data {plan.spec}: bench trains: it needs labelled data")

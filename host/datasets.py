@@ -44,6 +44,18 @@ class DataError(ValueError):
     """A bad ``--data`` or binning option; the message names what is wrong."""
 
 
+def load_config(path: Path | None):
+    """The NetConfig of ``--config PATH`` (default config when None); DataError naming it."""
+    from golden.config import NetConfig
+
+    if path is not None and not path.is_file():
+        raise DataError(f"--config {path}: file not found")
+    try:
+        return NetConfig.from_json(path) if path else NetConfig()
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"--config {path}: {exc}") from None
+
+
 def add_data_args(sp: argparse.ArgumentParser, default: str | None = "digits",
                   with_data: bool = True) -> None:
     """The ``--data`` option (unless ``with_data`` is False) and the binning options (see the
